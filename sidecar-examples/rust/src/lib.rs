@@ -1,0 +1,227 @@
+//! An example reducer sidecar for projector-gateway, in Rust with tonic: the hotel-bookings
+//! read model of `sidecar-examples/BOOKINGS.md`.
+//!
+//! A reducer is a pure function from one event to the operations that update the read model.
+//! This crate keeps that function ([`reduce`]) apart from the gRPC plumbing ([`BookingsReducer`],
+//! [`serve`]) so it can be unit-tested and reused; the gateway's `demo` command runs it
+//! in-process over a real loopback gRPC connection.
+
+use std::{future::Future, pin::Pin};
+
+use prost::Message;
+use prost_types::{Any, Struct, value::Kind};
+use tokio::net::TcpListener;
+use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+
+/// The generated contract (from the gateway's `proto/projection.proto`).
+pub mod proto {
+    #![allow(clippy::all)]
+    tonic::include_proto!("projection");
+}
+
+use proto::{
+    Ignore, ProjectionRequest, ProjectionResponse, ReducerError, SqlValue, Statement,
+    projection_server::{Projection, ProjectionServer},
+    sql_value::Kind as Param,
+};
+
+/// The read model's tables; give it to the sink as `init_sql`.
+pub const SCHEMA_SQL: &str = include_str!("../../bookings-schema.sql");
+
+const UPSERT_BOOKING: &str = "INSERT INTO bookings (booking_id, guest_id, room_id, check_in, check_out, price_cents, paid_cents, status, last_position) VALUES ($1, $2, $3, $4, $5, $6, 0, 'booked', $7) ON CONFLICT (booking_id) DO UPDATE SET guest_id = excluded.guest_id, room_id = excluded.room_id, check_in = excluded.check_in, check_out = excluded.check_out, price_cents = excluded.price_cents, status = 'booked', last_position = excluded.last_position";
+const COUNT_BOOKING: &str = "INSERT INTO guest_stats (guest_id, bookings) VALUES ($1, 1) ON CONFLICT (guest_id) DO UPDATE SET bookings = guest_stats.bookings + 1";
+const ADD_PAYMENT: &str = "UPDATE bookings SET paid_cents = paid_cents + $2, last_position = $3 WHERE booking_id = $1";
+const COUNT_PAYMENT: &str = "INSERT INTO guest_stats (guest_id, payments, paid_cents) VALUES ($1, 1, $2) ON CONFLICT (guest_id) DO UPDATE SET payments = guest_stats.payments + 1, paid_cents = guest_stats.paid_cents + excluded.paid_cents";
+const CHECK_IN: &str = "UPDATE bookings SET status = 'checked_in', last_position = $2 WHERE booking_id = $1";
+const CHECK_OUT: &str = "UPDATE bookings SET status = 'checked_out', last_position = $2 WHERE booking_id = $1";
+const CANCEL: &str = "UPDATE bookings SET status = 'cancelled', last_position = $2 WHERE booking_id = $1";
+const COUNT_CANCELLATION: &str = "INSERT INTO guest_stats (guest_id, cancellations) VALUES ($1, 1) ON CONFLICT (guest_id) DO UPDATE SET cancellations = guest_stats.cancellations + 1";
+
+/// Reduces one event to its response.
+pub fn reduce(request: &ProjectionRequest) -> ProjectionResponse {
+    let payload = Payload { fields: request.event_payload.as_ref(), request };
+    let statements = match statements(request, &payload) {
+        Ok(statements) => statements,
+        Err(message) => {
+            return ProjectionResponse {
+                event_id: request.event_id.clone(),
+                error: Some(ReducerError { message, retryable: false }),
+                ..Default::default()
+            };
+        }
+    };
+    let mut operations = statements.into_iter().map(|s| pack("projection.Statement", &s));
+    let operation = operations.next().unwrap_or_else(|| pack("projection.Ignore", &Ignore {}));
+    ProjectionResponse {
+        event_id: request.event_id.clone(),
+        operation: Some(operation),
+        operations: operations.collect(),
+        ..Default::default()
+    }
+}
+
+fn statements(request: &ProjectionRequest, p: &Payload) -> Result<Vec<Statement>, String> {
+    let pos = int(request.global_position as i64);
+    Ok(match request.event_type.as_str() {
+        "RoomBooked" => vec![
+            statement(
+                UPSERT_BOOKING,
+                vec![
+                    p.text("bookingId")?,
+                    p.text("guestId")?,
+                    p.text("roomId")?,
+                    p.text("checkIn")?,
+                    p.text("checkOut")?,
+                    p.int("priceCents")?,
+                    pos,
+                ],
+            ),
+            statement(COUNT_BOOKING, vec![p.text("guestId")?]),
+        ],
+        "PaymentRecorded" => vec![
+            statement(ADD_PAYMENT, vec![p.text("bookingId")?, p.int("amountCents")?, pos]),
+            statement(COUNT_PAYMENT, vec![p.text("guestId")?, p.int("amountCents")?]),
+        ],
+        "GuestCheckedIn" => vec![statement(CHECK_IN, vec![p.text("bookingId")?, pos])],
+        "GuestCheckedOut" => vec![statement(CHECK_OUT, vec![p.text("bookingId")?, pos])],
+        "BookingCancelled" => vec![
+            statement(CANCEL, vec![p.text("bookingId")?, pos]),
+            statement(COUNT_CANCELLATION, vec![p.text("guestId")?]),
+        ],
+        _ => vec![],
+    })
+}
+
+struct Payload<'a> {
+    fields: Option<&'a Struct>,
+    request: &'a ProjectionRequest,
+}
+
+impl Payload<'_> {
+    fn field(&self, name: &str) -> Result<&Kind, String> {
+        self.fields
+            .and_then(|s| s.fields.get(name))
+            .and_then(|v| v.kind.as_ref())
+            .ok_or_else(|| {
+                format!(
+                    "event {} ({}) has no `{name}` in its payload",
+                    self.request.event_id, self.request.event_type
+                )
+            })
+    }
+
+    fn text(&self, name: &str) -> Result<SqlValue, String> {
+        match self.field(name)? {
+            Kind::StringValue(s) => Ok(SqlValue { kind: Some(Param::StringValue(s.clone())) }),
+            other => Err(format!("`{name}` of event {} must be a string, not {other:?}", self.request.event_id)),
+        }
+    }
+
+    fn int(&self, name: &str) -> Result<SqlValue, String> {
+        match self.field(name)? {
+            Kind::NumberValue(n) if n.fract() == 0.0 => Ok(int(*n as i64)),
+            other => Err(format!("`{name}` of event {} must be a whole number, not {other:?}", self.request.event_id)),
+        }
+    }
+}
+
+fn int(i: i64) -> SqlValue {
+    SqlValue { kind: Some(Param::Int64Value(i)) }
+}
+
+fn statement(sql: &str, params: Vec<SqlValue>) -> Statement {
+    Statement { sql: sql.to_string(), params }
+}
+
+fn pack<M: Message>(name: &str, message: &M) -> Any {
+    Any { type_url: format!("type.googleapis.com/{name}"), value: message.encode_to_vec() }
+}
+
+/// The gRPC service: answers each request of a stream, in order, with [`reduce`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BookingsReducer;
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<ProjectionResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Projection for BookingsReducer {
+    type ProjectStream = ResponseStream;
+
+    async fn project(
+        &self,
+        request: Request<Streaming<ProjectionRequest>>,
+    ) -> Result<Response<Self::ProjectStream>, Status> {
+        let responses = request.into_inner().map(|r| r.map(|request| reduce(&request)));
+        Ok(Response::new(Box::pin(responses)))
+    }
+}
+
+/// Serves the reducer on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(16 << 20))
+        .add_service(ProjectionServer::new(BookingsReducer))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost_types::Value;
+
+    fn request(event_type: &str, fields: &[(&str, Kind)]) -> ProjectionRequest {
+        ProjectionRequest {
+            event_type: event_type.into(),
+            event_id: "e-1".into(),
+            stream: "booking-1".into(),
+            event_payload: Some(Struct {
+                fields: fields.iter().map(|(k, v)| (k.to_string(), Value { kind: Some(v.clone()) })).collect(),
+            }),
+            global_position: 42,
+            ..Default::default()
+        }
+    }
+
+    fn decode(any: &Any) -> Statement {
+        Statement::decode(any.value.as_slice()).unwrap()
+    }
+
+    #[test]
+    fn room_booked_upserts_the_booking_and_counts_it() {
+        let r = reduce(&request(
+            "RoomBooked",
+            &[
+                ("bookingId", Kind::StringValue("b1".into())),
+                ("guestId", Kind::StringValue("g1".into())),
+                ("roomId", Kind::StringValue("r1".into())),
+                ("checkIn", Kind::StringValue("2026-01-01".into())),
+                ("checkOut", Kind::StringValue("2026-01-03".into())),
+                ("priceCents", Kind::NumberValue(25000.0)),
+            ],
+        ));
+        assert_eq!(r.event_id, "e-1");
+        let first = decode(r.operation.as_ref().unwrap());
+        assert_eq!(first.sql, UPSERT_BOOKING);
+        assert_eq!(first.params[5].kind, Some(Param::Int64Value(25000)));
+        assert_eq!(first.params[6].kind, Some(Param::Int64Value(42)));
+        assert_eq!(r.operations.len(), 1);
+        assert_eq!(decode(&r.operations[0]).sql, COUNT_BOOKING);
+    }
+
+    #[test]
+    fn unknown_events_are_ignored_and_bad_payloads_reported() {
+        let r = reduce(&request("GuestRegistered", &[]));
+        assert!(r.operation.unwrap().type_url.ends_with("projection.Ignore"));
+        let r = reduce(&request("PaymentRecorded", &[("bookingId", Kind::StringValue("b".into()))]));
+        let error = r.error.unwrap();
+        assert!(error.message.contains("no `guestId`") || error.message.contains("no `amountCents`"), "{}", error.message);
+        assert!(r.operation.is_none());
+    }
+}

@@ -1,0 +1,7 @@
+//! One module per subcommand. This is the edge of the program: errors become `anyhow` with
+//! context here and one clear line for the operator in `main`.
+
+pub mod append;
+pub mod demo;
+pub mod run;
+pub mod validate;

@@ -1,0 +1,447 @@
+//! Turns YAML text into a [`GatewayConfig`], reporting *every* problem it can find, each with
+//! the key path where it sits (`connectors[0].sink.postgres.url: missing`), instead of stopping
+//! at the first one. Each section of a connector is decoded on its own so that one mistake
+//! does not hide the next, and the decoded model is then checked for values serde cannot judge
+//! (regexes, URLs, ranges, duplicate ids). `${VAR}` in string values is replaced by the
+//! environment variable, so secrets need not live in the file.
+
+use std::{collections::HashSet, fmt, path::Path};
+
+use serde::de::DeserializeOwned;
+use serde_yaml::{Mapping, Value};
+
+use super::*;
+
+/// One thing wrong with a configuration, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Key path, e.g. `connectors[0].sink.postgres.url`; empty for the document itself.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// A configuration that could not be loaded: every problem found.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{} problem(s) in {origin}:\n{}", problems.len(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { origin: String, problems: Vec<ConfigProblem> },
+}
+
+/// Reads and validates a configuration file.
+pub fn load_file(path: &Path) -> Result<GatewayConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+    parse(&text).map_err(|problems| ConfigError::Invalid {
+        origin: path.display().to_string(),
+        problems,
+    })
+}
+
+/// Parses and validates configuration text.
+pub fn parse(text: &str) -> Result<GatewayConfig, Vec<ConfigProblem>> {
+    let mut problems = Vec::new();
+    let mut document: Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let at = e.location().map(|l| format!("line {} column {}", l.line(), l.column()));
+            return Err(vec![problem(at.unwrap_or_default(), format!("not valid YAML: {e}"))]);
+        }
+    };
+    expand_env(&mut document, "", &mut problems);
+
+    let Some(root) = document.as_mapping() else {
+        return Err(vec![problem("", "expected a mapping with a `connectors` list")]);
+    };
+    for key in root.keys() {
+        if key.as_str() != Some("connectors") {
+            problems.push(problem(key_name(key), "unknown key; expected `connectors`"));
+        }
+    }
+    let connectors = match root.get("connectors") {
+        Some(Value::Sequence(items)) if !items.is_empty() => items,
+        Some(Value::Sequence(_)) => {
+            problems.push(problem("connectors", "empty; define at least one connector"));
+            return Err(problems);
+        }
+        Some(_) => {
+            problems.push(problem("connectors", "expected a list of connectors"));
+            return Err(problems);
+        }
+        None => {
+            problems.push(problem("connectors", "missing"));
+            return Err(problems);
+        }
+    };
+
+    let mut parsed = Vec::new();
+    for (index, value) in connectors.iter().enumerate() {
+        let path = format!("connectors[{index}]");
+        if let Some(connector) = connector(value, &path, &mut problems) {
+            validate_connector(&connector, &path, &mut problems);
+            parsed.push(connector);
+        }
+    }
+    let mut seen = HashSet::new();
+    for (index, c) in parsed.iter().enumerate() {
+        if !seen.insert(c.id.as_str()) {
+            problems.push(problem(
+                format!("connectors[{index}].id"),
+                format!("duplicate connector id `{}`; ids must be unique", c.id),
+            ));
+        }
+    }
+    if problems.is_empty() { Ok(GatewayConfig { connectors: parsed }) } else { Err(problems) }
+}
+
+const CONNECTOR_KEYS: [&str; 8] =
+    ["id", "source", "filter", "sidecar", "partitioning", "batch", "sink", "poison"];
+
+fn connector(value: &Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Option<ConnectorConfig> {
+    let Some(map) = value.as_mapping() else {
+        problems.push(problem(path, "expected a mapping (id, source, sidecar, sink, ...)"));
+        return None;
+    };
+    for key in map.keys() {
+        if !CONNECTOR_KEYS.contains(&key.as_str().unwrap_or_default()) {
+            problems.push(problem(
+                format!("{path}.{}", key_name(key)),
+                format!("unknown key; expected one of {}", CONNECTOR_KEYS.join(", ")),
+            ));
+        }
+    }
+    let before = problems.len();
+    let id = required::<String>(map, "id", path, problems);
+    let source = required::<SourceConfig>(map, "source", path, problems);
+    let filter = optional::<FilterConfig>(map, "filter", path, problems);
+    let sidecar = required::<SidecarConfig>(map, "sidecar", path, problems);
+    let partitioning = optional::<PartitioningConfig>(map, "partitioning", path, problems);
+    let batch = optional::<BatchConfig>(map, "batch", path, problems);
+    let sink = required::<SinkConfig>(map, "sink", path, problems);
+    let poison = optional::<PoisonPolicy>(map, "poison", path, problems);
+    if problems.len() > before {
+        return None;
+    }
+    Some(ConnectorConfig {
+        id: id?,
+        source: source?,
+        filter: filter?,
+        sidecar: sidecar?,
+        partitioning: partitioning?,
+        batch: batch?,
+        sink: sink?,
+        poison: poison?,
+    })
+}
+
+fn required<T: DeserializeOwned>(
+    map: &Mapping,
+    key: &str,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<T> {
+    match map.get(key) {
+        Some(value) => decode(value, &format!("{path}.{key}"), problems),
+        None => {
+            problems.push(problem(format!("{path}.{key}"), "missing"));
+            None
+        }
+    }
+}
+
+fn optional<T: DeserializeOwned + Default>(
+    map: &Mapping,
+    key: &str,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<T> {
+    match map.get(key) {
+        Some(Value::Null) | None => Some(T::default()),
+        Some(value) => decode(value, &format!("{path}.{key}"), problems),
+    }
+}
+
+/// Decodes one section, turning serde's message into a key path and a short phrase.
+fn decode<T: DeserializeOwned>(value: &Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Option<T> {
+    // Decoded through JSON's data model: it reads externally tagged enums written as
+    // `{ sqlite: {...} }`, which serde_yaml's own Value only reads as YAML tags.
+    let json = match serde_json::to_value(value) {
+        Ok(json) => json,
+        Err(e) => {
+            problems.push(problem(path, format!("cannot be read: {e}")));
+            return None;
+        }
+    };
+    match serde_path_to_error::deserialize::<_, T>(json) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let mut at = if inner == "." || inner.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}.{inner}")
+            };
+            let message = e.inner().to_string();
+            let message = if let Some(field) = between(&message, "missing field `", "`") {
+                at = format!("{at}.{field}");
+                "missing".to_string()
+            } else if let Some(field) = between(&message, "unknown field `", "`") {
+                at = format!("{at}.{field}");
+                let expected = message.split_once(", expected ").map(|(_, rest)| rest);
+                format!("unknown key; expected {}", expected.unwrap_or("no other keys"))
+            } else {
+                message
+            };
+            problems.push(problem(at, message));
+            None
+        }
+    }
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let rest = &text[text.find(start)? + start.len()..];
+    Some(&rest[..rest.find(end)?])
+}
+
+/// Checks what the types alone cannot.
+fn validate_connector(c: &ConnectorConfig, path: &str, problems: &mut Vec<ConfigProblem>) {
+    let valid_id = !c.id.is_empty()
+        && c.id.len() <= 100
+        && c.id.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch));
+    if !valid_id {
+        problems.push(problem(
+            format!("{path}.id"),
+            format!("`{}` is not a valid id; use 1-100 letters, digits, `-`, `_` or `.`", c.id),
+        ));
+    }
+    match &c.source {
+        SourceConfig::Sqlite(s) => {
+            non_empty_path(&s.path, &format!("{path}.source.sqlite.path"), problems);
+            at_least(s.batch_size as u64, 1, &format!("{path}.source.sqlite.batch_size"), problems);
+        }
+        SourceConfig::Postgres(s) => {
+            postgres_url(&s.url, &format!("{path}.source.postgres.url"), problems);
+            identifier(&s.schema, &format!("{path}.source.postgres.schema"), problems);
+            at_least(s.batch_size as u64, 1, &format!("{path}.source.postgres.batch_size"), problems);
+        }
+    }
+    for (key, pattern) in [
+        ("include_stream_regex", &c.filter.include_stream_regex),
+        ("exclude_stream_regex", &c.filter.exclude_stream_regex),
+    ] {
+        if let Some(Err(e)) = pattern.as_deref().map(regex::Regex::new) {
+            problems.push(problem(format!("{path}.filter.{key}"), format!("not a valid regex: {e}")));
+        }
+    }
+    let address = &c.sidecar.address;
+    if !(address.starts_with("http://") || address.starts_with("https://"))
+        || address.parse::<tonic::transport::Uri>().is_err()
+    {
+        problems.push(problem(
+            format!("{path}.sidecar.address"),
+            format!("`{address}` is not a gRPC endpoint; expected e.g. `http://127.0.0.1:50051`"),
+        ));
+    }
+    at_least(c.sidecar.window as u64, 1, &format!("{path}.sidecar.window"), problems);
+    at_least(c.sidecar.request_timeout_ms, 1, &format!("{path}.sidecar.request_timeout_ms"), problems);
+    let count = c.partitioning.count;
+    if !(1..=4096).contains(&count) {
+        problems.push(problem(
+            format!("{path}.partitioning.count"),
+            format!("{count} is out of range; expected 1 to 4096"),
+        ));
+    }
+    at_least(c.batch.max_ops as u64, 1, &format!("{path}.batch.max_ops"), problems);
+    match &c.sink {
+        SinkConfig::Sqlite(s) => {
+            non_empty_path(&s.path, &format!("{path}.sink.sqlite.path"), problems);
+        }
+        SinkConfig::Postgres(s) => {
+            postgres_url(&s.url, &format!("{path}.sink.postgres.url"), problems);
+            identifier(&s.schema, &format!("{path}.sink.postgres.schema"), problems);
+            at_least(s.writers as u64, 1, &format!("{path}.sink.postgres.writers"), problems);
+        }
+    }
+}
+
+fn non_empty_path(p: &Path, path: &str, problems: &mut Vec<ConfigProblem>) {
+    if p.as_os_str().is_empty() {
+        problems.push(problem(path, "empty; expected a file path"));
+    }
+}
+
+fn at_least(value: u64, min: u64, path: &str, problems: &mut Vec<ConfigProblem>) {
+    if value < min {
+        problems.push(problem(path, format!("{value} is too small; expected at least {min}")));
+    }
+}
+
+fn identifier(name: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        problems.push(problem(path, format!("`{name}` is not a plain SQL identifier (letters, digits, `_`)")));
+    }
+}
+
+fn postgres_url(url: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
+    if url.trim().is_empty() {
+        problems.push(problem(path, "empty; expected e.g. `postgres://user:password@127.0.0.1:5432/db`"));
+        return;
+    }
+    #[cfg(feature = "postgres")]
+    if let Err(e) = url.parse::<tokio_postgres::Config>() {
+        problems.push(problem(path, format!("not a PostgreSQL connection string: {e}")));
+    }
+}
+
+/// Replaces `${NAME}` in every string value with the environment variable `NAME`.
+fn expand_env(value: &mut Value, path: &str, problems: &mut Vec<ConfigProblem>) {
+    match value {
+        Value::String(s) if s.contains("${") => {
+            let mut out = String::with_capacity(s.len());
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + 2..];
+                let Some(end) = after.find('}') else {
+                    problems.push(problem(path, "unterminated `${`; write `${NAME}`"));
+                    return;
+                };
+                let name = &after[..end];
+                match std::env::var(name) {
+                    Ok(v) => out.push_str(&v),
+                    Err(_) => problems.push(problem(
+                        path,
+                        format!("environment variable `{name}` is not set"),
+                    )),
+                }
+                rest = &after[end + 1..];
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                expand_env(item, &format!("{path}[{i}]"), problems);
+            }
+        }
+        Value::Mapping(map) => {
+            for (k, v) in map.iter_mut() {
+                let key = key_name(k);
+                let child = if path.is_empty() { key } else { format!("{path}.{key}") };
+                expand_env(v, &child, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn key_name(key: &Value) -> String {
+    match key {
+        Value::String(s) => s.clone(),
+        other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+    }
+}
+
+fn problem(path: impl Into<String>, message: impl Into<String>) -> ConfigProblem {
+    ConfigProblem { path: path.into(), message: message.into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+connectors:
+  - id: bookings
+    source: { sqlite: { path: events.db } }
+    sidecar: { address: "http://127.0.0.1:50051" }
+    sink: { sqlite: { path: read.db } }
+"#;
+
+    #[test]
+    fn accepts_a_minimal_connector_with_defaults() {
+        let config = parse(GOOD).unwrap();
+        let c = &config.connectors[0];
+        assert_eq!(c.partitioning.count, 8);
+        assert_eq!(c.sidecar.window, 256);
+        assert_eq!(c.poison, PoisonPolicy::Stop);
+    }
+
+    fn messages(text: &str) -> Vec<String> {
+        parse(text).unwrap_err().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_path() {
+        let text = r#"
+connectors:
+  - id: "bad id"
+    source: { sqlite: { path: events.db, pol_interval_ms: 5 } }
+    sidecar: { address: "127.0.0.1:50051", window: 0 }
+    sink: { postgres: { schema: public } }
+    filter: { include_stream_regex: "(" }
+"#;
+        let found = messages(text);
+        for expected in [
+            "connectors[0].source.sqlite.pol_interval_ms: unknown key",
+            "connectors[0].sink.postgres.url: missing",
+        ] {
+            assert!(found.iter().any(|m| m.starts_with(expected)), "{expected} not in {found:#?}");
+        }
+        // The semantic checks run once the sections decode.
+        let text = text.replace("pol_interval_ms", "poll_interval_ms").replace(
+            "{ postgres: { schema: public } }",
+            "{ sqlite: { path: read.db } }",
+        );
+        let found = messages(&text);
+        for expected in [
+            "connectors[0].id: `bad id` is not a valid id",
+            "connectors[0].sidecar.address: `127.0.0.1:50051` is not a gRPC endpoint",
+            "connectors[0].sidecar.window: 0 is too small",
+            "connectors[0].filter.include_stream_regex: not a valid regex",
+        ] {
+            assert!(found.iter().any(|m| m.starts_with(expected)), "{expected} not in {found:#?}");
+        }
+    }
+
+    #[test]
+    fn names_missing_sections_unknown_keys_and_duplicates() {
+        let found = messages("connectors:\n  - id: a\n    sourc: {}\n");
+        assert!(found.contains(&"connectors[0].source: missing".to_string()), "{found:#?}");
+        assert!(found.contains(&"connectors[0].sink: missing".to_string()), "{found:#?}");
+        assert!(found.iter().any(|m| m.starts_with("connectors[0].sourc: unknown key")), "{found:#?}");
+        let twice = format!("{GOOD}{}", GOOD.replace("connectors:\n", ""));
+        assert!(messages(&twice).iter().any(|m| m.contains("duplicate connector id `bookings`")));
+    }
+
+    #[test]
+    fn reports_yaml_syntax_errors_with_a_location() {
+        let found = messages("connectors: [\n  - id: x\n");
+        assert_eq!(found.len(), 1);
+        assert!(found[0].contains("not valid YAML"), "{found:?}");
+    }
+
+    #[test]
+    fn expands_environment_variables() {
+        // SAFETY: tests in this module do not read this variable concurrently.
+        unsafe { std::env::set_var("PGW_TEST_EVENTS", "/data/events.db") };
+        let config = parse(&GOOD.replace("events.db", "${PGW_TEST_EVENTS}")).unwrap();
+        let SourceConfig::Sqlite(s) = &config.connectors[0].source else { panic!() };
+        assert_eq!(s.path, Path::new("/data/events.db"));
+        let found = messages(&GOOD.replace("events.db", "${PGW_TEST_UNSET_VARIABLE}"));
+        assert_eq!(found, ["connectors[0].source.sqlite.path: environment variable `PGW_TEST_UNSET_VARIABLE` is not set"]);
+    }
+}

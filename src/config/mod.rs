@@ -1,0 +1,279 @@
+//! The one configuration model of the gateway: what a connector is made of. The YAML loader
+//! (`load`), the CLI and (later) the management API all build these same serde types, so a
+//! connector definition means the same thing wherever it comes from.
+
+mod load;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{ConfigError, ConfigProblem, load_file, parse};
+
+/// A whole gateway: the connectors one process runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub connectors: Vec<ConnectorConfig>,
+}
+
+/// One connector: source -> filter -> partitioner -> sidecar -> batcher -> sink.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// Unique name; also the key of the connector's checkpoint rows in the target.
+    pub id: String,
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub filter: FilterConfig,
+    pub sidecar: SidecarConfig,
+    #[serde(default)]
+    pub partitioning: PartitioningConfig,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    pub sink: SinkConfig,
+    #[serde(default)]
+    pub poison: PoisonPolicy,
+}
+
+/// Where events come from. Exactly one key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// The embedded SQLite event log (`projector-gateway append` writes to it).
+    Sqlite(SqliteSourceConfig),
+    /// An Eventuous event store in PostgreSQL (`<schema>.messages`).
+    Postgres(PostgresSourceConfig),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSourceConfig {
+    /// Path of the event log database file.
+    pub path: PathBuf,
+    /// How often to look for new events when caught up (appends in the same process wake the
+    /// reader at once).
+    #[serde(default = "defaults::sqlite_poll_ms")]
+    pub poll_interval_ms: u64,
+    /// Events read per query.
+    #[serde(default = "defaults::read_batch")]
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSourceConfig {
+    /// libpq-style URL or key/value string, e.g. `postgres://user:pw@host:5432/db`.
+    pub url: String,
+    /// Schema holding Eventuous's `messages` and `streams` tables.
+    #[serde(default = "defaults::eventuous_schema")]
+    pub schema: String,
+    #[serde(default = "defaults::postgres_poll_ms")]
+    pub poll_interval_ms: u64,
+    #[serde(default = "defaults::read_batch")]
+    pub batch_size: usize,
+    /// Longest time to hold back at a gap in global positions (a transaction that took a lower
+    /// position and has not committed yet) before treating it as a rolled-back hole, when the
+    /// database cannot prove it sooner.
+    #[serde(default = "defaults::gap_timeout_ms")]
+    pub gap_timeout_ms: u64,
+}
+
+/// Which events reach the sidecar. Includes are applied first (empty = everything), then
+/// excludes. System events (`$`-prefixed type or stream) are excluded unless `include_system`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    #[serde(default)]
+    pub include_types: Vec<String>,
+    #[serde(default)]
+    pub exclude_types: Vec<String>,
+    #[serde(default)]
+    pub include_stream_prefixes: Vec<String>,
+    #[serde(default)]
+    pub exclude_stream_prefixes: Vec<String>,
+    /// A regular expression (Rust `regex` syntax) the stream name must match.
+    #[serde(default)]
+    pub include_stream_regex: Option<String>,
+    #[serde(default)]
+    pub exclude_stream_regex: Option<String>,
+    #[serde(default)]
+    pub include_system: bool,
+}
+
+/// How to reach the reducer sidecar and how hard to drive it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SidecarConfig {
+    /// gRPC endpoint, e.g. `http://127.0.0.1:50051`.
+    pub address: String,
+    /// Requests in flight per partition stream before waiting for responses.
+    #[serde(default = "defaults::window")]
+    pub window: usize,
+    /// How long one event may wait for its response before it counts as failed.
+    #[serde(default = "defaults::request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// How often an event is sent again after a timeout or a retryable sidecar error before
+    /// the poison policy decides.
+    #[serde(default = "defaults::max_retries")]
+    pub max_retries: u32,
+    /// How the payload is sent: as a Struct (`eventPayload`), as raw JSON bytes
+    /// (`payloadJson`), or both.
+    #[serde(default)]
+    pub payload: PayloadFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadFormat {
+    #[default]
+    Struct,
+    Json,
+    Both,
+}
+
+/// How events are spread over parallel, independently ordered partitions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PartitioningConfig {
+    #[serde(default = "defaults::partitions")]
+    pub count: u32,
+    #[serde(default)]
+    pub key: PartitionKey,
+}
+
+impl Default for PartitioningConfig {
+    fn default() -> Self {
+        Self { count: defaults::partitions(), key: PartitionKey::default() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionKey {
+    /// The stream name: events of one stream stay in order.
+    #[default]
+    Stream,
+    /// The stream's category (the part before the first `-`): events of one category stay in
+    /// order.
+    Category,
+    /// One partition: every event in log order.
+    None,
+}
+
+/// How operations are grouped into one transaction with the checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Most operations per transaction.
+    #[serde(default = "defaults::max_ops")]
+    pub max_ops: usize,
+    /// How long to wait for more operations once some are ready. 0 (the default) applies what
+    /// has arrived as soon as the sink is free, so batches grow with load and an idle
+    /// connector applies each event at once.
+    #[serde(default)]
+    pub max_wait_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self { max_ops: defaults::max_ops(), max_wait_ms: 0 }
+    }
+}
+
+/// Where operations are applied. Exactly one key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    Sqlite(SqliteSinkConfig),
+    Postgres(PostgresSinkConfig),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSinkConfig {
+    /// Path of the read-model database file (created if missing).
+    pub path: PathBuf,
+    /// SQL run once at start, e.g. `CREATE TABLE IF NOT EXISTS ...` for the read model.
+    #[serde(default)]
+    pub init_sql: Option<String>,
+    /// A file whose SQL is run once at start (after `init_sql`).
+    #[serde(default)]
+    pub init_sql_file: Option<PathBuf>,
+    /// Accept Eventuous's raw `Execute{sql}` operation.
+    #[serde(default = "defaults::yes")]
+    pub allow_raw_sql: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSinkConfig {
+    pub url: String,
+    /// Schema for the gateway's own tables (`checkpoints`, `parked_events`).
+    #[serde(default = "defaults::public_schema")]
+    pub schema: String,
+    #[serde(default)]
+    pub init_sql: Option<String>,
+    #[serde(default)]
+    pub init_sql_file: Option<PathBuf>,
+    #[serde(default = "defaults::yes")]
+    pub allow_raw_sql: bool,
+    /// Connections applying batches in parallel; each owns a fixed set of partitions.
+    #[serde(default = "defaults::pg_writers")]
+    pub writers: usize,
+}
+
+/// What happens to an event that cannot be reduced or applied.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PoisonPolicy {
+    /// Stop the connector; its checkpoint stays before the event.
+    #[default]
+    Stop,
+    /// Log the error and move on as if the sidecar had answered `Ignore`.
+    Skip,
+    /// Record the event and the error in the target's `parked_events` and move on.
+    Park,
+}
+
+pub(crate) mod defaults {
+    pub fn sqlite_poll_ms() -> u64 {
+        5
+    }
+    pub fn postgres_poll_ms() -> u64 {
+        50
+    }
+    pub fn read_batch() -> usize {
+        1000
+    }
+    pub fn eventuous_schema() -> String {
+        "eventuous".into()
+    }
+    pub fn public_schema() -> String {
+        "public".into()
+    }
+    pub fn gap_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn window() -> usize {
+        256
+    }
+    pub fn request_timeout_ms() -> u64 {
+        30_000
+    }
+    pub fn max_retries() -> u32 {
+        3
+    }
+    pub fn partitions() -> u32 {
+        8
+    }
+    pub fn max_ops() -> usize {
+        500
+    }
+    pub fn pg_writers() -> usize {
+        4
+    }
+    pub fn yes() -> bool {
+        true
+    }
+}

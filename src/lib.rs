@@ -1,0 +1,17 @@
+//! projector-gateway: builds read models from an event log through a reducer sidecar written
+//! in any language. See `ARCHITECTURE.md` for the map of the code.
+
+pub mod backoff;
+pub mod checkpoint;
+pub mod config;
+pub mod event;
+pub mod filter;
+pub mod partition;
+pub mod payload;
+pub mod pipeline;
+pub mod proto;
+pub mod reducer;
+pub mod shutdown;
+pub mod sinks;
+pub mod sources;
+pub mod demo;

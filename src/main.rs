@@ -1,0 +1,99 @@
+//! The `projector-gateway` command line: run connectors from a config file, validate a
+//! config, append to or generate an embedded event log, and a self-contained demo.
+
+mod commands;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "projector-gateway", version, about = "Builds read models from an event log through a reducer sidecar over gRPC")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the connectors of a config file until SIGINT/SIGTERM.
+    Run {
+        #[arg(long, short, env = "PROJECTOR_GATEWAY_CONFIG")]
+        config: PathBuf,
+        /// After a stop signal, how long to finish in-flight events before stopping anyway.
+        #[arg(long, default_value_t = 30)]
+        drain_timeout_secs: u64,
+    },
+    /// Check a config file and print every problem with its key path.
+    Validate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Append one event to an embedded SQLite event log (created if missing).
+    Append {
+        #[arg(long)]
+        log: PathBuf,
+        #[arg(long)]
+        stream: String,
+        #[arg(long = "type")]
+        event_type: String,
+        /// The payload, a JSON object.
+        #[arg(long)]
+        data: String,
+        /// Metadata, a JSON object.
+        #[arg(long)]
+        metadata: Option<String>,
+        /// Event id (default: a new UUID).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Fill an embedded SQLite event log with sample hotel-bookings events.
+    Generate {
+        #[arg(long)]
+        log: PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        /// Booking streams to spread the events over.
+        #[arg(long, default_value_t = 5_000)]
+        streams: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Project sample bookings events end to end on this machine, then follow live appends.
+    Demo(commands::demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run { config, drain_timeout_secs } => commands::run::run(&config, drain_timeout_secs).await,
+            Command::Validate { config } => commands::validate::validate(&config),
+            Command::Append { log, stream, event_type, data, metadata, id } => {
+                commands::append::append(&log, stream, event_type, data, metadata, id)
+            }
+            Command::Generate { log, events, streams, seed } => commands::append::generate(&log, events, streams, seed),
+            Command::Demo(args) => commands::demo::demo(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

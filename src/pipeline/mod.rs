@@ -1,0 +1,215 @@
+//! Wires one connector together and runs it:
+//!
+//! ```text
+//! source -> router (filter, partitioner, resume skip) -> N partition reducers (gRPC)
+//!        -> K sink writers (batcher + apply with checkpoint)
+//! ```
+//!
+//! Every stage is a task connected by bounded channels, so a slow sidecar or a slow database
+//! slows the reading of the log and memory stays bounded by configuration. Partition `p` is
+//! written by writer `p % K`, which keeps each partition's operations in order.
+//!
+//! Stopping: cancelling `shutdown` stops reading; everything already read is reduced and
+//! applied, then the connector returns. Cancelling `abort` (or any stage failing) stops every
+//! stage at once; what was committed is consistent, the rest is read again on restart.
+
+mod progress;
+mod router;
+mod writer;
+
+use std::sync::Arc;
+
+use tokio::{sync::mpsc, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use progress::{Progress, ProgressReceiver, ProgressSender};
+pub use writer::WriterError;
+
+use crate::{
+    checkpoint::ResumePlan,
+    config::{ConnectorConfig, SinkConfig},
+    filter::EventFilter,
+    partition::Partitioner,
+    proto::projection_client::ProjectionClient,
+    reducer::{self, PartitionReducer, ReducerError},
+    sinks::{Sink, SinkError},
+    sources::{self, SourceError},
+};
+
+/// Why a connector stopped with an error. Every message names the connector.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("connector `{connector}`: {source}")]
+    Sink { connector: String, source: SinkError },
+    #[error("connector `{connector}`: {source}")]
+    Source { connector: String, source: SourceError },
+    #[error("connector `{connector}`: invalid configuration: {message}")]
+    Config { connector: String, message: String },
+    #[error("connector `{connector}`: {source}")]
+    Reducer { connector: String, source: ReducerError },
+    #[error("connector `{connector}`: {source}")]
+    Writer { connector: String, source: WriterError },
+}
+
+/// Handles to steer and watch a running connector.
+#[derive(Clone)]
+pub struct ConnectorControl {
+    /// Stop reading, finish what was read, return.
+    pub shutdown: CancellationToken,
+    /// Stop now.
+    pub abort: CancellationToken,
+}
+
+impl Default for ConnectorControl {
+    fn default() -> Self {
+        Self { shutdown: CancellationToken::new(), abort: CancellationToken::new() }
+    }
+}
+
+/// Opens the connector's sink and runs it until shutdown or failure. `on_start` receives the
+/// progress channel once checkpoints are loaded.
+pub async fn run_connector(
+    config: ConnectorConfig,
+    control: ConnectorControl,
+    on_start: impl FnOnce(ProgressReceiver) + Send,
+) -> Result<(), ConnectorError> {
+    let connector = config.id.clone();
+    let sink_error = |source| ConnectorError::Sink { connector: connector.clone(), source };
+    match &config.sink {
+        #[cfg(feature = "sqlite")]
+        SinkConfig::Sqlite(c) => {
+            let sink = crate::sinks::sqlite::SqliteSink::open(c, &config.id).await.map_err(sink_error)?;
+            run_with_sink(sink, config, control, on_start).await
+        }
+        #[cfg(feature = "postgres")]
+        SinkConfig::Postgres(c) => {
+            let sink = crate::sinks::postgres::PostgresSink::open(c, &config.id).await.map_err(sink_error)?;
+            run_with_sink(sink, config, control, on_start).await
+        }
+        #[allow(unreachable_patterns)]
+        _ => Err(sink_error(SinkError("this sink is not built into this binary (see cargo features)".into()))),
+    }
+}
+
+/// Runs a connector on an already opened sink.
+pub async fn run_with_sink<S: Sink>(
+    sink: S,
+    config: ConnectorConfig,
+    control: ConnectorControl,
+    on_start: impl FnOnce(ProgressReceiver) + Send,
+) -> Result<(), ConnectorError> {
+    let connector = config.id.clone();
+    let config_error = |message: String| ConnectorError::Config { connector: connector.clone(), message };
+    let sink = Arc::new(sink);
+    let partitioner = Partitioner::new(&config.partitioning);
+    let count = partitioner.count();
+
+    let rows = sink
+        .load_checkpoints()
+        .await
+        .map_err(|source| ConnectorError::Sink { connector: connector.clone(), source })?;
+    let plan = ResumePlan::new(&rows, config.partitioning.key, count);
+    for obsolete in plan.obsolete_counts() {
+        sink.delete_checkpoints(obsolete)
+            .await
+            .map_err(|source| ConnectorError::Sink { connector: connector.clone(), source })?;
+    }
+    if plan.partition_count_changed() {
+        info!(connector = %connector, "the partition count changed to {count}; events applied under the earlier count are skipped");
+    }
+    info!(connector = %connector, sink = sink.name(), partitions = count, "resuming after position {}", plan.start());
+
+    let filter = EventFilter::new(&config.filter).map_err(|e| config_error(format!("filter: {e}")))?;
+    let channel = reducer::channel(&config.sidecar).map_err(|e| config_error(format!("sidecar.address: {e}")))?;
+    let client = ProjectionClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    let source = sources::open(&config.source, plan.start())
+        .await
+        .map_err(|source| ConnectorError::Source { connector: connector.clone(), source })?;
+
+    let (progress_tx, progress_rx) =
+        progress::channel((0..count).map(|p| plan.position_of(p).unwrap_or(0)).collect());
+    on_start(progress_rx);
+
+    let writer_count = sink.writer_count().clamp(1, count as usize);
+    let mut tasks: JoinSet<Result<(), ConnectorError>> = JoinSet::new();
+    let mut writer_inputs = Vec::with_capacity(writer_count);
+    for _ in 0..writer_count {
+        let (tx, rx) = mpsc::channel(config.batch.max_ops.max(64) * 2);
+        writer_inputs.push(tx);
+        let writer = writer::Writer {
+            sink: sink
+                .open_writer()
+                .await
+                .map_err(|source| ConnectorError::Sink { connector: connector.clone(), source })?,
+            input: rx,
+            batch: config.batch.clone(),
+            partition_count: count,
+            policy: config.poison,
+            progress: progress_tx.clone(),
+            abort: control.abort.clone(),
+        };
+        let connector = connector.clone();
+        tasks.spawn(async move { writer.run().await.map_err(|source| ConnectorError::Writer { connector, source }) });
+    }
+
+    let sidecar = Arc::new(config.sidecar.clone());
+    let mut partition_inputs = Vec::with_capacity(count as usize);
+    for partition in 0..count {
+        let (tx, rx) = mpsc::channel(config.sidecar.window.max(16));
+        partition_inputs.push(tx);
+        let reducer = PartitionReducer {
+            partition,
+            client: client.clone(),
+            sink: sink.clone(),
+            config: sidecar.clone(),
+            policy: config.poison,
+            input: rx,
+            output: writer_inputs[partition as usize % writer_count].clone(),
+            abort: control.abort.clone(),
+        };
+        let connector = connector.clone();
+        tasks.spawn(async move { reducer.run().await.map_err(|source| ConnectorError::Reducer { connector, source }) });
+    }
+    drop(writer_inputs);
+
+    let router = router::Router {
+        source,
+        filter,
+        partitioner,
+        plan,
+        partitions: partition_inputs,
+        shutdown: control.shutdown.clone(),
+        abort: control.abort.clone(),
+    };
+    {
+        let connector = connector.clone();
+        tasks.spawn(async move { router.run().await.map_err(|source| ConnectorError::Source { connector, source }) });
+    }
+
+    // The first real failure stops everything; a reducer that only noticed its writer was gone
+    // is a consequence, not the cause, so the writer's own error is preferred.
+    let mut first_error: Option<ConnectorError> = None;
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.unwrap_or_else(|e| {
+            Err(ConnectorError::Config { connector: connector.clone(), message: format!("a task panicked: {e}") })
+        });
+        if let Err(e) = result {
+            control.abort.cancel();
+            let is_consequence = matches!(&e, ConnectorError::Reducer { source: ReducerError::SinkGone(_), .. });
+            match &first_error {
+                None => first_error = Some(e),
+                Some(ConnectorError::Reducer { source: ReducerError::SinkGone(_), .. }) if !is_consequence => {
+                    first_error = Some(e)
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

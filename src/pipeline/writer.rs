@@ -1,0 +1,157 @@
+//! The batcher and the sink writer loop: collects the partitions' items into batches of up to
+//! `max_ops` operations, applies each batch with its checkpoints in one transaction, retries
+//! transient failures with backoff, and isolates the event that makes a batch fail so the
+//! poison policy decides about that event alone and everything before it is still applied.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{sync::mpsc, time::Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::progress::ProgressSender;
+use crate::{
+    backoff::Backoff,
+    config::{BatchConfig, PoisonPolicy},
+    sinks::{ApplyError, Batch, BatchItem, EventRef, SinkWriter},
+};
+
+/// Why a writer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    #[error("{event}: applying its operations failed: {error}. The checkpoint stays before this event (poison policy `stop`); fix the cause (or set `poison: skip` or `park`) and restart")]
+    Poisoned { event: EventRef, error: ApplyError },
+    #[error("applying a batch failed: {0}")]
+    Batch(ApplyError),
+}
+
+pub(super) struct Writer<W: SinkWriter> {
+    pub sink: W,
+    pub input: mpsc::Receiver<BatchItem<W::Op>>,
+    pub batch: BatchConfig,
+    pub partition_count: u32,
+    pub policy: PoisonPolicy,
+    pub progress: ProgressSender,
+    pub abort: CancellationToken,
+}
+
+impl<W: SinkWriter> Writer<W> {
+    /// Runs until every partition feeding it has finished (input closed and drained), or until
+    /// aborted.
+    pub async fn run(mut self) -> Result<(), WriterError> {
+        while let Some(items) = self.collect().await {
+            self.apply_all(items).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the first item, then takes whatever else is ready (and, with `max_wait_ms`,
+    /// what arrives within that time) up to `max_ops` operations.
+    async fn collect(&mut self) -> Option<Vec<BatchItem<W::Op>>> {
+        let first = tokio::select! {
+            biased;
+            _ = self.abort.cancelled() => return None,
+            item = self.input.recv() => item?,
+        };
+        let mut ops = first.op_count();
+        let mut items = vec![first];
+        let linger = Duration::from_millis(self.batch.max_wait_ms);
+        let deadline = Instant::now() + linger;
+        while ops < self.batch.max_ops {
+            let next = match self.input.try_recv() {
+                Ok(item) => Some(item),
+                Err(_) if linger.is_zero() => None,
+                Err(_) => tokio::time::timeout_at(deadline, self.input.recv()).await.ok().flatten(),
+            };
+            let Some(item) = next else { break };
+            ops += item.op_count();
+            items.push(item);
+        }
+        Some(items)
+    }
+
+    /// Applies the items, isolating and handing to the poison policy any item that fails.
+    async fn apply_all(&mut self, mut items: Vec<BatchItem<W::Op>>) -> Result<(), WriterError> {
+        while !items.is_empty() {
+            let batch = Arc::new(Batch::new(items, self.partition_count));
+            let Err(error) = self.apply_retrying(&batch).await else {
+                self.publish(&batch);
+                return Ok(());
+            };
+            let batch = Arc::try_unwrap(batch).expect("the sink keeps no reference to an applied batch");
+            items = batch.items;
+            let Some(failed) = error.failed_at else {
+                return Err(WriterError::Batch(error));
+            };
+            // Everything before the failing item is fine: apply it on its own first.
+            let mut rest = items.split_off(failed);
+            if !items.is_empty() {
+                Box::pin(self.apply_all(items)).await?;
+            }
+            let culprit = rest.remove(0);
+            let replacement = self.poisoned(culprit, error)?;
+            items = std::iter::once(replacement).chain(rest).collect();
+        }
+        Ok(())
+    }
+
+    /// What replaces an item whose operations fail, by policy.
+    fn poisoned(&self, item: BatchItem<W::Op>, error: ApplyError) -> Result<BatchItem<W::Op>, WriterError> {
+        let BatchItem::Apply { event, .. } = item else {
+            // Parking itself failed: there is nothing left to fall back to.
+            return Err(WriterError::Batch(error));
+        };
+        match self.policy {
+            PoisonPolicy::Stop => Err(WriterError::Poisoned { event, error }),
+            PoisonPolicy::Skip => {
+                warn!("skipping {event} (poison policy `skip`): {error}");
+                Ok(BatchItem::Advance { partition: event.partition, position: event.event.position })
+            }
+            PoisonPolicy::Park => {
+                warn!("parking {event} (poison policy `park`): {error}");
+                Ok(BatchItem::Park { event, error: error.message })
+            }
+        }
+    }
+
+    /// Applies one batch, retrying transient failures with backoff until it succeeds, fails
+    /// for good, or the connector is aborted.
+    async fn apply_retrying(&mut self, batch: &Arc<Batch<W::Op>>) -> Result<(), ApplyError> {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        loop {
+            match self.sink.apply(batch.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.transient => {
+                    let delay = backoff.next_delay();
+                    warn!("{e}; retrying the batch of {} item(s) in {delay:?}", batch.items.len());
+                    tokio::select! {
+                        _ = self.abort.cancelled() => return Err(ApplyError { message: format!("{e} (gave up: connector stopping)"), transient: false, failed_at: None }),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn publish(&self, batch: &Batch<W::Op>) {
+        self.progress.send_modify(|p| {
+            for (partition, position) in &batch.checkpoints {
+                if let Some(slot) = p.positions.get_mut(*partition as usize) {
+                    *slot = (*slot).max(*position);
+                }
+            }
+            for item in &batch.items {
+                match item {
+                    BatchItem::Apply { ops, .. } => {
+                        p.events_applied += 1;
+                        p.ops_applied += ops.len() as u64;
+                    }
+                    BatchItem::Park { .. } => p.events_parked += 1,
+                    BatchItem::Advance { .. } => {}
+                }
+            }
+            p.batches += 1;
+        });
+    }
+}

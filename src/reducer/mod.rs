@@ -1,0 +1,44 @@
+//! The reducer client: one bidirectional gRPC stream per partition to the sidecar, pipelined.
+//!
+//! Each partition keeps up to `window` events in flight; the sidecar must answer them in
+//! request order, matched by eventId. Answers are decoded into the sink's typed operations
+//! right here (in the partition's own task, so decoding runs in parallel) and handed to the
+//! partition's sink writer in order. A broken stream is reopened with backoff and every
+//! unanswered event is sent again, in order. An event the sidecar cannot handle (wrong or
+//! out-of-order answer, unknown operation, reported error, no answer in time) goes to the
+//! connector's poison policy.
+
+mod request;
+mod stream;
+mod window;
+
+use std::{sync::Arc, time::Duration};
+
+use tonic::transport::{Channel, Endpoint};
+
+use crate::{config::SidecarConfig, event::{Event, Position}};
+
+pub use request::build_request;
+pub use stream::{PartitionReducer, ReducerError};
+
+/// What the router hands a partition.
+#[derive(Debug)]
+pub enum RoutedItem {
+    /// An event to reduce.
+    Event(Arc<Event>),
+    /// The log has been read up to this position: once everything before it in this
+    /// partition is done, the partition's checkpoint may move here.
+    ReadUpTo(Position),
+}
+
+/// A lazily connected channel to the sidecar; all partitions share its HTTP/2 connection.
+pub fn channel(config: &SidecarConfig) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(config.address.clone())?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(16 << 20))
+        .connect_lazy())
+}

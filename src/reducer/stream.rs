@@ -1,0 +1,238 @@
+//! One partition's conversation with the sidecar: a pipelined bidirectional stream with a
+//! credit window, strict in-order matching, deadlines, reconnection with resend, and the
+//! poison policy for events the sidecar cannot handle.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{sync::mpsc, time::Instant};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Status, Streaming, transport::Channel};
+use tracing::{debug, warn};
+
+use super::{
+    RoutedItem, build_request,
+    window::{Match, Window},
+};
+use crate::{
+    backoff::Backoff,
+    config::{PoisonPolicy, SidecarConfig},
+    proto::{ProjectionRequest, ProjectionResponse, projection_client::ProjectionClient},
+    sinks::{BatchItem, EventRef, Sink},
+};
+
+/// Why a partition stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReducerError {
+    #[error("{event}: {reason}. The checkpoint stays before this event (poison policy `stop`); fix the sidecar, or set `poison: skip` or `park`, and restart")]
+    Poisoned { event: EventRef, reason: String },
+    #[error("partition {0}: the sink writer stopped; see its error")]
+    SinkGone(u32),
+}
+
+/// What the caller does after handling a response or a timeout.
+enum Flow {
+    Continue,
+    /// Reopen the stream and resend every unanswered event.
+    Restart,
+}
+
+/// How a stream ended.
+enum StreamEnd {
+    Restart,
+    Broken(String),
+}
+
+/// The task that drives one partition's stream.
+pub struct PartitionReducer<S: Sink> {
+    pub partition: u32,
+    pub client: ProjectionClient<Channel>,
+    pub sink: Arc<S>,
+    pub config: Arc<SidecarConfig>,
+    pub policy: PoisonPolicy,
+    pub input: mpsc::Receiver<RoutedItem>,
+    pub output: mpsc::Sender<BatchItem<S::Op>>,
+    /// Cancelled when the connector must stop now (error elsewhere, or shutdown deadline).
+    pub abort: CancellationToken,
+}
+
+impl<S: Sink> PartitionReducer<S> {
+    /// Runs until the input is closed and every event was answered and handed on, or until
+    /// aborted, or until an event is poisoned under policy `stop`.
+    pub async fn run(mut self) -> Result<(), ReducerError> {
+        let mut window = Window::default();
+        let mut input_open = true;
+        let mut backoff = Backoff::default();
+        let timeout = Duration::from_millis(self.config.request_timeout_ms);
+        let far = Duration::from_secs(86_400 * 365);
+        loop {
+            let (requests, outgoing) = mpsc::channel::<ProjectionRequest>(self.config.window + 1);
+            for event in window.resend_all(Instant::now()) {
+                let _ = requests.try_send(build_request(event, self.partition, self.config.payload));
+            }
+            let mut client = self.client.clone();
+            let call = client.project(ReceiverStream::new(outgoing));
+            tokio::pin!(call);
+            let mut responses: Option<Streaming<ProjectionResponse>> = None;
+
+            let end = loop {
+                if let Some(position) = window.take_released_mark() {
+                    self.emit(BatchItem::Advance { partition: self.partition, position }).await?;
+                }
+                if !input_open && window.is_empty() {
+                    return Ok(());
+                }
+                let deadline = match (&responses, window.front()) {
+                    (Some(_), Some((_, _, sent_at))) => Some(sent_at + timeout),
+                    _ => None,
+                };
+                tokio::select! {
+                    biased;
+                    _ = self.abort.cancelled() => return Ok(()),
+                    opened = &mut call, if responses.is_none() => match opened {
+                        Ok(response) => {
+                            responses = Some(response.into_inner());
+                            window.restart_clock(Instant::now());
+                        }
+                        Err(status) => break StreamEnd::Broken(describe(&status)),
+                    },
+                    message = next_message(&mut responses), if responses.is_some() => match message {
+                        Ok(Some(response)) => {
+                            backoff.reset();
+                            if let Flow::Restart = self.on_response(response, &mut window).await? {
+                                break StreamEnd::Restart;
+                            }
+                        }
+                        Ok(None) => break StreamEnd::Broken("the sidecar ended the stream".into()),
+                        Err(status) => break StreamEnd::Broken(describe(&status)),
+                    },
+                    _ = tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + far)), if deadline.is_some() => {
+                        if let Flow::Restart = self.on_timeout(&mut window, timeout).await? {
+                            break StreamEnd::Restart;
+                        }
+                    },
+                    item = self.input.recv(), if input_open && window.events() < self.config.window => match item {
+                        Some(RoutedItem::Event(event)) => {
+                            let request = build_request(&event, self.partition, self.config.payload);
+                            window.push_event(event, Instant::now());
+                            if requests.try_send(request).is_err() {
+                                break StreamEnd::Broken("the request stream closed".into());
+                            }
+                        }
+                        Some(RoutedItem::ReadUpTo(position)) => window.push_read_up_to(position),
+                        None => input_open = false,
+                    },
+                }
+            };
+            if let StreamEnd::Broken(reason) = end {
+                let delay = backoff.next_delay();
+                warn!(
+                    partition = self.partition,
+                    address = %self.config.address,
+                    "sidecar stream failed: {reason}; reconnecting in {delay:?} and resending {} unanswered event(s)",
+                    window.events()
+                );
+                tokio::select! {
+                    _ = self.abort.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+
+    async fn on_response(&mut self, response: ProjectionResponse, window: &mut Window) -> Result<Flow, ReducerError> {
+        match window.classify(&response.event_id) {
+            Match::Front => {}
+            Match::Later => {
+                let reason = format!(
+                    "the sidecar answered event `{}`, sent after this one, before answering this one; responses must come back in request order",
+                    response.event_id
+                );
+                self.poison(window, reason).await?;
+                return Ok(Flow::Restart);
+            }
+            Match::Unknown if window.events() == 0 => {
+                warn!(partition = self.partition, "the sidecar sent a response for eventId `{}` while no event was in flight; reopening the stream", response.event_id);
+                return Ok(Flow::Restart);
+            }
+            Match::Unknown => {
+                let reason = format!(
+                    "the sidecar answered with eventId `{}`, which matches no event in flight; each response must carry its request's eventId",
+                    response.event_id
+                );
+                self.poison(window, reason).await?;
+                return Ok(Flow::Restart);
+            }
+        }
+        if !response.metadata.is_empty() {
+            debug!(partition = self.partition, event_id = %response.event_id, metadata = ?response.metadata, "sidecar response metadata");
+        }
+        if let Some(error) = &response.error {
+            if error.retryable {
+                let attempts = window.bump_front_attempts();
+                if attempts <= self.config.max_retries {
+                    warn!(partition = self.partition, event_id = %response.event_id, "the sidecar reported a retryable error (attempt {attempts}): {}; sending the event again", error.message);
+                    return Ok(Flow::Restart);
+                }
+            }
+            let reason = format!("the sidecar reported an error: {}", error.message);
+            self.poison(window, reason).await?;
+            return Ok(Flow::Continue);
+        }
+        let ops: Result<Vec<S::Op>, _> =
+            response.all_operations().filter_map(|any| self.sink.decode(any).transpose()).collect();
+        match ops {
+            Ok(ops) => {
+                let event = window.pop_front().expect("classified as front");
+                self.emit(BatchItem::Apply { event: EventRef::new(event, self.partition), ops }).await?;
+            }
+            Err(e) => self.poison(window, format!("the sidecar's answer cannot be applied: {e}")).await?,
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn on_timeout(&mut self, window: &mut Window, timeout: Duration) -> Result<Flow, ReducerError> {
+        let attempts = window.bump_front_attempts();
+        if attempts > self.config.max_retries {
+            let reason = format!("the sidecar did not answer within {timeout:?}, {attempts} time(s)");
+            self.poison(window, reason).await?;
+        } else {
+            warn!(partition = self.partition, "the sidecar did not answer within {timeout:?} (attempt {attempts}); reopening the stream and resending");
+        }
+        Ok(Flow::Restart)
+    }
+
+    /// Applies the poison policy to the oldest unanswered event.
+    async fn poison(&mut self, window: &mut Window, reason: String) -> Result<(), ReducerError> {
+        let event = window.pop_front().expect("an event is in flight");
+        let event = EventRef::new(event, self.partition);
+        match self.policy {
+            PoisonPolicy::Stop => Err(ReducerError::Poisoned { event, reason }),
+            PoisonPolicy::Skip => {
+                warn!("skipping {event} (poison policy `skip`): {reason}");
+                let position = event.event.position;
+                self.emit(BatchItem::Advance { partition: self.partition, position }).await
+            }
+            PoisonPolicy::Park => {
+                warn!("parking {event} (poison policy `park`): {reason}");
+                self.emit(BatchItem::Park { event, error: reason }).await
+            }
+        }
+    }
+
+    async fn emit(&self, item: BatchItem<S::Op>) -> Result<(), ReducerError> {
+        self.output.send(item).await.map_err(|_| ReducerError::SinkGone(self.partition))
+    }
+}
+
+async fn next_message(responses: &mut Option<Streaming<ProjectionResponse>>) -> Result<Option<ProjectionResponse>, Status> {
+    match responses {
+        Some(stream) => stream.message().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn describe(status: &Status) -> String {
+    let source = std::error::Error::source(status).map(|s| format!(" ({s})")).unwrap_or_default();
+    format!("{:?}: {}{source}", status.code(), status.message())
+}

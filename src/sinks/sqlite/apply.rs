@@ -1,0 +1,170 @@
+//! Applies a batch to SQLite: one immediate transaction with every operation, parked event and
+//! checkpoint row of the batch. Statements are prepared once and cached; their `$n`
+//! placeholders are bound by number (SQLite reads `$1` as a parameter named "$1", so the
+//! gateway maps each name to its position rather than trusting the order of appearance).
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use rusqlite::{Connection, ErrorCode, ToSql, types::ToSqlOutput, types::Value as Sqlite};
+
+use crate::sinks::{ApplyError, Batch, BatchItem, SinkWriter, sql::{SqlOp, SqlValue}};
+
+pub struct SqliteWriter {
+    conn: Arc<Mutex<Connection>>,
+    connector: Arc<str>,
+    path: PathBuf,
+}
+
+impl SqliteWriter {
+    pub(super) fn new(conn: Arc<Mutex<Connection>>, connector: Arc<str>, path: PathBuf) -> Self {
+        Self { conn, connector, path }
+    }
+}
+
+impl SinkWriter for SqliteWriter {
+    type Op = SqlOp;
+
+    async fn apply(&mut self, batch: Arc<Batch<SqlOp>>) -> Result<(), ApplyError> {
+        let conn = self.conn.clone();
+        let connector = self.connector.clone();
+        let path = self.path.display().to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            apply_batch(&mut conn, &connector, &batch)
+        })
+        .await
+        .map_err(|e| ApplyError { message: e.to_string(), transient: false, failed_at: None })?
+        .map_err(|mut e| {
+            e.message = format!("SQLite target {path}: {}", e.message);
+            e
+        })
+    }
+}
+
+fn apply_batch(conn: &mut Connection, connector: &str, batch: &Batch<SqlOp>) -> Result<(), ApplyError> {
+    let whole = |e: rusqlite::Error| ApplyError { transient: is_transient(&e), message: e.to_string(), failed_at: None };
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(whole)?;
+    let now = chrono::Utc::now().to_rfc3339();
+    for (index, item) in batch.items.iter().enumerate() {
+        match item {
+            BatchItem::Apply { event, ops } => {
+                for (n, op) in ops.iter().enumerate() {
+                    execute(&tx, op).map_err(|e| ApplyError {
+                        transient: e.transient,
+                        message: format!("operation {} of {event} failed: {}; {op}", n + 1, e.message),
+                        failed_at: Some(index),
+                    })?;
+                }
+            }
+            BatchItem::Advance { .. } => {}
+            BatchItem::Park { event, error } => {
+                tx.prepare_cached(
+                    r#"INSERT INTO parked_events (connector, "partition", position, event_id, stream, event_type, payload, error, parked_at)
+                       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"#,
+                )
+                .and_then(|mut s| {
+                    s.execute(rusqlite::params![
+                        connector,
+                        event.partition,
+                        event.event.position as i64,
+                        event.event.event_id,
+                        event.event.stream,
+                        event.event.event_type,
+                        String::from_utf8_lossy(&event.event.data),
+                        error,
+                        now
+                    ])
+                })
+                .map_err(|e| ApplyError {
+                    transient: is_transient(&e),
+                    message: format!("parking {event} failed: {e}"),
+                    failed_at: Some(index),
+                })?;
+            }
+        }
+    }
+    {
+        let mut upsert = tx
+            .prepare_cached(
+                r#"INSERT INTO checkpoints (connector, partition_count, "partition", position, updated_at)
+                   VALUES (?1, ?2, ?3, ?4, ?5)
+                   ON CONFLICT (connector, partition_count, "partition")
+                   DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at"#,
+            )
+            .map_err(whole)?;
+        for (partition, position) in &batch.checkpoints {
+            upsert
+                .execute(rusqlite::params![connector, batch.partition_count, partition, *position as i64, now])
+                .map_err(whole)?;
+        }
+    }
+    tx.commit().map_err(whole)
+}
+
+struct OpError {
+    message: String,
+    transient: bool,
+}
+
+fn execute(conn: &Connection, op: &SqlOp) -> Result<(), OpError> {
+    let fail = |e: rusqlite::Error| OpError { transient: is_transient(&e), message: e.to_string() };
+    match op {
+        SqlOp::Raw(sql) => conn.execute_batch(sql).map_err(fail),
+        SqlOp::Statement { sql, params } => {
+            let mut stmt = conn.prepare_cached(sql).map_err(fail)?;
+            for index in 1..=stmt.parameter_count() {
+                let number = match stmt.parameter_name(index) {
+                    None => index,
+                    Some(name) => name
+                        .strip_prefix(['$', '?'])
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .ok_or_else(|| OpError {
+                            transient: false,
+                            message: format!("placeholder `{name}` is not positional; write $1, $2, ..."),
+                        })?,
+                };
+                let value = params.get(number - 1).ok_or_else(|| OpError {
+                    transient: false,
+                    message: format!(
+                        "the statement uses ${number} but the sidecar sent {} parameter(s)",
+                        params.len()
+                    ),
+                })?;
+                stmt.raw_bind_parameter(index, Bind(value)).map_err(fail)?;
+            }
+            match stmt.raw_execute() {
+                Ok(_) | Err(rusqlite::Error::ExecuteReturnedResults) => Ok(()),
+                Err(e) => Err(fail(e)),
+            }
+        }
+    }
+}
+
+/// How a typed parameter is stored in SQLite.
+struct Bind<'a>(&'a SqlValue);
+
+impl ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        use rusqlite::types::ValueRef;
+        Ok(match self.0 {
+            SqlValue::Null => ToSqlOutput::Owned(Sqlite::Null),
+            SqlValue::Bool(b) => ToSqlOutput::Owned(Sqlite::Integer(i64::from(*b))),
+            SqlValue::Int(i) => ToSqlOutput::Owned(Sqlite::Integer(*i)),
+            SqlValue::Double(d) => ToSqlOutput::Owned(Sqlite::Real(*d)),
+            SqlValue::Text(s) | SqlValue::Decimal(s) | SqlValue::Uuid(s) | SqlValue::Json(s) => {
+                ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
+            }
+            SqlValue::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            SqlValue::Timestamp(t) => ToSqlOutput::Owned(Sqlite::Text(
+                t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            )),
+        })
+    }
+}
+
+fn is_transient(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}

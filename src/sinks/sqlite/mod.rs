@@ -1,0 +1,94 @@
+//! The SQLite target, the embedded default. SQLite has one writer at a time, so the sink has
+//! one writer that applies batches spanning any partitions: each batch is one `BEGIN
+//! IMMEDIATE ... COMMIT` holding the operations and the checkpoint rows of every partition it
+//! touches, which makes the effect exactly once.
+
+mod apply;
+mod schema;
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use prost_types::Any;
+use rusqlite::Connection;
+
+use crate::{
+    checkpoint::CheckpointRow,
+    config::SqliteSinkConfig,
+    sinks::{DecodeError, Sink, SinkError,
+        sql::{SqlOp, decode_sql_op}},
+};
+
+pub use apply::SqliteWriter;
+
+pub struct SqliteSink {
+    connector: Arc<str>,
+    path: PathBuf,
+    allow_raw_sql: bool,
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteSink {
+    /// Opens (creating if needed) the target database, its gateway tables, and runs the
+    /// configured init SQL.
+    pub async fn open(config: &SqliteSinkConfig, connector: &str) -> Result<Self, SinkError> {
+        let (path, allow_raw_sql) = (config.path.clone(), config.allow_raw_sql);
+        let config = config.clone();
+        let conn = tokio::task::spawn_blocking(move || schema::open(&config))
+            .await
+            .map_err(|e| SinkError(e.to_string()))??;
+        Ok(Self { connector: connector.into(), path, allow_raw_sql, conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, SinkError> {
+        let conn = self.conn.clone();
+        let path = self.path.display().to_string();
+        tokio::task::spawn_blocking(move || f(&conn.lock().unwrap_or_else(|e| e.into_inner())))
+            .await
+            .map_err(|e| SinkError(e.to_string()))?
+            .map_err(|e| SinkError(format!("SQLite target {path}: {e}")))
+    }
+}
+
+impl Sink for SqliteSink {
+    type Op = SqlOp;
+    type Writer = SqliteWriter;
+
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn decode(&self, operation: &Any) -> Result<Option<SqlOp>, DecodeError> {
+        decode_sql_op(operation, self.allow_raw_sql, "sqlite")
+    }
+
+    async fn load_checkpoints(&self) -> Result<Vec<CheckpointRow>, SinkError> {
+        let connector = self.connector.clone();
+        self.with_conn(move |conn| schema::load_checkpoints(conn, &connector)).await
+    }
+
+    async fn delete_checkpoints(&self, partition_count: u32) -> Result<(), SinkError> {
+        let connector = self.connector.clone();
+        self.with_conn(move |conn| {
+            conn.execute(
+                "DELETE FROM checkpoints WHERE connector = ?1 AND partition_count = ?2",
+                rusqlite::params![&*connector, partition_count],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    fn writer_count(&self) -> usize {
+        1
+    }
+
+    async fn open_writer(&self) -> Result<SqliteWriter, SinkError> {
+        Ok(SqliteWriter::new(self.conn.clone(), self.connector.clone(), self.path.clone()))
+    }
+}

@@ -1,0 +1,1 @@
+//! The PostgreSQL (Eventuous schema) source.
