@@ -7,6 +7,7 @@
 //! - reading resumes from the lowest position that could still hold an unapplied event;
 //! - an event is skipped when any scheme (current or earlier) has it at or below its
 //!   partition's stored position.
+//!
 //! That makes the effect exactly once on transactional targets, whatever the partition count
 //! did between runs.
 

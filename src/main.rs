@@ -62,6 +62,12 @@ enum Command {
     },
     /// Project sample bookings events end to end on this machine, then follow live appends.
     Demo(commands::demo::DemoArgs),
+    /// Serve the bundled example reducer (sidecar-examples/rust) as a sidecar. Prints
+    /// `listening on HOST:PORT` once ready.
+    ExampleSidecar {
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        address: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +93,7 @@ fn main() -> ExitCode {
             }
             Command::Generate { log, events, streams, seed } => commands::append::generate(&log, events, streams, seed),
             Command::Demo(args) => commands::demo::demo(args).await,
+            Command::ExampleSidecar { address } => commands::demo::example_sidecar(&address).await,
         }
     });
     match result {

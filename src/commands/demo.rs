@@ -141,6 +141,16 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Serves the bundled example reducer until SIGINT/SIGTERM.
+pub async fn example_sidecar(address: &str) -> anyhow::Result<ExitCode> {
+    let listener = TcpListener::bind(address).await.with_context(|| format!("listening on {address}"))?;
+    println!("listening on {}", listener.local_addr()?);
+    let control = ConnectorControl::default();
+    watch_signals(control.clone(), Duration::from_secs(5));
+    bookings_reducer::serve(listener, control.shutdown.cancelled_owned()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn demo_config(log: &Path, target: &Path, address: &str, partitions: u32) -> String {
     let schema: String = bookings_reducer::SCHEMA_SQL.lines().map(|l| format!("          {l}\n")).collect();
     format!(

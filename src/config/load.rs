@@ -298,12 +298,19 @@ fn identifier(name: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
 fn postgres_url(url: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
     if url.trim().is_empty() {
         problems.push(problem(path, "empty; expected e.g. `postgres://user:password@127.0.0.1:5432/db`"));
-        return;
+    } else if let Some(reason) = postgres_url_problem(url) {
+        problems.push(problem(path, reason));
     }
-    #[cfg(feature = "postgres")]
-    if let Err(e) = url.parse::<tokio_postgres::Config>() {
-        problems.push(problem(path, format!("not a PostgreSQL connection string: {e}")));
-    }
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_url_problem(url: &str) -> Option<String> {
+    url.parse::<tokio_postgres::Config>().err().map(|e| format!("not a PostgreSQL connection string: {e}"))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_url_problem(_: &str) -> Option<String> {
+    None
 }
 
 /// Replaces `${NAME}` in every string value with the environment variable `NAME`.

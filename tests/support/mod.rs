@@ -1,0 +1,10 @@
+//! Shared test support: sidecars (the real example reducers and scripted misbehaving ones),
+//! the reference read model computed straight from the event log, and fixtures for logs,
+//! configs and waiting with deadlines. Each test binary includes this with `mod support;`
+//! and uses what it needs.
+#![allow(dead_code)]
+
+pub mod bookings_model;
+pub mod fixtures;
+pub mod processes;
+pub mod sidecars;

@@ -1,0 +1,146 @@
+//! Sidecars served in the test process: the real Rust example reducer, and a scripted one that
+//! wraps it and misbehaves in one precise way (wrong eventId, answers out of order, unknown
+//! operation, silence, reported errors, SQL that fails in the database).
+
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use bookings_reducer::proto::{
+    self as sp, ProjectionRequest, ProjectionResponse,
+    projection_server::{Projection, ProjectionServer},
+};
+use prost::Message;
+use tokio::{net::TcpListener, sync::mpsc};
+use tokio_stream::{Stream, wrappers::{ReceiverStream, TcpListenerStream}};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tonic::{Request, Response, Status, Streaming};
+
+/// A sidecar served by this process; stops when dropped.
+pub struct LocalSidecar {
+    pub address: String,
+    /// Requests received so far (resends included).
+    pub requests: Arc<AtomicU64>,
+    _stop: DropGuard,
+}
+
+impl LocalSidecar {
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// How the scripted sidecar misbehaves. Every script answers other events faithfully.
+#[derive(Clone, Debug)]
+pub enum Script {
+    Faithful,
+    /// Answers events of this type with another eventId.
+    WrongIdFor(&'static str),
+    /// Holds the answer to the first event of this type and sends it after the next answer.
+    SwapFirst(&'static str),
+    /// Answers events of this type with an operation no sink knows.
+    UnknownOpFor(&'static str),
+    /// Stops answering anything on a stream once an event of this type arrives (a hung
+    /// sidecar).
+    HangAt(&'static str),
+    /// Answers events of this type with a ReducerError.
+    ErrorFor(&'static str, bool),
+    /// Answers events of this type with a statement on a table that does not exist.
+    BadSqlFor(&'static str),
+}
+
+/// Serves the real example reducer.
+pub async fn rust_reducer() -> LocalSidecar {
+    scripted(Script::Faithful).await
+}
+
+/// Serves the example reducer wrapped in `script`.
+pub async fn scripted(script: Script) -> LocalSidecar {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let requests = Arc::new(AtomicU64::new(0));
+    let service = Scripted { script, requests: requests.clone() };
+    let shutdown = stop.clone().cancelled_owned();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(ProjectionServer::new(service))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown),
+    );
+    LocalSidecar { address, requests, _stop: stop.drop_guard() }
+}
+
+struct Scripted {
+    script: Script,
+    requests: Arc<AtomicU64>,
+}
+
+type Responses = Pin<Box<dyn Stream<Item = Result<ProjectionResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Projection for Scripted {
+    type ProjectStream = Responses;
+
+    async fn project(&self, request: Request<Streaming<ProjectionRequest>>) -> Result<Response<Responses>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(1024);
+        let script = self.script.clone();
+        let counter = self.requests.clone();
+        tokio::spawn(async move {
+            let mut held: Option<ProjectionResponse> = None;
+            let mut swapped = false;
+            let mut hung = false;
+            while let Ok(Some(req)) = inbound.message().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut response = bookings_reducer::reduce(&req);
+                let targeted = |t: &str| req.event_type == t;
+                match &script {
+                    Script::Faithful => {}
+                    Script::WrongIdFor(t) if targeted(t) => response.event_id = "not-the-request-id".into(),
+                    Script::SwapFirst(t) if targeted(t) && !swapped => {
+                        swapped = true;
+                        held = Some(response);
+                        continue;
+                    }
+                    Script::UnknownOpFor(t) if targeted(t) => {
+                        response.operation = Some(prost_types::Any {
+                            type_url: "type.googleapis.com/projection.Teleport".into(),
+                            value: vec![],
+                        });
+                    }
+                    Script::HangAt(t) if targeted(t) || hung => {
+                        hung = true;
+                        continue;
+                    }
+                    Script::ErrorFor(t, retryable) if targeted(t) => {
+                        response.operation = None;
+                        response.operations.clear();
+                        response.error = Some(sp::ReducerError { message: "cannot price this room".into(), retryable: *retryable });
+                    }
+                    Script::BadSqlFor(t) if targeted(t) => {
+                        let statement = sp::Statement { sql: "UPDATE no_such_table SET x = 1".into(), params: vec![] };
+                        response.operation = Some(prost_types::Any {
+                            type_url: "type.googleapis.com/projection.Statement".into(),
+                            value: statement.encode_to_vec(),
+                        });
+                        response.operations.clear();
+                    }
+                    _ => {}
+                }
+                if tx.send(Ok(response)).await.is_err() {
+                    return;
+                }
+                if let Some(h) = held.take()
+                    && tx.send(Ok(h)).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
