@@ -9,6 +9,8 @@ pub mod filter;
 pub mod partition;
 pub mod payload;
 pub mod pipeline;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod proto;
 pub mod reducer;
 pub mod shutdown;

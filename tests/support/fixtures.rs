@@ -85,11 +85,17 @@ impl Default for Setup {
 
 /// YAML of one connector from a SQLite log through `sidecar` into `sink_yaml`.
 pub fn connector_yaml(log: &Path, sidecar: &str, sink_yaml: &str, setup: &Setup) -> String {
+    let source = format!("      sqlite: {{ path: \"{}\", poll_interval_ms: 2 }}\n", log.display());
+    connector_yaml_from(&source, sidecar, sink_yaml, setup)
+}
+
+/// YAML of one connector from `source_yaml` (the body of the `source:` section) through
+/// `sidecar` into `sink_yaml`.
+pub fn connector_yaml_from(source_yaml: &str, sidecar: &str, sink_yaml: &str, setup: &Setup) -> String {
     let filter = if setup.extra_filter.is_empty() { String::new() } else { format!("    filter: {}\n", setup.extra_filter) };
     format!(
-        "connectors:\n  - id: {id}\n    source:\n      sqlite: {{ path: \"{log}\", poll_interval_ms: 2 }}\n{filter}    sidecar:\n      address: \"{sidecar}\"\n      window: {window}\n      request_timeout_ms: {timeout}\n      max_retries: {retries}\n    partitioning: {{ count: {partitions} }}\n    batch: {{ max_ops: {max_ops} }}\n    poison: {poison}\n    sink:\n{sink_yaml}",
+        "connectors:\n  - id: {id}\n    source:\n{source_yaml}{filter}    sidecar:\n      address: \"{sidecar}\"\n      window: {window}\n      request_timeout_ms: {timeout}\n      max_retries: {retries}\n    partitioning: {{ count: {partitions} }}\n    batch: {{ max_ops: {max_ops} }}\n    poison: {poison}\n    sink:\n{sink_yaml}",
         id = setup.id,
-        log = log.display(),
         window = setup.window,
         timeout = setup.request_timeout_ms,
         retries = setup.max_retries,

@@ -6,5 +6,6 @@
 
 pub mod bookings_model;
 pub mod fixtures;
+pub mod postgres;
 pub mod processes;
 pub mod sidecars;

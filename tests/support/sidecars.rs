@@ -51,6 +51,9 @@ pub enum Script {
     ErrorFor(&'static str, bool),
     /// Answers events of this type with a statement on a table that does not exist.
     BadSqlFor(&'static str),
+    /// Answers every event with what this function makes of the request (for sinks tested
+    /// with operations other than the bookings reducer's).
+    Map(fn(&ProjectionRequest) -> ProjectionResponse),
 }
 
 /// Serves the real example reducer.
@@ -100,6 +103,7 @@ impl Projection for Scripted {
                 let targeted = |t: &str| req.event_type == t;
                 match &script {
                     Script::Faithful => {}
+                    Script::Map(map) => response = map(&req),
                     Script::WrongIdFor(t) if targeted(t) => response.event_id = "not-the-request-id".into(),
                     Script::SwapFirst(t) if targeted(t) && !swapped => {
                         swapped = true;

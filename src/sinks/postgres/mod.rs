@@ -1,1 +1,116 @@
-//! The PostgreSQL target.
+//! The PostgreSQL target. Each writer owns a connection and applies a batch as one
+//! transaction holding its operations, its parked events and the checkpoint rows of every
+//! partition it touches, which makes the effect exactly once. Writers run in parallel
+//! (`sink.postgres.writers`), each on the fixed set of partitions the pipeline gives it.
+//!
+//! - `schema.rs`: the gateway's tables and their preparation;
+//! - `values.rs`: binding the sidecar's typed parameters to the server's parameter types;
+//! - `apply.rs`: applying a batch, pipelined on the connection, with reconnection.
+
+mod apply;
+mod schema;
+mod values;
+
+use std::sync::Arc;
+
+use prost_types::Any;
+use tokio::sync::Mutex;
+use tokio_postgres::Client;
+
+use crate::{
+    checkpoint::CheckpointRow,
+    config::PostgresSinkConfig,
+    postgres::{PgEndpoint, describe},
+    sinks::{DecodeError, Sink, SinkError, sql::{SqlOp, decode_sql_op}},
+};
+
+pub use apply::PostgresWriter;
+pub use values::{BindError, Bound, bind};
+
+use schema::GatewaySql;
+
+pub struct PostgresSink {
+    endpoint: Arc<PgEndpoint>,
+    connector: Arc<str>,
+    sql: Arc<GatewaySql>,
+    allow_raw_sql: bool,
+    writers: usize,
+    /// For reading and deleting checkpoints; reopened if the server dropped it.
+    admin: Mutex<Client>,
+}
+
+impl PostgresSink {
+    /// Connects to the target, creates the gateway's schema and tables where missing, and runs
+    /// the configured init SQL.
+    pub async fn open(config: &PostgresSinkConfig, connector: &str) -> Result<Self, SinkError> {
+        let endpoint = PgEndpoint::parse(&config.url).map_err(|e| SinkError(format!("sink.postgres.url: {e}")))?;
+        let client = connect(&endpoint).await?;
+        let sql = GatewaySql::new(&config.schema);
+        schema::prepare_target(&client, config, &sql, endpoint.display()).await?;
+        Ok(Self {
+            endpoint: Arc::new(endpoint),
+            connector: connector.into(),
+            sql: Arc::new(sql),
+            allow_raw_sql: config.allow_raw_sql,
+            writers: config.writers.max(1),
+            admin: Mutex::new(client),
+        })
+    }
+
+    /// The admin connection, reconnected first if it was lost.
+    async fn admin(&self) -> Result<tokio::sync::MutexGuard<'_, Client>, SinkError> {
+        let mut client = self.admin.lock().await;
+        if client.is_closed() {
+            *client = connect(&self.endpoint).await?;
+        }
+        Ok(client)
+    }
+
+    fn error(&self, what: &str, e: &tokio_postgres::Error) -> SinkError {
+        SinkError(format!("PostgreSQL target {}: {what}: {}", self.endpoint.display(), describe(e)))
+    }
+}
+
+async fn connect(endpoint: &PgEndpoint) -> Result<Client, SinkError> {
+    endpoint.connect().await.map_err(|e| {
+        SinkError(format!("cannot connect to the PostgreSQL target {}: {}", endpoint.display(), describe(&e)))
+    })
+}
+
+impl Sink for PostgresSink {
+    type Op = SqlOp;
+    type Writer = PostgresWriter;
+
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn decode(&self, operation: &Any) -> Result<Option<SqlOp>, DecodeError> {
+        decode_sql_op(operation, self.allow_raw_sql, "postgres")
+    }
+
+    async fn load_checkpoints(&self) -> Result<Vec<CheckpointRow>, SinkError> {
+        let client = self.admin().await?;
+        schema::load_checkpoints(&client, &self.sql, &self.connector)
+            .await
+            .map_err(|e| self.error("cannot read the checkpoints", &e))
+    }
+
+    async fn delete_checkpoints(&self, partition_count: u32) -> Result<(), SinkError> {
+        let client = self.admin().await?;
+        let count = partition_count as i32;
+        client
+            .execute(&self.sql.delete_checkpoints, &[&&*self.connector, &count])
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error("cannot delete checkpoints", &e))
+    }
+
+    fn writer_count(&self) -> usize {
+        self.writers
+    }
+
+    async fn open_writer(&self) -> Result<PostgresWriter, SinkError> {
+        PostgresWriter::open(self.endpoint.clone(), self.connector.clone(), self.sql.clone()).await
+    }
+}

@@ -1,0 +1,515 @@
+//! Applies a batch to PostgreSQL: one transaction with every operation, parked event and
+//! checkpoint row of the batch, sent as one pipeline.
+//!
+//! Round trips, not statements, are what a remote database costs, so a batch takes as few as
+//! possible:
+//! - statements are prepared once per connection and cached; the new SQL texts of a batch are
+//!   prepared together, up front, in one round trip;
+//! - `BEGIN`, every operation, the parked events, one statement for all the checkpoint rows
+//!   (`UNNEST` of arrays) and `COMMIT` are then written to the connection before the first
+//!   answer is awaited. The server runs them in order; a failing statement aborts the
+//!   transaction, every later one fails with "transaction is aborted", and the pipelined
+//!   `COMMIT` becomes a rollback. The first error in order is the one reported.
+//!
+//! Two things must not happen in the middle of such a pipeline: a parameter that fails to encode
+//! on the client (the statement would silently be missing from a transaction that commits), so
+//! every parameter is converted before anything is sent (see `values.rs`); and a statement
+//! that cannot be prepared before the transaction (typically, its table is created by an
+//! earlier raw operation of the same batch), so such a statement is prepared again at its place,
+//! inside the transaction, after what precedes it has run.
+//!
+//! A lost connection is replaced at the next `apply`. If it was lost after `COMMIT` was sent,
+//! the outcome is unknown: the next attempt at the same batch first reads the checkpoint rows,
+//! and if they already hold the batch's positions, the batch committed and is not applied
+//! twice.
+
+use std::{
+    borrow::Cow,
+    collections::{HashMap, HashSet},
+    future::poll_fn,
+    sync::Arc,
+    task::Poll,
+};
+
+use futures::{FutureExt, TryFutureExt, future::BoxFuture};
+use postgres_types::ToSql;
+use tokio_postgres::{Client, Statement};
+
+use super::{
+    schema::GatewaySql,
+    values::{Bound, bind},
+};
+use crate::{
+    event::Position,
+    postgres::{PgEndpoint, describe, is_connection_lost, is_transient},
+    sinks::{
+        ApplyError, Batch, BatchItem, EventRef, SinkError, SinkWriter,
+        sql::{SqlOp, SqlValue},
+    },
+};
+
+/// Prepared statements kept per connection; the cache starts over when it is full (a sidecar
+/// that builds SQL texts dynamically must not grow it without bound).
+const MAX_CACHED_STATEMENTS: usize = 1024;
+
+/// Applies batches on its own connection.
+pub struct PostgresWriter {
+    endpoint: Arc<PgEndpoint>,
+    connector: Arc<str>,
+    sql: Arc<GatewaySql>,
+    /// `None` after the connection was lost; reopened by the next `apply`.
+    conn: Option<WriterConnection>,
+    /// A batch whose `COMMIT` was sent but whose outcome is unknown (the connection was lost).
+    in_doubt: Option<InDoubt>,
+}
+
+#[derive(Debug, PartialEq)]
+struct InDoubt {
+    partition_count: u32,
+    checkpoints: Vec<(u32, Position)>,
+}
+
+impl InDoubt {
+    fn of(batch: &Batch<SqlOp>) -> Self {
+        Self { partition_count: batch.partition_count, checkpoints: batch.checkpoints.clone() }
+    }
+}
+
+impl PostgresWriter {
+    pub(super) async fn open(
+        endpoint: Arc<PgEndpoint>,
+        connector: Arc<str>,
+        sql: Arc<GatewaySql>,
+    ) -> Result<Self, SinkError> {
+        let conn = WriterConnection::open(&endpoint, &sql).await.map_err(|e| {
+            SinkError(format!("cannot connect to the PostgreSQL target {}: {}", endpoint.display(), describe(&e)))
+        })?;
+        Ok(Self { endpoint, connector, sql, conn: Some(conn), in_doubt: None })
+    }
+
+    async fn apply_batch(&mut self, batch: &Batch<SqlOp>) -> Result<(), ApplyError> {
+        let conn = match &mut self.conn {
+            Some(conn) if !conn.client.is_closed() => conn,
+            _ => {
+                self.conn = None;
+                let conn = WriterConnection::open(&self.endpoint, &self.sql).await.map_err(|e| ApplyError {
+                    message: format!("cannot connect: {}", describe(&e)),
+                    transient: is_transient(&e),
+                    failed_at: None,
+                })?;
+                self.conn.insert(conn)
+            }
+        };
+        if let Some(doubt) = self.in_doubt.take()
+            && doubt == InDoubt::of(batch)
+        {
+            match conn.already_committed(&self.sql, &self.connector, &doubt).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => {
+                    self.in_doubt = Some(doubt);
+                    if is_connection_lost(&e) {
+                        self.conn = None;
+                    }
+                    return Err(ApplyError {
+                        message: format!("cannot check whether the previous attempt committed: {}", describe(&e)),
+                        transient: is_transient(&e),
+                        failed_at: None,
+                    });
+                }
+            }
+        }
+        let Err(failure) = conn.apply(&self.connector, batch).await else {
+            return Ok(());
+        };
+        if failure.connection_lost || conn.client.is_closed() {
+            self.conn = None;
+            if failure.commit_sent {
+                self.in_doubt = Some(InDoubt::of(batch));
+            }
+        } else if conn.client.batch_execute("ROLLBACK").await.is_err() {
+            self.conn = None;
+        }
+        Err(failure.error)
+    }
+}
+
+impl SinkWriter for PostgresWriter {
+    type Op = SqlOp;
+
+    async fn apply(&mut self, batch: Arc<Batch<SqlOp>>) -> Result<(), ApplyError> {
+        self.apply_batch(&batch).await.map_err(|mut e| {
+            e.message = format!("PostgreSQL target {}: {}", self.endpoint.display(), e.message);
+            e
+        })
+    }
+}
+
+/// A connection and what is prepared on it.
+struct WriterConnection {
+    client: Client,
+    statements: HashMap<String, Statement>,
+    upsert_checkpoints: Statement,
+    insert_parked: Statement,
+}
+
+/// Why a batch failed, and what that means for the connection.
+struct Failure {
+    error: ApplyError,
+    connection_lost: bool,
+    /// `COMMIT` was written to the connection: if the connection was lost, the batch may have
+    /// committed.
+    commit_sent: bool,
+}
+
+impl WriterConnection {
+    async fn open(endpoint: &PgEndpoint, sql: &GatewaySql) -> Result<Self, tokio_postgres::Error> {
+        let client = endpoint.connect().await?;
+        let (upsert_checkpoints, insert_parked) =
+            futures::try_join!(client.prepare(&sql.upsert_checkpoints), client.prepare(&sql.insert_parked))?;
+        Ok(Self { client, statements: HashMap::new(), upsert_checkpoints, insert_parked })
+    }
+
+    /// True when the checkpoint rows already hold every position of the batch in doubt.
+    async fn already_committed(
+        &self,
+        sql: &GatewaySql,
+        connector: &str,
+        doubt: &InDoubt,
+    ) -> Result<bool, tokio_postgres::Error> {
+        let stored = super::schema::load_checkpoints(&self.client, sql, connector).await?;
+        Ok(doubt.checkpoints.iter().all(|(partition, position)| {
+            stored.iter().any(|row| {
+                row.partition_count == doubt.partition_count && row.partition == *partition && row.position == *position
+            })
+        }))
+    }
+
+    async fn apply(&mut self, connector: &str, batch: &Batch<SqlOp>) -> Result<(), Failure> {
+        self.prepare_new_statements(batch).await?;
+        let mut steps = self.plan(connector, batch)?;
+        let mut start = 0;
+        loop {
+            let end = steps[start..].iter().position(Step::is_barrier).map_or(steps.len(), |i| start + i);
+            let commit_sent = end == steps.len();
+            let results = self.send(&steps[start..end]).await;
+            if let Some((i, e)) = results.into_iter().enumerate().find_map(|(i, r)| r.err().map(|e| (i, e))) {
+                return Err(steps[start + i].failure(&e, commit_sent));
+            }
+            if commit_sent {
+                return Ok(());
+            }
+            let (sql, params, origin) = match &steps[end] {
+                Step::PrepareHere { sql, params, origin } => (*sql, *params, *origin),
+                Step::Reject { message, origin } => return Err(origin.rejected(message)),
+                _ => unreachable!("only PrepareHere and Reject are barriers"),
+            };
+            let statement = match self.statements.get(sql) {
+                Some(statement) => statement.clone(),
+                None => {
+                    let statement = self.client.prepare(sql).await.map_err(|e| origin.failure(&e, false))?;
+                    self.cache(sql, statement.clone());
+                    statement
+                }
+            };
+            steps[end] = bound_statement(statement, params, origin);
+            start = end;
+        }
+    }
+
+    /// Prepares, in one round trip, every SQL text of the batch not prepared on this
+    /// connection yet. A text that fails to prepare now is prepared again at its place in the
+    /// transaction (see the module doc), where its error, if any, is reported.
+    async fn prepare_new_statements(&mut self, batch: &Batch<SqlOp>) -> Result<(), Failure> {
+        let mut seen = HashSet::new();
+        let new: Vec<&str> = batch
+            .items
+            .iter()
+            .flat_map(|item| match item {
+                BatchItem::Apply { ops, .. } => ops.as_slice(),
+                _ => &[],
+            })
+            .filter_map(|op| match op {
+                SqlOp::Statement { sql, .. } if !self.statements.contains_key(sql) && seen.insert(sql.as_str()) => {
+                    Some(sql.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let prepared = pipeline(new.iter().map(|sql| self.client.prepare(sql).boxed()).collect()).await;
+        for (sql, result) in new.into_iter().zip(prepared) {
+            match result {
+                Ok(statement) => self.cache(sql, statement),
+                Err(e) if is_connection_lost(&e) => {
+                    return Err(Failure {
+                        error: ApplyError {
+                            message: format!("preparing statements failed: {}", describe(&e)),
+                            transient: true,
+                            failed_at: None,
+                        },
+                        connection_lost: true,
+                        commit_sent: false,
+                    });
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn cache(&mut self, sql: &str, statement: Statement) {
+        if self.statements.len() >= MAX_CACHED_STATEMENTS {
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_string(), statement);
+    }
+
+    /// The transaction as a list of steps, parameters already converted.
+    fn plan<'b>(&self, connector: &'b str, batch: &'b Batch<SqlOp>) -> Result<Vec<Step<'b>>, Failure> {
+        let mut steps = Vec::with_capacity(batch.items.len() + 3);
+        steps.push(Step::Begin);
+        for (item, batch_item) in batch.items.iter().enumerate() {
+            match batch_item {
+                BatchItem::Apply { event, ops } => {
+                    for (n, op) in ops.iter().enumerate() {
+                        let origin = Origin { item, number: n + 1, event, op };
+                        steps.push(match op {
+                            SqlOp::Raw(sql) => Step::Raw { sql, origin },
+                            SqlOp::Statement { sql, params } => match self.statements.get(sql) {
+                                Some(statement) => bound_statement(statement.clone(), params, origin),
+                                None => Step::PrepareHere { sql, params, origin },
+                            },
+                        });
+                    }
+                }
+                BatchItem::Park { event, error } => steps.push(Step::Park {
+                    connector,
+                    event,
+                    item,
+                    partition: event.partition as i32,
+                    position: bigint(event.event.position).map_err(|e| unsendable(e, Some(item)))?,
+                    payload: String::from_utf8_lossy(&event.event.data),
+                    error,
+                }),
+                BatchItem::Advance { .. } => {}
+            }
+        }
+        if !batch.checkpoints.is_empty() {
+            let positions = batch
+                .checkpoints
+                .iter()
+                .map(|(_, p)| bigint(*p))
+                .collect::<Result<_, _>>()
+                .map_err(|e| unsendable(e, None))?;
+            steps.push(Step::Checkpoints {
+                connector,
+                partition_count: batch.partition_count as i32,
+                partitions: batch.checkpoints.iter().map(|(p, _)| *p as i32).collect(),
+                positions,
+            });
+        }
+        steps.push(Step::Commit);
+        Ok(steps)
+    }
+
+    /// Sends the steps as one pipeline and returns their results, in order.
+    async fn send(&self, steps: &[Step<'_>]) -> Vec<Result<(), tokio_postgres::Error>> {
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = steps.iter().map(Step::params).collect();
+        let requests = steps
+            .iter()
+            .zip(&params)
+            .map(|(step, params)| -> BoxFuture<'_, Result<(), tokio_postgres::Error>> {
+                let client = &self.client;
+                match step {
+                    Step::Begin => client.batch_execute("BEGIN").boxed(),
+                    Step::Commit => client.batch_execute("COMMIT").boxed(),
+                    Step::Raw { sql, .. } => client.batch_execute(sql).boxed(),
+                    Step::Execute { statement, .. } => client.execute(statement, params).map_ok(drop).boxed(),
+                    Step::Park { .. } => client.execute(&self.insert_parked, params).map_ok(drop).boxed(),
+                    Step::Checkpoints { .. } => client.execute(&self.upsert_checkpoints, params).map_ok(drop).boxed(),
+                    Step::PrepareHere { .. } | Step::Reject { .. } => {
+                        unreachable!("barriers are never sent")
+                    }
+                }
+            })
+            .collect();
+        pipeline(requests).await
+    }
+}
+
+/// Sends every request before waiting for the first answer. tokio-postgres writes a request to
+/// the connection when its future is first polled, and the server answers in order: polling
+/// every future once, in order, puts them all on the wire in that order; waiting for them one
+/// by one afterwards then costs a single round trip overall.
+async fn pipeline<T>(mut requests: Vec<BoxFuture<'_, T>>) -> Vec<T> {
+    let mut early: Vec<Option<T>> = requests.iter().map(|_| None).collect();
+    poll_fn(|cx| {
+        for (request, answer) in requests.iter_mut().zip(early.iter_mut()) {
+            if let Poll::Ready(value) = request.as_mut().poll(cx) {
+                *answer = Some(value);
+            }
+        }
+        Poll::Ready(())
+    })
+    .await;
+    let mut answers = Vec::with_capacity(requests.len());
+    for (request, answer) in requests.into_iter().zip(early) {
+        answers.push(match answer {
+            Some(value) => value,
+            None => request.await,
+        });
+    }
+    answers
+}
+
+/// Where an operation comes from, for error messages and `failed_at`.
+#[derive(Clone, Copy)]
+struct Origin<'b> {
+    /// Index in `Batch::items`.
+    item: usize,
+    /// 1-based number of the operation within its event.
+    number: usize,
+    event: &'b EventRef,
+    op: &'b SqlOp,
+}
+
+impl Origin<'_> {
+    fn failure(&self, e: &tokio_postgres::Error, commit_sent: bool) -> Failure {
+        Failure {
+            error: ApplyError {
+                message: format!("operation {} of {} failed: {}; {}", self.number, self.event, describe(e), self.op),
+                transient: is_transient(e),
+                failed_at: Some(self.item),
+            },
+            connection_lost: is_connection_lost(e),
+            commit_sent,
+        }
+    }
+
+    fn rejected(&self, reason: &str) -> Failure {
+        Failure {
+            error: ApplyError {
+                message: format!("operation {} of {} cannot be applied: {reason}; {}", self.number, self.event, self.op),
+                transient: false,
+                failed_at: Some(self.item),
+            },
+            connection_lost: false,
+            commit_sent: false,
+        }
+    }
+}
+
+/// One request of the transaction.
+enum Step<'b> {
+    Begin,
+    Commit,
+    Raw { sql: &'b str, origin: Origin<'b> },
+    Execute { statement: Statement, params: Vec<Bound<'b>>, origin: Origin<'b> },
+    /// Could not be prepared before the transaction: prepared here, after the steps before it
+    /// have run. A barrier: the pipeline is flushed before it.
+    PrepareHere { sql: &'b str, params: &'b [SqlValue], origin: Origin<'b> },
+    /// Cannot be sent (its parameters do not fit): the batch fails here once the steps before
+    /// it have shown that they do not fail first. A barrier.
+    Reject { message: String, origin: Origin<'b> },
+    Park {
+        connector: &'b str,
+        event: &'b EventRef,
+        item: usize,
+        partition: i32,
+        position: i64,
+        payload: Cow<'b, str>,
+        error: &'b str,
+    },
+    Checkpoints { connector: &'b str, partition_count: i32, partitions: Vec<i32>, positions: Vec<i64> },
+}
+
+impl Step<'_> {
+    fn is_barrier(&self) -> bool {
+        matches!(self, Step::PrepareHere { .. } | Step::Reject { .. })
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        match self {
+            Step::Execute { params, .. } => params.iter().map(|p| p as &(dyn ToSql + Sync)).collect(),
+            Step::Park { connector, event, partition, position, payload, error, .. } => vec![
+                connector,
+                partition,
+                position,
+                &event.event.event_id,
+                &event.event.stream,
+                &event.event.event_type,
+                payload,
+                error,
+            ],
+            Step::Checkpoints { connector, partition_count, partitions, positions } => {
+                vec![connector, partition_count, partitions, positions]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn failure(&self, e: &tokio_postgres::Error, commit_sent: bool) -> Failure {
+        let whole = |what: &str| Failure {
+            error: ApplyError {
+                message: format!("{what} failed: {}", describe(e)),
+                transient: is_transient(e),
+                failed_at: None,
+            },
+            connection_lost: is_connection_lost(e),
+            commit_sent,
+        };
+        match self {
+            Step::Raw { origin, .. } | Step::Execute { origin, .. } | Step::PrepareHere { origin, .. } => {
+                origin.failure(e, commit_sent)
+            }
+            Step::Reject { origin, message } => origin.rejected(message),
+            Step::Park { event, item, .. } => Failure {
+                error: ApplyError {
+                    message: format!("parking {event} failed: {}", describe(e)),
+                    transient: is_transient(e),
+                    failed_at: Some(*item),
+                },
+                connection_lost: is_connection_lost(e),
+                commit_sent,
+            },
+            Step::Begin => whole("BEGIN"),
+            Step::Checkpoints { .. } => whole("writing the checkpoints"),
+            Step::Commit => whole("COMMIT"),
+        }
+    }
+}
+
+/// The step for a prepared statement: its parameters converted to the server's types, or the
+/// reason they cannot be.
+fn bound_statement<'b>(statement: Statement, params: &'b [SqlValue], origin: Origin<'b>) -> Step<'b> {
+    let types = statement.params();
+    if types.len() != params.len() {
+        return Step::Reject {
+            message: format!(
+                "the statement has {} parameter(s) but the sidecar sent {}",
+                types.len(),
+                params.len()
+            ),
+            origin,
+        };
+    }
+    match params.iter().zip(types).enumerate().map(|(i, (value, ty))| bind(value, ty, i + 1)).collect() {
+        Ok(params) => Step::Execute { statement, params, origin },
+        Err(e) => Step::Reject { message: e.to_string(), origin },
+    }
+}
+
+fn bigint(position: Position) -> Result<i64, String> {
+    i64::try_from(position).map_err(|_| format!("position {position} does not fit a PostgreSQL bigint"))
+}
+
+fn unsendable(message: String, failed_at: Option<usize>) -> Failure {
+    Failure {
+        error: ApplyError { message, transient: false, failed_at },
+        connection_lost: false,
+        commit_sent: false,
+    }
+}

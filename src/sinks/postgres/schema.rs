@@ -1,0 +1,148 @@
+//! The gateway's own tables in a PostgreSQL target (`<schema>.checkpoints`,
+//! `<schema>.parked_events`), the SQL that reads and writes them, and the one-time preparation
+//! of a target: create what is missing, then run the configured init SQL.
+//!
+//! Objects are looked up before they are created, so a role that may use but not create them
+//! (the tables were made by a migration tool) still starts.
+
+use tokio_postgres::Client;
+
+use crate::{
+    checkpoint::CheckpointRow,
+    config::PostgresSinkConfig,
+    postgres::{describe, quote_ident},
+    sinks::SinkError,
+};
+
+/// The statements on the gateway's tables, with the schema filled in.
+#[derive(Debug)]
+pub(super) struct GatewaySql {
+    schema: String,
+    checkpoints_table: String,
+    parked_table: String,
+    create_checkpoints: String,
+    create_parked: String,
+    /// `$1` connector, `$2` partition count, `$3` partitions (int[]), `$4` positions (bigint[]).
+    pub upsert_checkpoints: String,
+    /// `$1` connector, `$2` partition, `$3` position, `$4` event id, `$5` stream, `$6` event
+    /// type, `$7` payload, `$8` error.
+    pub insert_parked: String,
+    /// `$1` connector.
+    pub load_checkpoints: String,
+    /// `$1` connector, `$2` partition count.
+    pub delete_checkpoints: String,
+}
+
+impl GatewaySql {
+    pub fn new(schema: &str) -> Self {
+        let s = quote_ident(schema);
+        Self {
+            schema: schema.to_string(),
+            checkpoints_table: format!("{s}.checkpoints"),
+            parked_table: format!("{s}.parked_events"),
+            create_checkpoints: format!(
+                r#"CREATE TABLE IF NOT EXISTS {s}.checkpoints (
+                    connector       text        NOT NULL,
+                    partition_count integer     NOT NULL,
+                    "partition"     integer     NOT NULL,
+                    position        bigint      NOT NULL,
+                    updated_at      timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (connector, partition_count, "partition"))"#
+            ),
+            create_parked: format!(
+                r#"CREATE TABLE IF NOT EXISTS {s}.parked_events (
+                    id          bigserial   PRIMARY KEY,
+                    connector   text        NOT NULL,
+                    "partition" integer     NOT NULL,
+                    position    bigint      NOT NULL,
+                    event_id    text        NOT NULL,
+                    stream      text        NOT NULL,
+                    event_type  text        NOT NULL,
+                    payload     text,
+                    error       text        NOT NULL,
+                    parked_at   timestamptz NOT NULL DEFAULT now())"#
+            ),
+            upsert_checkpoints: format!(
+                r#"INSERT INTO {s}.checkpoints (connector, partition_count, "partition", position, updated_at)
+                   SELECT $1, $2, c.p, c.pos, now() FROM UNNEST($3::int[], $4::bigint[]) AS c(p, pos)
+                   ON CONFLICT (connector, partition_count, "partition")
+                   DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at"#
+            ),
+            insert_parked: format!(
+                r#"INSERT INTO {s}.parked_events (connector, "partition", position, event_id, stream, event_type, payload, error)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"#
+            ),
+            load_checkpoints: format!(
+                r#"SELECT partition_count, "partition", position FROM {s}.checkpoints WHERE connector = $1"#
+            ),
+            delete_checkpoints: format!(
+                "DELETE FROM {s}.checkpoints WHERE connector = $1 AND partition_count = $2"
+            ),
+        }
+    }
+}
+
+/// Creates the schema and the gateway's tables where missing, then runs `init_sql` and
+/// `init_sql_file` (simple query protocol: several statements are fine).
+pub(super) async fn prepare_target(
+    client: &Client,
+    config: &PostgresSinkConfig,
+    sql: &GatewaySql,
+    server: &str,
+) -> Result<(), SinkError> {
+    let fail = |what: &str, e: &tokio_postgres::Error| SinkError(format!("PostgreSQL target {server}: {what}: {}", describe(e)));
+    let schema_exists: bool = client
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&sql.schema])
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(|e| fail("cannot look up the schema", &e))?;
+    if !schema_exists {
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&sql.schema)))
+            .await
+            .map_err(|e| fail(&format!("cannot create schema `{}` (sink.postgres.schema)", sql.schema), &e))?;
+    }
+    for (table, create) in [
+        (&sql.checkpoints_table, &sql.create_checkpoints),
+        (&sql.parked_table, &sql.create_parked),
+    ] {
+        let exists: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[table])
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(|e| fail(&format!("cannot look up {table}"), &e))?;
+        if !exists {
+            client.batch_execute(create).await.map_err(|e| fail(&format!("cannot create {table}"), &e))?;
+        }
+    }
+    if let Some(init) = &config.init_sql {
+        client.batch_execute(init).await.map_err(|e| fail("`init_sql` failed", &e))?;
+    }
+    if let Some(file) = &config.init_sql_file {
+        let init = tokio::fs::read_to_string(file).await.map_err(|e| {
+            SinkError(format!("PostgreSQL target {server}: cannot read `init_sql_file` {}: {e}", file.display()))
+        })?;
+        client
+            .batch_execute(&init)
+            .await
+            .map_err(|e| fail(&format!("`init_sql_file` {} failed", file.display()), &e))?;
+    }
+    Ok(())
+}
+
+pub(super) async fn load_checkpoints(
+    client: &Client,
+    sql: &GatewaySql,
+    connector: &str,
+) -> Result<Vec<CheckpointRow>, tokio_postgres::Error> {
+    let rows = client.query(&sql.load_checkpoints, &[&connector]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(CheckpointRow {
+                partition_count: row.try_get::<_, i32>(0)? as u32,
+                partition: row.try_get::<_, i32>(1)? as u32,
+                position: row.try_get::<_, i64>(2)? as u64,
+            })
+        })
+        .collect()
+}
