@@ -121,6 +121,40 @@ pub struct SidecarConfig {
     /// (`payloadJson`), or both.
     #[serde(default)]
     pub payload: PayloadFormat,
+    /// Which events the sidecar answers.
+    #[serde(default)]
+    pub answers: Answers,
+    /// What happens to an event whose response does not come within `request_timeout_ms`.
+    #[serde(default)]
+    pub on_timeout: TimeoutPolicy,
+}
+
+/// Which events a sidecar answers.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Answers {
+    /// Every event, in request order (this project's contract). A response for a later event
+    /// while an earlier one is unanswered is an error.
+    #[default]
+    All,
+    /// Only the events it has a handler for, in request order (Eventuous Connector sidecars
+    /// log and skip the others): a response for a later event acknowledges every earlier
+    /// unanswered one on the same partition stream as ignored.
+    Handled,
+}
+
+/// What happens to an event the sidecar does not answer in time.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutPolicy {
+    /// Reopen the stream and send it again, up to `max_retries` times, then apply the poison
+    /// policy.
+    #[default]
+    Retry,
+    /// Treat it as ignored (what an Eventuous sidecar's silence means) and move on.
+    Ignore,
+    /// Apply the poison policy at once.
+    Stop,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]

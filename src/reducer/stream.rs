@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     backoff::Backoff,
-    config::{PoisonPolicy, SidecarConfig},
+    config::{Answers, PoisonPolicy, SidecarConfig, TimeoutPolicy},
     proto::{ProjectionRequest, ProjectionResponse, projection_client::ProjectionClient},
     sinks::{BatchItem, EventRef, Sink},
 };
@@ -143,6 +143,9 @@ impl<S: Sink> PartitionReducer<S> {
     async fn on_response(&mut self, response: ProjectionResponse, window: &mut Window) -> Result<Flow, ReducerError> {
         match window.classify(&response.event_id) {
             Match::Front => {}
+            Match::Later if self.config.answers == Answers::Handled => {
+                self.acknowledge_skipped(window, &response.event_id).await?;
+            }
             Match::Later => {
                 let reason = format!(
                     "the sidecar answered event `{}`, sent after this one, before answering this one; responses must come back in request order",
@@ -157,7 +160,7 @@ impl<S: Sink> PartitionReducer<S> {
             }
             Match::Unknown => {
                 let reason = format!(
-                    "the sidecar answered with eventId `{}`, which matches no event in flight; each response must carry its request's eventId",
+                    "the sidecar answered with eventId `{}`, which matches no event in flight; each response must carry its request's eventId (a response that came after `request_timeout_ms` looks like this too)",
                     response.event_id
                 );
                 self.poison(window, reason).await?;
@@ -191,7 +194,37 @@ impl<S: Sink> PartitionReducer<S> {
         Ok(Flow::Continue)
     }
 
+    /// `answers: handled`: the sidecar answered `event_id`, so it skipped every event before
+    /// it on this stream; those are ignored (their positions still count).
+    async fn acknowledge_skipped(&mut self, window: &mut Window, event_id: &str) -> Result<(), ReducerError> {
+        loop {
+            if let Some(position) = window.take_released_mark() {
+                self.emit(BatchItem::Advance { partition: self.partition, position }).await?;
+            }
+            if window.classify(event_id) == Match::Front {
+                return Ok(());
+            }
+            let skipped = window.pop_front().expect("the answered event is still in the window");
+            debug!(partition = self.partition, event_id = %skipped.event_id, "not answered by the sidecar before a later event: ignored (sidecar.answers: handled)");
+            self.emit(BatchItem::Advance { partition: self.partition, position: skipped.position }).await?;
+        }
+    }
+
     async fn on_timeout(&mut self, window: &mut Window, timeout: Duration) -> Result<Flow, ReducerError> {
+        match self.config.on_timeout {
+            TimeoutPolicy::Retry => {}
+            TimeoutPolicy::Ignore => {
+                let event = window.pop_front().expect("an event is in flight");
+                debug!(partition = self.partition, event_id = %event.event_id, "no answer within {timeout:?}: ignored (sidecar.on_timeout: ignore)");
+                self.emit(BatchItem::Advance { partition: self.partition, position: event.position }).await?;
+                // A late answer to it must not meet the next event: start a fresh stream.
+                return Ok(Flow::Restart);
+            }
+            TimeoutPolicy::Stop => {
+                self.poison(window, format!("the sidecar did not answer within {timeout:?} (sidecar.on_timeout: stop)")).await?;
+                return Ok(Flow::Restart);
+            }
+        }
         let attempts = window.bump_front_attempts();
         if attempts > self.config.max_retries {
             let reason = format!("the sidecar did not answer within {timeout:?}, {attempts} time(s)");

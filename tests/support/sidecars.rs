@@ -51,6 +51,9 @@ pub enum Script {
     ErrorFor(&'static str, bool),
     /// Answers events of this type with a statement on a table that does not exist.
     BadSqlFor(&'static str),
+    /// Never answers events of this type, but answers the others (as Eventuous sidecars do
+    /// for events they have no handler for).
+    SilentFor(&'static str),
     /// Answers every event with what this function makes of the request (for sinks tested
     /// with operations other than the bookings reducer's).
     Map(fn(&ProjectionRequest) -> ProjectionResponse),
@@ -104,6 +107,7 @@ impl Projection for Scripted {
                 match &script {
                     Script::Faithful => {}
                     Script::Map(map) => response = map(&req),
+                    Script::SilentFor(t) if targeted(t) => continue,
                     Script::WrongIdFor(t) if targeted(t) => response.event_id = "not-the-request-id".into(),
                     Script::SwapFirst(t) if targeted(t) && !swapped => {
                         swapped = true;
