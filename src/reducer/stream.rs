@@ -8,7 +8,7 @@ use tokio::{sync::mpsc, time::Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming, transport::Channel};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     RoutedItem, build_request,
@@ -20,6 +20,8 @@ use crate::{
     proto::{ProjectionRequest, ProjectionResponse, projection_client::ProjectionClient},
     sinks::{BatchItem, EventRef, Sink},
 };
+
+const ENDED_BY_SIDECAR: &str = "the sidecar ended the stream";
 
 /// Why a partition stopped.
 #[derive(Debug, thiserror::Error)]
@@ -82,10 +84,9 @@ impl<S: Sink> PartitionReducer<S> {
                 if !input_open && window.is_empty() {
                     return Ok(());
                 }
-                let deadline = match (&responses, window.front()) {
-                    (Some(_), Some((_, _, sent_at))) => Some(sent_at + timeout),
-                    _ => None,
-                };
+                // Counted from the send time, whether or not the response headers have come:
+                // some servers (grpcio) send them only with their first answer.
+                let deadline = window.front().map(|(_, _, sent_at)| sent_at + timeout);
                 tokio::select! {
                     biased;
                     _ = self.abort.cancelled() => return Ok(()),
@@ -103,7 +104,7 @@ impl<S: Sink> PartitionReducer<S> {
                                 break StreamEnd::Restart;
                             }
                         }
-                        Ok(None) => break StreamEnd::Broken("the sidecar ended the stream".into()),
+                        Ok(None) => break StreamEnd::Broken(ENDED_BY_SIDECAR.into()),
                         Err(status) => break StreamEnd::Broken(describe(&status)),
                     },
                     _ = tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + far)), if deadline.is_some() => {
@@ -126,12 +127,16 @@ impl<S: Sink> PartitionReducer<S> {
             };
             if let StreamEnd::Broken(reason) = end {
                 let delay = backoff.next_delay();
-                warn!(
+                if reason == ENDED_BY_SIDECAR {
+                    info!(partition = self.partition, "the sidecar ended the stream (restarting?); reconnecting in {delay:?} and resending {} unanswered event(s)", window.events());
+                } else {
+                    warn!(
                     partition = self.partition,
                     address = %self.config.address,
                     "sidecar stream failed: {reason}; reconnecting in {delay:?} and resending {} unanswered event(s)",
                     window.events()
                 );
+                }
                 tokio::select! {
                     _ = self.abort.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(delay) => {}

@@ -136,5 +136,5 @@ pub fn python_sidecar_python() -> &'static str {
 pub fn python_sidecar(address: &str, dir: &Path) -> Process {
     let mut command = Command::new(python_sidecar_python());
     command.arg(repo_root().join("sidecar-examples/python/reducer.py")).args(["--address", address]);
-    Process::spawn(command, dir.join("python-sidecar.log"), true)
+    Process::spawn(command, dir.join(format!("python-sidecar-{}.log", address.replace(':', "_"))), true)
 }

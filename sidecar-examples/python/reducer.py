@@ -1,0 +1,439 @@
+#!/usr/bin/env python3
+"""The bookings reducer sidecar for projector-gateway, in Python (grpcio, asyncio server).
+
+Implements `projection.Projection/Project` (proto/projection.proto) exactly as
+sidecar-examples/BOOKINGS.md describes: each event of a stream is answered, in order, with
+one ProjectionResponse carrying typed SQL statements (`projection.Statement`) or `Ignore`.
+
+    python reducer.py --address 127.0.0.1:50051
+
+Prints `listening on HOST:PORT` on stdout once ready (port 0 picks a free port and the real
+one is printed), logs to stderr, and stops gracefully (exit 0) on SIGTERM / SIGINT.
+Environment: REDUCER_TARGET=sql (default; the only target so far), REDUCER_LOG_LEVEL=INFO.
+
+To write your own reducer, keep everything below and replace the `reduce_*` functions and the
+REDUCERS table: a reducer function gets the request and a Payload and returns a list of
+operation messages (the first goes to `operation`, the rest to `operations`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import os
+import signal
+import sys
+from typing import Callable, Dict, List, Optional, Sequence
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "generated"))
+
+try:
+    import grpc
+    from grpc import aio
+    from google.protobuf import any_pb2
+
+    import projection_pb2 as pb
+    import projection_pb2_grpc as pb_grpc
+except ImportError as exc:  # pragma: no cover - setup problem, explained to the operator
+    sys.stderr.write(
+        f"reducer.py: cannot import the gRPC stubs or grpcio ({exc}).\n"
+        "Set up with scripts/python-sidecar.sh (creates a venv, installs requirements.txt and\n"
+        "runs generate.sh), then run reducer.py with that venv's python.\n"
+    )
+    sys.exit(1)
+
+log = logging.getLogger("reducer")
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+SUPPORTED_TARGETS = ("sql",)
+
+
+# ---------------------------------------------------------------------------------------------
+# Payload access
+# ---------------------------------------------------------------------------------------------
+
+
+class PayloadError(Exception):
+    """The payload lacks a field the reducer needs, or the field has the wrong type."""
+
+
+class Payload:
+    """Typed access to an event's payload, from the Struct (`eventPayload`) or, when the gateway
+    sends the payload only as raw JSON bytes (`payloadJson`), from the parsed JSON."""
+
+    __slots__ = ("_struct", "_json")
+
+    def __init__(self, request: "pb.ProjectionRequest") -> None:
+        self._struct = None
+        self._json: Optional[dict] = None
+        fields = request.eventPayload.fields
+        if len(fields):
+            self._struct = fields
+        elif request.payloadJson:
+            try:
+                parsed = json.loads(request.payloadJson)
+            except ValueError as exc:
+                raise PayloadError(f"payloadJson is not valid JSON ({exc})") from None
+            if not isinstance(parsed, dict):
+                raise PayloadError("payloadJson is not a JSON object")
+            self._json = parsed
+        else:
+            self._json = {}
+
+    def text(self, name: str) -> str:
+        """A string field (required)."""
+        if self._struct is not None:
+            value = self._struct.get(name)
+            if value is not None:
+                kind = value.WhichOneof("kind")
+                if kind == "string_value":
+                    return value.string_value
+                if kind is not None and kind != "null_value":
+                    raise PayloadError(f"payload field '{name}' is not a string")
+        else:
+            value = self._json.get(name)
+            if isinstance(value, str):
+                return value
+            if value is not None:
+                raise PayloadError(f"payload field '{name}' is not a string")
+        raise PayloadError(f"payload field '{name}' is missing")
+
+    def integer(self, name: str) -> int:
+        """An integer field (required). JSON numbers arrive in the Struct as doubles: a whole
+        double is converted to int, anything else is an error."""
+        if self._struct is not None:
+            value = self._struct.get(name)
+            if value is not None:
+                kind = value.WhichOneof("kind")
+                if kind == "number_value":
+                    return _whole(name, value.number_value)
+                if kind is not None and kind != "null_value":
+                    raise PayloadError(f"payload field '{name}' is not a number")
+        else:
+            value = self._json.get(name)
+            if isinstance(value, bool):
+                raise PayloadError(f"payload field '{name}' is not a number")
+            if isinstance(value, int):
+                return value
+            if isinstance(value, float):
+                return _whole(name, value)
+            if value is not None:
+                raise PayloadError(f"payload field '{name}' is not a number")
+        raise PayloadError(f"payload field '{name}' is missing")
+
+
+def _whole(name: str, number: float) -> int:
+    if not math.isfinite(number) or number != math.floor(number):
+        raise PayloadError(f"payload field '{name}' is not a whole number ({number!r})")
+    return int(number)
+
+
+# ---------------------------------------------------------------------------------------------
+# Operations
+# ---------------------------------------------------------------------------------------------
+
+
+def text(value: str) -> "pb.SqlValue":
+    return pb.SqlValue(stringValue=value)
+
+
+def int64(value: int) -> "pb.SqlValue":
+    return pb.SqlValue(int64Value=value)
+
+
+def statement(sql: str, *params: "pb.SqlValue") -> "pb.Statement":
+    return pb.Statement(sql=sql, params=params)
+
+
+_IGNORE = any_pb2.Any()
+_IGNORE.Pack(pb.Ignore())
+
+
+# ---------------------------------------------------------------------------------------------
+# The bookings reducer (sidecar-examples/BOOKINGS.md)
+# ---------------------------------------------------------------------------------------------
+
+SQL_BOOKING_UPSERT = (
+    "INSERT INTO bookings (booking_id, guest_id, room_id, check_in, check_out, price_cents, "
+    "paid_cents, status, last_position) VALUES ($1, $2, $3, $4, $5, $6, 0, 'booked', $7) "
+    "ON CONFLICT (booking_id) DO UPDATE SET guest_id = excluded.guest_id, "
+    "room_id = excluded.room_id, check_in = excluded.check_in, check_out = excluded.check_out, "
+    "price_cents = excluded.price_cents, status = 'booked', "
+    "last_position = excluded.last_position"
+)
+SQL_GUEST_BOOKING = (
+    "INSERT INTO guest_stats (guest_id, bookings) VALUES ($1, 1) "
+    "ON CONFLICT (guest_id) DO UPDATE SET bookings = guest_stats.bookings + 1"
+)
+SQL_BOOKING_PAYMENT = (
+    "UPDATE bookings SET paid_cents = paid_cents + $2, last_position = $3 WHERE booking_id = $1"
+)
+SQL_GUEST_PAYMENT = (
+    "INSERT INTO guest_stats (guest_id, payments, paid_cents) VALUES ($1, 1, $2) "
+    "ON CONFLICT (guest_id) DO UPDATE SET payments = guest_stats.payments + 1, "
+    "paid_cents = guest_stats.paid_cents + excluded.paid_cents"
+)
+SQL_CHECKED_IN = (
+    "UPDATE bookings SET status = 'checked_in', last_position = $2 WHERE booking_id = $1"
+)
+SQL_CHECKED_OUT = (
+    "UPDATE bookings SET status = 'checked_out', last_position = $2 WHERE booking_id = $1"
+)
+SQL_CANCELLED = (
+    "UPDATE bookings SET status = 'cancelled', last_position = $2 WHERE booking_id = $1"
+)
+SQL_GUEST_CANCELLATION = (
+    "INSERT INTO guest_stats (guest_id, cancellations) VALUES ($1, 1) "
+    "ON CONFLICT (guest_id) DO UPDATE SET cancellations = guest_stats.cancellations + 1"
+)
+
+Operations = List["pb.Statement"]
+
+
+def reduce_room_booked(req: "pb.ProjectionRequest", p: Payload) -> Operations:
+    guest_id = p.text("guestId")
+    return [
+        statement(
+            SQL_BOOKING_UPSERT,
+            text(p.text("bookingId")),
+            text(guest_id),
+            text(p.text("roomId")),
+            text(p.text("checkIn")),
+            text(p.text("checkOut")),
+            int64(p.integer("priceCents")),
+            int64(req.globalPosition),
+        ),
+        statement(SQL_GUEST_BOOKING, text(guest_id)),
+    ]
+
+
+def reduce_payment_recorded(req: "pb.ProjectionRequest", p: Payload) -> Operations:
+    booking_id = p.text("bookingId")
+    guest_id = p.text("guestId")
+    amount = p.integer("amountCents")
+    return [
+        statement(SQL_BOOKING_PAYMENT, text(booking_id), int64(amount), int64(req.globalPosition)),
+        statement(SQL_GUEST_PAYMENT, text(guest_id), int64(amount)),
+    ]
+
+
+def reduce_checked_in(req: "pb.ProjectionRequest", p: Payload) -> Operations:
+    return [statement(SQL_CHECKED_IN, text(p.text("bookingId")), int64(req.globalPosition))]
+
+
+def reduce_checked_out(req: "pb.ProjectionRequest", p: Payload) -> Operations:
+    return [statement(SQL_CHECKED_OUT, text(p.text("bookingId")), int64(req.globalPosition))]
+
+
+def reduce_cancelled(req: "pb.ProjectionRequest", p: Payload) -> Operations:
+    booking_id = p.text("bookingId")
+    guest_id = p.text("guestId")
+    return [
+        statement(SQL_CANCELLED, text(booking_id), int64(req.globalPosition)),
+        statement(SQL_GUEST_CANCELLATION, text(guest_id)),
+    ]
+
+
+# Event type -> reducer. GuestRegistered and every type not listed is answered with Ignore.
+REDUCERS: Dict[str, Callable[["pb.ProjectionRequest", Payload], Operations]] = {
+    "RoomBooked": reduce_room_booked,
+    "PaymentRecorded": reduce_payment_recorded,
+    "GuestCheckedIn": reduce_checked_in,
+    "GuestCheckedOut": reduce_checked_out,
+    "BookingCancelled": reduce_cancelled,
+}
+
+
+def respond(req: "pb.ProjectionRequest") -> "pb.ProjectionResponse":
+    """The response to one event: never raises, a failure becomes the response's `error`."""
+    resp = pb.ProjectionResponse(eventId=req.eventId)
+    reducer = REDUCERS.get(req.eventType)
+    if reducer is None:
+        resp.operation.CopyFrom(_IGNORE)
+        return resp
+    try:
+        ops = reducer(req, Payload(req))
+    except PayloadError as exc:
+        message = f"event {req.eventId} ({req.eventType}, stream {req.stream}): {exc}"
+        log.warning("%s", message)
+        resp.error.message = message
+        resp.error.retryable = False
+        return resp
+    except Exception as exc:  # a bug or an out-of-range value: report it, keep the stream
+        message = f"event {req.eventId} ({req.eventType}, stream {req.stream}): reducer failed: {exc!r}"
+        log.exception("%s", message)
+        resp.error.message = message
+        resp.error.retryable = False
+        return resp
+    if ops:
+        resp.operation.Pack(ops[0])
+        for op in ops[1:]:
+            resp.operations.add().Pack(op)
+    else:
+        resp.operation.CopyFrom(_IGNORE)
+    return resp
+
+
+# ---------------------------------------------------------------------------------------------
+# gRPC server
+# ---------------------------------------------------------------------------------------------
+
+
+class ProjectionServicer(pb_grpc.ProjectionServicer):
+    """Answers each request of a stream, in order, as it arrives.
+
+    `stop()` ends every open stream cleanly (status OK) after the event it is answering, so a
+    shutdown neither waits for the gateway to hang up nor cancels streams mid-answer; the gateway
+    sends the unanswered events again when it reconnects."""
+
+    def __init__(self) -> None:
+        self._stopping = False
+        self._on_stop: set = set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        for wake in list(self._on_stop):
+            wake()
+
+    async def Project(self, request_iterator, context):
+        peer = context.peer()
+        log.info("stream opened by %s", peer)
+        # grpcio sends the response headers only with the first answer unless told otherwise;
+        # send them now, so the gateway sees the stream open and its request_timeout runs even
+        # if the very first event never gets an answer.
+        await context.send_initial_metadata(())
+        count = 0
+        task = asyncio.current_task()
+        waiting = False  # True only while this stream awaits its next request
+
+        def wake() -> None:
+            # A stream waiting for a request is interrupted; one busy answering stops before
+            # its next read.
+            if waiting:
+                task.cancel()
+
+        self._on_stop.add(wake)
+        requests = request_iterator.__aiter__()
+        try:
+            while not self._stopping:
+                waiting = True
+                try:
+                    req = await requests.__anext__()
+                except StopAsyncIteration:
+                    break
+                except asyncio.CancelledError:
+                    if not self._stopping:
+                        raise  # the gateway went away or the server is cancelling us
+                    if hasattr(task, "uncancel"):  # Python 3.11+: the cancel was ours, handled
+                        task.uncancel()
+                    break
+                finally:
+                    waiting = False
+                yield respond(req)
+                count += 1
+        finally:
+            self._on_stop.discard(wake)
+            log.info("stream from %s closed after %d events", peer, count)
+
+
+SERVER_OPTIONS = [
+    # Fail on a port that is already taken instead of silently sharing it.
+    ("grpc.so_reuseport", 0),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+
+def split_address(address: str) -> tuple:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"--address must be HOST:PORT, got {address!r}")
+    return host, int(port)
+
+
+async def start_server(address: str) -> tuple:
+    """Creates, binds and starts the server; returns (server, servicer, bound port)."""
+    server = aio.server(options=SERVER_OPTIONS)
+    servicer = ProjectionServicer()
+    pb_grpc.add_ProjectionServicer_to_server(servicer, server)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise OSError(f"cannot listen on {address}: {exc}") from None
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    await server.start()
+    return server, servicer, port
+
+
+async def serve(address: str, grace: float) -> None:
+    host, _ = split_address(address)
+    server, servicer, port = await start_server(address)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    sys.stdout.write(f"listening on {host}:{port}\n")
+    sys.stdout.flush()
+    log.info("reducer ready on %s:%d (target sql)", host, port)
+    await stop.wait()
+    log.info("stopping (grace %.1fs)", grace)
+    servicer.stop()
+    await server.stop(grace)
+    log.info("stopped")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--address",
+        default=DEFAULT_ADDRESS,
+        help=f"HOST:PORT to listen on (default {DEFAULT_ADDRESS}; port 0 picks a free port)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=2.0,
+        help="on SIGTERM/SIGINT, seconds to finish answering before cancelling (default 2)",
+    )
+    args = parser.parse_args(argv)
+
+    level = os.environ.get("REDUCER_LOG_LEVEL", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        sys.stderr.write(
+            f"reducer.py: REDUCER_LOG_LEVEL={level!r} is not a level; "
+            "use DEBUG, INFO, WARNING, ERROR or CRITICAL\n"
+        )
+        return 2
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+    target = os.environ.get("REDUCER_TARGET", "sql")
+    if target not in SUPPORTED_TARGETS:
+        sys.stderr.write(
+            f"reducer.py: REDUCER_TARGET={target!r} is not supported yet; "
+            f"supported: {', '.join(SUPPORTED_TARGETS)}\n"
+        )
+        return 2
+    try:
+        split_address(args.address)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    try:
+        asyncio.run(serve(args.address, args.grace))
+    except OSError as exc:
+        sys.stderr.write(f"reducer.py: {exc}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
