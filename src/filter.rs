@@ -18,6 +18,8 @@ pub struct EventFilter {
     include_regex: Option<Regex>,
     exclude_regex: Option<Regex>,
     include_system: bool,
+    /// The declared types and the configured includes have nothing in common.
+    reject_all: bool,
 }
 
 impl EventFilter {
@@ -32,6 +34,7 @@ impl EventFilter {
             include_regex: config.include_stream_regex.as_deref().map(Regex::new).transpose()?,
             exclude_regex: config.exclude_stream_regex.as_deref().map(Regex::new).transpose()?,
             include_system: config.include_system,
+            reject_all: false,
         })
     }
 
@@ -43,10 +46,12 @@ impl EventFilter {
         } else {
             self.include_types.intersection(&declared).cloned().collect()
         };
+        // An empty include list means "everything": nothing in common must mean nothing.
+        self.reject_all = self.include_types.is_empty();
     }
 
     pub fn accepts(&self, event: &Event) -> bool {
-        if !self.include_system && event.is_system() {
+        if self.reject_all || (!self.include_system && event.is_system()) {
             return false;
         }
         let stream = event.stream.as_str();
@@ -111,6 +116,9 @@ mod tests {
         filter.restrict_types(["B".to_string(), "C".to_string()]);
         assert!(!filter.accepts(&event("s", "A")));
         assert!(filter.accepts(&event("s", "B")));
+        assert!(!filter.accepts(&event("s", "C")));
+        filter.restrict_types(["C".to_string()]);
+        assert!(!filter.accepts(&event("s", "B")), "nothing in common accepts nothing");
         assert!(!filter.accepts(&event("s", "C")));
     }
 }

@@ -229,3 +229,26 @@ async fn an_unreachable_target_at_start_is_one_clear_error() {
     assert!(message.contains(&format!("cannot connect to the PostgreSQL target postgres://gateway@127.0.0.1:{port}/nowhere")), "{message}");
     assert!(!message.contains("secret"), "the password leaked: {message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_projection_version_rebuilds_the_postgres_read_model() {
+    let db = Database::fresh("sink_rebuild").await;
+    let ws = Workspace::new();
+    let head = ws.log_with_events(1_500, 150, 74).head().unwrap();
+    let yaml = |address: &str| {
+        connector_yaml(&ws.log_path(), address, &pg::postgres_sink_yaml(&db.url), &Setup::default())
+            .replace("      window:", "      rebuild_on_new_version: true\n      window:")
+    };
+    for version in ["1", "2"] {
+        let description = bookings_reducer::proto::DescribeResponse { version: version.into(), ..bookings_reducer::description() };
+        let sidecar = sidecars::describing(description).await;
+        let mut running = Running::start(parse_connector(&yaml(&sidecar.address))).await;
+        running.wait_for(head, WAIT).await;
+        running.stop().await.expect("clean stop");
+        assert!(sidecar.requests() > 0, "version {version} projected the log");
+    }
+    let client = db.client().await;
+    pg::read_model(&client).await.assert_same(&ReadModel::from_log(&ws.log_path(), everything));
+    let version: String = client.query_one("SELECT version FROM public.projections WHERE connector = 'bookings'", &[]).await.unwrap().get(0);
+    assert_eq!(version, "2");
+}

@@ -197,7 +197,10 @@ fn decode<T: DeserializeOwned>(value: &Value, path: &str, problems: &mut Vec<Con
                 at = format!("{at}.{field}");
                 "missing".to_string()
             } else if let Some(field) = between(&message, "unknown field `", "`") {
-                at = format!("{at}.{field}");
+                // Some versions of serde_path_to_error include the unknown key in the path.
+                if !at.ends_with(&format!(".{field}")) {
+                    at = format!("{at}.{field}");
+                }
                 let expected = message.split_once(", expected ").map(|(_, rest)| rest);
                 format!("unknown key; expected {}", expected.unwrap_or("no other keys"))
             } else {
@@ -329,10 +332,11 @@ fn expand_env(value: &mut Value, path: &str, problems: &mut Vec<ConfigProblem>) 
                 let name = &after[..end];
                 match std::env::var(name) {
                     Ok(v) => out.push_str(&v),
-                    Err(_) => problems.push(problem(
-                        path,
-                        format!("environment variable `{name}` is not set"),
-                    )),
+                    Err(_) => {
+                        problems.push(problem(path, format!("environment variable `{name}` is not set")));
+                        // Keep the text as written, so no second problem is reported for it.
+                        return;
+                    }
                 }
                 rest = &after[end + 1..];
             }
@@ -445,10 +449,10 @@ connectors:
     fn expands_environment_variables() {
         // SAFETY: tests in this module do not read this variable concurrently.
         unsafe { std::env::set_var("PGW_TEST_EVENTS", "/data/events.db") };
-        let config = parse(&GOOD.replace("events.db", "${PGW_TEST_EVENTS}")).unwrap();
+        let config = parse(&GOOD.replace("events.db", "\"${PGW_TEST_EVENTS}\"")).unwrap();
         let SourceConfig::Sqlite(s) = &config.connectors[0].source else { panic!() };
         assert_eq!(s.path, Path::new("/data/events.db"));
-        let found = messages(&GOOD.replace("events.db", "${PGW_TEST_UNSET_VARIABLE}"));
+        let found = messages(&GOOD.replace("events.db", "\"${PGW_TEST_UNSET_VARIABLE}\""));
         assert_eq!(found, ["connectors[0].source.sqlite.path: environment variable `PGW_TEST_UNSET_VARIABLE` is not set"]);
     }
 }

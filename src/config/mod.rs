@@ -127,6 +127,11 @@ pub struct SidecarConfig {
     /// What happens to an event whose response does not come within `request_timeout_ms`.
     #[serde(default)]
     pub on_timeout: TimeoutPolicy,
+    /// When the sidecar's `Describe` reports a projection version other than the one the
+    /// target recorded: rebuild the read model (its reset operations, checkpoints deleted,
+    /// the whole log projected again). Off: log a warning and go on.
+    #[serde(default)]
+    pub rebuild_on_new_version: bool,
 }
 
 /// Which events a sidecar answers.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 pub use progress::{Progress, ProgressReceiver, ProgressSender};
 pub use writer::WriterError;
@@ -32,7 +32,8 @@ use crate::{
     filter::EventFilter,
     partition::Partitioner,
     proto::projection_client::ProjectionClient,
-    reducer::{self, PartitionReducer, ReducerError},
+    proto::DescribeResponse,
+    reducer::{self, Described, PartitionReducer, ReducerError},
     sinks::{Sink, SinkError},
     sources::{self, SourceError},
 };
@@ -105,6 +106,20 @@ pub async fn run_with_sink<S: Sink>(
     let partitioner = Partitioner::new(&config.partitioning);
     let count = partitioner.count();
 
+    let channel = reducer::channel(&config.sidecar).map_err(|e| config_error(format!("sidecar.address: {e}")))?;
+    let mut filter = EventFilter::new(&config.filter).map_err(|e| config_error(format!("filter: {e}")))?;
+    match reducer::describe(channel.clone(), &connector, &control.shutdown).await {
+        Ok(Described::Yes(description)) => {
+            adopt_description(&*sink, &config, &description).await.map_err(|source| ConnectorError::Sink { connector: connector.clone(), source })?;
+            if !description.event_types.is_empty() {
+                filter.restrict_types(description.event_types);
+            }
+        }
+        Ok(Described::NotSupported) => {}
+        Ok(Described::Stopped) => return Ok(()),
+        Err(message) => return Err(config_error(message)),
+    }
+
     let rows = sink
         .load_checkpoints()
         .await
@@ -120,8 +135,6 @@ pub async fn run_with_sink<S: Sink>(
     }
     info!(connector = %connector, sink = sink.name(), partitions = count, "resuming after position {}", plan.start());
 
-    let filter = EventFilter::new(&config.filter).map_err(|e| config_error(format!("filter: {e}")))?;
-    let channel = reducer::channel(&config.sidecar).map_err(|e| config_error(format!("sidecar.address: {e}")))?;
     let client = ProjectionClient::new(channel)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
@@ -211,5 +224,41 @@ pub async fn run_with_sink<S: Sink>(
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Records the projection version the sidecar described, rebuilding the read model when it
+/// changed and the connector asks for it (`sidecar.rebuild_on_new_version`).
+async fn adopt_description<S: Sink>(sink: &S, config: &ConnectorConfig, description: &DescribeResponse) -> Result<(), SinkError> {
+    if description.version.is_empty() {
+        return Ok(());
+    }
+    let (name, version) = (&description.projection, &description.version);
+    match sink.projection_version().await? {
+        None => sink.record_projection_version(name, version, None).await,
+        Some(recorded) if &recorded == version => Ok(()),
+        Some(recorded) if config.sidecar.rebuild_on_new_version => {
+            let mut reset = Vec::new();
+            for (n, any) in description.reset_operations.iter().enumerate() {
+                match sink.decode(any) {
+                    Ok(op) => reset.extend(op),
+                    Err(e) => return Err(SinkError(format!("reset operation {} of the sidecar's Describe: {e}", n + 1))),
+                }
+            }
+            info!(
+                connector = %config.id,
+                "projection `{name}` changed from version {recorded} to {version}: rebuilding the read model ({} reset operation(s), checkpoints deleted)",
+                reset.len()
+            );
+            sink.record_projection_version(name, version, Some(reset)).await
+        }
+        Some(recorded) => {
+            warn!(
+                connector = %config.id,
+                "the sidecar reports projection `{name}` version {version}, but the read model was built by version {recorded}; \
+                 set `sidecar.rebuild_on_new_version: true` to rebuild it"
+            );
+            Ok(())
+        }
     }
 }

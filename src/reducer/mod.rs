@@ -8,6 +8,7 @@
 //! out-of-order answer, unknown operation, reported error, no answer in time) goes to the
 //! connector's poison policy.
 
+mod describe;
 mod request;
 mod stream;
 mod window;
@@ -18,6 +19,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::{config::SidecarConfig, event::{Event, Position}};
 
+pub use describe::{Described, describe};
 pub use request::build_request;
 pub use stream::{PartitionReducer, ReducerError};
 

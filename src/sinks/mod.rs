@@ -149,6 +149,25 @@ pub trait Sink: Send + Sync + 'static {
     /// Removes the rows of an earlier partition count once they are no longer needed.
     fn delete_checkpoints(&self, partition_count: u32) -> impl Future<Output = Result<(), SinkError>> + Send;
 
+    /// The projection version this connector last recorded in the target (see the sidecar's
+    /// `Describe`), if any.
+    fn projection_version(&self) -> impl Future<Output = Result<Option<String>, SinkError>> + Send {
+        async { Ok(None) }
+    }
+
+    /// Records the projection version. With `reset`, rebuilds in the same transaction: applies
+    /// the reset operations and deletes every checkpoint of the connector, so the whole log is
+    /// projected again.
+    fn record_projection_version(
+        &self,
+        projection: &str,
+        version: &str,
+        reset: Option<Vec<Self::Op>>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        let _ = (projection, version, reset);
+        async { Err(SinkError("this target does not record projection versions".into())) }
+    }
+
     /// How many writers may apply batches at the same time (each owns fixed partitions).
     fn writer_count(&self) -> usize;
 

@@ -66,17 +66,34 @@ pub async fn rust_reducer() -> LocalSidecar {
 
 /// Serves the example reducer wrapped in `script`.
 pub async fn scripted(script: Script) -> LocalSidecar {
+    serve(script, None).await
+}
+
+/// Serves the example reducer, faithful, and answers `Describe` with `description`.
+pub async fn describing(description: sp::DescribeResponse) -> LocalSidecar {
+    serve(Script::Faithful, Some(description)).await
+}
+
+struct Describing(sp::DescribeResponse);
+
+#[tonic::async_trait]
+impl sp::projection_info_server::ProjectionInfo for Describing {
+    async fn describe(&self, _: Request<sp::DescribeRequest>) -> Result<Response<sp::DescribeResponse>, Status> {
+        Ok(Response::new(self.0.clone()))
+    }
+}
+
+async fn serve(script: Script, description: Option<sp::DescribeResponse>) -> LocalSidecar {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
     let requests = Arc::new(AtomicU64::new(0));
     let service = Scripted { script, requests: requests.clone() };
     let shutdown = stop.clone().cancelled_owned();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(ProjectionServer::new(service))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown),
-    );
+    let router = tonic::transport::Server::builder()
+        .add_service(ProjectionServer::new(service))
+        .add_optional_service(description.map(|d| sp::projection_info_server::ProjectionInfoServer::new(Describing(d))));
+    tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown));
     LocalSidecar { address, requests, _stop: stop.drop_guard() }
 }
 

@@ -24,6 +24,8 @@ pub mod proto {
 
 use proto::{
     Ignore, ProjectionRequest, ProjectionResponse, ReducerError, SqlValue, Statement,
+    DescribeRequest, DescribeResponse,
+    projection_info_server::{ProjectionInfo, ProjectionInfoServer},
     projection_server::{Projection, ProjectionServer},
     sql_value::Kind as Param,
 };
@@ -160,6 +162,32 @@ impl Projection for BookingsReducer {
 }
 
 /// Serves the reducer on `listener` until `shutdown` completes.
+/// The event types [`reduce`] handles; every other type is answered with `Ignore`.
+pub const HANDLED_EVENT_TYPES: [&str; 5] = ["RoomBooked", "PaymentRecorded", "GuestCheckedIn", "GuestCheckedOut", "BookingCancelled"];
+
+/// The version of the read model's logic; change it when `reduce` changes what it writes, and
+/// a gateway configured with `rebuild_on_new_version` rebuilds the read model.
+pub const PROJECTION_VERSION: &str = "1";
+
+/// What `Describe` answers: the handled types (the gateway then sends only those), the
+/// projection's name and version, and how to clear the read model for a rebuild.
+pub fn description() -> DescribeResponse {
+    let clear = |table: &str| pack("projection.Statement", &statement(&format!("DELETE FROM {table}"), vec![]));
+    DescribeResponse {
+        projection: "bookings".into(),
+        version: PROJECTION_VERSION.into(),
+        event_types: HANDLED_EVENT_TYPES.iter().map(|t| t.to_string()).collect(),
+        reset_operations: vec![clear("bookings"), clear("guest_stats")],
+    }
+}
+
+#[tonic::async_trait]
+impl ProjectionInfo for BookingsReducer {
+    async fn describe(&self, _: Request<DescribeRequest>) -> Result<Response<DescribeResponse>, Status> {
+        Ok(Response::new(description()))
+    }
+}
+
 pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
@@ -169,6 +197,7 @@ pub async fn serve(
         .initial_stream_window_size(Some(4 << 20))
         .initial_connection_window_size(Some(16 << 20))
         .add_service(ProjectionServer::new(BookingsReducer))
+        .add_service(ProjectionInfoServer::new(BookingsReducer))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
 }

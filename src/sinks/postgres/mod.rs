@@ -106,6 +106,53 @@ impl Sink for PostgresSink {
             .map_err(|e| self.error("cannot delete checkpoints", &e))
     }
 
+    async fn projection_version(&self) -> Result<Option<String>, SinkError> {
+        let client = self.admin().await?;
+        client
+            .query_opt(&self.sql.load_version, &[&&*self.connector])
+            .await
+            .and_then(|row| row.map(|r| r.try_get(0)).transpose())
+            .map_err(|e| self.error("cannot read the projection version", &e))
+    }
+
+    async fn record_projection_version(
+        &self,
+        projection: &str,
+        version: &str,
+        reset: Option<Vec<SqlOp>>,
+    ) -> Result<(), SinkError> {
+        let mut client = self.admin().await?;
+        let tx = client.transaction().await.map_err(|e| self.error("cannot begin", &e))?;
+        if let Some(ops) = &reset {
+            for (n, op) in ops.iter().enumerate() {
+                let what = format!("reset operation {} of the sidecar's Describe ({op})", n + 1);
+                match op {
+                    SqlOp::Raw(sql) => tx.batch_execute(sql).await.map_err(|e| self.error(&what, &e))?,
+                    SqlOp::Statement { sql, params } => {
+                        let statement = tx.prepare(sql).await.map_err(|e| self.error(&what, &e))?;
+                        let bound = params
+                            .iter()
+                            .zip(statement.params())
+                            .enumerate()
+                            .map(|(i, (value, ty))| bind(value, ty, i + 1))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|e| SinkError(format!("PostgreSQL target {}: {what}: {e}", self.endpoint.display())))?;
+                        let refs: Vec<&(dyn postgres_types::ToSql + Sync)> =
+                            bound.iter().map(|b| b as &(dyn postgres_types::ToSql + Sync)).collect();
+                        tx.execute(&statement, &refs).await.map_err(|e| self.error(&what, &e))?;
+                    }
+                }
+            }
+            tx.execute(&self.sql.delete_all_checkpoints, &[&&*self.connector])
+                .await
+                .map_err(|e| self.error("cannot delete the checkpoints", &e))?;
+        }
+        tx.execute(&self.sql.upsert_version, &[&&*self.connector, &projection, &version])
+            .await
+            .map_err(|e| self.error("cannot record the projection version", &e))?;
+        tx.commit().await.map_err(|e| self.error("cannot commit", &e))
+    }
+
     fn writer_count(&self) -> usize {
         self.writers
     }

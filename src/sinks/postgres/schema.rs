@@ -20,7 +20,15 @@ pub(super) struct GatewaySql {
     schema: String,
     checkpoints_table: String,
     parked_table: String,
+    projections_table: String,
     create_checkpoints: String,
+    create_projections: String,
+    /// `$1` connector.
+    pub load_version: String,
+    /// `$1` connector, `$2` projection, `$3` version.
+    pub upsert_version: String,
+    /// `$1` connector.
+    pub delete_all_checkpoints: String,
     create_parked: String,
     /// `$1` connector, `$2` partition count, `$3` partitions (int[]), `$4` positions (bigint[]).
     pub upsert_checkpoints: String,
@@ -40,6 +48,20 @@ impl GatewaySql {
             schema: schema.to_string(),
             checkpoints_table: format!("{s}.checkpoints"),
             parked_table: format!("{s}.parked_events"),
+            projections_table: format!("{s}.projections"),
+            create_projections: format!(
+                r#"CREATE TABLE IF NOT EXISTS {s}.projections (
+                    connector   text        PRIMARY KEY,
+                    projection  text        NOT NULL,
+                    version     text        NOT NULL,
+                    updated_at  timestamptz NOT NULL DEFAULT now())"#
+            ),
+            load_version: format!("SELECT version FROM {s}.projections WHERE connector = $1"),
+            upsert_version: format!(
+                r#"INSERT INTO {s}.projections (connector, projection, version, updated_at) VALUES ($1, $2, $3, now())
+                   ON CONFLICT (connector) DO UPDATE SET projection = excluded.projection, version = excluded.version, updated_at = now()"#
+            ),
+            delete_all_checkpoints: format!("DELETE FROM {s}.checkpoints WHERE connector = $1"),
             create_checkpoints: format!(
                 r#"CREATE TABLE IF NOT EXISTS {s}.checkpoints (
                     connector       text        NOT NULL,
@@ -105,6 +127,7 @@ pub(super) async fn prepare_target(
     for (table, create) in [
         (&sql.checkpoints_table, &sql.create_checkpoints),
         (&sql.parked_table, &sql.create_parked),
+        (&sql.projections_table, &sql.create_projections),
     ] {
         let exists: bool = client
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[table])

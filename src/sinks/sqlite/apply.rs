@@ -104,12 +104,12 @@ fn apply_batch(conn: &mut Connection, connector: &str, batch: &Batch<SqlOp>) -> 
     tx.commit().map_err(whole)
 }
 
-struct OpError {
-    message: String,
+pub(super) struct OpError {
+    pub message: String,
     transient: bool,
 }
 
-fn execute(conn: &Connection, op: &SqlOp) -> Result<(), OpError> {
+pub(super) fn execute(conn: &Connection, op: &SqlOp) -> Result<(), OpError> {
     let fail = |e: rusqlite::Error| OpError { transient: is_transient(&e), message: e.to_string() };
     match op {
         SqlOp::Raw(sql) => conn.execute_batch(sql).map_err(fail),

@@ -84,6 +84,48 @@ impl Sink for SqliteSink {
         .await
     }
 
+    async fn projection_version(&self) -> Result<Option<String>, SinkError> {
+        let connector = self.connector.clone();
+        self.with_conn(move |conn| {
+            use rusqlite::OptionalExtension;
+            conn.query_row("SELECT version FROM projections WHERE connector = ?1", [&*connector], |r| r.get(0))
+                .optional()
+        })
+        .await
+    }
+
+    async fn record_projection_version(
+        &self,
+        projection: &str,
+        version: &str,
+        reset: Option<Vec<SqlOp>>,
+    ) -> Result<(), SinkError> {
+        let (conn, connector, path) = (self.conn.clone(), self.connector.clone(), self.path.display().to_string());
+        let (projection, version) = (projection.to_string(), version.to_string());
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            let fail = |what: &str, e: &dyn std::fmt::Display| SinkError(format!("SQLite target {path}: {what}: {e}"));
+            let tx = conn.transaction().map_err(|e| fail("cannot begin", &e))?;
+            if let Some(ops) = &reset {
+                for (n, op) in ops.iter().enumerate() {
+                    apply::execute(&tx, op)
+                        .map_err(|e| fail(&format!("reset operation {} of the sidecar's Describe failed ({op})", n + 1), &e.message))?;
+                }
+                tx.execute("DELETE FROM checkpoints WHERE connector = ?1", [&*connector])
+                    .map_err(|e| fail("cannot delete the checkpoints", &e))?;
+            }
+            tx.execute(
+                "INSERT INTO projections (connector, projection, version, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (connector) DO UPDATE SET projection = excluded.projection, version = excluded.version, updated_at = excluded.updated_at",
+                rusqlite::params![&*connector, projection, version, chrono::Utc::now().to_rfc3339()],
+            )
+            .map_err(|e| fail("cannot record the projection version", &e))?;
+            tx.commit().map_err(|e| fail("cannot commit", &e))
+        })
+        .await
+        .map_err(|e| SinkError(e.to_string()))?
+    }
+
     fn writer_count(&self) -> usize {
         1
     }

@@ -26,6 +26,12 @@ CREATE TABLE IF NOT EXISTS parked_events (
     error       TEXT    NOT NULL,
     parked_at   TEXT    NOT NULL
 );
+CREATE TABLE IF NOT EXISTS projections (
+    connector   TEXT PRIMARY KEY,
+    projection  TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
 "#;
 
 pub(super) fn open(config: &SqliteSinkConfig) -> Result<Connection, SinkError> {
