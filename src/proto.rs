@@ -34,6 +34,13 @@ pub mod names {
     pub const IGNORE: &str = "projection.Ignore";
     pub const EXECUTE: &str = "projection.Execute";
     pub const STATEMENT: &str = "projection.Statement";
+    pub const INSERT_ONE: &str = "projection.InsertOne";
+    pub const INSERT_MANY: &str = "projection.InsertMany";
+    pub const UPDATE_ONE: &str = "projection.UpdateOne";
+    pub const UPDATE_MANY: &str = "projection.UpdateMany";
+    pub const REPLACE_ONE: &str = "projection.ReplaceOne";
+    pub const DELETE_ONE: &str = "projection.DeleteOne";
+    pub const DELETE_MANY: &str = "projection.DeleteMany";
 }
 
 impl ProjectionResponse {
