@@ -38,8 +38,11 @@ pub fn channel(config: &SidecarConfig) -> Result<Channel, tonic::transport::Erro
     Ok(Endpoint::from_shared(config.address.clone())?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true)
+        // gRPC servers (grpcio, grpc-java) by default refuse pings more often than every
+        // 5 minutes on a connection without data ("too many pings" GOAWAY); hung requests are
+        // caught by the per-request deadline anyway.
+        .http2_keep_alive_interval(Duration::from_secs(300))
+        .keep_alive_while_idle(false)
         .initial_stream_window_size(Some(4 << 20))
         .initial_connection_window_size(Some(16 << 20))
         .connect_lazy())
