@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod bookings_model;
+pub mod example_sidecars;
 pub mod fixtures;
 pub mod postgres;
 pub mod processes;

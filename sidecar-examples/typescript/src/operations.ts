@@ -50,7 +50,7 @@ export const IGNORE: Operation = { type: "Ignore", message: {} };
 
 /** A statement with positional `$1, $2, ...` parameters, bound by the gateway's driver. */
 export function statement(sql: string, ...params: SqlValue[]): Operation {
-  return { type: "Statement", message: { sql, params } };
+  return { type: "Statement", message: Statement.fromPartial({ sql, params }) };
 }
 
 /** A text parameter (`stringValue`). */
@@ -70,27 +70,28 @@ export type Document = { [key: string]: unknown };
 
 /** Updates the document matching `filter`, inserting it when none does (upsert). */
 export function updateOne(filter: Document, update: Document): Operation {
-  return { type: "UpdateOne", message: { filter, update } };
+  // fromPartial: fields added to the proto later (additive) take their defaults.
+  return { type: "UpdateOne", message: UpdateOne.fromPartial({ filter, update }) };
 }
 
 /** Deletes every document matching `filter` (`{}`: the whole collection). */
 export function deleteMany(filter: Document): Operation {
-  return { type: "DeleteMany", message: { filter } };
+  return { type: "DeleteMany", message: DeleteMany.fromPartial({ filter }) };
 }
 
 // --- Elasticsearch (the connector's index) -----------------------------------------------
 
 /** Creates or replaces the document with this id. */
 export function index(id: string, document: Document): Operation {
-  return { type: "Index", message: { id, document } };
+  return { type: "Index", message: Index.fromPartial({ id, document }) };
 }
 
 /** Merges `document` into the existing document with this id. */
 export function update(id: string, document: Document): Operation {
-  return { type: "Update", message: { id, document } };
+  return { type: "Update", message: Update.fromPartial({ id, document }) };
 }
 
 /** Deletes the document with this id. */
 export function remove(id: string): Operation {
-  return { type: "Delete", message: { id } };
+  return { type: "Delete", message: Delete.fromPartial({ id }) };
 }

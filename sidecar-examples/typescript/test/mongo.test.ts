@@ -12,7 +12,12 @@ import { assertIgnored, BOOKING, operations, request, respond, unpack } from "./
 
 function updates(eventType: string, payload: Record<string, unknown>, position = 42n): UpdateOne[] {
   const response = respond(request(eventType, payload, { position }), "mongo");
-  return operations(response).map((any) => unpack(any, "projection.UpdateOne", UpdateOne));
+  // Compared by the Eventuous fields; this reducer leaves the additive ones at their defaults.
+  return operations(response).map((any) => {
+    const { filter, update, collection, pipeline, integerFields } = unpack(any, "projection.UpdateOne", UpdateOne);
+    assert.deepEqual([collection, pipeline, integerFields], ["", [], []]);
+    return { filter, update } as UpdateOne;
+  });
 }
 
 type Doc = Record<string, unknown>;
