@@ -275,6 +275,52 @@ fn validate_connector(c: &ConnectorConfig, path: &str, problems: &mut Vec<Config
             identifier(&s.schema, &format!("{path}.sink.postgres.schema"), problems);
             at_least(s.writers as u64, 1, &format!("{path}.sink.postgres.writers"), problems);
         }
+        SinkConfig::Mongo(s) => {
+            let at = |key: &str| format!("{path}.sink.mongo.{key}");
+            mongo_url(&s.url, &at("url"), problems);
+            mongo_name(&s.database, &at("database"), "database", problems);
+            for (key, name) in [
+                ("collection", &s.collection),
+                ("checkpoints_collection", &s.checkpoints_collection),
+                ("parked_collection", &s.parked_collection),
+            ] {
+                mongo_name(name, &at(key), "collection", problems);
+            }
+            at_least(s.writers as u64, 1, &at("writers"), problems);
+        }
+    }
+}
+
+fn mongo_url(url: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
+    if url.trim().is_empty() {
+        problems.push(problem(path, "empty; expected e.g. `mongodb://127.0.0.1:27017/?directConnection=true`"));
+    } else if !url.starts_with("mongodb://") && !url.starts_with("mongodb+srv://") {
+        problems.push(problem(path, format!("`{url}` is not a MongoDB connection string; expected `mongodb://host:port/...`")));
+    } else if let Some(reason) = mongo_url_problem(url) {
+        problems.push(problem(path, reason));
+    }
+}
+
+#[cfg(feature = "mongo")]
+fn mongo_url_problem(url: &str) -> Option<String> {
+    if url.starts_with("mongodb+srv://") {
+        return Some("`mongodb+srv://` URLs need DNS SRV lookups, which this build leaves out; list the hosts with `mongodb://`".into());
+    }
+    crate::sinks::mongo::parse_url(url).err()
+}
+
+#[cfg(not(feature = "mongo"))]
+fn mongo_url_problem(_: &str) -> Option<String> {
+    None
+}
+
+/// Database and collection names: not empty, no characters MongoDB forbids in them.
+fn mongo_name(name: &str, path: &str, what: &str, problems: &mut Vec<ConfigProblem>) {
+    let forbidden: &[char] = if what == "database" { &['/', '\\', '.', ' ', '"', '$', '\0'] } else { &['$', '\0'] };
+    if name.is_empty() {
+        problems.push(problem(path, format!("empty; expected a {what} name")));
+    } else if name.contains(forbidden) || (what == "collection" && name.starts_with("system.")) {
+        problems.push(problem(path, format!("`{name}` is not a valid MongoDB {what} name")));
     }
 }
 
@@ -426,6 +472,25 @@ connectors:
         ] {
             assert!(found.iter().any(|m| m.starts_with(expected)), "{expected} not in {found:#?}");
         }
+    }
+
+    #[test]
+    fn checks_the_mongo_sink_with_key_paths() {
+        let mongo = |body: &str| GOOD.replace("{ sqlite: { path: read.db } }", &format!("{{ mongo: {{ {body} }} }}"));
+        let found = messages(&mongo("database: rm, collection: docs"));
+        assert!(found.iter().any(|m| m.starts_with("connectors[0].sink.mongo.url: missing")), "{found:#?}");
+        let found = messages(&mongo("url: \"http://x\", database: \"a.b\", collection: docs, writers: 0"));
+        for expected in [
+            "connectors[0].sink.mongo.url: `http://x` is not a MongoDB connection string",
+            "connectors[0].sink.mongo.database: `a.b` is not a valid MongoDB database name",
+            "connectors[0].sink.mongo.writers: 0 is too small",
+        ] {
+            assert!(found.iter().any(|m| m.starts_with(expected)), "{expected} not in {found:#?}");
+        }
+        let config = parse(&mongo("url: \"mongodb://127.0.0.1:1/\", database: rm, collection: docs")).unwrap();
+        let SinkConfig::Mongo(m) = &config.connectors[0].sink else { panic!() };
+        assert_eq!((m.checkpoints_collection.as_str(), m.parked_collection.as_str()), ("checkpoints", "parked_events"));
+        assert_eq!(m.transactions, MongoTransactions::Auto);
     }
 
     #[test]

@@ -226,6 +226,7 @@ impl Default for BatchConfig {
 pub enum SinkConfig {
     Sqlite(SqliteSinkConfig),
     Postgres(PostgresSinkConfig),
+    Mongo(MongoSinkConfig),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -260,6 +261,43 @@ pub struct PostgresSinkConfig {
     /// Connections applying batches in parallel; each owns a fixed set of partitions.
     #[serde(default = "defaults::pg_writers")]
     pub writers: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MongoSinkConfig {
+    /// MongoDB connection string, e.g. `mongodb://127.0.0.1:27017/?directConnection=true`.
+    pub url: String,
+    /// The database holding the read model and the gateway's collections.
+    pub database: String,
+    /// The collection an operation acts on when it names none (`collection` field).
+    pub collection: String,
+    /// The gateway's checkpoint documents.
+    #[serde(default = "defaults::mongo_checkpoints")]
+    pub checkpoints_collection: String,
+    /// Events parked by the poison policy `park`.
+    #[serde(default = "defaults::mongo_parked")]
+    pub parked_collection: String,
+    /// Whether a batch and its checkpoints go in one multi-document transaction.
+    #[serde(default)]
+    pub transactions: MongoTransactions,
+    /// Clients applying batches in parallel; each owns a fixed set of partitions.
+    #[serde(default = "defaults::pg_writers")]
+    pub writers: usize,
+}
+
+/// Whether the MongoDB target uses multi-document transactions.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MongoTransactions {
+    /// Use them when the server supports them (a replica set or sharded cluster that runs a
+    /// test transaction), else write the checkpoints right after the batch.
+    #[default]
+    Auto,
+    /// Require them: refuse to start on a server without transactions.
+    On,
+    /// Never: checkpoints right after the batch (at-least-once).
+    Off,
 }
 
 /// What happens to an event that cannot be reduced or applied.
@@ -308,6 +346,12 @@ pub(crate) mod defaults {
     }
     pub fn max_ops() -> usize {
         500
+    }
+    pub fn mongo_checkpoints() -> String {
+        "checkpoints".into()
+    }
+    pub fn mongo_parked() -> String {
+        "parked_events".into()
     }
     pub fn pg_writers() -> usize {
         4

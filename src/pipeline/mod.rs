@@ -88,6 +88,11 @@ pub async fn run_connector(
             let sink = crate::sinks::postgres::PostgresSink::open(c, &config.id).await.map_err(sink_error)?;
             run_with_sink(sink, config, control, on_start).await
         }
+        #[cfg(feature = "mongo")]
+        SinkConfig::Mongo(c) => {
+            let sink = crate::sinks::mongo::MongoSink::open(c, &config.id).await.map_err(sink_error)?;
+            run_with_sink(sink, config, control, on_start).await
+        }
         #[allow(unreachable_patterns)]
         _ => Err(sink_error(SinkError("this sink is not built into this binary (see cargo features)".into()))),
     }
@@ -106,11 +111,21 @@ pub async fn run_with_sink<S: Sink>(
     let partitioner = Partitioner::new(&config.partitioning);
     let count = partitioner.count();
 
+    let sink_error = |source| ConnectorError::Sink { connector: connector.clone(), source };
+    let source_error = |source| ConnectorError::Source { connector: connector.clone(), source };
     let channel = reducer::channel(&config.sidecar).map_err(|e| config_error(format!("sidecar.address: {e}")))?;
     let mut filter = EventFilter::new(&config.filter).map_err(|e| config_error(format!("filter: {e}")))?;
+    // The source is opened before the sidecar is asked anything, so a log that cannot be read
+    // is reported at once, whether or not the sidecar is up yet.
+    let mut plan = resume_plan(&*sink, &config, count).await.map_err(sink_error)?;
+    let mut source = sources::open(&config.source, plan.start()).await.map_err(source_error)?;
     match reducer::describe(channel.clone(), &connector, &control.shutdown).await {
         Ok(Described::Yes(description)) => {
-            adopt_description(&*sink, &config, &description).await.map_err(|source| ConnectorError::Sink { connector: connector.clone(), source })?;
+            if adopt_description(&*sink, &config, &description).await.map_err(sink_error)? {
+                // Rebuilt: the checkpoints are gone, read the log from its start.
+                plan = resume_plan(&*sink, &config, count).await.map_err(sink_error)?;
+                source = sources::open(&config.source, plan.start()).await.map_err(source_error)?;
+            }
             if !description.event_types.is_empty() {
                 filter.restrict_types(description.event_types);
             }
@@ -119,28 +134,13 @@ pub async fn run_with_sink<S: Sink>(
         Ok(Described::Stopped) => return Ok(()),
         Err(message) => return Err(config_error(message)),
     }
-
-    let rows = sink
-        .load_checkpoints()
-        .await
-        .map_err(|source| ConnectorError::Sink { connector: connector.clone(), source })?;
-    let plan = ResumePlan::new(&rows, config.partitioning.key, count);
-    for obsolete in plan.obsolete_counts() {
-        sink.delete_checkpoints(obsolete)
-            .await
-            .map_err(|source| ConnectorError::Sink { connector: connector.clone(), source })?;
-    }
     if plan.partition_count_changed() {
         info!(connector = %connector, "the partition count changed to {count}; events applied under the earlier count are skipped");
     }
     info!(connector = %connector, sink = sink.name(), partitions = count, "resuming after position {}", plan.start());
-
     let client = ProjectionClient::new(channel)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
-    let source = sources::open(&config.source, plan.start())
-        .await
-        .map_err(|source| ConnectorError::Source { connector: connector.clone(), source })?;
 
     let (progress_tx, progress_rx) =
         progress::channel((0..count).map(|p| plan.position_of(p).unwrap_or(0)).collect());
@@ -229,14 +229,15 @@ pub async fn run_with_sink<S: Sink>(
 
 /// Records the projection version the sidecar described, rebuilding the read model when it
 /// changed and the connector asks for it (`sidecar.rebuild_on_new_version`).
-async fn adopt_description<S: Sink>(sink: &S, config: &ConnectorConfig, description: &DescribeResponse) -> Result<(), SinkError> {
+/// True when the read model was rebuilt.
+async fn adopt_description<S: Sink>(sink: &S, config: &ConnectorConfig, description: &DescribeResponse) -> Result<bool, SinkError> {
     if description.version.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let (name, version) = (&description.projection, &description.version);
     match sink.projection_version().await? {
-        None => sink.record_projection_version(name, version, None).await,
-        Some(recorded) if &recorded == version => Ok(()),
+        None => sink.record_projection_version(name, version, None).await.map(|()| false),
+        Some(recorded) if &recorded == version => Ok(false),
         Some(recorded) if config.sidecar.rebuild_on_new_version => {
             let mut reset = Vec::new();
             for (n, any) in description.reset_operations.iter().enumerate() {
@@ -250,7 +251,7 @@ async fn adopt_description<S: Sink>(sink: &S, config: &ConnectorConfig, descript
                 "projection `{name}` changed from version {recorded} to {version}: rebuilding the read model ({} reset operation(s), checkpoints deleted)",
                 reset.len()
             );
-            sink.record_projection_version(name, version, Some(reset)).await
+            sink.record_projection_version(name, version, Some(reset)).await.map(|()| true)
         }
         Some(recorded) => {
             warn!(
@@ -258,7 +259,18 @@ async fn adopt_description<S: Sink>(sink: &S, config: &ConnectorConfig, descript
                 "the sidecar reports projection `{name}` version {version}, but the read model was built by version {recorded}; \
                  set `sidecar.rebuild_on_new_version: true` to rebuild it"
             );
-            Ok(())
+            Ok(false)
         }
     }
+}
+
+/// Where to resume, from the stored checkpoints; deletes those of an earlier partition count
+/// that are no longer needed.
+async fn resume_plan<S: Sink>(sink: &S, config: &ConnectorConfig, count: u32) -> Result<ResumePlan, SinkError> {
+    let rows = sink.load_checkpoints().await?;
+    let plan = ResumePlan::new(&rows, config.partitioning.key, count);
+    for obsolete in plan.obsolete_counts() {
+        sink.delete_checkpoints(obsolete).await?;
+    }
+    Ok(plan)
 }

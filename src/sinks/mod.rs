@@ -15,6 +15,8 @@ use crate::{
     event::{Event, Position},
 };
 
+#[cfg(feature = "mongo")]
+pub mod mongo;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sql;

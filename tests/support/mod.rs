@@ -7,6 +7,8 @@
 pub mod bookings_model;
 pub mod example_sidecars;
 pub mod fixtures;
+#[cfg(feature = "mongo")]
+pub mod mongo;
 pub mod postgres;
 pub mod processes;
 pub mod sidecars;

@@ -74,6 +74,11 @@ pub async fn describing(description: sp::DescribeResponse) -> LocalSidecar {
     serve(Script::Faithful, Some(description)).await
 }
 
+/// Serves the example reducer wrapped in `script`, and answers `Describe` with `description`.
+pub async fn describing_with(script: Script, description: sp::DescribeResponse) -> LocalSidecar {
+    serve(script, Some(description)).await
+}
+
 struct Describing(sp::DescribeResponse);
 
 #[tonic::async_trait]

@@ -5,6 +5,10 @@
 //! This crate keeps that function ([`reduce`]) apart from the gRPC plumbing ([`BookingsReducer`],
 //! [`serve`]) so it can be unit-tested and reused; the gateway's `demo` command runs it
 //! in-process over a real loopback gRPC connection.
+//!
+//! Two targets, chosen by the process with `REDUCER_TARGET` (see `main.rs`): `sql` (the
+//! default, [`reduce`]: typed SQL statements for the SQLite and PostgreSQL sinks) and `mongo`
+//! ([`reduce_mongo`]: MongoDB upserts for the MongoDB sink).
 
 #![allow(clippy::result_large_err)] // tonic::Status is large by design; every gRPC service returns it.
 
@@ -23,7 +27,7 @@ pub mod proto {
 }
 
 use proto::{
-    Ignore, ProjectionRequest, ProjectionResponse, ReducerError, SqlValue, Statement,
+    Ignore, UpdateOne, ProjectionRequest, ProjectionResponse, ReducerError, SqlValue, Statement,
     DescribeRequest, DescribeResponse,
     projection_info_server::{ProjectionInfo, ProjectionInfoServer},
     projection_server::{Projection, ProjectionServer},
@@ -97,6 +101,138 @@ fn statements(request: &ProjectionRequest, p: &Payload) -> Result<Vec<Statement>
     })
 }
 
+/// Which read model the reducer writes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// SQL statements on the `bookings` and `guest_stats` tables.
+    #[default]
+    Sql,
+    /// MongoDB upserts on the `bookings` and `guest_stats` collections.
+    Mongo,
+}
+
+impl Target {
+    /// Parses `REDUCER_TARGET`'s value.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "sql" => Ok(Target::Sql),
+            "mongo" => Ok(Target::Mongo),
+            other => Err(format!("REDUCER_TARGET={other} is not supported; use `sql` or `mongo`")),
+        }
+    }
+
+    pub fn reduce(self, request: &ProjectionRequest) -> ProjectionResponse {
+        match self {
+            Target::Sql => reduce(request),
+            Target::Mongo => reduce_mongo(request),
+        }
+    }
+}
+
+/// Collections of the MongoDB read model (each operation names its collection).
+pub const BOOKINGS_COLLECTION: &str = "bookings";
+pub const GUEST_STATS_COLLECTION: &str = "guest_stats";
+
+/// Fields stored as Int64 (a Struct number is a double; see the gateway's `integerFields`).
+const INTEGER_FIELDS: [&str; 7] = ["price_cents", "paid_cents", "last_position", "bookings", "cancellations", "payments", "amount_cents"];
+
+/// Reduces one event to MongoDB upserts: `bookings` documents keyed by bookingId (`$set`
+/// for the values, `$inc` for paid cents) and `guest_stats` documents keyed by guestId (`$inc`
+/// counters; `$inc` by 0 creates a missing counter at 0, like the SQL columns' `DEFAULT 0`).
+/// Documents have the SQL model's columns as fields, `_id` in place of the key column.
+pub fn reduce_mongo(request: &ProjectionRequest) -> ProjectionResponse {
+    let payload = Payload { fields: request.event_payload.as_ref(), request };
+    match mongo_updates(request, &payload) {
+        Ok(updates) => {
+            let mut operations = updates.into_iter().map(|u| pack("projection.UpdateOne", &u));
+            let operation = operations.next().unwrap_or_else(|| pack("projection.Ignore", &Ignore {}));
+            ProjectionResponse {
+                event_id: request.event_id.clone(),
+                operation: Some(operation),
+                operations: operations.collect(),
+                ..Default::default()
+            }
+        }
+        Err(message) => ProjectionResponse {
+            event_id: request.event_id.clone(),
+            error: Some(ReducerError { message, retryable: false }),
+            ..Default::default()
+        },
+    }
+}
+
+fn mongo_updates(request: &ProjectionRequest, p: &Payload) -> Result<Vec<UpdateOne>, String> {
+    let position = number(request.global_position as f64);
+    let booking = |set: Vec<(&str, Kind)>, inc: Vec<(&str, Kind)>| -> Result<UpdateOne, String> {
+        Ok(upsert(BOOKINGS_COLLECTION, p.string("bookingId")?, set, inc))
+    };
+    let guest = |inc: Vec<(&str, Kind)>| -> Result<UpdateOne, String> {
+        let mut counters = vec![("bookings", number(0.0)), ("cancellations", number(0.0)), ("payments", number(0.0)), ("paid_cents", number(0.0))];
+        for (name, by) in inc {
+            counters.retain(|(n, _)| *n != name);
+            counters.push((name, by));
+        }
+        Ok(upsert(GUEST_STATS_COLLECTION, p.string("guestId")?, vec![], counters))
+    };
+    Ok(match request.event_type.as_str() {
+        "RoomBooked" => vec![
+            booking(
+                vec![
+                    ("guest_id", Kind::StringValue(p.string("guestId")?)),
+                    ("room_id", Kind::StringValue(p.string("roomId")?)),
+                    ("check_in", Kind::StringValue(p.string("checkIn")?)),
+                    ("check_out", Kind::StringValue(p.string("checkOut")?)),
+                    ("price_cents", number(p.whole("priceCents")?)),
+                    ("status", Kind::StringValue("booked".into())),
+                    ("last_position", position.clone()),
+                ],
+                vec![("paid_cents", number(0.0))],
+            )?,
+            guest(vec![("bookings", number(1.0))])?,
+        ],
+        "PaymentRecorded" => {
+            let amount = p.whole("amountCents")?;
+            vec![
+                booking(vec![("last_position", position)], vec![("paid_cents", number(amount))])?,
+                guest(vec![("payments", number(1.0)), ("paid_cents", number(amount))])?,
+            ]
+        }
+        "GuestCheckedIn" => vec![booking(vec![("status", Kind::StringValue("checked_in".into())), ("last_position", position)], vec![])?],
+        "GuestCheckedOut" => vec![booking(vec![("status", Kind::StringValue("checked_out".into())), ("last_position", position)], vec![])?],
+        "BookingCancelled" => vec![
+            booking(vec![("status", Kind::StringValue("cancelled".into())), ("last_position", position)], vec![])?,
+            guest(vec![("cancellations", number(1.0))])?,
+        ],
+        _ => vec![],
+    })
+}
+
+fn number(n: f64) -> Kind {
+    Kind::NumberValue(n)
+}
+
+fn object(fields: Vec<(&str, Kind)>) -> Struct {
+    Struct { fields: fields.into_iter().map(|(k, v)| (k.to_string(), prost_types::Value { kind: Some(v) })).collect() }
+}
+
+/// An UpdateOne (an upsert in the gateway) of the document `_id: id` in `collection`.
+fn upsert(collection: &str, id: String, set: Vec<(&str, Kind)>, inc: Vec<(&str, Kind)>) -> UpdateOne {
+    let mut update = Vec::new();
+    if !set.is_empty() {
+        update.push(("$set", Kind::StructValue(object(set))));
+    }
+    if !inc.is_empty() {
+        update.push(("$inc", Kind::StructValue(object(inc))));
+    }
+    UpdateOne {
+        filter: Some(object(vec![("_id", Kind::StringValue(id))])),
+        update: Some(object(update)),
+        collection: collection.into(),
+        pipeline: vec![],
+        integer_fields: INTEGER_FIELDS.iter().map(|f| f.to_string()).collect(),
+    }
+}
+
 struct Payload<'a> {
     fields: Option<&'a Struct>,
     request: &'a ProjectionRequest,
@@ -113,6 +249,20 @@ impl Payload<'_> {
                     self.request.event_id, self.request.event_type
                 )
             })
+    }
+
+    fn string(&self, name: &str) -> Result<String, String> {
+        match self.field(name)? {
+            Kind::StringValue(s) => Ok(s.clone()),
+            other => Err(format!("`{name}` of event {} must be a string, not {other:?}", self.request.event_id)),
+        }
+    }
+
+    fn whole(&self, name: &str) -> Result<f64, String> {
+        match self.field(name)? {
+            Kind::NumberValue(n) if n.fract() == 0.0 => Ok(*n),
+            other => Err(format!("`{name}` of event {} must be a whole number, not {other:?}", self.request.event_id)),
+        }
     }
 
     fn text(&self, name: &str) -> Result<SqlValue, String> {
@@ -142,9 +292,12 @@ fn pack<M: Message>(name: &str, message: &M) -> Any {
     Any { type_url: format!("type.googleapis.com/{name}"), value: message.encode_to_vec() }
 }
 
-/// The gRPC service: answers each request of a stream, in order, with [`reduce`].
+/// The gRPC service: answers each request of a stream, in order, with [`reduce`] (or
+/// [`reduce_mongo`] for [`Target::Mongo`]).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct BookingsReducer;
+pub struct BookingsReducer {
+    pub target: Target,
+}
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<ProjectionResponse, Status>> + Send>>;
 
@@ -156,7 +309,8 @@ impl Projection for BookingsReducer {
         &self,
         request: Request<Streaming<ProjectionRequest>>,
     ) -> Result<Response<Self::ProjectStream>, Status> {
-        let responses = request.into_inner().map(|r| r.map(|request| reduce(&request)));
+        let target = self.target;
+        let responses = request.into_inner().map(move |r| r.map(|request| target.reduce(&request)));
         Ok(Response::new(Box::pin(responses)))
     }
 }
@@ -184,7 +338,24 @@ pub fn description() -> DescribeResponse {
 #[tonic::async_trait]
 impl ProjectionInfo for BookingsReducer {
     async fn describe(&self, _: Request<DescribeRequest>) -> Result<Response<DescribeResponse>, Status> {
-        Ok(Response::new(description()))
+        Ok(Response::new(match self.target {
+            Target::Sql => description(),
+            Target::Mongo => mongo_description(),
+        }))
+    }
+}
+
+/// [`description`] for the MongoDB read model: its reset empties both collections.
+pub fn mongo_description() -> DescribeResponse {
+    let clear = |collection: &str| {
+        pack(
+            "projection.DeleteMany",
+            &proto::DeleteMany { filter: Some(Struct::default()), collection: collection.into(), integer_fields: vec![] },
+        )
+    };
+    DescribeResponse {
+        reset_operations: vec![clear(BOOKINGS_COLLECTION), clear(GUEST_STATS_COLLECTION)],
+        ..description()
     }
 }
 
@@ -192,12 +363,22 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    serve_target(listener, Target::Sql, shutdown).await
+}
+
+/// Serves the reducer for `target` on `listener` until `shutdown` completes.
+pub async fn serve_target(
+    listener: TcpListener,
+    target: Target,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let reducer = BookingsReducer { target };
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .initial_stream_window_size(Some(4 << 20))
         .initial_connection_window_size(Some(16 << 20))
-        .add_service(ProjectionServer::new(BookingsReducer))
-        .add_service(ProjectionInfoServer::new(BookingsReducer))
+        .add_service(ProjectionServer::new(reducer))
+        .add_service(ProjectionInfoServer::new(reducer))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
 }
@@ -244,6 +425,79 @@ mod tests {
         assert_eq!(first.params[6].kind, Some(Param::Int64Value(42)));
         assert_eq!(r.operations.len(), 1);
         assert_eq!(decode(&r.operations[0]).sql, COUNT_BOOKING);
+    }
+
+    fn update(any: &Any) -> UpdateOne {
+        assert_eq!(any.type_url, "type.googleapis.com/projection.UpdateOne");
+        UpdateOne::decode(any.value.as_slice()).unwrap()
+    }
+
+    fn field<'a>(s: &'a Struct, path: &[&str]) -> &'a Kind {
+        let (last, parents) = path.split_last().unwrap();
+        let mut s = s;
+        for p in parents {
+            let Some(Kind::StructValue(inner)) = &s.fields[*p].kind else { panic!("{p} is not a struct") };
+            s = inner;
+        }
+        s.fields[*last].kind.as_ref().unwrap()
+    }
+
+    #[test]
+    fn mongo_room_booked_upserts_the_booking_and_counts_it_in_two_collections() {
+        let r = Target::Mongo.reduce(&request(
+            "RoomBooked",
+            &[
+                ("bookingId", Kind::StringValue("b1".into())),
+                ("guestId", Kind::StringValue("g1".into())),
+                ("roomId", Kind::StringValue("r1".into())),
+                ("checkIn", Kind::StringValue("2026-01-01".into())),
+                ("checkOut", Kind::StringValue("2026-01-03".into())),
+                ("priceCents", Kind::NumberValue(25000.0)),
+            ],
+        ));
+        let booking = update(r.operation.as_ref().unwrap());
+        assert_eq!(booking.collection, BOOKINGS_COLLECTION);
+        assert_eq!(field(booking.filter.as_ref().unwrap(), &["_id"]), &Kind::StringValue("b1".into()));
+        let u = booking.update.as_ref().unwrap();
+        assert_eq!(field(u, &["$set", "price_cents"]), &Kind::NumberValue(25000.0));
+        assert_eq!(field(u, &["$set", "last_position"]), &Kind::NumberValue(42.0));
+        assert_eq!(field(u, &["$set", "status"]), &Kind::StringValue("booked".into()));
+        assert_eq!(field(u, &["$inc", "paid_cents"]), &Kind::NumberValue(0.0));
+        assert!(booking.integer_fields.contains(&"price_cents".to_string()));
+        assert_eq!(r.operations.len(), 1);
+        let guest = update(&r.operations[0]);
+        assert_eq!(guest.collection, GUEST_STATS_COLLECTION);
+        assert_eq!(field(guest.filter.as_ref().unwrap(), &["_id"]), &Kind::StringValue("g1".into()));
+        let u = guest.update.as_ref().unwrap();
+        assert_eq!(field(u, &["$inc", "bookings"]), &Kind::NumberValue(1.0));
+        assert_eq!(field(u, &["$inc", "payments"]), &Kind::NumberValue(0.0));
+    }
+
+    #[test]
+    fn mongo_payments_increment_and_other_events_set_the_status() {
+        let r = Target::Mongo.reduce(&request(
+            "PaymentRecorded",
+            &[
+                ("bookingId", Kind::StringValue("b1".into())),
+                ("guestId", Kind::StringValue("g1".into())),
+                ("amountCents", Kind::NumberValue(500.0)),
+            ],
+        ));
+        let booking = update(r.operation.as_ref().unwrap());
+        assert_eq!(field(booking.update.as_ref().unwrap(), &["$inc", "paid_cents"]), &Kind::NumberValue(500.0));
+        let guest = update(&r.operations[0]);
+        assert_eq!(field(guest.update.as_ref().unwrap(), &["$inc", "paid_cents"]), &Kind::NumberValue(500.0));
+        assert_eq!(field(guest.update.as_ref().unwrap(), &["$inc", "payments"]), &Kind::NumberValue(1.0));
+        let r = Target::Mongo.reduce(&request("GuestCheckedIn", &[("bookingId", Kind::StringValue("b1".into()))]));
+        let checked_in = update(r.operation.as_ref().unwrap());
+        assert_eq!(field(checked_in.update.as_ref().unwrap(), &["$set", "status"]), &Kind::StringValue("checked_in".into()));
+        assert!(r.operations.is_empty());
+        let r = Target::Mongo.reduce(&request("GuestRegistered", &[]));
+        assert!(r.operation.unwrap().type_url.ends_with("projection.Ignore"));
+        let r = Target::Mongo.reduce(&request("PaymentRecorded", &[("bookingId", Kind::StringValue("b".into()))]));
+        assert!(r.error.is_some() && r.operation.is_none());
+        assert_eq!(Target::parse("mongo"), Ok(Target::Mongo));
+        assert!(Target::parse("es").is_err());
     }
 
     #[test]

@@ -11,19 +11,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         match arg.as_str() {
             "--address" => address = args.next().ok_or("--address needs HOST:PORT")?,
             "--help" | "-h" => {
-                println!("usage: bookings-reducer [--address HOST:PORT]   (env REDUCER_TARGET=sql)");
+                println!("usage: bookings-reducer [--address HOST:PORT]   (env REDUCER_TARGET=sql|mongo, default sql)");
                 return Ok(());
             }
             other => return Err(format!("unknown argument `{other}`; try --help").into()),
         }
     }
-    let target = std::env::var("REDUCER_TARGET").unwrap_or_else(|_| "sql".into());
-    if target != "sql" {
-        return Err(format!("REDUCER_TARGET={target} is not supported by this example yet; use `sql`").into());
-    }
+    let target = bookings_reducer::Target::parse(&std::env::var("REDUCER_TARGET").unwrap_or_else(|_| "sql".into()))?;
     let listener = TcpListener::bind(&address).await.map_err(|e| format!("cannot listen on {address}: {e}"))?;
     println!("listening on {}", listener.local_addr()?);
-    bookings_reducer::serve(listener, shutdown_signal()).await?;
+    bookings_reducer::serve_target(listener, target, shutdown_signal()).await?;
     eprintln!("bookings-reducer: stopped");
     Ok(())
 }

@@ -1,0 +1,459 @@
+//! Applies a batch to MongoDB: the operations in batch order as ordered write commands, one
+//! per run of consecutive operations on the same collection with the same command (`insert`,
+//! `update` for updates, replacements and upserts, `delete`), then the parked events and the
+//! checkpoint documents.
+//!
+//! Ordered commands stop at the first failing statement, and the server reports its index:
+//! that is how a failure is traced back to its operation and event (`failed_at`).
+//!
+//! With transactions (a replica set), everything runs in one multi-document transaction and
+//! the effect is exactly once. A commit whose outcome is unknown (the connection was lost, or
+//! the server said `UnknownTransactionCommitResult`) leaves the batch in doubt: the next
+//! attempt at it first reads the checkpoints, and if they hold the batch's positions it
+//! committed.
+//!
+//! Without transactions, the commands are applied one after the other and the checkpoints
+//! right after them: a crash in between applies the batch's operations again after the
+//! restart (at-least-once; upserts with `$set` are idempotent, `$inc` is not). Within one
+//! process, the writer remembers which operations of a batch that failed were applied for sure
+//! (the statements before the failing one), so that retrying the batch, or applying the events
+//! before a failing one on their own, does not apply them twice.
+
+use std::{collections::HashMap, sync::Arc};
+
+use mongodb::{
+    Client, ClientSession, Database,
+    bson::{Bson, Document, doc},
+    error::{ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT},
+};
+use tracing::debug;
+
+use super::{
+    Names, describe_error, is_transient, is_transient_code,
+    ops::{MongoOp, Write},
+};
+use crate::{
+    event::Position,
+    sinks::{ApplyError, Batch, BatchItem, EventRef, SinkWriter},
+};
+
+/// In `MongoWriter::applied`: the event was parked.
+const PARKED: usize = usize::MAX;
+
+/// Most statements in one write command (the server's `maxWriteBatchSize` is 100,000).
+const MAX_STATEMENTS: usize = 1000;
+/// Most BSON bytes of statements in one command (the server takes 16 MiB plus a little).
+const MAX_COMMAND_BYTES: usize = 8 * 1024 * 1024;
+
+/// Applies batches through the shared client.
+pub struct MongoWriter {
+    client: Client,
+    db: Database,
+    names: Arc<Names>,
+    connector: Arc<str>,
+    transactional: bool,
+    /// Checkpoints of a batch whose commit outcome is unknown.
+    in_doubt: Option<(u32, Vec<(u32, Position)>)>,
+    /// Without transactions: how many leading operations of an event (partition, position) are
+    /// applied for sure by an attempt that failed; [`PARKED`] for a parked event.
+    applied: HashMap<(u32, Position), usize>,
+}
+
+impl MongoWriter {
+    pub(super) fn new(client: Client, db: Database, names: Arc<Names>, connector: Arc<str>, transactional: bool) -> Self {
+        Self { client, db, names, connector, transactional, in_doubt: None, applied: HashMap::new() }
+    }
+
+    async fn apply_batch(&mut self, batch: &Batch<MongoOp>) -> Result<(), ApplyError> {
+        if let Some(doubt) = self.in_doubt.take()
+            && doubt.0 == batch.partition_count
+            && doubt.1 == batch.checkpoints
+        {
+            match super::checkpoints_reached(&self.db, &self.names, &self.connector, &doubt).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => {
+                    self.in_doubt = Some(doubt);
+                    return Err(ApplyError {
+                        message: format!("cannot check whether the previous attempt committed: {}", describe_error(&e)),
+                        transient: is_transient(&e),
+                        failed_at: None,
+                    });
+                }
+            }
+        }
+        let skip = if self.transactional { HashMap::new() } else { self.applied.clone() };
+        let (names, connector) = (self.names.clone(), self.connector.clone());
+        let runs = plan(batch, &names, &connector, &skip).map_err(|e| ApplyError {
+            message: e.0,
+            transient: false,
+            failed_at: e.1,
+        })?;
+        if self.transactional {
+            self.apply_in_transaction(batch, &runs).await
+        } else {
+            let result = self.apply_in_order(&runs, skip).await;
+            if result.is_ok() {
+                for item in &batch.items {
+                    self.applied.remove(&(item.partition(), item.position()));
+                }
+            }
+            result
+        }
+    }
+
+    async fn apply_in_transaction(&mut self, batch: &Batch<MongoOp>, runs: &[Run<'_>]) -> Result<(), ApplyError> {
+        let whole = |what: &str, e: &mongodb::error::Error| ApplyError {
+            message: format!("{what}: {}", describe_error(e)),
+            transient: is_transient(e),
+            failed_at: None,
+        };
+        let mut session = self.client.start_session().await.map_err(|e| whole("cannot start a session", &e))?;
+        session.start_transaction().await.map_err(|e| whole("cannot start a transaction", &e))?;
+        for run in runs {
+            if let Err(failure) = run.execute(&self.db, Some(&mut session), &self.names).await {
+                // The server aborts the transaction on a failing write; make sure of it.
+                let _ = session.abort_transaction().await;
+                return Err(failure.error);
+            }
+        }
+        debug!("committing a batch of {} item(s) with its checkpoints in one transaction", batch.items.len());
+        if let Err(e) = session.commit_transaction().await {
+            let unknown = e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) || is_network(&e);
+            if unknown {
+                self.in_doubt = Some((batch.partition_count, batch.checkpoints.clone()));
+            }
+            let mut error = whole("commit failed", &e);
+            error.transient |= unknown || e.contains_label(TRANSIENT_TRANSACTION_ERROR);
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    async fn apply_in_order(&mut self, runs: &[Run<'_>], mut done: HashMap<(u32, Position), usize>) -> Result<(), ApplyError> {
+        for run in runs {
+            match run.execute(&self.db, None, &self.names).await {
+                Ok(()) => run.count_applied(run.statements.len(), &mut done),
+                Err(failure) => {
+                    run.count_applied(failure.applied, &mut done);
+                    self.applied = done;
+                    return Err(failure.error);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SinkWriter for MongoWriter {
+    type Op = MongoOp;
+
+    async fn apply(&mut self, batch: Arc<Batch<MongoOp>>) -> Result<(), ApplyError> {
+        self.apply_batch(&batch).await.map_err(|mut e| {
+            e.message = format!("MongoDB target `{}`: {}", self.names.display, e.message);
+            e
+        })
+    }
+}
+
+/// Which write command a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    Insert,
+    Update,
+    Delete,
+}
+
+impl Command {
+    fn name(self) -> &'static str {
+        match self {
+            Command::Insert => "insert",
+            Command::Update => "update",
+            Command::Delete => "delete",
+        }
+    }
+
+    fn statements_key(self) -> &'static str {
+        match self {
+            Command::Insert => "documents",
+            Command::Update => "updates",
+            Command::Delete => "deletes",
+        }
+    }
+}
+
+/// Where a statement comes from.
+#[derive(Clone, Copy)]
+enum Origin<'b> {
+    /// Operation `number` (1-based) of the event at `item` in the batch.
+    Op { item: usize, number: usize, event: &'b EventRef, op: &'b MongoOp },
+    Park { item: usize, event: &'b EventRef },
+    Checkpoint,
+}
+
+/// Consecutive statements of one command on one collection.
+struct Run<'b> {
+    collection: &'b str,
+    command: Command,
+    statements: Vec<Document>,
+    origins: Vec<Origin<'b>>,
+    bytes: usize,
+}
+
+/// A run that failed, and how many of its statements were applied before it did.
+struct RunFailure {
+    error: ApplyError,
+    applied: usize,
+}
+
+impl<'b> Run<'b> {
+    fn command_document(&self) -> Document {
+        let mut command = doc! { self.command.name(): self.collection };
+        command.insert(self.command.statements_key(), self.statements.iter().cloned().map(Bson::Document).collect::<Vec<_>>());
+        command.insert("ordered", true);
+        command
+    }
+
+    async fn execute(&self, db: &Database, session: Option<&mut ClientSession>, names: &Names) -> Result<(), RunFailure> {
+        let mut command = self.command_document();
+        if session.is_none()
+            && let Some(wc) = &names.write_concern
+        {
+            command.insert("writeConcern", wc.clone());
+        }
+        let action = db.run_command(command);
+        let result = match session {
+            Some(session) => action.session(session).await,
+            None => action.await,
+        };
+        let reply = result.map_err(|e| RunFailure {
+            error: ApplyError {
+                message: format!("{} on `{}` failed: {}", self.command.name(), self.collection, describe_error(&e)),
+                transient: is_transient(&e),
+                // The whole command was refused: the culprit is one of its statements. Naming
+                // the run's last event lets the writer apply the events before it on their own,
+                // which narrows the culprit down one event at a time.
+                failed_at: if is_transient(&e) { None } else { self.origins.iter().rev().find_map(Origin::item) },
+            },
+            applied: 0,
+        })?;
+        if let Ok(errors) = reply.get_array("writeErrors")
+            && let Some(Bson::Document(first)) = errors.first()
+        {
+            let index = first.get_i32("index").map(|i| i as usize).unwrap_or(0).min(self.statements.len().saturating_sub(1));
+            let code = first.get_i32("code").unwrap_or(0);
+            let message = first.get_str("errmsg").unwrap_or("no message");
+            let mut error = self.origins[index].write_error(code, message);
+            // Two upserts of the same `_id` at the same time (another writer, another process)
+            // can both miss and both insert: the loser's duplicate key is a race, and trying
+            // again updates the document the winner inserted.
+            if is_duplicate_key(code) && self.command == Command::Update && is_id_only(&self.statements[index]) {
+                error.transient = true;
+                error.failed_at = None;
+                error.message.push_str(" (an upsert raced with another writer's; retrying)");
+            }
+            return Err(RunFailure { error, applied: index });
+        }
+        if let Ok(concern) = reply.get_document("writeConcernError") {
+            let code = concern.get_i32("code").unwrap_or(0);
+            let message = concern.get_str("errmsg").unwrap_or("no message");
+            return Err(RunFailure {
+                error: ApplyError {
+                    message: format!(
+                        "write concern error on `{}` (code {code} {}): {message}; the writes were applied but not confirmed as asked",
+                        self.collection,
+                        concern.get_str("codeName").unwrap_or_default()
+                    ),
+                    // Not confirmed in time: try again; unsatisfiable (79, 100): stop.
+                    transient: !matches!(code, 79 | 100),
+                    failed_at: None,
+                },
+                applied: self.statements.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts the first `n` statements as applied for their events.
+    fn count_applied(&self, n: usize, done: &mut HashMap<(u32, Position), usize>) {
+        for origin in &self.origins[..n] {
+            match origin {
+                Origin::Op { event, .. } => *done.entry((event.partition, event.event.position)).or_insert(0) += 1,
+                Origin::Park { event, .. } => {
+                    done.insert((event.partition, event.event.position), PARKED);
+                }
+                Origin::Checkpoint => {}
+            }
+        }
+    }
+}
+
+impl Origin<'_> {
+    fn item(&self) -> Option<usize> {
+        match self {
+            Origin::Op { item, .. } | Origin::Park { item, .. } => Some(*item),
+            Origin::Checkpoint => None,
+        }
+    }
+
+    fn write_error(&self, code: i32, message: &str) -> ApplyError {
+        let kind = match code {
+            code if is_duplicate_key(code) => "duplicate key",
+            2 | 9 | 14 | 40 | 52 | 55 | 56 | 57 | 66 => "invalid operation (update document, filter or pipeline)",
+            _ => "write error",
+        };
+        let transient = is_transient_code(code);
+        match self {
+            Origin::Op { item, number, event, op } => ApplyError {
+                message: format!("operation {number} of {event} failed: {kind} (code {code}): {message}; {op}"),
+                transient,
+                failed_at: Some(*item),
+            },
+            Origin::Park { item, event } => ApplyError {
+                message: format!("parking {event} failed: {kind} (code {code}): {message}"),
+                transient,
+                failed_at: Some(*item),
+            },
+            Origin::Checkpoint => ApplyError {
+                message: format!("writing the checkpoints failed: {kind} (code {code}): {message}"),
+                transient,
+                failed_at: None,
+            },
+        }
+    }
+}
+
+fn is_duplicate_key(code: i32) -> bool {
+    matches!(code, 11000 | 11001 | 12582)
+}
+
+/// An update statement whose filter is exactly `{_id: ...}`.
+fn is_id_only(statement: &Document) -> bool {
+    statement.get_document("q").is_ok_and(|q| q.len() == 1 && q.contains_key("_id"))
+}
+
+fn is_network(e: &mongodb::error::Error) -> bool {
+    matches!(*e.kind, ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. })
+}
+
+/// The batch as runs of write commands, in order. `skip` holds, per event, how many of its
+/// leading operations an earlier attempt applied for sure.
+fn plan<'b>(
+    batch: &'b Batch<MongoOp>,
+    names: &'b Names,
+    connector: &'b str,
+    skip: &HashMap<(u32, Position), usize>,
+) -> Result<Vec<Run<'b>>, (String, Option<usize>)> {
+    let mut runs: Vec<Run<'b>> = Vec::new();
+    let mut push = |collection: &'b str, command: Command, statement: Document, origin: Origin<'b>| {
+        let bytes = statement_size(&statement);
+        match runs.last_mut() {
+            Some(run)
+                if run.collection == collection
+                    && run.command == command
+                    && run.statements.len() < MAX_STATEMENTS
+                    && run.bytes + bytes <= MAX_COMMAND_BYTES =>
+            {
+                run.statements.push(statement);
+                run.origins.push(origin);
+                run.bytes += bytes;
+            }
+            _ => runs.push(Run { collection, command, statements: vec![statement], origins: vec![origin], bytes }),
+        }
+    };
+    for (item, batch_item) in batch.items.iter().enumerate() {
+        match batch_item {
+            BatchItem::Apply { event, ops } => {
+                let done = skip.get(&(event.partition, event.event.position)).copied().unwrap_or(0);
+                for (n, op) in ops.iter().enumerate().skip(done) {
+                    let collection = op.collection.as_deref().unwrap_or(&names.collection);
+                    let origin = Origin::Op { item, number: n + 1, event, op };
+                    match &op.write {
+                        Write::Insert { documents } => {
+                            for d in documents {
+                                push(collection, Command::Insert, d.clone(), origin);
+                            }
+                        }
+                        Write::Update { filter, update, multi } => push(
+                            collection,
+                            Command::Update,
+                            doc! { "q": filter.clone(), "u": update.to_bson(), "upsert": true, "multi": *multi },
+                            origin,
+                        ),
+                        Write::Replace { filter, replacement } => push(
+                            collection,
+                            Command::Update,
+                            doc! { "q": filter.clone(), "u": replacement.clone(), "upsert": true, "multi": false },
+                            origin,
+                        ),
+                        Write::Delete { filter, multi } => push(
+                            collection,
+                            Command::Delete,
+                            doc! { "q": filter.clone(), "limit": if *multi { 0 } else { 1 } },
+                            origin,
+                        ),
+                    }
+                }
+            }
+            BatchItem::Park { event, error } => {
+                // Parked by an earlier attempt (an event whose first operations were applied
+                // before it failed has a count here, not the mark).
+                if skip.get(&(event.partition, event.event.position)) == Some(&PARKED) {
+                    continue;
+                }
+                let e = &event.event;
+                let position = int64(e.position).map_err(|m| (m, Some(item)))?;
+                let id = format!("{connector}/{}/{}", event.partition, e.position);
+                let parked = doc! {
+                    "connector": connector,
+                    "partition": event.partition as i64,
+                    "position": position,
+                    "eventId": &e.event_id,
+                    "stream": &e.stream,
+                    "eventType": &e.event_type,
+                    "payload": String::from_utf8_lossy(&e.data).into_owned(),
+                    "error": error,
+                    "parkedAt": mongodb::bson::DateTime::now(),
+                };
+                push(
+                    &names.parked,
+                    Command::Update,
+                    doc! { "q": { "_id": id }, "u": { "$set": parked }, "upsert": true, "multi": false },
+                    Origin::Park { item, event },
+                );
+            }
+            BatchItem::Advance { .. } => {}
+        }
+    }
+    for (partition, position) in &batch.checkpoints {
+        let row = doc! {
+            "kind": "checkpoint",
+            "connector": connector,
+            "partitionCount": batch.partition_count as i64,
+            "partition": *partition as i64,
+            "position": int64(*position).map_err(|m| (m, None))?,
+            "updatedAt": mongodb::bson::DateTime::now(),
+        };
+        push(
+            &names.checkpoints,
+            Command::Update,
+            doc! {
+                "q": { "_id": super::checkpoint_id(connector, batch.partition_count, *partition) },
+                "u": { "$set": row },
+                "upsert": true,
+                "multi": false,
+            },
+            Origin::Checkpoint,
+        );
+    }
+    Ok(runs)
+}
+
+fn statement_size(d: &Document) -> usize {
+    let mut bytes = Vec::new();
+    d.to_writer(&mut bytes).map(|_| bytes.len()).unwrap_or(MAX_COMMAND_BYTES)
+}
+
+fn int64(position: Position) -> Result<i64, String> {
+    i64::try_from(position).map_err(|_| format!("position {position} does not fit a BSON Int64"))
+}

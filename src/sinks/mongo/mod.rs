@@ -1,0 +1,358 @@
+//! The MongoDB target. Operations are the Eventuous Connector's MongoDB operations (plus
+//! `ReplaceOne`, a per-operation collection, update pipelines and integral-field hints); their
+//! Structs become BSON by the rules of `bson.rs`. A batch is applied as ordered write commands
+//! with the checkpoint documents, in one multi-document transaction where the server has them
+//! (replica sets, sharded clusters), else with the checkpoints written right after the batch
+//! (at-least-once). Writers run in parallel (`sink.mongo.writers`) on one shared client (a
+//! connection pool), each on the fixed set of partitions the pipeline gives it.
+//!
+//! - `bson.rs`: Struct -> BSON (`$date`, `integerFields`);
+//! - `ops.rs`: decoding and validating the operations;
+//! - `apply.rs`: applying a batch, in a transaction or in order.
+//!
+//! The gateway's documents: in `checkpoints_collection`, one per (connector, partition count,
+//! partition) with `_id` `<connector>/<count>/<partition>` and `kind: "checkpoint"`, and the
+//! connector's projection version with `_id` `<connector>/version`; in `parked_collection`, one
+//! per parked event, `_id` `<connector>/<partition>/<position>`.
+
+mod apply;
+pub mod bson;
+pub mod ops;
+
+use std::{sync::Arc, time::Duration};
+
+use futures::TryStreamExt;
+use mongodb::{
+    Client, Database,
+    bson::{Bson, Document, doc},
+    error::{ErrorKind, RETRYABLE_WRITE_ERROR, WriteFailure, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT},
+    options::{ClientOptions, ConnectionString},
+};
+use prost_types::Any;
+use tracing::info;
+
+use crate::{
+    checkpoint::CheckpointRow,
+    config::{MongoSinkConfig, MongoTransactions},
+    event::Position,
+    sinks::{DecodeError, Sink, SinkError},
+};
+
+pub use apply::MongoWriter;
+pub use ops::{MongoOp, Update, Write, decode_mongo_op};
+
+/// Collection names and how to name the target in messages.
+#[derive(Debug)]
+struct Names {
+    /// `host:port/database`, without credentials.
+    display: String,
+    collection: String,
+    checkpoints: String,
+    parked: String,
+    /// The URL's write concern (`w`, `journal`, `wtimeoutMS`), as the `writeConcern` of write
+    /// commands outside transactions (a transaction's commit takes it from the client).
+    write_concern: Option<Document>,
+}
+
+pub struct MongoSink {
+    client: Client,
+    db: Database,
+    names: Arc<Names>,
+    connector: Arc<str>,
+    transactional: bool,
+    writers: usize,
+}
+
+/// Checks a connection string without connecting (for the config loader).
+pub fn parse_url(url: &str) -> Result<(), String> {
+    ConnectionString::parse(url).map(drop).map_err(|e| format!("not a MongoDB connection string: {}", describe_error(&e)))
+}
+
+impl MongoSink {
+    /// Connects (failing fast when the server cannot be reached), decides whether batches use
+    /// transactions, and creates the gateway's index.
+    pub async fn open(config: &MongoSinkConfig, connector: &str) -> Result<Self, SinkError> {
+        let mut options = ClientOptions::parse(&config.url)
+            .await
+            .map_err(|e| SinkError(format!("sink.mongo.url: {}", describe_error(&e))))?;
+        let hosts = options.hosts.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        let write_concern = match &options.write_concern {
+            Some(wc) => Some(
+                mongodb::bson::to_document(wc).map_err(|e| SinkError(format!("sink.mongo.url: write concern: {e}")))?,
+            )
+            .filter(|d| !d.is_empty()),
+            None => None,
+        };
+        let names = Arc::new(Names {
+            display: format!("{hosts}/{}", config.database),
+            collection: config.collection.clone(),
+            checkpoints: config.checkpoints_collection.clone(),
+            parked: config.parked_collection.clone(),
+            write_concern,
+        });
+        options.app_name.get_or_insert_with(|| "projector-gateway".into());
+        options.server_selection_timeout.get_or_insert(Duration::from_secs(10));
+        options.connect_timeout.get_or_insert(Duration::from_secs(5));
+        let client = Client::with_options(options)
+            .map_err(|e| SinkError(format!("MongoDB target `{}`: {}", names.display, describe_error(&e))))?;
+        let db = client.database(&config.database);
+        let hello = db.run_command(doc! { "hello": 1 }).await.map_err(|e| {
+            SinkError(format!("cannot reach the MongoDB target `{}`: {}", names.display, describe_error(&e)))
+        })?;
+        let transactional = match config.transactions {
+            MongoTransactions::Off => false,
+            mode => match transactions_work(&client, &db, &names, &hello).await {
+                Ok(()) => true,
+                Err(reason) if mode == MongoTransactions::Auto => {
+                    info!(
+                        "MongoDB target `{}` has no multi-document transactions ({reason}): checkpoints are written right after each batch (at-least-once)",
+                        names.display
+                    );
+                    false
+                }
+                Err(reason) => {
+                    return Err(SinkError(format!(
+                        "MongoDB target `{}`: `transactions: on` but the server cannot run multi-document transactions: {reason}",
+                        names.display
+                    )));
+                }
+            },
+        };
+        if transactional {
+            info!("MongoDB target `{}`: each batch and its checkpoints commit in one transaction", names.display);
+        }
+        db.collection::<Document>(&names.checkpoints)
+            .create_index(mongodb::IndexModel::builder().keys(doc! { "connector": 1 }).build())
+            // The gateway's own index: acknowledged by the primary is enough (and a write
+            // concern problem then shows at the first batch, with the batch).
+            .write_concern(mongodb::options::WriteConcern::nodes(1))
+            .await
+            .map_err(|e| SinkError(format!("MongoDB target `{}`: cannot create the checkpoints index: {}", names.display, describe_error(&e))))?;
+        Ok(Self { client, db, names, connector: connector.into(), transactional, writers: config.writers.max(1) })
+    }
+
+    /// Whether batches and their checkpoints commit in one transaction (exactly once) rather
+    /// than one after the other (at-least-once).
+    pub fn transactional(&self) -> bool {
+        self.transactional
+    }
+
+    fn error(&self, what: &str, e: &mongodb::error::Error) -> SinkError {
+        SinkError(format!("MongoDB target `{}`: {what}: {}", self.names.display, describe_error(e)))
+    }
+}
+
+/// Ok when the server runs multi-document transactions: it is a replica set member or a
+/// mongos, has sessions, and commits a test transaction.
+async fn transactions_work(client: &Client, db: &Database, names: &Names, hello: &Document) -> Result<(), String> {
+    let replica = hello.get_str("setName").is_ok() || hello.get_str("msg") == Ok("isdbgrid");
+    if !replica {
+        return Err("it is not a replica set member or mongos (`hello` has no `setName`)".into());
+    }
+    if !hello.contains_key("logicalSessionTimeoutMinutes") {
+        return Err("it has no sessions".into());
+    }
+    let mut session = client.start_session().await.map_err(|e| describe_error(&e))?;
+    session.start_transaction().await.map_err(|e| describe_error(&e))?;
+    db.run_command(doc! { "find": &names.checkpoints, "filter": { "_id": "-" }, "limit": 1 })
+        .session(&mut session)
+        .await
+        .map_err(|e| format!("a test transaction failed: {}", describe_error(&e)))?;
+    session.commit_transaction().await.map_err(|e| format!("a test transaction failed to commit: {}", describe_error(&e)))
+}
+
+fn checkpoint_id(connector: &str, partition_count: u32, partition: u32) -> String {
+    format!("{connector}/{partition_count}/{partition}")
+}
+
+fn version_id(connector: &str) -> String {
+    format!("{connector}/version")
+}
+
+/// True when the stored checkpoints hold every position of `doubt` (a batch in doubt
+/// committed).
+async fn checkpoints_reached(
+    db: &Database,
+    names: &Names,
+    connector: &str,
+    doubt: &(u32, Vec<(u32, Position)>),
+) -> Result<bool, mongodb::error::Error> {
+    let stored = load_checkpoints(db, names, connector).await?;
+    Ok(doubt.1.iter().all(|(partition, position)| {
+        stored.iter().any(|r| r.partition_count == doubt.0 && r.partition == *partition && r.position == *position)
+    }))
+}
+
+async fn load_checkpoints(db: &Database, names: &Names, connector: &str) -> Result<Vec<CheckpointRow>, mongodb::error::Error> {
+    let docs: Vec<Document> = db
+        .collection::<Document>(&names.checkpoints)
+        .find(doc! { "connector": connector, "kind": "checkpoint" })
+        .await?
+        .try_collect()
+        .await?;
+    Ok(docs
+        .iter()
+        .filter_map(|d| {
+            let int = |key: &str| match d.get(key) {
+                Some(Bson::Int64(i)) => Some(*i),
+                Some(Bson::Int32(i)) => Some(i64::from(*i)),
+                Some(Bson::Double(f)) if f.fract() == 0.0 => Some(*f as i64),
+                _ => None,
+            };
+            Some(CheckpointRow {
+                partition_count: u32::try_from(int("partitionCount")?).ok()?,
+                partition: u32::try_from(int("partition")?).ok()?,
+                position: u64::try_from(int("position")?).ok()?,
+            })
+        })
+        .collect())
+}
+
+/// One line for a driver error: what kind of failure, then the server's or driver's words.
+pub(crate) fn describe_error(e: &mongodb::error::Error) -> String {
+    match &*e.kind {
+        ErrorKind::ServerSelection { message, .. } => format!("server unreachable: {message}"),
+        ErrorKind::Io(io) => format!("connection lost: {io}"),
+        ErrorKind::Command(c) => format!("{} (code {} {})", c.message, c.code, c.code_name),
+        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => {
+            format!("write concern error (code {} {}): {}", w.code, w.code_name, w.message)
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// Whether trying again later may succeed: network trouble, no primary, a failover, a
+/// transaction conflict, or a write the server labels retryable.
+pub(crate) fn is_transient(e: &mongodb::error::Error) -> bool {
+    if e.contains_label(TRANSIENT_TRANSACTION_ERROR)
+        || e.contains_label(RETRYABLE_WRITE_ERROR)
+        || e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
+    {
+        return true;
+    }
+    match &*e.kind {
+        ErrorKind::Io(_) | ErrorKind::ServerSelection { .. } | ErrorKind::ConnectionPoolCleared { .. } => true,
+        // NotWritablePrimary & co., shutdowns, network timeouts, write conflicts.
+        ErrorKind::Command(c) => is_transient_code(c.code),
+        // Not confirmed in time, or the primary stepped down meanwhile; a write concern the
+        // server can never satisfy (codes 79, 100) is permanent.
+        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => !matches!(w.code, 79 | 100),
+        _ => false,
+    }
+}
+
+/// Server error codes worth retrying: NotWritablePrimary & co., shutdowns, network timeouts,
+/// write conflicts.
+pub(crate) fn is_transient_code(code: i32) -> bool {
+    matches!(code, 6 | 7 | 64 | 89 | 91 | 112 | 189 | 262 | 9001 | 10107 | 11600 | 11602 | 13435 | 13436)
+}
+
+impl Sink for MongoSink {
+    type Op = MongoOp;
+    type Writer = MongoWriter;
+
+    fn name(&self) -> &'static str {
+        "mongo"
+    }
+
+    fn decode(&self, operation: &Any) -> Result<Option<MongoOp>, DecodeError> {
+        decode_mongo_op(operation)
+    }
+
+    async fn load_checkpoints(&self) -> Result<Vec<CheckpointRow>, SinkError> {
+        load_checkpoints(&self.db, &self.names, &self.connector)
+            .await
+            .map_err(|e| self.error("cannot read the checkpoints", &e))
+    }
+
+    async fn delete_checkpoints(&self, partition_count: u32) -> Result<(), SinkError> {
+        self.db
+            .collection::<Document>(&self.names.checkpoints)
+            .delete_many(doc! { "connector": &*self.connector, "kind": "checkpoint", "partitionCount": partition_count as i64 })
+            .await
+            .map(drop)
+            .map_err(|e| self.error("cannot delete checkpoints", &e))
+    }
+
+    async fn projection_version(&self) -> Result<Option<String>, SinkError> {
+        let found = self
+            .db
+            .collection::<Document>(&self.names.checkpoints)
+            .find_one(doc! { "_id": version_id(&self.connector) })
+            .await
+            .map_err(|e| self.error("cannot read the projection version", &e))?;
+        Ok(found.and_then(|d| d.get_str("version").ok().map(str::to_string)))
+    }
+
+    async fn record_projection_version(
+        &self,
+        projection: &str,
+        version: &str,
+        reset: Option<Vec<MongoOp>>,
+    ) -> Result<(), SinkError> {
+        let mut session = None;
+        if self.transactional {
+            let mut s = self.client.start_session().await.map_err(|e| self.error("cannot start a session", &e))?;
+            s.start_transaction().await.map_err(|e| self.error("cannot start a transaction", &e))?;
+            session = Some(s);
+        }
+        let mut commands = Vec::new();
+        for (n, op) in reset.iter().flatten().enumerate() {
+            commands.push((format!("reset operation {} of the sidecar's Describe ({op})", n + 1), reset_command(op, &self.names)));
+        }
+        if reset.is_some() {
+            commands.push((
+                "deleting the checkpoints".to_string(),
+                doc! { "delete": &self.names.checkpoints, "deletes": [ { "q": { "connector": &*self.connector, "kind": "checkpoint" }, "limit": 0 } ] },
+            ));
+        }
+        commands.push((
+            "recording the projection version".to_string(),
+            doc! { "update": &self.names.checkpoints, "updates": [ {
+                "q": { "_id": version_id(&self.connector) },
+                "u": { "$set": { "kind": "projection_version", "connector": &*self.connector, "projection": projection, "version": version } },
+                "upsert": true,
+            } ] },
+        ));
+        for (what, command) in commands {
+            let action = self.db.run_command(command);
+            let reply = match session.as_mut() {
+                Some(s) => action.session(s).await,
+                None => action.await,
+            }
+            .map_err(|e| self.error(&what, &e))?;
+            if let Ok(errors) = reply.get_array("writeErrors") {
+                return Err(SinkError(format!("MongoDB target `{}`: {what}: {errors:?}", self.names.display)));
+            }
+        }
+        if let Some(mut s) = session {
+            s.commit_transaction().await.map_err(|e| self.error("cannot commit", &e))?;
+        }
+        Ok(())
+    }
+
+    fn writer_count(&self) -> usize {
+        self.writers
+    }
+
+    async fn open_writer(&self) -> Result<MongoWriter, SinkError> {
+        Ok(MongoWriter::new(self.client.clone(), self.db.clone(), self.names.clone(), self.connector.clone(), self.transactional))
+    }
+}
+
+/// One reset operation as a write command of its own.
+fn reset_command(op: &MongoOp, names: &Names) -> Document {
+    let collection = op.collection.as_deref().unwrap_or(&names.collection);
+    match &op.write {
+        Write::Insert { documents } => doc! { "insert": collection, "documents": documents.clone() },
+        Write::Update { filter, update, multi } => {
+            doc! { "update": collection, "updates": [ { "q": filter.clone(), "u": update.to_bson(), "upsert": true, "multi": *multi } ] }
+        }
+        Write::Replace { filter, replacement } => {
+            doc! { "update": collection, "updates": [ { "q": filter.clone(), "u": replacement.clone(), "upsert": true } ] }
+        }
+        Write::Delete { filter, multi } => {
+            doc! { "delete": collection, "deletes": [ { "q": filter.clone(), "limit": if *multi { 0 } else { 1 } } ] }
+        }
+    }
+}
