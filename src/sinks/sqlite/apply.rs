@@ -10,17 +10,24 @@ use std::{
 
 use rusqlite::{Connection, ErrorCode, ToSql, types::ToSqlOutput, types::Value as Sqlite};
 
+use super::checkpointer::Checkpointer;
 use crate::sinks::{ApplyError, Batch, BatchItem, SinkWriter, sql::{SqlOp, SqlValue}};
 
 pub struct SqliteWriter {
     conn: Arc<Mutex<Connection>>,
     connector: Arc<str>,
     path: PathBuf,
+    checkpointer: Option<Arc<Checkpointer>>,
 }
 
 impl SqliteWriter {
-    pub(super) fn new(conn: Arc<Mutex<Connection>>, connector: Arc<str>, path: PathBuf) -> Self {
-        Self { conn, connector, path }
+    pub(super) fn new(
+        conn: Arc<Mutex<Connection>>,
+        connector: Arc<str>,
+        path: PathBuf,
+        checkpointer: Option<Arc<Checkpointer>>,
+    ) -> Self {
+        Self { conn, connector, path, checkpointer }
     }
 }
 
@@ -40,7 +47,11 @@ impl SinkWriter for SqliteWriter {
         .map_err(|mut e| {
             e.message = format!("SQLite target {path}: {}", e.message);
             e
-        })
+        })?;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.committed();
+        }
+        Ok(())
     }
 }
 

@@ -1,9 +1,11 @@
 //! The SQLite target, the embedded default. SQLite has one writer at a time, so the sink has
 //! one writer that applies batches spanning any partitions: each batch is one `BEGIN
 //! IMMEDIATE ... COMMIT` holding the operations and the checkpoint rows of every partition it
-//! touches, which makes the effect exactly once.
+//! touches, which makes the effect exactly once. WAL checkpoints run on a thread of their own
+//! (`checkpointer.rs`), not inside the commits.
 
 mod apply;
+mod checkpointer;
 mod schema;
 
 use std::{
@@ -13,6 +15,7 @@ use std::{
 
 use prost_types::Any;
 use rusqlite::Connection;
+use tracing::warn;
 
 use crate::{
     checkpoint::CheckpointRow,
@@ -22,12 +25,15 @@ use crate::{
 };
 
 pub use apply::SqliteWriter;
+use checkpointer::Checkpointer;
 
 pub struct SqliteSink {
     connector: Arc<str>,
     path: PathBuf,
     allow_raw_sql: bool,
     conn: Arc<Mutex<Connection>>,
+    /// `None` when its thread could not start: SQLite then checkpoints inside commits.
+    checkpointer: Option<Arc<Checkpointer>>,
 }
 
 impl SqliteSink {
@@ -36,10 +42,25 @@ impl SqliteSink {
     pub async fn open(config: &SqliteSinkConfig, connector: &str) -> Result<Self, SinkError> {
         let (path, allow_raw_sql) = (config.path.clone(), config.allow_raw_sql);
         let config = config.clone();
-        let conn = tokio::task::spawn_blocking(move || schema::open(&config))
-            .await
-            .map_err(|e| SinkError(e.to_string()))??;
-        Ok(Self { connector: connector.into(), path, allow_raw_sql, conn: Arc::new(Mutex::new(conn)) })
+        let (conn, checkpointer) = tokio::task::spawn_blocking(move || {
+            let conn = schema::open(&config)?;
+            let checkpointer = match Checkpointer::start(&config.path) {
+                Ok(c) => {
+                    conn.execute_batch("PRAGMA wal_autocheckpoint = 0;").map_err(|e| {
+                        SinkError(format!("SQLite target {}: cannot configure: {e}", config.path.display()))
+                    })?;
+                    Some(Arc::new(c))
+                }
+                Err(e) => {
+                    warn!("SQLite target {}: checkpoints stay inside commits: cannot start the checkpoint thread: {e}", config.path.display());
+                    None
+                }
+            };
+            Ok::<_, SinkError>((conn, checkpointer))
+        })
+        .await
+        .map_err(|e| SinkError(e.to_string()))??;
+        Ok(Self { connector: connector.into(), path, allow_raw_sql, conn: Arc::new(Mutex::new(conn)), checkpointer })
     }
 
     async fn with_conn<T: Send + 'static>(
@@ -131,6 +152,6 @@ impl Sink for SqliteSink {
     }
 
     async fn open_writer(&self) -> Result<SqliteWriter, SinkError> {
-        Ok(SqliteWriter::new(self.conn.clone(), self.connector.clone(), self.path.clone()))
+        Ok(SqliteWriter::new(self.conn.clone(), self.connector.clone(), self.path.clone(), self.checkpointer.clone()))
     }
 }

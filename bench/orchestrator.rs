@@ -1,0 +1,412 @@
+//! Runs a whole benchmark: writes the event logs once, runs every scenario in a child process
+//! (this binary, `scenario ...`), then prints the table, the targets, and last the
+//! machine-readable `bench scenario=...` lines.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use clap::Args;
+
+use crate::{
+    logs::{LogTarget, write_logs},
+    scenarios::Outcome,
+};
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The CI version: 100k events, RSS compared between 100k and 500k.
+    #[arg(long)]
+    quick: bool,
+    /// Admin URL of a PostgreSQL server (scripts/postgres.sh start); without it the PostgreSQL
+    /// scenarios are skipped.
+    #[arg(long, env = "BENCH_PG_URL")]
+    pg_url: Option<String>,
+    /// Events in the main log (default 1,000,000; 100,000 with --quick).
+    #[arg(long)]
+    events: Option<usize>,
+    /// Events in the large log of the RSS comparison (default 5x --events).
+    #[arg(long)]
+    large_events: Option<usize>,
+    /// `sink.postgres.writers` for the PostgreSQL scenarios (the baseline always uses 1). The
+    /// bookings read model's `guest_stats` rows are shared across partitions, so parallel
+    /// writers deadlock on them (see README); 1 by default.
+    #[arg(long, default_value_t = 1)]
+    pg_writers: usize,
+    /// SQL run on every SQLite target before the read model's schema, e.g.
+    /// `PRAGMA cache_size = -65536;` (to try target settings).
+    #[arg(long)]
+    sqlite_init: Option<String>,
+    /// Comma-separated scenario names to run (default: all).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Folder for the temporary logs and SQLite targets (default: the system temp folder).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Keep the temporary folder.
+    #[arg(long)]
+    keep: bool,
+}
+
+struct Plan {
+    events: usize,
+    large_events: usize,
+    sqlite_baseline: usize,
+    pg_baseline: usize,
+    live_seconds: u64,
+    live_rate: u64,
+    partitions: u32,
+}
+
+struct Scenario {
+    name: &'static str,
+    args: Vec<String>,
+    needs_pg: bool,
+    /// Reported from this scenario's process when it ran (same configuration, same log).
+    same_as: Option<&'static str>,
+}
+
+struct Ran {
+    outcome: Result<Outcome, String>,
+    wall: f64,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let began = Instant::now();
+    let load_before = load_average();
+    let events = args.events.unwrap_or(if args.quick { 100_000 } else { 1_000_000 });
+    let plan = Plan {
+        events,
+        large_events: args.large_events.unwrap_or(events * 5),
+        sqlite_baseline: if args.quick { 5_000 } else { 20_000 }.min(events),
+        pg_baseline: if args.quick { 2_000 } else { 5_000 }.min(events),
+        live_seconds: if args.quick { 3 } else { 5 },
+        live_rate: 1000,
+        partitions: 16,
+    };
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&base)?;
+    let tmp = tempfile::Builder::new().prefix("projector-bench-").tempdir_in(&base)?;
+    let dir = tmp.path().to_path_buf();
+    eprintln!("bench: working in {}", dir.display());
+
+    let scenarios = scenarios(&plan, &dir, args.pg_url.as_deref(), args.pg_writers, args.sqlite_init.as_deref());
+    let wanted = |s: &Scenario| args.only.is_empty() || args.only.iter().any(|o| o == s.name);
+    let selected: Vec<&Scenario> = scenarios.iter().filter(|s| wanted(s)).collect();
+
+    // The logs: one generator pass, smaller logs are prefixes of the large one.
+    let uses = |log: &str| selected.iter().any(|s| s.args.iter().any(|a| a.ends_with(log)));
+    let mut targets = Vec::new();
+    for (file, limit) in [
+        ("events-main.db", plan.events),
+        ("events-large.db", plan.large_events),
+        ("events-baseline-sqlite.db", plan.sqlite_baseline),
+        ("events-baseline-postgres.db", plan.pg_baseline),
+    ] {
+        if uses(file) {
+            targets.push(LogTarget { path: dir.join(file), limit });
+        }
+    }
+    let generated = Instant::now();
+    let largest = targets.iter().map(|t| t.limit).max().unwrap_or(0);
+    if largest > 0 {
+        eprintln!("bench: generating {largest} bookings events into {} log(s)", targets.len());
+        // About four events per booking stream, so streams stay active across the whole log.
+        write_logs(&targets, (largest / 4).max(1000), 42)?;
+    }
+    let generate_seconds = generated.elapsed().as_secs_f64();
+    eprintln!("bench: logs written in {generate_seconds:.1}s");
+
+    let exe = std::env::current_exe()?;
+    let mut results: BTreeMap<&'static str, Ran> = BTreeMap::new();
+    for s in &selected {
+        if s.needs_pg && args.pg_url.is_none() {
+            eprintln!("bench: skipping {} (no --pg-url)", s.name);
+            continue;
+        }
+        if let Some(ran) = s.same_as.and_then(|other| results.get(other)) {
+            eprintln!("bench: {} is measured by the {} process", s.name, s.same_as.unwrap_or_default());
+            let outcome = ran.outcome.clone();
+            results.insert(s.name, Ran { outcome, wall: 0.0 });
+            continue;
+        }
+        // Start every scenario with no dirty pages left by the previous one.
+        let _ = Command::new("sync").status();
+        eprintln!("bench: running {}", s.name);
+        let started = Instant::now();
+        let outcome = run_child(&exe, s);
+        let wall = started.elapsed().as_secs_f64();
+        match &outcome {
+            Ok(o) => eprintln!("bench: {} done in {wall:.1}s: {:.0} events/s", s.name, o.events_per_s()),
+            Err(e) => eprintln!("bench: {} FAILED after {wall:.1}s: {e}", s.name),
+        }
+        results.insert(s.name, Ran { outcome, wall });
+    }
+    if args.keep {
+        let kept = tmp.keep();
+        eprintln!("bench: kept {}", kept.display());
+    }
+    let times = Times { generate: generate_seconds, total: began.elapsed().as_secs_f64(), load_before, load_after: load_average() };
+    report(&plan, &selected, &results, &times);
+    if results.values().any(|r| r.outcome.is_err()) {
+        anyhow::bail!("some scenarios failed");
+    }
+    Ok(())
+}
+
+fn scenarios(plan: &Plan, dir: &Path, pg_url: Option<&str>, pg_writers: usize, sqlite_init: Option<&str>) -> Vec<Scenario> {
+    // Every scenario's arguments: these, with `overrides` replacing or adding flags.
+    let args = |name: &str, kind: &str, target: &str, log_file: &str, overrides: &[(&str, String)]| -> Vec<String> {
+        let mut flags: Vec<(&str, String)> = vec![
+            ("--name", name.into()),
+            ("--kind", kind.into()),
+            ("--target", target.into()),
+            ("--log", dir.join(log_file).display().to_string()),
+            ("--dir", dir.display().to_string()),
+            ("--partitions", plan.partitions.to_string()),
+            ("--writers", pg_writers.to_string()),
+        ];
+        if let Some(url) = pg_url {
+            flags.push(("--pg-url", url.into()));
+        }
+        if let Some(sql) = sqlite_init {
+            flags.push(("--sqlite-init", sql.into()));
+        }
+        for (flag, value) in overrides {
+            match flags.iter_mut().find(|(f, _)| f == flag) {
+                Some(slot) => slot.1 = value.clone(),
+                None => flags.push((flag, value.clone())),
+            }
+        }
+        std::iter::once("scenario".to_string())
+            .chain(flags.into_iter().flat_map(|(f, v)| [f.to_string(), v]))
+            .collect()
+    };
+    // One event at a time, one transaction per event: what the Eventuous Connector does.
+    let one_at_a_time =
+        [("--partitions", "1".to_string()), ("--window", "1".into()), ("--max-ops", "1".into()), ("--writers", "1".into())];
+    let live = [("--live-rate", plan.live_rate.to_string()), ("--live-seconds", plan.live_seconds.to_string())];
+    let s = |name: &'static str, args: Vec<String>, needs_pg: bool| Scenario { name, args, needs_pg, same_as: None };
+    vec![
+        s("raw-sidecar", args("raw-sidecar", "pipeline", "null", "events-main.db", &[]), false),
+        s("sqlite-raw-sink", args("sqlite-raw-sink", "raw-sink", "sqlite", "events-main.db", &[]), false),
+        s("sqlite-e2e", args("sqlite-e2e", "pipeline", "sqlite", "events-main.db", &[]), false),
+        s("sqlite-baseline", args("sqlite-baseline", "pipeline", "sqlite", "events-baseline-sqlite.db", &one_at_a_time), false),
+        s("postgres-raw-sink", args("postgres-raw-sink", "raw-sink", "postgres", "events-main.db", &[]), true),
+        s("postgres-e2e", args("postgres-e2e", "pipeline", "postgres", "events-main.db", &[]), true),
+        s("postgres-baseline", args("postgres-baseline", "pipeline", "postgres", "events-baseline-postgres.db", &one_at_a_time), true),
+        // The SQLite end-to-end run is the 1M side of the memory comparison.
+        Scenario { same_as: Some("sqlite-e2e"), ..s("rss-1m", args("rss-1m", "pipeline", "sqlite", "events-main.db", &[]), false) },
+        s("rss-5m", args("rss-5m", "pipeline", "sqlite", "events-large.db", &[]), false),
+        s("live", args("live", "live", "sqlite", "events-live.db", &live), false),
+    ]
+}
+
+/// Runs one scenario in a child process; its stderr passes through, its stdout carries the
+/// result.
+fn run_child(exe: &Path, s: &Scenario) -> Result<Outcome, String> {
+    let mut child = Command::new(exe)
+        .args(&s.args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut outcome = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        match line.strip_prefix("RESULT ") {
+            Some(json) => outcome = Some(serde_json::from_str::<Outcome>(json).map_err(|e| e.to_string())?),
+            None => eprintln!("  {line}"),
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    match outcome {
+        Some(o) if status.success() => Ok(o),
+        _ => Err(format!("the scenario process exited with {status}")),
+    }
+}
+
+struct Times {
+    generate: f64,
+    total: f64,
+    load_before: String,
+    load_after: String,
+}
+
+/// The 1, 5 and 15 minute load averages: other work on the machine skews every figure.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, Ran>, times: &Times) {
+    let ok = |name: &str| results.get(name).and_then(|r| r.outcome.as_ref().ok());
+    let rate = |name: &str| ok(name).map(Outcome::events_per_s);
+    let ceiling_of = |sink: &str| match (rate(sink), rate("raw-sidecar")) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        _ => None,
+    };
+    let ceilings: BTreeMap<&str, Option<f64>> =
+        [("sqlite", ceiling_of("sqlite-raw-sink")), ("postgres", ceiling_of("postgres-raw-sink"))].into();
+    let ceiling_ratio = |name: &str| {
+        let target = name.split('-').next()?;
+        if !name.ends_with("-e2e") {
+            return None;
+        }
+        Some(rate(name)? / (*ceilings.get(target)?)?)
+    };
+    let baseline_ratio = |name: &str| {
+        let target = name.strip_suffix("-e2e")?;
+        Some(rate(name)? / rate(&format!("{target}-baseline"))?)
+    };
+
+    println!();
+    println!(
+        "projector-gateway pipeline benchmark: {} events, {} partitions, Rust example reducer over loopback gRPC, {} CPU(s)",
+        plan.events,
+        plan.partitions,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let build = std::env::var("BENCH_BUILD_SECONDS").map(|s| format!("build {s}s, ")).unwrap_or_default();
+    println!(
+        "{build}event logs written in {:.1}s, whole run {:.1}s; load average {} before, {} after",
+        times.generate, times.total, times.load_before, times.load_after
+    );
+    println!();
+    println!(
+        "{:<18} {:>9} {:>8} {:>10} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "scenario", "events", "seconds", "events/s", "CPU us/ev", "ops", "txns", "ev/txn", "RSS MB", "ceil x", "wall s"
+    );
+    for s in selected {
+        let Some(r) = results.get(s.name) else {
+            println!("{:<18} skipped", s.name);
+            continue;
+        };
+        let o = match &r.outcome {
+            Err(e) => {
+                println!("{:<18} FAILED: {e}", s.name);
+                continue;
+            }
+            Ok(o) => o,
+        };
+        let live = s.name == "live";
+        let note = if live {
+            format!(
+                "   append->applied p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                o.p50_ms.unwrap_or(f64::NAN),
+                o.p99_ms.unwrap_or(f64::NAN),
+                o.max_ms.unwrap_or(f64::NAN)
+            )
+        } else if o.setup_seconds > 0.0 {
+            format!("   (+{:.1}s untimed: read, reduce, decode)", o.setup_seconds)
+        } else {
+            String::new()
+        };
+        println!(
+            "{:<18} {:>9} {:>8.2} {:>10.0} {:>9.1} {:>9} {:>7} {:>7} {:>7.0} {:>7} {:>7.1}{note}",
+            s.name,
+            o.events,
+            o.seconds,
+            o.events_per_s(),
+            o.cpu_seconds * 1e6 / o.events.max(1) as f64,
+            if live { "-".to_string() } else { o.ops.to_string() },
+            o.transactions,
+            if live { "-".to_string() } else { format!("{:.1}", o.events as f64 / o.transactions.max(1) as f64) },
+            o.peak_rss_kb as f64 / 1024.0,
+            ceiling_ratio(s.name).map_or("-".into(), |r| format!("{r:.2}")),
+            r.wall,
+        );
+    }
+
+    println!();
+    println!("targets:");
+    for target in ["sqlite", "postgres"] {
+        let Some(Some(ceiling)) = ceilings.get(target) else { continue };
+        let e2e = format!("{target}-e2e");
+        let (raw_sink, raw_sidecar) = (rate(&format!("{target}-raw-sink")), rate("raw-sidecar"));
+        println!(
+            "  {target}: ceiling {ceiling:.0} events/s = min(raw sink {:.0}, raw sidecar {:.0})",
+            raw_sink.unwrap_or(f64::NAN),
+            raw_sidecar.unwrap_or(f64::NAN)
+        );
+        let cpu_per_event = |name: &str| ok(name).map(|o| o.cpu_seconds / o.events.max(1) as f64);
+        if target == "sqlite"
+            && let (Some(sink), Some(sidecar)) = (cpu_per_event("sqlite-raw-sink"), cpu_per_event("raw-sidecar"))
+        {
+            // Everything of the SQLite e2e runs in this one process: its CPU per event is at
+            // least the sum of the two halves', on the machine's cores.
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            let bound = cores / (sink + sidecar);
+            println!(
+                "    CPU bound with both halves on {cores:.0} cores: {bound:.0} events/s = {:.2} x ceiling ({:.1} + {:.1} us CPU per event)",
+                bound / ceiling,
+                sink * 1e6,
+                sidecar * 1e6
+            );
+        }
+        if let Some(r) = ceiling_ratio(&e2e) {
+            println!("    e2e / ceiling  = {r:.2}  (target >= 0.80: {})", verdict(r >= 0.8));
+        }
+        let wanted = if target == "sqlite" { 20.0 } else { 10.0 };
+        if let Some(r) = baseline_ratio(&e2e) {
+            println!("    e2e / baseline = {r:.1}x (target >= {wanted:.0}x: {})", verdict(r >= wanted));
+        }
+    }
+    if let (Some(small), Some(large)) = (ok("rss-1m"), ok("rss-5m")) {
+        let r = large.peak_rss_kb as f64 / small.peak_rss_kb.max(1) as f64;
+        println!(
+            "  peak RSS: {} events {:.0} MB, {} events {:.0} MB: ratio {r:.2} (target within 10%: {})",
+            small.events,
+            small.peak_rss_kb as f64 / 1024.0,
+            large.events,
+            large.peak_rss_kb as f64 / 1024.0,
+            verdict((r - 1.0).abs() <= 0.10)
+        );
+    }
+    if let Some(live) = ok("live") {
+        let p99 = live.p99_ms.unwrap_or(f64::NAN);
+        println!(
+            "  live at {}/s: p50 {:.2} ms, p99 {p99:.2} ms (target p99 <= 10 ms: {})",
+            plan.live_rate,
+            live.p50_ms.unwrap_or(f64::NAN),
+            verdict(p99 <= 10.0)
+        );
+    }
+    for (a, b) in [("sqlite-raw-sink", "sqlite-e2e"), ("postgres-raw-sink", "postgres-e2e"), ("sqlite-e2e", "raw-sidecar")] {
+        if let (Some(x), Some(y)) = (ok(a), ok(b))
+            && x.events == y.events
+            && x.ops != y.ops
+            && !a.starts_with("sqlite-e2e")
+        {
+            println!("  WARNING: {a} applied {} operations, {b} {}", x.ops, y.ops);
+        }
+    }
+
+    println!();
+    for s in selected {
+        let Some(o) = ok(s.name) else { continue };
+        if s.name == "live" {
+            println!("bench scenario=live p50_ms={:.2} p99_ms={:.2}", o.p50_ms.unwrap_or(f64::NAN), o.p99_ms.unwrap_or(f64::NAN));
+            continue;
+        }
+        println!(
+            "bench scenario={} events={} events_per_s={:.0} ceiling_ratio={} baseline_ratio={} peak_rss_mb={:.0}",
+            s.name,
+            o.events,
+            o.events_per_s(),
+            ceiling_ratio(s.name).map_or("-".into(), |r| format!("{r:.2}")),
+            baseline_ratio(s.name).map_or("-".into(), |r| format!("{r:.1}")),
+            o.peak_rss_kb as f64 / 1024.0,
+        );
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
