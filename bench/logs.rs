@@ -9,10 +9,18 @@
 //! statement, in large transactions, with revisions counted in memory, and the generator and
 //! each log's inserts run on threads of their own.
 
-use std::{collections::HashMap, path::PathBuf, sync::{Arc, mpsc}, thread};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, mpsc},
+    thread,
+};
 
 use anyhow::Context;
-use projector_gateway::{demo::BookingsGenerator, sources::sqlite::{EventLog, NewEvent}};
+use projector_gateway::{
+    demo::BookingsGenerator,
+    sources::sqlite::{EventLog, NewEvent},
+};
 use rusqlite::{Connection, params_from_iter, types::Value};
 
 /// One log to write: the first `limit` generated events.
@@ -52,9 +60,7 @@ pub fn write_logs(targets: &[LogTarget], streams: usize, seed: u64) -> anyhow::R
         drop(EventLog::open(&t.path).with_context(|| format!("creating {}", t.path.display()))?);
         let mut conn = Connection::open(&t.path)?;
         // A throwaway file written once: no journal, no fsync, a large cache for the indexes.
-        conn.execute_batch(
-            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -524288;",
-        )?;
+        conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -524288;")?;
         let (tx, rows) = mpsc::sync_channel::<(Arc<Vec<Value>>, usize)>(2);
         let writer = thread::Builder::new().name("log-writer".into()).spawn(move || -> rusqlite::Result<()> {
             for (chunk, count) in rows {

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use projector_gateway::{
     checkpoint::CheckpointRow,
-    sinks::{ApplyError, Batch, DecodeError, Sink, SinkError, SinkWriter, sql::{SqlOp, decode_sql_op}},
+    sinks::{
+        ApplyError, Batch, DecodeError, Sink, SinkError, SinkWriter,
+        sql::{SqlOp, decode_sql_op},
+    },
 };
 use prost_types::Any;
 

@@ -150,7 +150,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let kept = tmp.keep();
         eprintln!("bench: kept {}", kept.display());
     }
-    let times = Times { generate: generate_seconds, total: began.elapsed().as_secs_f64(), load_before, load_after: load_average() };
+    let times = Times {
+        generate: generate_seconds,
+        total: began.elapsed().as_secs_f64(),
+        load_before,
+        load_after: load_average(),
+    };
     report(&plan, &selected, &results, &times);
     if results.values().any(|r| r.outcome.is_err()) {
         anyhow::bail!("some scenarios failed");
@@ -158,7 +163,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn scenarios(plan: &Plan, dir: &Path, pg_url: Option<&str>, pg_writers: usize, sqlite_init: Option<&str>) -> Vec<Scenario> {
+fn scenarios(
+    plan: &Plan,
+    dir: &Path,
+    pg_url: Option<&str>,
+    pg_writers: usize,
+    sqlite_init: Option<&str>,
+) -> Vec<Scenario> {
     // Every scenario's arguments: these, with `overrides` replacing or adding flags.
     let args = |name: &str, kind: &str, target: &str, log_file: &str, overrides: &[(&str, String)]| -> Vec<String> {
         let mut flags: Vec<(&str, String)> = vec![
@@ -182,25 +193,38 @@ fn scenarios(plan: &Plan, dir: &Path, pg_url: Option<&str>, pg_writers: usize, s
                 None => flags.push((flag, value.clone())),
             }
         }
-        std::iter::once("scenario".to_string())
-            .chain(flags.into_iter().flat_map(|(f, v)| [f.to_string(), v]))
-            .collect()
+        std::iter::once("scenario".to_string()).chain(flags.into_iter().flat_map(|(f, v)| [f.to_string(), v])).collect()
     };
     // One event at a time, one transaction per event: what the Eventuous Connector does.
-    let one_at_a_time =
-        [("--partitions", "1".to_string()), ("--window", "1".into()), ("--max-ops", "1".into()), ("--writers", "1".into())];
+    let one_at_a_time = [
+        ("--partitions", "1".to_string()),
+        ("--window", "1".into()),
+        ("--max-ops", "1".into()),
+        ("--writers", "1".into()),
+    ];
     let live = [("--live-rate", plan.live_rate.to_string()), ("--live-seconds", plan.live_seconds.to_string())];
     let s = |name: &'static str, args: Vec<String>, needs_pg: bool| Scenario { name, args, needs_pg, same_as: None };
     vec![
         s("raw-sidecar", args("raw-sidecar", "pipeline", "null", "events-main.db", &[]), false),
         s("sqlite-raw-sink", args("sqlite-raw-sink", "raw-sink", "sqlite", "events-main.db", &[]), false),
         s("sqlite-e2e", args("sqlite-e2e", "pipeline", "sqlite", "events-main.db", &[]), false),
-        s("sqlite-baseline", args("sqlite-baseline", "pipeline", "sqlite", "events-baseline-sqlite.db", &one_at_a_time), false),
+        s(
+            "sqlite-baseline",
+            args("sqlite-baseline", "pipeline", "sqlite", "events-baseline-sqlite.db", &one_at_a_time),
+            false,
+        ),
         s("postgres-raw-sink", args("postgres-raw-sink", "raw-sink", "postgres", "events-main.db", &[]), true),
         s("postgres-e2e", args("postgres-e2e", "pipeline", "postgres", "events-main.db", &[]), true),
-        s("postgres-baseline", args("postgres-baseline", "pipeline", "postgres", "events-baseline-postgres.db", &one_at_a_time), true),
+        s(
+            "postgres-baseline",
+            args("postgres-baseline", "pipeline", "postgres", "events-baseline-postgres.db", &one_at_a_time),
+            true,
+        ),
         // The SQLite end-to-end run is the 1M side of the memory comparison.
-        Scenario { same_as: Some("sqlite-e2e"), ..s("rss-1m", args("rss-1m", "pipeline", "sqlite", "events-main.db", &[]), false) },
+        Scenario {
+            same_as: Some("sqlite-e2e"),
+            ..s("rss-1m", args("rss-1m", "pipeline", "sqlite", "events-main.db", &[]), false)
+        },
         s("rss-5m", args("rss-5m", "pipeline", "sqlite", "events-large.db", &[]), false),
         s("live", args("live", "live", "sqlite", "events-live.db", &live), false),
     ]
@@ -309,12 +333,12 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
             String::new()
         };
         println!(
-            "{:<18} {:>9} {:>8.2} {:>10.0} {:>9.1} {:>9} {:>7} {:>7} {:>7.0} {:>7} {:>7.1}{note}",
+            "{:<18} {:>9} {:>8.2} {:>10.0} {:>9} {:>9} {:>7} {:>7} {:>7.0} {:>7} {:>7.1}{note}",
             s.name,
             o.events,
             o.seconds,
             o.events_per_s(),
-            o.cpu_seconds * 1e6 / o.events.max(1) as f64,
+            if live { "-".to_string() } else { format!("{:.1}", o.cpu_seconds * 1e6 / o.events.max(1) as f64) },
             if live { "-".to_string() } else { o.ops.to_string() },
             o.transactions,
             if live { "-".to_string() } else { format!("{:.1}", o.events as f64 / o.transactions.max(1) as f64) },
@@ -357,6 +381,9 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
         if let Some(r) = baseline_ratio(&e2e) {
             println!("    e2e / baseline = {r:.1}x (target >= {wanted:.0}x: {})", verdict(r >= wanted));
         }
+        if let Some(baseline) = rate(&format!("{target}-baseline")) {
+            println!("    ceiling / baseline = {:.1}x (the most e2e / baseline can reach)", ceiling / baseline);
+        }
     }
     if let (Some(small), Some(large)) = (ok("rss-1m"), ok("rss-5m")) {
         let r = large.peak_rss_kb as f64 / small.peak_rss_kb.max(1) as f64;
@@ -378,7 +405,9 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
             verdict(p99 <= 10.0)
         );
     }
-    for (a, b) in [("sqlite-raw-sink", "sqlite-e2e"), ("postgres-raw-sink", "postgres-e2e"), ("sqlite-e2e", "raw-sidecar")] {
+    for (a, b) in
+        [("sqlite-raw-sink", "sqlite-e2e"), ("postgres-raw-sink", "postgres-e2e"), ("sqlite-e2e", "raw-sidecar")]
+    {
         if let (Some(x), Some(y)) = (ok(a), ok(b))
             && x.events == y.events
             && x.ops != y.ops
@@ -392,7 +421,11 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
     for s in selected {
         let Some(o) = ok(s.name) else { continue };
         if s.name == "live" {
-            println!("bench scenario=live p50_ms={:.2} p99_ms={:.2}", o.p50_ms.unwrap_or(f64::NAN), o.p99_ms.unwrap_or(f64::NAN));
+            println!(
+                "bench scenario=live p50_ms={:.2} p99_ms={:.2}",
+                o.p50_ms.unwrap_or(f64::NAN),
+                o.p99_ms.unwrap_or(f64::NAN)
+            );
             continue;
         }
         println!(

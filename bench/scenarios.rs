@@ -24,7 +24,6 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use prost::Message;
 use projector_gateway::{
     backoff::Backoff,
     config::{self, ConnectorConfig, SinkConfig, SourceConfig},
@@ -36,6 +35,7 @@ use projector_gateway::{
     sinks::{Batch, BatchItem, EventRef, Sink, SinkWriter, sql::SqlOp},
     sources::sqlite::{EventLog, SqliteSource},
 };
+use prost::Message;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -172,7 +172,15 @@ async fn pipeline(args: &ScenarioArgs, db: Option<&ScratchDatabase>) -> anyhow::
     if p.events_applied != handled {
         bail!("{} events applied; the log holds {handled} events of the types the reducer handles", p.events_applied);
     }
-    Ok(Outcome { events: head, applied: p.events_applied, ops: p.ops_applied, seconds, cpu_seconds, transactions: p.batches, ..Default::default() })
+    Ok(Outcome {
+        events: head,
+        applied: p.events_applied,
+        ops: p.ops_applied,
+        seconds,
+        cpu_seconds,
+        transactions: p.batches,
+        ..Default::default()
+    })
 }
 
 /// The sink writers alone, on precomputed operations and batches.
@@ -223,9 +231,8 @@ async fn raw_apply<S: Sink<Op = SqlOp>>(sink: S, config: &ConnectorConfig) -> an
                             let partition = partitioner.partition_of(&event.stream);
                             let request = build_request(&event, partition, format);
                             // The reducer crate has its own generated types: go through the wire form.
-                            let request = bookings_reducer::proto::ProjectionRequest::decode(
-                                request.encode_to_vec().as_slice(),
-                            )?;
+                            let request =
+                                bookings_reducer::proto::ProjectionRequest::decode(request.encode_to_vec().as_slice())?;
                             let response = bookings_reducer::reduce(&request);
                             if let Some(e) = response.error {
                                 bail!("the reducer rejected event {}: {}", event.event_id, e.message);
@@ -310,7 +317,17 @@ async fn raw_apply<S: Sink<Op = SqlOp>>(sink: S, config: &ConnectorConfig) -> an
     if retries > 0 {
         eprintln!("[raw-sink] {retries} batch(es) retried after a transient failure");
     }
-    Ok(Outcome { events: head, applied: total_events, ops: total_ops, seconds, cpu_seconds, transactions, setup_seconds, retries, ..Default::default() })
+    Ok(Outcome {
+        events: head,
+        applied: total_events,
+        ops: total_ops,
+        seconds,
+        cpu_seconds,
+        transactions,
+        setup_seconds,
+        retries,
+        ..Default::default()
+    })
 }
 
 /// Append -> applied latency of single events appended at a fixed rate.
@@ -406,12 +423,17 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 fn handled_events(log: &Path) -> anyhow::Result<u64> {
     let conn = rusqlite::Connection::open(log)?;
     let types = bookings_reducer::HANDLED_EVENT_TYPES.map(|t| format!("'{t}'")).join(",");
-    let n: i64 = conn.query_row(&format!("SELECT count(*) FROM events WHERE event_type IN ({types})"), [], |r| r.get(0))?;
+    let n: i64 =
+        conn.query_row(&format!("SELECT count(*) FROM events WHERE event_type IN ({types})"), [], |r| r.get(0))?;
     Ok(n as u64)
 }
 
 /// The connector's configuration, through the same YAML loader users go through.
-fn connector_config(args: &ScenarioArgs, sidecar: &str, db: Option<&ScratchDatabase>) -> anyhow::Result<ConnectorConfig> {
+fn connector_config(
+    args: &ScenarioArgs,
+    sidecar: &str,
+    db: Option<&ScratchDatabase>,
+) -> anyhow::Result<ConnectorConfig> {
     let sink = match (args.target, db) {
         (Target::Postgres, Some(db)) => json!({"postgres": {
             "url": db.url, "init_sql": bookings_reducer::SCHEMA_SQL, "writers": args.writers,
@@ -431,7 +453,8 @@ fn connector_config(args: &ScenarioArgs, sidecar: &str, db: Option<&ScratchDatab
         "sink": sink,
     }]});
     let yaml = serde_yaml::to_string(&document)?;
-    let mut parsed = config::parse(&yaml).map_err(|problems| anyhow::anyhow!("bench config is invalid: {problems:?}"))?;
+    let mut parsed =
+        config::parse(&yaml).map_err(|problems| anyhow::anyhow!("bench config is invalid: {problems:?}"))?;
     Ok(parsed.connectors.remove(0))
 }
 

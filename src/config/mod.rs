@@ -354,7 +354,7 @@ pub(crate) mod defaults {
         "parked_events".into()
     }
     pub fn pg_writers() -> usize {
-        4
+        1
     }
     pub fn yes() -> bool {
         true
