@@ -228,8 +228,8 @@ pub async fn run_with_sink<S: Sink>(
 }
 
 /// Records the projection version the sidecar described, rebuilding the read model when it
-/// changed and the connector asks for it (`sidecar.rebuild_on_new_version`).
-/// True when the read model was rebuilt.
+/// changed and the connector asks for it (`sidecar.rebuild_on_new_version`). Returns true when
+/// the read model was rebuilt.
 async fn adopt_description<S: Sink>(sink: &S, config: &ConnectorConfig, description: &DescribeResponse) -> Result<bool, SinkError> {
     if description.version.is_empty() {
         return Ok(false);

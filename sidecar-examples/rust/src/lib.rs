@@ -401,13 +401,9 @@ mod tests {
         }
     }
 
-    fn decode(any: &Any) -> Statement {
-        Statement::decode(any.value.as_slice()).unwrap()
-    }
-
-    #[test]
-    fn room_booked_upserts_the_booking_and_counts_it() {
-        let r = reduce(&request(
+    /// A RoomBooked of booking b1 by guest g1, 250.00.
+    fn room_booked() -> ProjectionRequest {
+        request(
             "RoomBooked",
             &[
                 ("bookingId", Kind::StringValue("b1".into())),
@@ -417,7 +413,16 @@ mod tests {
                 ("checkOut", Kind::StringValue("2026-01-03".into())),
                 ("priceCents", Kind::NumberValue(25000.0)),
             ],
-        ));
+        )
+    }
+
+    fn decode(any: &Any) -> Statement {
+        Statement::decode(any.value.as_slice()).unwrap()
+    }
+
+    #[test]
+    fn room_booked_upserts_the_booking_and_counts_it() {
+        let r = reduce(&room_booked());
         assert_eq!(r.event_id, "e-1");
         let first = decode(r.operation.as_ref().unwrap());
         assert_eq!(first.sql, UPSERT_BOOKING);
@@ -444,17 +449,7 @@ mod tests {
 
     #[test]
     fn mongo_room_booked_upserts_the_booking_and_counts_it_in_two_collections() {
-        let r = Target::Mongo.reduce(&request(
-            "RoomBooked",
-            &[
-                ("bookingId", Kind::StringValue("b1".into())),
-                ("guestId", Kind::StringValue("g1".into())),
-                ("roomId", Kind::StringValue("r1".into())),
-                ("checkIn", Kind::StringValue("2026-01-01".into())),
-                ("checkOut", Kind::StringValue("2026-01-03".into())),
-                ("priceCents", Kind::NumberValue(25000.0)),
-            ],
-        ));
+        let r = Target::Mongo.reduce(&room_booked());
         let booking = update(r.operation.as_ref().unwrap());
         assert_eq!(booking.collection, BOOKINGS_COLLECTION);
         assert_eq!(field(booking.filter.as_ref().unwrap(), &["_id"]), &Kind::StringValue("b1".into()));

@@ -37,7 +37,7 @@ use tokio_postgres::{Client, Statement};
 
 use super::{
     schema::GatewaySql,
-    values::{Bound, bind},
+    values::{Bound, bind_all},
 };
 use crate::{
     event::Position,
@@ -485,20 +485,9 @@ impl Step<'_> {
 /// The step for a prepared statement: its parameters converted to the server's types, or the
 /// reason they cannot be.
 fn bound_statement<'b>(statement: Statement, params: &'b [SqlValue], origin: Origin<'b>) -> Step<'b> {
-    let types = statement.params();
-    if types.len() != params.len() {
-        return Step::Reject {
-            message: format!(
-                "the statement has {} parameter(s) but the sidecar sent {}",
-                types.len(),
-                params.len()
-            ),
-            origin,
-        };
-    }
-    match params.iter().zip(types).enumerate().map(|(i, (value, ty))| bind(value, ty, i + 1)).collect() {
+    match bind_all(params, statement.params()) {
         Ok(params) => Step::Execute { statement, params, origin },
-        Err(e) => Step::Reject { message: e.to_string(), origin },
+        Err(message) => Step::Reject { message, origin },
     }
 }
 

@@ -25,7 +25,7 @@ use crate::{
 };
 
 pub use apply::PostgresWriter;
-pub use values::{BindError, Bound, bind};
+pub use values::{BindError, Bound, bind, bind_all};
 
 use schema::GatewaySql;
 
@@ -130,12 +130,7 @@ impl Sink for PostgresSink {
                     SqlOp::Raw(sql) => tx.batch_execute(sql).await.map_err(|e| self.error(&what, &e))?,
                     SqlOp::Statement { sql, params } => {
                         let statement = tx.prepare(sql).await.map_err(|e| self.error(&what, &e))?;
-                        let bound = params
-                            .iter()
-                            .zip(statement.params())
-                            .enumerate()
-                            .map(|(i, (value, ty))| bind(value, ty, i + 1))
-                            .collect::<Result<Vec<_>, _>>()
+                        let bound = bind_all(params, statement.params())
                             .map_err(|e| SinkError(format!("PostgreSQL target {}: {what}: {e}", self.endpoint.display())))?;
                         let refs: Vec<&(dyn postgres_types::ToSql + Sync)> =
                             bound.iter().map(|b| b as &(dyn postgres_types::ToSql + Sync)).collect();

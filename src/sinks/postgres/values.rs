@@ -61,6 +61,15 @@ pub enum Bound<'a> {
     Literal(Cow<'a, str>),
 }
 
+/// Converts every parameter of a statement the server prepared with parameter types `types`;
+/// the message says why they do not fit (count or a value).
+pub fn bind_all<'a>(params: &'a [SqlValue], types: &[Type]) -> Result<Vec<Bound<'a>>, String> {
+    if types.len() != params.len() {
+        return Err(format!("the statement has {} parameter(s) but the sidecar sent {}", types.len(), params.len()));
+    }
+    params.iter().zip(types).enumerate().map(|(i, (value, ty))| bind(value, ty, i + 1)).collect::<Result<_, _>>().map_err(|e| e.to_string())
+}
+
 /// Converts `value` (parameter `$number`) for a parameter of type `ty`.
 pub fn bind<'a>(value: &'a SqlValue, ty: &Type, number: usize) -> Result<Bound<'a>, BindError> {
     let base = base_type(ty);
