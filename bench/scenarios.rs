@@ -213,7 +213,7 @@ async fn raw_apply<S: Sink<Op = SqlOp>>(sink: S, config: &ConnectorConfig) -> an
 
     // Reduce and decode exactly as the pipeline would, on both cores.
     let partitioner = Partitioner::new(&config.partitioning);
-    let format = config.sidecar.payload;
+    let format = config.sidecar.as_ref().context("raw-sink needs a sidecar config")?.payload;
     let halves: Vec<Vec<Event>> = {
         let second = events.split_off(events.len() / 2);
         vec![events, second]

@@ -125,7 +125,7 @@ fn connector(value: &Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Op
     let id = required::<String>(map, "id", path, problems);
     let source = required::<SourceConfig>(map, "source", path, problems);
     let filter = optional::<FilterConfig>(map, "filter", path, problems);
-    let sidecar = required::<SidecarConfig>(map, "sidecar", path, problems);
+    let sidecar = optional::<Option<SidecarConfig>>(map, "sidecar", path, problems);
     let partitioning = optional::<PartitioningConfig>(map, "partitioning", path, problems);
     let batch = optional::<BatchConfig>(map, "batch", path, problems);
     let sink = required::<SinkConfig>(map, "sink", path, problems);
@@ -247,17 +247,31 @@ fn validate_connector(c: &ConnectorConfig, path: &str, problems: &mut Vec<Config
             problems.push(problem(format!("{path}.filter.{key}"), format!("not a valid regex: {e}")));
         }
     }
-    let address = &c.sidecar.address;
-    if !(address.starts_with("http://") || address.starts_with("https://"))
-        || address.parse::<tonic::transport::Uri>().is_err()
-    {
-        problems.push(problem(
-            format!("{path}.sidecar.address"),
-            format!("`{address}` is not a gRPC endpoint; expected e.g. `http://127.0.0.1:50051`"),
-        ));
+    if let Some(sidecar) = &c.sidecar {
+        let address = &sidecar.address;
+        if !(address.starts_with("http://") || address.starts_with("https://"))
+            || address.parse::<tonic::transport::Uri>().is_err()
+        {
+            problems.push(problem(
+                format!("{path}.sidecar.address"),
+                format!("`{address}` is not a gRPC endpoint; expected e.g. `http://127.0.0.1:50051`"),
+            ));
+        }
+        at_least(sidecar.window as u64, 1, &format!("{path}.sidecar.window"), problems);
+        at_least(sidecar.request_timeout_ms, 1, &format!("{path}.sidecar.request_timeout_ms"), problems);
     }
-    at_least(c.sidecar.window as u64, 1, &format!("{path}.sidecar.window"), problems);
-    at_least(c.sidecar.request_timeout_ms, 1, &format!("{path}.sidecar.request_timeout_ms"), problems);
+    let sink = c.sink.key();
+    match c.mode() {
+        _ if c.sink.supports(c.mode()) => {}
+        ConnectorMode::Producer => problems.push(problem(
+            format!("{path}.sidecar"),
+            format!("missing; the {sink} sink applies the operations of a reducer sidecar (only producer sinks run without one)"),
+        )),
+        ConnectorMode::Projector => problems.push(problem(
+            format!("{path}.sidecar"),
+            format!("the {sink} sink records every event as it is and takes no sidecar; remove this key"),
+        )),
+    }
     let count = c.partitioning.count;
     if !(1..=4096).contains(&count) {
         problems.push(problem(
@@ -433,7 +447,7 @@ connectors:
         let config = parse(GOOD).unwrap();
         let c = &config.connectors[0];
         assert_eq!(c.partitioning.count, 8);
-        assert_eq!(c.sidecar.window, 256);
+        assert_eq!(c.sidecar.as_ref().unwrap().window, 256);
         assert_eq!(c.poison, PoisonPolicy::Stop);
     }
 
@@ -472,6 +486,16 @@ connectors:
         ] {
             assert!(found.iter().any(|m| m.starts_with(expected)), "{expected} not in {found:#?}");
         }
+    }
+
+    #[test]
+    fn a_projector_sink_needs_a_sidecar() {
+        let without = GOOD.lines().filter(|l| !l.contains("sidecar") && !l.contains("address:")).collect::<Vec<_>>().join("\n");
+        let found = messages(&without);
+        assert!(
+            found.iter().any(|m| m.starts_with("connectors[0].sidecar: missing; the sqlite sink applies the operations of a reducer sidecar")),
+            "{found:#?}"
+        );
     }
 
     #[test]

@@ -26,7 +26,10 @@ pub struct ConnectorConfig {
     pub source: SourceConfig,
     #[serde(default)]
     pub filter: FilterConfig,
-    pub sidecar: SidecarConfig,
+    /// The reducer sidecar (projector connectors). A connector without one is a *producer*:
+    /// every event goes to the sink as it is (console, HTTP, Elasticsearch producer mode).
+    #[serde(default)]
+    pub sidecar: Option<SidecarConfig>,
     #[serde(default)]
     pub partitioning: PartitioningConfig,
     #[serde(default)]
@@ -227,6 +230,39 @@ pub enum SinkConfig {
     Sqlite(SqliteSinkConfig),
     Postgres(PostgresSinkConfig),
     Mongo(MongoSinkConfig),
+}
+
+/// What a connector does with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectorMode {
+    /// The sidecar reduces each event to operations, which the sink applies.
+    Projector,
+    /// No sidecar: the sink records each event as it is.
+    Producer,
+}
+
+impl ConnectorConfig {
+    pub fn mode(&self) -> ConnectorMode {
+        if self.sidecar.is_some() { ConnectorMode::Projector } else { ConnectorMode::Producer }
+    }
+}
+
+impl SinkConfig {
+    /// The sink's key in the configuration, e.g. `sqlite`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            SinkConfig::Sqlite(_) => "sqlite",
+            SinkConfig::Postgres(_) => "postgres",
+            SinkConfig::Mongo(_) => "mongo",
+        }
+    }
+
+    /// Whether this sink can run a connector of that mode.
+    pub fn supports(&self, mode: ConnectorMode) -> bool {
+        match self {
+            SinkConfig::Sqlite(_) | SinkConfig::Postgres(_) | SinkConfig::Mongo(_) => mode == ConnectorMode::Projector,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -5,6 +5,9 @@
 //!        -> K sink writers (batcher + apply with checkpoint)
 //! ```
 //!
+//! A producer connector (no sidecar) has partition producers in place of the reducers: the
+//! sink itself turns each event into the operations that record it.
+//!
 //! Every stage is a task connected by bounded channels, so a slow sidecar or a slow database
 //! slows the reading of the log and memory stays bounded by configuration. Partition `p` is
 //! written by writer `p % K`, which keeps each partition's operations in order.
@@ -13,6 +16,7 @@
 //! applied, then the connector returns. Cancelling `abort` (or any stage failing) stops every
 //! stage at once; what was committed is consistent, the rest is read again on restart.
 
+mod producer;
 mod progress;
 mod router;
 mod writer;
@@ -113,34 +117,36 @@ pub async fn run_with_sink<S: Sink>(
 
     let sink_error = |source| ConnectorError::Sink { connector: connector.clone(), source };
     let source_error = |source| ConnectorError::Source { connector: connector.clone(), source };
-    let channel = reducer::channel(&config.sidecar).map_err(|e| config_error(format!("sidecar.address: {e}")))?;
+    let channel = match &config.sidecar {
+        Some(sidecar) => Some(reducer::channel(sidecar).map_err(|e| config_error(format!("sidecar.address: {e}")))?),
+        None => None,
+    };
     let mut filter = EventFilter::new(&config.filter).map_err(|e| config_error(format!("filter: {e}")))?;
     // The source is opened before the sidecar is asked anything, so a log that cannot be read
     // is reported at once, whether or not the sidecar is up yet.
     let mut plan = resume_plan(&*sink, &config, count).await.map_err(sink_error)?;
     let mut source = sources::open(&config.source, plan.start()).await.map_err(source_error)?;
-    match reducer::describe(channel.clone(), &connector, &control.shutdown).await {
-        Ok(Described::Yes(description)) => {
-            if adopt_description(&*sink, &config, &description).await.map_err(sink_error)? {
-                // Rebuilt: the checkpoints are gone, read the log from its start.
-                plan = resume_plan(&*sink, &config, count).await.map_err(sink_error)?;
-                source = sources::open(&config.source, plan.start()).await.map_err(source_error)?;
+    if let Some(channel) = &channel {
+        match reducer::describe(channel.clone(), &connector, &control.shutdown).await {
+            Ok(Described::Yes(description)) => {
+                if adopt_description(&*sink, &config, &description).await.map_err(sink_error)? {
+                    // Rebuilt: the checkpoints are gone, read the log from its start.
+                    plan = resume_plan(&*sink, &config, count).await.map_err(sink_error)?;
+                    source = sources::open(&config.source, plan.start()).await.map_err(source_error)?;
+                }
+                if !description.event_types.is_empty() {
+                    filter.restrict_types(description.event_types);
+                }
             }
-            if !description.event_types.is_empty() {
-                filter.restrict_types(description.event_types);
-            }
+            Ok(Described::NotSupported) => {}
+            Ok(Described::Stopped) => return Ok(()),
+            Err(message) => return Err(config_error(message)),
         }
-        Ok(Described::NotSupported) => {}
-        Ok(Described::Stopped) => return Ok(()),
-        Err(message) => return Err(config_error(message)),
     }
     if plan.partition_count_changed() {
         info!(connector = %connector, "the partition count changed to {count}; events applied under the earlier count are skipped");
     }
     info!(connector = %connector, sink = sink.name(), partitions = count, "resuming after position {}", plan.start());
-    let client = ProjectionClient::new(channel)
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20);
 
     let (progress_tx, progress_rx) =
         progress::channel((0..count).map(|p| plan.position_of(p).unwrap_or(0)).collect());
@@ -168,23 +174,47 @@ pub async fn run_with_sink<S: Sink>(
         tasks.spawn(async move { writer.run().await.map_err(|source| ConnectorError::Writer { connector, source }) });
     }
 
-    let sidecar = Arc::new(config.sidecar.clone());
+    let reducers = channel.zip(config.sidecar.clone()).map(|(channel, sidecar)| {
+        let client = ProjectionClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        (client, Arc::new(sidecar))
+    });
     let mut partition_inputs = Vec::with_capacity(count as usize);
     for partition in 0..count {
-        let (tx, rx) = mpsc::channel(config.sidecar.window.max(16));
-        partition_inputs.push(tx);
-        let reducer = PartitionReducer {
-            partition,
-            client: client.clone(),
-            sink: sink.clone(),
-            config: sidecar.clone(),
-            policy: config.poison,
-            input: rx,
-            output: writer_inputs[partition as usize % writer_count].clone(),
-            abort: control.abort.clone(),
-        };
+        let output = writer_inputs[partition as usize % writer_count].clone();
         let connector = connector.clone();
-        tasks.spawn(async move { reducer.run().await.map_err(|source| ConnectorError::Reducer { connector, source }) });
+        let reducer_error = |source| ConnectorError::Reducer { connector, source };
+        match &reducers {
+            Some((client, sidecar)) => {
+                let (tx, rx) = mpsc::channel(sidecar.window.max(16));
+                partition_inputs.push(tx);
+                let reducer = PartitionReducer {
+                    partition,
+                    client: client.clone(),
+                    sink: sink.clone(),
+                    config: sidecar.clone(),
+                    policy: config.poison,
+                    input: rx,
+                    output,
+                    abort: control.abort.clone(),
+                };
+                tasks.spawn(async move { reducer.run().await.map_err(reducer_error) });
+            }
+            None => {
+                let (tx, rx) = mpsc::channel(config.batch.max_ops.max(64));
+                partition_inputs.push(tx);
+                let producer = producer::PartitionProducer {
+                    partition,
+                    sink: sink.clone(),
+                    policy: config.poison,
+                    input: rx,
+                    output,
+                    abort: control.abort.clone(),
+                };
+                tasks.spawn(async move { producer.run().await.map_err(reducer_error) });
+            }
+        }
     }
     drop(writer_inputs);
 
@@ -238,7 +268,7 @@ async fn adopt_description<S: Sink>(sink: &S, config: &ConnectorConfig, descript
     match sink.projection_version().await? {
         None => sink.record_projection_version(name, version, None).await.map(|()| false),
         Some(recorded) if &recorded == version => Ok(false),
-        Some(recorded) if config.sidecar.rebuild_on_new_version => {
+        Some(recorded) if config.sidecar.as_ref().is_some_and(|s| s.rebuild_on_new_version) => {
             let mut reset = Vec::new();
             for (n, any) in description.reset_operations.iter().enumerate() {
                 match sink.decode(any) {

@@ -21,7 +21,7 @@ use crate::{config::SidecarConfig, event::{Event, Position}};
 
 pub use describe::{Described, describe};
 pub use request::build_request;
-pub use stream::{PartitionReducer, ReducerError};
+pub use stream::{PartitionReducer, ReducerError, poisoned};
 
 /// What the router hands a partition.
 #[derive(Debug)]

@@ -26,7 +26,7 @@ const ENDED_BY_SIDECAR: &str = "the sidecar ended the stream";
 /// Why a partition stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ReducerError {
-    #[error("{event}: {reason}. The checkpoint stays before this event (poison policy `stop`); fix the sidecar, or set `poison: skip` or `park`, and restart")]
+    #[error("{event}: {reason}. The checkpoint stays before this event (poison policy `stop`); fix the cause (the sidecar, the sink's configuration), or set `poison: skip` or `park`, and restart")]
     Poisoned { event: EventRef, reason: String },
     #[error("partition {0}: the sink writer stopped; see its error")]
     SinkGone(u32),
@@ -243,23 +243,28 @@ impl<S: Sink> PartitionReducer<S> {
     /// Applies the poison policy to the oldest unanswered event.
     async fn poison(&mut self, window: &mut Window, reason: String) -> Result<(), ReducerError> {
         let event = window.pop_front().expect("an event is in flight");
-        let event = EventRef::new(event, self.partition);
-        match self.policy {
-            PoisonPolicy::Stop => Err(ReducerError::Poisoned { event, reason }),
-            PoisonPolicy::Skip => {
-                warn!("skipping {event} (poison policy `skip`): {reason}");
-                let position = event.event.position;
-                self.emit(BatchItem::Advance { partition: self.partition, position }).await
-            }
-            PoisonPolicy::Park => {
-                warn!("parking {event} (poison policy `park`): {reason}");
-                self.emit(BatchItem::Park { event, error: reason }).await
-            }
-        }
+        let item = poisoned(self.policy, EventRef::new(event, self.partition), reason)?;
+        self.emit(item).await
     }
 
     async fn emit(&self, item: BatchItem<S::Op>) -> Result<(), ReducerError> {
         self.output.send(item).await.map_err(|_| ReducerError::SinkGone(self.partition))
+    }
+}
+
+/// What the poison policy makes of an event that cannot be reduced or produced: an error
+/// (`stop`), a move past it (`skip`) or a parked event (`park`).
+pub fn poisoned<Op>(policy: PoisonPolicy, event: EventRef, reason: String) -> Result<BatchItem<Op>, ReducerError> {
+    match policy {
+        PoisonPolicy::Stop => Err(ReducerError::Poisoned { event, reason }),
+        PoisonPolicy::Skip => {
+            warn!("skipping {event} (poison policy `skip`): {reason}");
+            Ok(BatchItem::Advance { partition: event.partition, position: event.event.position })
+        }
+        PoisonPolicy::Park => {
+            warn!("parking {event} (poison policy `park`): {reason}");
+            Ok(BatchItem::Park { event, error: reason })
+        }
     }
 }
 

@@ -130,6 +130,8 @@ pub enum DecodeError {
     Unsupported { name: String, sink: &'static str, expected: &'static str },
     #[error("operation `{name}` is malformed: {reason}")]
     Malformed { name: String, reason: String },
+    #[error("the {0} sink applies the operations of a reducer sidecar and cannot record events by itself; configure `sidecar`")]
+    NeedsSidecar(&'static str),
     #[error("raw SQL (`projection.Execute`) is disabled for this sink (`allow_raw_sql: false`); send `projection.Statement` with typed parameters")]
     RawSqlDisabled,
 }
@@ -144,6 +146,12 @@ pub trait Sink: Send + Sync + 'static {
 
     /// Decodes one operation; `Ok(None)` for `projection.Ignore`.
     fn decode(&self, operation: &Any) -> Result<Option<Self::Op>, DecodeError>;
+
+    /// Producer connectors (no sidecar): the operations that record `event` as it is.
+    fn produce(&self, event: &EventRef) -> Result<Vec<Self::Op>, DecodeError> {
+        let _ = event;
+        Err(DecodeError::NeedsSidecar(self.name()))
+    }
 
     /// Every checkpoint row the connector has stored.
     fn load_checkpoints(&self) -> impl Future<Output = Result<Vec<CheckpointRow>, SinkError>> + Send;
