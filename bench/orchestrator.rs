@@ -26,6 +26,10 @@ pub struct RunArgs {
     /// scenarios are skipped.
     #[arg(long, env = "BENCH_PG_URL")]
     pg_url: Option<String>,
+    /// URL of a running search engine (scripts/elastic.sh start); without it the Elasticsearch
+    /// scenarios are skipped.
+    #[arg(long, env = "BENCH_ELASTIC_URL")]
+    elastic_url: Option<String>,
     /// Events in the main log (default 1,000,000; 100,000 with --quick).
     #[arg(long)]
     events: Option<usize>,
@@ -57,6 +61,8 @@ struct Plan {
     large_events: usize,
     sqlite_baseline: usize,
     pg_baseline: usize,
+    /// Events of the log the Elasticsearch scenarios read (a prefix of the main log).
+    elastic: usize,
     live_seconds: u64,
     live_rate: u64,
     partitions: u32,
@@ -66,6 +72,7 @@ struct Scenario {
     name: &'static str,
     args: Vec<String>,
     needs_pg: bool,
+    needs_elastic: bool,
     /// Reported from this scenario's process when it ran (same configuration, same log).
     same_as: Option<&'static str>,
 }
@@ -84,6 +91,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         large_events: args.large_events.unwrap_or(events * 5),
         sqlite_baseline: if args.quick { 5_000 } else { 20_000 }.min(events),
         pg_baseline: if args.quick { 2_000 } else { 5_000 }.min(events),
+        elastic: if args.quick { 30_000 } else { 200_000 }.min(events),
         live_seconds: if args.quick { 3 } else { 5 },
         live_rate: 1000,
         partitions: 16,
@@ -94,7 +102,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let dir = tmp.path().to_path_buf();
     eprintln!("bench: working in {}", dir.display());
 
-    let scenarios = scenarios(&plan, &dir, args.pg_url.as_deref(), args.pg_writers, args.sqlite_init.as_deref());
+    let scenarios = scenarios(&plan, &dir, args.pg_url.as_deref(), args.elastic_url.as_deref(), args.pg_writers, args.sqlite_init.as_deref());
     let wanted = |s: &Scenario| args.only.is_empty() || args.only.iter().any(|o| o == s.name);
     let selected: Vec<&Scenario> = scenarios.iter().filter(|s| wanted(s)).collect();
 
@@ -106,6 +114,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ("events-large.db", plan.large_events),
         ("events-baseline-sqlite.db", plan.sqlite_baseline),
         ("events-baseline-postgres.db", plan.pg_baseline),
+        ("events-elastic.db", plan.elastic),
     ] {
         if uses(file) {
             targets.push(LogTarget { path: dir.join(file), limit });
@@ -126,6 +135,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     for s in &selected {
         if s.needs_pg && args.pg_url.is_none() {
             eprintln!("bench: skipping {} (no --pg-url)", s.name);
+            continue;
+        }
+        if s.needs_elastic && args.elastic_url.is_none() {
+            eprintln!("bench: skipping {} (no --elastic-url: start one with scripts/elastic.sh start)", s.name);
             continue;
         }
         if let Some(ran) = s.same_as.and_then(|other| results.get(other)) {
@@ -167,6 +180,7 @@ fn scenarios(
     plan: &Plan,
     dir: &Path,
     pg_url: Option<&str>,
+    elastic_url: Option<&str>,
     pg_writers: usize,
     sqlite_init: Option<&str>,
 ) -> Vec<Scenario> {
@@ -183,6 +197,9 @@ fn scenarios(
         ];
         if let Some(url) = pg_url {
             flags.push(("--pg-url", url.into()));
+        }
+        if let Some(url) = elastic_url {
+            flags.push(("--elastic-url", url.into()));
         }
         if let Some(sql) = sqlite_init {
             flags.push(("--sqlite-init", sql.into()));
@@ -203,7 +220,11 @@ fn scenarios(
         ("--writers", "1".into()),
     ];
     let live = [("--live-rate", plan.live_rate.to_string()), ("--live-seconds", plan.live_seconds.to_string())];
-    let s = |name: &'static str, args: Vec<String>, needs_pg: bool| Scenario { name, args, needs_pg, same_as: None };
+    let s = |name: &'static str, args: Vec<String>, needs_pg: bool| Scenario { name, args, needs_pg, needs_elastic: false, same_as: None };
+    let es = |name: &'static str, kind: &str, target: &str| Scenario {
+        needs_elastic: true,
+        ..s(name, args(name, kind, target, "events-elastic.db", &[]), false)
+    };
     vec![
         s("raw-sidecar", args("raw-sidecar", "pipeline", "null", "events-main.db", &[]), false),
         s("sqlite-raw-sink", args("sqlite-raw-sink", "raw-sink", "sqlite", "events-main.db", &[]), false),
@@ -227,6 +248,10 @@ fn scenarios(
         },
         s("rss-5m", args("rss-5m", "pipeline", "sqlite", "events-large.db", &[]), false),
         s("live", args("live", "live", "sqlite", "events-live.db", &live), false),
+        es("elastic-raw-bulk", "raw-sink", "elastic"),
+        es("elastic-e2e", "pipeline", "elastic"),
+        es("elastic-producer-raw-bulk", "raw-sink", "elastic-producer"),
+        es("elastic-producer-e2e", "pipeline", "elastic-producer"),
     ]
 }
 
@@ -276,13 +301,17 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
         (Some(a), Some(b)) => Some(a.min(b)),
         _ => None,
     };
-    let ceilings: BTreeMap<&str, Option<f64>> =
-        [("sqlite", ceiling_of("sqlite-raw-sink")), ("postgres", ceiling_of("postgres-raw-sink"))].into();
+    // Elasticsearch: the raw `_bulk` rate of the same documents by the same client (the
+    // engine shares the machine, so the raw sidecar rate measured without it says little).
+    let ceilings: BTreeMap<&str, Option<f64>> = [
+        ("sqlite", ceiling_of("sqlite-raw-sink")),
+        ("postgres", ceiling_of("postgres-raw-sink")),
+        ("elastic", rate("elastic-raw-bulk")),
+        ("elastic-producer", rate("elastic-producer-raw-bulk")),
+    ]
+    .into();
     let ceiling_ratio = |name: &str| {
-        let target = name.split('-').next()?;
-        if !name.ends_with("-e2e") {
-            return None;
-        }
+        let target = name.strip_suffix("-e2e")?;
         Some(rate(name)? / (*ceilings.get(target)?)?)
     };
     let baseline_ratio = |name: &str| {
@@ -304,17 +333,17 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
     );
     println!();
     println!(
-        "{:<18} {:>9} {:>8} {:>10} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "{:<26} {:>9} {:>8} {:>10} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7} {:>7}",
         "scenario", "events", "seconds", "events/s", "CPU us/ev", "ops", "txns", "ev/txn", "RSS MB", "ceil x", "wall s"
     );
     for s in selected {
         let Some(r) = results.get(s.name) else {
-            println!("{:<18} skipped", s.name);
+            println!("{:<26} skipped", s.name);
             continue;
         };
         let o = match &r.outcome {
             Err(e) => {
-                println!("{:<18} FAILED: {e}", s.name);
+                println!("{:<26} FAILED: {e}", s.name);
                 continue;
             }
             Ok(o) => o,
@@ -333,7 +362,7 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
             String::new()
         };
         println!(
-            "{:<18} {:>9} {:>8.2} {:>10.0} {:>9} {:>9} {:>7} {:>7} {:>7.0} {:>7} {:>7.1}{note}",
+            "{:<26} {:>9} {:>8.2} {:>10.0} {:>9} {:>9} {:>7} {:>7} {:>7.0} {:>7} {:>7.1}{note}",
             s.name,
             o.events,
             o.seconds,
@@ -350,6 +379,11 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
 
     println!();
     println!("targets:");
+    for target in ["elastic", "elastic-producer"] {
+        let (Some(Some(raw)), Some(r)) = (ceilings.get(target), ceiling_ratio(&format!("{target}-e2e"))) else { continue };
+        println!("  {target}: raw _bulk {raw:.0} events/s (same documents, same client, no checkpoints)");
+        println!("    e2e / raw _bulk = {r:.2}  (target >= 0.80: {})", verdict(r >= 0.8));
+    }
     for target in ["sqlite", "postgres"] {
         let Some(Some(ceiling)) = ceilings.get(target) else { continue };
         let e2e = format!("{target}-e2e");

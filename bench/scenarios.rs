@@ -11,6 +11,8 @@
 //!   beforehand (untimed); the batches are cut as the writers cut them under load (up to
 //!   `max_ops` operations, partition `p` on writer `p % writers`); only the writers' `apply`
 //!   is timed.
+//! - `raw-sink` on the elastic targets: the same, but the timed part is the sink's bare `_bulk`
+//!   requests (`ElasticSink::raw_bulk`: same client, same request bodies, no checkpoints).
 //! - `live`: catch up a small log, then append single events at a fixed rate from another
 //!   thread (in-process, which wakes the source) and time each append until its partition's
 //!   committed position passes it.
@@ -41,7 +43,7 @@ use serde_json::json;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::{null_sink::NullSink, pg::ScratchDatabase};
+use crate::{elastic::ScratchIndices, null_sink::NullSink, pg::ScratchDatabase};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Kind {
@@ -56,6 +58,10 @@ pub enum Target {
     Postgres,
     /// Decode the operations and apply nothing (pipeline only).
     Null,
+    /// Elasticsearch/OpenSearch, projector: the bookings reducer's document operations.
+    Elastic,
+    /// Elasticsearch/OpenSearch, producer: every event indexed as a document, no sidecar.
+    ElasticProducer,
 }
 
 /// What one scenario runs; also usable by hand: `pipeline scenario --help`.
@@ -76,6 +82,10 @@ pub struct ScenarioArgs {
     /// Admin URL of the PostgreSQL server; a fresh database is created on it and dropped after.
     #[arg(long)]
     pub pg_url: Option<String>,
+    /// URL of the search engine (scripts/elastic.sh); indices of the scenario's own are created
+    /// on it and deleted after.
+    #[arg(long)]
+    pub elastic_url: Option<String>,
     #[arg(long, default_value_t = 16)]
     pub partitions: u32,
     /// Reducer credit window per partition.
@@ -137,11 +147,25 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<Outcome> {
         }
         _ => None,
     };
-    let result = match args.kind {
-        Kind::Pipeline => pipeline(&args, scratch.as_ref()).await,
-        Kind::RawSink => raw_sink(&args, scratch.as_ref()).await,
-        Kind::Live => live(&args).await,
+    let indices = match args.target {
+        Target::Elastic | Target::ElasticProducer => {
+            let url = args.elastic_url.as_deref().context("--elastic-url is required for the elastic targets")?;
+            Some(ScratchIndices::new(url, &args.name))
+        }
+        _ => None,
     };
+    let result = match (args.kind, &indices) {
+        (Kind::Pipeline, _) => pipeline(&args, scratch.as_ref(), indices.as_ref()).await,
+        (Kind::RawSink, Some(_)) => match connector_config(&args, "http://127.0.0.1:1", None, indices.as_ref()) {
+            Ok(config) => crate::elastic::raw_bulk(&config).await,
+            Err(e) => Err(e),
+        },
+        (Kind::RawSink, None) => raw_sink(&args, scratch.as_ref()).await,
+        (Kind::Live, _) => live(&args).await,
+    };
+    if let Some(indices) = indices {
+        indices.drop().await?;
+    }
     if let Some(db) = scratch {
         if let Ok(mb) = db.size_mb().await {
             eprintln!("[{}] target database size {mb:.0} MB", args.name);
@@ -154,10 +178,10 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<Outcome> {
 }
 
 /// The connector as the product runs it, timed until the whole log is applied.
-async fn pipeline(args: &ScenarioArgs, db: Option<&ScratchDatabase>) -> anyhow::Result<Outcome> {
+async fn pipeline(args: &ScenarioArgs, db: Option<&ScratchDatabase>, indices: Option<&ScratchIndices>) -> anyhow::Result<Outcome> {
     let head = EventLog::open(&args.log)?.head()?;
-    let sidecar = Sidecar::start().await?;
-    let config = connector_config(args, &sidecar.address, db)?;
+    let sidecar = Sidecar::start(args.target).await?;
+    let config = connector_config(args, &sidecar.address, db, indices)?;
     let (started, cpu) = (Instant::now(), cpu_seconds());
     let mut running = Running::start(config, args.target == Target::Null).await?;
     running.wait_for(head, Duration::from_secs(3600)).await?;
@@ -167,8 +191,8 @@ async fn pipeline(args: &ScenarioArgs, db: Option<&ScratchDatabase>) -> anyhow::
     running.stop().await?;
     sidecar.stop().await;
     // The reducer's `Describe` narrows the subscription to the types it handles; the others
-    // only move the checkpoint.
-    let handled = handled_events(&args.log)?;
+    // only move the checkpoint. A producer records every event.
+    let handled = if args.target == Target::ElasticProducer { head } else { handled_events(&args.log)? };
     if p.events_applied != handled {
         bail!("{} events applied; the log holds {handled} events of the types the reducer handles", p.events_applied);
     }
@@ -185,7 +209,7 @@ async fn pipeline(args: &ScenarioArgs, db: Option<&ScratchDatabase>) -> anyhow::
 
 /// The sink writers alone, on precomputed operations and batches.
 async fn raw_sink(args: &ScenarioArgs, db: Option<&ScratchDatabase>) -> anyhow::Result<Outcome> {
-    let config = connector_config(args, "http://127.0.0.1:1", db)?;
+    let config = connector_config(args, "http://127.0.0.1:1", db, None)?;
     match &config.sink {
         SinkConfig::Sqlite(c) => {
             let sink = projector_gateway::sinks::sqlite::SqliteSink::open(c, &config.id).await?;
@@ -338,8 +362,8 @@ async fn live(args: &ScenarioArgs) -> anyhow::Result<Outcome> {
         log.append(&generator.take(2000))?;
     }
     let head = log.head()?;
-    let sidecar = Sidecar::start().await?;
-    let config = connector_config(args, &sidecar.address, None)?;
+    let sidecar = Sidecar::start(args.target).await?;
+    let config = connector_config(args, &sidecar.address, None, None)?;
     let partitioner = Partitioner::new(&config.partitioning);
     let mut running = Running::start(config, false).await?;
     running.wait_for(head, Duration::from_secs(60)).await?;
@@ -433,8 +457,35 @@ fn connector_config(
     args: &ScenarioArgs,
     sidecar: &str,
     db: Option<&ScratchDatabase>,
+    indices: Option<&ScratchIndices>,
 ) -> anyhow::Result<ConnectorConfig> {
-    let sink = match (args.target, db) {
+    let sink = match (args.target, db, indices) {
+        (Target::Elastic, _, Some(ix)) => ix.sink(false),
+        (Target::ElasticProducer, _, Some(ix)) => ix.sink(true),
+        (Target::Elastic | Target::ElasticProducer, _, None) => bail!("no search engine for the elastic targets"),
+        (target, db, _) => sql_sink(args, target, db)?,
+    };
+    let mut connector = json!({
+        "id": format!("bench-{}", args.name),
+        "source": {"sqlite": {"path": args.log}},
+        "sidecar": {"address": sidecar, "window": args.window},
+        "partitioning": {"count": args.partitions},
+        "batch": {"max_ops": args.max_ops, "max_wait_ms": args.max_wait_ms},
+        "sink": sink,
+    });
+    if args.target == Target::ElasticProducer {
+        connector.as_object_mut().expect("object").remove("sidecar");
+    }
+    let document = json!({"connectors": [connector]});
+    let yaml = serde_yaml::to_string(&document)?;
+    let mut parsed =
+        config::parse(&yaml).map_err(|problems| anyhow::anyhow!("bench config is invalid: {problems:?}"))?;
+    Ok(parsed.connectors.remove(0))
+}
+
+/// The `sink:` section of the SQL targets.
+fn sql_sink(args: &ScenarioArgs, target: Target, db: Option<&ScratchDatabase>) -> anyhow::Result<serde_json::Value> {
+    Ok(match (target, db) {
         (Target::Postgres, Some(db)) => json!({"postgres": {
             "url": db.url, "init_sql": bookings_reducer::SCHEMA_SQL, "writers": args.writers,
         }}),
@@ -443,19 +494,7 @@ fn connector_config(
             "path": target_path(&args.dir, &args.name),
             "init_sql": format!("{}\n{}", args.sqlite_init, bookings_reducer::SCHEMA_SQL),
         }}),
-    };
-    let document = json!({"connectors": [{
-        "id": format!("bench-{}", args.name),
-        "source": {"sqlite": {"path": args.log}},
-        "sidecar": {"address": sidecar, "window": args.window},
-        "partitioning": {"count": args.partitions},
-        "batch": {"max_ops": args.max_ops, "max_wait_ms": args.max_wait_ms},
-        "sink": sink,
-    }]});
-    let yaml = serde_yaml::to_string(&document)?;
-    let mut parsed =
-        config::parse(&yaml).map_err(|problems| anyhow::anyhow!("bench config is invalid: {problems:?}"))?;
-    Ok(parsed.connectors.remove(0))
+    })
 }
 
 fn target_path(dir: &Path, name: &str) -> PathBuf {
@@ -532,11 +571,16 @@ struct Sidecar {
 }
 
 impl Sidecar {
-    async fn start() -> anyhow::Result<Self> {
+    /// The SQL reducer, or its Elasticsearch form for the elastic target (a producer has no
+    /// sidecar: this one then serves nobody).
+    async fn start(target: Target) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = format!("http://{}", listener.local_addr()?);
         let stop = CancellationToken::new();
-        let task = tokio::spawn(bookings_reducer::serve(listener, stop.clone().cancelled_owned()));
+        let task = match target {
+            Target::Elastic => tokio::spawn(crate::elastic::serve(listener, stop.clone().cancelled_owned())),
+            _ => tokio::spawn(bookings_reducer::serve(listener, stop.clone().cancelled_owned())),
+        };
         Ok(Self { address, stop, task })
     }
 

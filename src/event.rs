@@ -21,11 +21,33 @@ pub struct Event {
     pub event_type: String,
     /// Unique id, normally a UUID in text form.
     pub event_id: String,
-    /// The payload exactly as stored (JSON for every log this version reads).
+    /// The payload exactly as stored.
     pub data: Bytes,
+    /// What `data` holds: JSON (every SQL log, and KurrentDB events written as JSON) or bytes
+    /// of another format (KurrentDB events not marked as JSON).
+    pub content_type: ContentType,
     /// The metadata as stored (a JSON object), if any.
     pub metadata: Option<Bytes>,
     pub created: DateTime<Utc>,
+}
+
+/// The format of an event's payload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ContentType {
+    #[default]
+    Json,
+    /// Not JSON: passed to the sidecar as raw bytes (`payloadJson` with `contentType`).
+    Binary,
+}
+
+impl ContentType {
+    /// The MIME type sent in `ProjectionRequest.contentType`.
+    pub fn mime(self) -> &'static str {
+        match self {
+            ContentType::Json => "application/json",
+            ContentType::Binary => "application/octet-stream",
+        }
+    }
 }
 
 impl Event {

@@ -80,6 +80,7 @@ mod tests {
             data: "{}".into(),
             metadata: None,
             created: chrono::Utc::now(),
+            content_type: crate::event::ContentType::Json,
         }
     }
 

@@ -2,8 +2,10 @@
 //! gateway process projects a SQLite event log through the sidecar's binary into a SQLite
 //! target, catches up, follows live appends, survives the sidecar being stopped and started
 //! again, and the read model equals the reference computed straight from the log (the guest
-//! counters would show any event applied twice). The sidecar's `go test` suite runs here too,
-//! so `cargo test` exercises it.
+//! counters would show any event applied twice). With `REDUCER_TARGET=mongo` it answers
+//! exactly the Rust reference's MongoDB operations, and the gateway process builds the same read
+//! model in MongoDB (SecantusDB), also when it is killed with SIGKILL mid-catch-up and started
+//! again. The sidecar's `go test` suite runs here too, so `cargo test` exercises it.
 //!
 //! The binary comes from `scripts/go-sidecar.sh` (once per test binary; the script itself
 //! skips the build when nothing changed). A cold first run downloads grpc-go and protobuf from
@@ -21,6 +23,23 @@ async fn the_gateway_projects_through_the_go_reducer_then_follows_live_appends()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_go_reducer_reads_the_raw_json_payload_too() {
     example_sidecars::reads_the_raw_json_payload(&GO, 54).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_go_reducer_emits_the_reference_mongo_operations() {
+    example_sidecars::emits_the_reference_mongo_operations(&GO, 55).await;
+}
+
+#[cfg(feature = "mongo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_projects_through_the_go_reducer_into_mongodb() {
+    example_sidecars::mongo_catch_up_and_live(&GO, 56).await;
+}
+
+#[cfg(feature = "mongo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_killed_with_sigkill_resumes_the_go_reducer_s_mongodb_read_model_exactly_once() {
+    example_sidecars::mongo_gateway_killed_mid_catch_up_resumes_exactly_once(&GO, 57).await;
 }
 
 #[test]

@@ -3,7 +3,9 @@
 //! target, catches up, follows live appends, survives the sidecar being stopped and started
 //! again, and the read model equals the reference computed straight from the log (the guest
 //! counters would show any event applied twice); the gateway records what the sidecar's
-//! Describe declared. The sidecar's JUnit tests run here too, so `cargo test` exercises them.
+//! Describe declared. With `REDUCER_TARGET=mongo` it answers exactly the Rust reference's
+//! MongoDB operations, and the gateway process builds the same read model in MongoDB
+//! (SecantusDB). The sidecar's JUnit tests run here too, so `cargo test` exercises them.
 //!
 //! The jar and its launcher come from `scripts/java-sidecar.sh` (once per test binary; the
 //! script itself skips the build when nothing changed). A cold first run downloads the
@@ -23,6 +25,17 @@ async fn the_gateway_projects_through_the_java_reducer_then_follows_live_appends
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_java_reducer_reads_the_raw_json_payload_too() {
     example_sidecars::reads_the_raw_json_payload(&JAVA, 44).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_java_reducer_emits_the_reference_mongo_operations() {
+    example_sidecars::emits_the_reference_mongo_operations(&JAVA, 45).await;
+}
+
+#[cfg(feature = "mongo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_projects_through_the_java_reducer_into_mongodb() {
+    example_sidecars::mongo_catch_up_and_live(&JAVA, 46).await;
 }
 
 #[test]

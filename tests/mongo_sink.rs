@@ -76,6 +76,7 @@ async fn apply(sink: &MongoSink, first_position: u64, events: Vec<Vec<Any>>) -> 
                 data: Bytes::from_static(b"{}"),
                 metadata: None,
                 created: chrono::Utc::now(),
+                content_type: projector_gateway::event::ContentType::Json,
             };
             let ops = ops.iter().map(|op| sink.decode(op).expect("decodes").expect("not Ignore")).collect();
             BatchItem::Apply { event: EventRef::new(Arc::new(event), 0), ops }

@@ -1,8 +1,10 @@
 //! The Python example sidecar (`sidecar-examples/python`) end to end, as an operator runs it:
 //! the gateway process projects a SQLite event log through `reducer.py` into a SQLite target,
 //! catches up, follows live appends, and the read model equals the reference computed straight
-//! from the log (the guest counters would show any event applied twice). The reducer's own
-//! unit tests (`test_reducer.py`) run here too, so `cargo test` exercises them.
+//! from the log (the guest counters would show any event applied twice). With
+//! `REDUCER_TARGET=mongo` it answers exactly the Rust reference's MongoDB operations, and the
+//! gateway process builds the same read model in MongoDB (SecantusDB). The reducer's own unit
+//! tests (`test_reducer.py`) run here too, so `cargo test` exercises them.
 //!
 //! The venv and the stubs come from `scripts/python-sidecar.sh` (once per test binary).
 
@@ -20,6 +22,17 @@ async fn the_gateway_projects_through_the_python_reducer_then_follows_live_appen
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_reducer_reads_the_raw_json_payload_too() {
     example_sidecars::reads_the_raw_json_payload(&PYTHON, 33).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_reducer_emits_the_reference_mongo_operations() {
+    example_sidecars::emits_the_reference_mongo_operations(&PYTHON, 35).await;
+}
+
+#[cfg(feature = "mongo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_projects_through_the_python_reducer_into_mongodb() {
+    example_sidecars::mongo_catch_up_and_live(&PYTHON, 36).await;
 }
 
 #[test]

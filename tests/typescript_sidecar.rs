@@ -2,9 +2,11 @@
 //! runs it: the gateway process projects a SQLite event log through the Node.js reducer into a
 //! SQLite target, catches up, follows live appends, survives the sidecar being stopped and
 //! replaced, and the read model equals the reference computed straight from the log (the guest
-//! counters would show any event applied twice). Also: the raw JSON payload, and a rebuild
-//! through the reducer's `Describe` reset operations. The reducer's own unit tests
-//! (`node --test`) run here too, so `cargo test` exercises them.
+//! counters would show any event applied twice). Also: the raw JSON payload, a rebuild
+//! through the reducer's `Describe` reset operations, and with `REDUCER_TARGET=mongo` exactly
+//! the Rust reference's MongoDB operations and the same read model built in MongoDB
+//! (SecantusDB). The reducer's own unit tests (`node --test`) run here too, so `cargo test`
+//! exercises them.
 //!
 //! `scripts/typescript-sidecar.sh` installs, generates and builds (once per test binary) and
 //! names the launcher this file starts.
@@ -67,6 +69,17 @@ async fn a_new_version_rebuilds_the_read_model_with_the_typescript_reset_operati
     // reset operations not cleared the tables.
     assert_eq!(example_sidecars::recorded_projection(&target), Some(("bookings".into(), "1".into())));
     ReadModel::from_sqlite(&target).assert_same(&ReadModel::from_log(&ws.log_path(), everything));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_reducer_emits_the_reference_mongo_operations() {
+    example_sidecars::emits_the_reference_mongo_operations(&TYPESCRIPT, 66).await;
+}
+
+#[cfg(feature = "mongo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_projects_through_the_typescript_reducer_into_mongodb() {
+    example_sidecars::mongo_catch_up_and_live(&TYPESCRIPT, 67).await;
 }
 
 #[test]

@@ -3,16 +3,18 @@
 
 Implements `projection.Projection/Project` (proto/projection.proto) exactly as
 sidecar-examples/BOOKINGS.md describes: each event of a stream is answered, in order, with
-one ProjectionResponse carrying typed SQL statements (`projection.Statement`) or `Ignore`.
+one ProjectionResponse carrying typed SQL statements (`projection.Statement`), MongoDB upserts
+(`projection.UpdateOne`, with REDUCER_TARGET=mongo) or `Ignore`. It also serves
+`projection.ProjectionInfo/Describe`.
 
     python reducer.py --address 127.0.0.1:50051
 
 Prints `listening on HOST:PORT` on stdout once ready (port 0 picks a free port and the real
 one is printed), logs to stderr, and stops gracefully (exit 0) on SIGTERM / SIGINT.
-Environment: REDUCER_TARGET=sql (default; the only target so far), REDUCER_LOG_LEVEL=INFO.
+Environment: REDUCER_TARGET=sql|mongo (default sql), REDUCER_LOG_LEVEL=INFO.
 
 To write your own reducer, keep everything below and replace the `reduce_*` functions and the
-REDUCERS table: a reducer function gets the request and a Payload and returns a list of
+tables of TARGETS: a reducer function gets the request and a Payload and returns a list of
 operation messages (the first goes to `operation`, the rest to `operations`).
 """
 
@@ -35,6 +37,7 @@ try:
     import grpc
     from grpc import aio
     from google.protobuf import any_pb2
+    from google.protobuf.message import Message
 
     import projection_pb2 as pb
     import projection_pb2_grpc as pb_grpc
@@ -49,7 +52,6 @@ except ImportError as exc:  # pragma: no cover - setup problem, explained to the
 log = logging.getLogger("reducer")
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
-SUPPORTED_TARGETS = ("sql",)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,6 +151,24 @@ def statement(sql: str, *params: "pb.SqlValue") -> "pb.Statement":
     return pb.Statement(sql=sql, params=params)
 
 
+def update_one(collection: str, filter: dict, update: dict, integer_fields: Sequence[str]) -> "pb.UpdateOne":
+    """An UpdateOne (an upsert in the gateway) in `collection`. Numbers in a Struct are doubles;
+    `integer_fields` names those the sink stores as Int64."""
+    op = pb.UpdateOne(collection=collection, integerFields=integer_fields)
+    op.filter.SetInParent()  # present even when empty: the gateway refuses a missing filter
+    op.filter.update(filter)
+    op.update.update(update)
+    return op
+
+
+def delete_many(collection: str, filter: dict) -> "pb.DeleteMany":
+    """Deletes every document of `collection` matching `filter` (`{}`: all of them)."""
+    op = pb.DeleteMany(collection=collection)
+    op.filter.SetInParent()  # `{}`, not absent: the gateway refuses a missing filter
+    op.filter.update(filter)
+    return op
+
+
 _IGNORE = any_pb2.Any()
 _IGNORE.Pack(pb.Ignore())
 
@@ -191,7 +211,7 @@ SQL_GUEST_CANCELLATION = (
     "ON CONFLICT (guest_id) DO UPDATE SET cancellations = guest_stats.cancellations + 1"
 )
 
-Operations = List["pb.Statement"]
+Operations = List[Message]
 
 
 def reduce_room_booked(req: "pb.ProjectionRequest", p: Payload) -> Operations:
@@ -238,8 +258,10 @@ def reduce_cancelled(req: "pb.ProjectionRequest", p: Payload) -> Operations:
     ]
 
 
-# Event type -> reducer. GuestRegistered and every type not listed is answered with Ignore.
-REDUCERS: Dict[str, Callable[["pb.ProjectionRequest", Payload], Operations]] = {
+Reducer = Callable[["pb.ProjectionRequest", Payload], Operations]
+
+# Event type -> SQL reducer. GuestRegistered and every type not listed is answered with Ignore.
+REDUCERS: Dict[str, Reducer] = {
     "RoomBooked": reduce_room_booked,
     "PaymentRecorded": reduce_payment_recorded,
     "GuestCheckedIn": reduce_checked_in,
@@ -248,10 +270,125 @@ REDUCERS: Dict[str, Callable[["pb.ProjectionRequest", Payload], Operations]] = {
 }
 
 
-def respond(req: "pb.ProjectionRequest") -> "pb.ProjectionResponse":
+# ---------------------------------------------------------------------------------------------
+# The MongoDB read model (REDUCER_TARGET=mongo; "MongoDB read model" in BOOKINGS.md)
+# ---------------------------------------------------------------------------------------------
+
+# The SQL tables as collections: the primary key as `_id`, the other columns as fields.
+BOOKINGS_COLLECTION = "bookings"
+GUEST_STATS_COLLECTION = "guest_stats"
+# On every operation: the fields the sink stores as Int64 (as the Rust example lists them).
+INTEGER_FIELDS = ("price_cents", "paid_cents", "last_position", "bookings", "cancellations", "payments", "amount_cents")
+GUEST_COUNTERS = ("bookings", "cancellations", "payments", "paid_cents")
+
+
+def upsert(collection: str, document_id: str, set_fields: dict, inc_fields: dict) -> "pb.UpdateOne":
+    """Upserts the document `_id: document_id`: `$set` for values, `$inc` for counters (an
+    operator with no fields is left out)."""
+    update = {}
+    if set_fields:
+        update["$set"] = set_fields
+    if inc_fields:
+        update["$inc"] = inc_fields
+    return update_one(collection, {"_id": document_id}, update, INTEGER_FIELDS)
+
+
+def count_for_guest(guest_id: str, **by: int) -> "pb.UpdateOne":
+    """Adds `by` to a guest's counters. The others are incremented by 0, which creates a missing
+    counter at 0 and leaves an existing one alone, like the SQL columns' DEFAULT 0."""
+    counters = {name: 0 for name in GUEST_COUNTERS}
+    counters.update(by)
+    return upsert(GUEST_STATS_COLLECTION, guest_id, {}, counters)
+
+
+def set_status(req: "pb.ProjectionRequest", p: Payload, status: str) -> "pb.UpdateOne":
+    return upsert(
+        BOOKINGS_COLLECTION, p.text("bookingId"), {"status": status, "last_position": req.globalPosition}, {}
+    )
+
+
+def mongo_room_booked(req: "pb.ProjectionRequest", p: Payload) -> Operations:
+    guest_id = p.text("guestId")
+    booking = {
+        "guest_id": guest_id,
+        "room_id": p.text("roomId"),
+        "check_in": p.text("checkIn"),
+        "check_out": p.text("checkOut"),
+        "price_cents": p.integer("priceCents"),
+        "status": "booked",
+        "last_position": req.globalPosition,
+    }
+    # $inc by 0: a booking booked again keeps what was paid, as the SQL upsert does.
+    return [
+        upsert(BOOKINGS_COLLECTION, p.text("bookingId"), booking, {"paid_cents": 0}),
+        count_for_guest(guest_id, bookings=1),
+    ]
+
+
+def mongo_payment_recorded(req: "pb.ProjectionRequest", p: Payload) -> Operations:
+    booking_id = p.text("bookingId")
+    guest_id = p.text("guestId")
+    amount = p.integer("amountCents")
+    return [
+        upsert(BOOKINGS_COLLECTION, booking_id, {"last_position": req.globalPosition}, {"paid_cents": amount}),
+        count_for_guest(guest_id, payments=1, paid_cents=amount),
+    ]
+
+
+def mongo_checked_in(req: "pb.ProjectionRequest", p: Payload) -> Operations:
+    return [set_status(req, p, "checked_in")]
+
+
+def mongo_checked_out(req: "pb.ProjectionRequest", p: Payload) -> Operations:
+    return [set_status(req, p, "checked_out")]
+
+
+def mongo_cancelled(req: "pb.ProjectionRequest", p: Payload) -> Operations:
+    guest_id = p.text("guestId")
+    return [set_status(req, p, "cancelled"), count_for_guest(guest_id, cancellations=1)]
+
+
+MONGO_REDUCERS: Dict[str, Reducer] = {
+    "RoomBooked": mongo_room_booked,
+    "PaymentRecorded": mongo_payment_recorded,
+    "GuestCheckedIn": mongo_checked_in,
+    "GuestCheckedOut": mongo_checked_out,
+    "BookingCancelled": mongo_cancelled,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets and Describe
+# ---------------------------------------------------------------------------------------------
+
+# REDUCER_TARGET -> its reducers, and the operations that clear its read model for a rebuild.
+TARGETS: Dict[str, Dict[str, Reducer]] = {"sql": REDUCERS, "mongo": MONGO_REDUCERS}
+RESETS: Dict[str, Callable[[], Operations]] = {
+    "sql": lambda: [statement("DELETE FROM bookings"), statement("DELETE FROM guest_stats")],
+    "mongo": lambda: [delete_many(BOOKINGS_COLLECTION, {}), delete_many(GUEST_STATS_COLLECTION, {})],
+}
+SUPPORTED_TARGETS = tuple(TARGETS)
+
+PROJECTION = "bookings"
+# The version of the reducer's logic: change it when what the reducer writes changes, and a
+# gateway with `sidecar.rebuild_on_new_version: true` rebuilds the read model.
+PROJECTION_VERSION = "1"
+
+
+def describe(target: str = "sql") -> "pb.DescribeResponse":
+    """What Describe answers: the projection and its version, the event types the target's
+    reducers handle (the gateway then sends only those) and the operations that clear the read
+    model."""
+    resp = pb.DescribeResponse(projection=PROJECTION, version=PROJECTION_VERSION, eventTypes=list(TARGETS[target]))
+    for op in RESETS[target]():
+        resp.resetOperations.add().Pack(op)
+    return resp
+
+
+def respond(req: "pb.ProjectionRequest", target: str = "sql") -> "pb.ProjectionResponse":
     """The response to one event: never raises, a failure becomes the response's `error`."""
     resp = pb.ProjectionResponse(eventId=req.eventId)
-    reducer = REDUCERS.get(req.eventType)
+    reducer = TARGETS[target].get(req.eventType)
     if reducer is None:
         resp.operation.CopyFrom(_IGNORE)
         return resp
@@ -290,7 +427,8 @@ class ProjectionServicer(pb_grpc.ProjectionServicer):
     shutdown neither waits for the gateway to hang up nor cancels streams mid-answer; the gateway
     sends the unanswered events again when it reconnects."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: str = "sql") -> None:
+        self._target = target
         self._stopping = False
         self._on_stop: set = set()
 
@@ -333,11 +471,21 @@ class ProjectionServicer(pb_grpc.ProjectionServicer):
                     break
                 finally:
                     waiting = False
-                yield respond(req)
+                yield respond(req, self._target)
                 count += 1
         finally:
             self._on_stop.discard(wake)
             log.info("stream from %s closed after %d events", peer, count)
+
+
+class ProjectionInfoServicer(pb_grpc.ProjectionInfoServicer):
+    """Answers Describe (optional in the contract) for the target."""
+
+    def __init__(self, target: str = "sql") -> None:
+        self._answer = describe(target)
+
+    async def Describe(self, request, context):
+        return self._answer
 
 
 SERVER_OPTIONS = [
@@ -355,11 +503,12 @@ def split_address(address: str) -> tuple:
     return host, int(port)
 
 
-async def start_server(address: str) -> tuple:
+async def start_server(address: str, target: str = "sql") -> tuple:
     """Creates, binds and starts the server; returns (server, servicer, bound port)."""
     server = aio.server(options=SERVER_OPTIONS)
-    servicer = ProjectionServicer()
+    servicer = ProjectionServicer(target)
     pb_grpc.add_ProjectionServicer_to_server(servicer, server)
+    pb_grpc.add_ProjectionInfoServicer_to_server(ProjectionInfoServicer(target), server)
     try:
         port = server.add_insecure_port(address)
     except RuntimeError as exc:
@@ -370,16 +519,16 @@ async def start_server(address: str) -> tuple:
     return server, servicer, port
 
 
-async def serve(address: str, grace: float) -> None:
+async def serve(address: str, grace: float, target: str) -> None:
     host, _ = split_address(address)
-    server, servicer, port = await start_server(address)
+    server, servicer, port = await start_server(address, target)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     sys.stdout.write(f"listening on {host}:{port}\n")
     sys.stdout.flush()
-    log.info("reducer ready on %s:%d (target sql)", host, port)
+    log.info("reducer ready on %s:%d (target %s)", host, port, target)
     await stop.wait()
     log.info("stopping (grace %.1fs)", grace)
     servicer.stop()
@@ -418,7 +567,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     target = os.environ.get("REDUCER_TARGET", "sql")
     if target not in SUPPORTED_TARGETS:
         sys.stderr.write(
-            f"reducer.py: REDUCER_TARGET={target!r} is not supported yet; "
+            f"reducer.py: REDUCER_TARGET={target!r} is not supported; "
             f"supported: {', '.join(SUPPORTED_TARGETS)}\n"
         )
         return 2
@@ -428,7 +577,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(str(exc))
 
     try:
-        asyncio.run(serve(args.address, args.grace))
+        asyncio.run(serve(args.address, args.grace, target))
     except OSError as exc:
         sys.stderr.write(f"reducer.py: {exc}\n")
         return 1

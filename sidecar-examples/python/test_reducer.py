@@ -4,10 +4,11 @@
     sidecar-examples/python/.venv/bin/python -m unittest -v test_reducer   # from this folder
 
 They check, for every bookings event type, the exact statements and typed parameters that
-sidecar-examples/BOOKINGS.md prescribes (the SQL text is compared with BOOKINGS.md itself),
-that unknown types are ignored, that bad payloads become non-retryable errors, and that the
-gRPC service answers a stream in order with the request's eventId. The gateway's end-to-end
-test (tests/python_sidecar.rs) runs these too.
+sidecar-examples/BOOKINGS.md prescribes (the SQL text is compared with BOOKINGS.md itself) and,
+with REDUCER_TARGET=mongo, the exact MongoDB upserts of its "MongoDB read model" section; that
+unknown types are ignored, that bad payloads become non-retryable errors, what Describe
+answers, and that the gRPC service answers a stream in order with the request's eventId. The
+gateway's end-to-end test (tests/python_sidecar.rs) runs these too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import unittest
 
 # gRPC core logs connection teardown (GOAWAY) at info level when a test's server stops.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+from google.protobuf import json_format  # noqa: E402
 
 import reducer  # noqa: E402 (after the environment it reads)
 from reducer import pb
@@ -210,7 +213,196 @@ class ReduceTests(unittest.TestCase):
                 self.assertIn(problem, reducer.respond(req).error.message)
 
 
+INTEGER_FIELDS = ["price_cents", "paid_cents", "last_position", "bookings", "cancellations", "payments", "amount_cents"]
+
+
+def upserts(resp: pb.ProjectionResponse) -> list:
+    """The response's operations, in order, each an UpdateOne as
+    (collection, filter, update, integerFields) with the Structs as dicts."""
+    out = []
+    for op in [resp.operation, *resp.operations]:
+        update = pb.UpdateOne()
+        if not op.Unpack(update):
+            raise AssertionError(f"not a projection.UpdateOne: {op.type_url}")
+        if not update.HasField("filter") or len(update.pipeline):
+            raise AssertionError(f"an UpdateOne needs a filter and no pipeline here: {update}")
+        out.append((
+            update.collection,
+            json_format.MessageToDict(update.filter),
+            json_format.MessageToDict(update.update),
+            list(update.integerFields),
+        ))
+    return out
+
+
+def booking(booking_id: str, update: dict) -> tuple:
+    return ("bookings", {"_id": booking_id}, update, INTEGER_FIELDS)
+
+
+def guest(guest_id: str, **by: int) -> tuple:
+    counters = {"bookings": 0, "cancellations": 0, "payments": 0, "paid_cents": 0}
+    counters.update(by)
+    return ("guest_stats", {"_id": guest_id}, {"$inc": counters}, INTEGER_FIELDS)
+
+
+class MongoReduceTests(unittest.TestCase):
+    """REDUCER_TARGET=mongo: the table of BOOKINGS.md's "MongoDB read model", field for field."""
+
+    def respond(self, event_type: str, payload: dict, position: int = 42) -> pb.ProjectionResponse:
+        req = request(event_type, payload, position=position)
+        resp = reducer.respond(req, "mongo")
+        self.assertEqual(resp.eventId, req.eventId)
+        self.assertFalse(resp.HasField("error"), resp.error.message)
+        return resp
+
+    def test_room_booked_upserts_the_booking_and_counts_it_for_the_guest(self):
+        resp = self.respond("RoomBooked", BOOKING)
+        self.assertEqual(resp.operation.type_url, "type.googleapis.com/projection.UpdateOne")
+        self.assertEqual(upserts(resp), [
+            booking("booking-7", {
+                "$set": {
+                    "guest_id": "guest-3", "room_id": "room-101", "check_in": "2026-12-01",
+                    "check_out": "2026-12-04", "price_cents": 36000, "status": "booked", "last_position": 42,
+                },
+                "$inc": {"paid_cents": 0},
+            }),
+            guest("guest-3", bookings=1),
+        ])
+
+    def test_payment_recorded_adds_to_the_booking_and_to_the_guest(self):
+        payload = {"bookingId": "booking-7", "guestId": "guest-3", "paymentId": "pay-7-0", "amountCents": 12500}
+        self.assertEqual(upserts(self.respond("PaymentRecorded", payload, position=43)), [
+            booking("booking-7", {"$set": {"last_position": 43}, "$inc": {"paid_cents": 12500}}),
+            guest("guest-3", payments=1, paid_cents=12500),
+        ])
+
+    def test_status_events_set_the_status_and_a_cancellation_is_counted(self):
+        payload = {"bookingId": "booking-7", "guestId": "guest-3", "at": "2026-12-01T15:00:00Z", "reason": "r"}
+        for event_type, status in (("GuestCheckedIn", "checked_in"), ("GuestCheckedOut", "checked_out")):
+            with self.subTest(event_type):
+                self.assertEqual(
+                    upserts(self.respond(event_type, payload, position=44)),
+                    [booking("booking-7", {"$set": {"status": status, "last_position": 44}})],
+                )
+        self.assertEqual(upserts(self.respond("BookingCancelled", payload, position=45)), [
+            booking("booking-7", {"$set": {"status": "cancelled", "last_position": 45}}),
+            guest("guest-3", cancellations=1),
+        ])
+
+    def test_numbers_are_doubles_named_in_integer_fields(self):
+        update = pb.UpdateOne()
+        self.assertTrue(reducer.respond(request("RoomBooked", BOOKING), "mongo").operation.Unpack(update))
+        price = update.update.fields["$set"].struct_value.fields["price_cents"]
+        self.assertEqual((price.WhichOneof("kind"), price.number_value), ("number_value", 36000.0))
+        self.assertIn("price_cents", update.integerFields)
+
+    def test_applied_in_order_the_upserts_build_the_sql_model(self):
+        """A small upsert engine ($set, $inc on an `_id` filter) shows the documents hold what
+        the SQL rows would: a booking booked again keeps its payments, counters start at 0."""
+        collections: dict = {}
+        events = [
+            ("RoomBooked", BOOKING),
+            ("GuestRegistered", {"guestId": "guest-3", "name": "G", "email": "g@example.com"}),
+            ("PaymentRecorded", {"bookingId": "booking-7", "guestId": "guest-3", "amountCents": 20000}),
+            ("RoomBooked", dict(BOOKING, roomId="room-102", priceCents=40000)),
+            ("PaymentRecorded", {"bookingId": "booking-7", "guestId": "guest-3", "amountCents": 16000}),
+            ("GuestCheckedIn", {"bookingId": "booking-7"}),
+            ("RoomBooked", dict(BOOKING, bookingId="booking-8", priceCents=9000)),
+            ("BookingCancelled", {"bookingId": "booking-8", "guestId": "guest-3"}),
+        ]
+        for position, (event_type, payload) in enumerate(events, start=1):
+            resp = reducer.respond(request(event_type, payload, position=position), "mongo")
+            if resp.operation.Is(pb.Ignore.DESCRIPTOR):
+                continue
+            for collection, filter, update, _ in upserts(resp):
+                doc = collections.setdefault(collection, {}).setdefault(filter["_id"], {"_id": filter["_id"]})
+                for operator, fields in update.items():
+                    for name, value in fields.items():
+                        if operator == "$set":
+                            doc[name] = value
+                        elif operator == "$inc":
+                            doc[name] = doc.get(name, 0) + value
+                        else:
+                            self.fail(f"unexpected update operator {operator}")
+        self.assertEqual(collections["bookings"]["booking-7"], {
+            "_id": "booking-7", "guest_id": "guest-3", "room_id": "room-102", "check_in": "2026-12-01",
+            "check_out": "2026-12-04", "price_cents": 40000, "paid_cents": 36000, "status": "checked_in",
+            "last_position": 6,
+        })
+        self.assertEqual(collections["bookings"]["booking-8"]["status"], "cancelled")
+        self.assertEqual(collections["bookings"]["booking-8"]["paid_cents"], 0)
+        self.assertEqual(collections["guest_stats"], {
+            "guest-3": {"_id": "guest-3", "bookings": 3, "cancellations": 1, "payments": 2, "paid_cents": 36000},
+        })
+
+    def test_payload_json_gives_the_same_upserts_as_the_struct(self):
+        for event_type, payload in (
+            ("RoomBooked", BOOKING),
+            ("PaymentRecorded", {"bookingId": "b", "guestId": "g", "amountCents": 5000}),
+        ):
+            with self.subTest(event_type):
+                from_struct = reducer.respond(request(event_type, payload), "mongo")
+                from_json = reducer.respond(request(event_type, payload, as_json=True), "mongo")
+                self.assertEqual(upserts(from_json), upserts(from_struct))
+
+    def test_unknown_types_are_ignored_and_bad_payloads_are_errors(self):
+        resp = reducer.respond(request("GuestRegistered", {"guestId": "guest-3"}), "mongo")
+        self.assertTrue(resp.operation.Is(pb.Ignore.DESCRIPTOR))
+        self.assertEqual(len(resp.operations), 0)
+        with self.assertLogs("reducer", "WARNING"):
+            resp = reducer.respond(request("PaymentRecorded", {"bookingId": "b", "guestId": "g"}), "mongo")
+        self.assertFalse(resp.HasField("operation"))
+        self.assertFalse(resp.error.retryable)
+        self.assertIn("amountCents", resp.error.message)
+
+
+class DescribeTests(unittest.TestCase):
+    def test_declares_the_projection_and_exactly_the_reduced_types(self):
+        for target in reducer.SUPPORTED_TARGETS:
+            with self.subTest(target):
+                answer = reducer.describe(target)
+                self.assertEqual((answer.projection, answer.version), ("bookings", "1"))
+                self.assertEqual(
+                    list(answer.eventTypes),
+                    ["RoomBooked", "PaymentRecorded", "GuestCheckedIn", "GuestCheckedOut", "BookingCancelled"],
+                )
+
+    def test_sql_reset_clears_both_tables(self):
+        resets = []
+        for op in reducer.describe("sql").resetOperations:
+            statement = pb.Statement()
+            self.assertTrue(op.Unpack(statement), op.type_url)
+            resets.append((statement.sql, len(statement.params)))
+        self.assertEqual(resets, [("DELETE FROM bookings", 0), ("DELETE FROM guest_stats", 0)])
+
+    def test_mongo_reset_empties_both_collections(self):
+        resets = []
+        for op in reducer.describe("mongo").resetOperations:
+            delete = pb.DeleteMany()
+            self.assertTrue(op.Unpack(delete), op.type_url)
+            # An empty filter, present on the wire: the gateway refuses a missing one.
+            self.assertTrue(delete.HasField("filter"))
+            resets.append((delete.collection, json_format.MessageToDict(delete.filter), list(delete.integerFields)))
+        self.assertEqual(resets, [("bookings", {}, []), ("guest_stats", {}, [])])
+
+
 class ServiceTests(unittest.TestCase):
+    def test_the_target_s_operations_and_description_are_served(self):
+        async def run() -> tuple:
+            server, _, port = await reducer.start_server("127.0.0.1:0", "mongo")
+            try:
+                async with reducer.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    answer = await reducer.pb_grpc.ProjectionInfoStub(channel).Describe(pb.DescribeRequest())
+                    stub = reducer.pb_grpc.ProjectionStub(channel)
+                    responses = [r async for r in stub.Project(iter([request("RoomBooked", BOOKING)]))]
+                    return answer, responses
+            finally:
+                await server.stop(None)
+
+        answer, responses = asyncio.run(run())
+        self.assertEqual(answer, reducer.describe("mongo"))
+        self.assertEqual([upserts(r) for r in responses], [upserts(reducer.respond(request("RoomBooked", BOOKING), "mongo"))])
+
     def test_a_stream_is_answered_in_order_with_each_request_s_event_id(self):
         async def run() -> list:
             server, _, port = await reducer.start_server("127.0.0.1:0")

@@ -10,7 +10,7 @@ use std::{collections::HashSet, fmt, path::Path};
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
-use super::*;
+use super::{eventuous, *};
 
 /// One thing wrong with a configuration, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +61,21 @@ pub fn parse(text: &str) -> Result<GatewayConfig, Vec<ConfigProblem>> {
     };
     expand_env(&mut document, "", &mut problems);
 
+    let Some(root) = document.as_mapping() else {
+        return Err(vec![problem("", "expected a mapping with a `connectors` list")]);
+    };
+    if eventuous::is_eventuous(root) {
+        let Some(translated) = eventuous::translate(root, &mut problems) else {
+            return Err(problems);
+        };
+        return parse_document(translated.document.clone(), problems)
+            .map_err(|found| found.into_iter().map(|p| translated.relabel(p)).collect());
+    }
+    parse_document(document, problems)
+}
+
+/// Validates a document in the gateway's own format.
+fn parse_document(document: Value, mut problems: Vec<ConfigProblem>) -> Result<GatewayConfig, Vec<ConfigProblem>> {
     let Some(root) = document.as_mapping() else {
         return Err(vec![problem("", "expected a mapping with a `connectors` list")]);
     };
@@ -238,6 +253,12 @@ fn validate_connector(c: &ConnectorConfig, path: &str, problems: &mut Vec<Config
             identifier(&s.schema, &format!("{path}.source.postgres.schema"), problems);
             at_least(s.batch_size as u64, 1, &format!("{path}.source.postgres.batch_size"), problems);
         }
+        SourceConfig::Kurrentdb(s) => {
+            let at = |key: &str| format!("{path}.source.kurrentdb.{key}");
+            kurrentdb_connection_string(&s.connection_string, &at("connection_string"), problems);
+            at_least(s.checkpoint_interval as u64, 1, &at("checkpoint_interval"), problems);
+            at_least(s.batch_size as u64, 1, &at("batch_size"), problems);
+        }
     }
     for (key, pattern) in [
         ("include_stream_regex", &c.filter.include_stream_regex),
@@ -302,6 +323,93 @@ fn validate_connector(c: &ConnectorConfig, path: &str, problems: &mut Vec<Config
             }
             at_least(s.writers as u64, 1, &at("writers"), problems);
         }
+        SinkConfig::Elastic(s) => validate_elastic(s, c.mode(), &format!("{path}.sink.elastic"), problems),
+        SinkConfig::Console(s) => checkpoint_store(s.checkpoints.as_ref(), c, &format!("{path}.sink.console.checkpoints"), problems),
+    }
+}
+
+fn validate_elastic(s: &ElasticSinkConfig, mode: ConnectorMode, path: &str, problems: &mut Vec<ConfigProblem>) {
+    let at = |key: &str| format!("{path}.{key}");
+    if s.url.trim().is_empty() {
+        problems.push(problem(at("url"), "empty; expected e.g. `http://127.0.0.1:9200`"));
+    } else if let Some(reason) = elastic_url_problem(&s.url) {
+        problems.push(problem(at("url"), reason));
+    }
+    let mut names = vec![("checkpoints_index", s.checkpoints_index.clone()), ("parked_index", s.parked_index.clone())];
+    names.extend(s.index.clone().map(|i| ("index", i)));
+    if s.producer.is_some() && mode == ConnectorMode::Projector {
+        problems.push(problem(
+            at("producer"),
+            "only for a producer connector (one without `sidecar`, whose events are indexed as they are); remove `producer` or `sidecar`",
+        ));
+    }
+    if let Some(p) = &s.producer {
+        // `{category}` becomes a lowercase word; check the rest of the name.
+        names.push(("producer.index", p.index.replace("{category}", "category")));
+        if p.index.matches("{category}").count() > 1 {
+            problems.push(problem(at("producer.index"), "holds `{category}` more than once"));
+        }
+        if let Some(t) = &p.template {
+            names.push(("producer.template", t.clone()));
+        }
+    }
+    for (key, name) in names {
+        if let Some(reason) = elastic_index_problem(&name) {
+            problems.push(problem(at(key), format!("`{name}` is not a valid index name: it {reason}")));
+        }
+    }
+    at_least(s.max_bulk_bytes as u64, 1024, &at("max_bulk_bytes"), problems);
+    at_least(s.request_timeout_ms, 1, &at("request_timeout_ms"), problems);
+    at_least(s.writers as u64, 1, &at("writers"), problems);
+}
+
+#[cfg(feature = "elastic")]
+fn elastic_url_problem(url: &str) -> Option<String> {
+    crate::sinks::elastic::parse_url(url).err()
+}
+
+#[cfg(not(feature = "elastic"))]
+fn elastic_url_problem(_: &str) -> Option<String> {
+    None
+}
+
+#[cfg(feature = "elastic")]
+fn elastic_index_problem(name: &str) -> Option<String> {
+    crate::sinks::elastic::index_name_problem(name)
+}
+
+#[cfg(not(feature = "elastic"))]
+fn elastic_index_problem(_: &str) -> Option<String> {
+    None
+}
+
+/// A producer sink's checkpoint store: a file path, or a KurrentDB to write to.
+fn checkpoint_store(store: Option<&CheckpointStoreConfig>, c: &ConnectorConfig, path: &str, problems: &mut Vec<ConfigProblem>) {
+    match store {
+        Some(CheckpointStoreConfig::File(file)) => non_empty_path(file, &format!("{path}.file"), problems),
+        Some(CheckpointStoreConfig::Kurrentdb { connection_string: Some(url), .. }) => {
+            kurrentdb_connection_string(url, &format!("{path}.kurrentdb.connection_string"), problems)
+        }
+        Some(CheckpointStoreConfig::Kurrentdb { connection_string: None, .. }) if !matches!(c.source, SourceConfig::Kurrentdb(_)) => {
+            problems.push(problem(
+                format!("{path}.kurrentdb.connection_string"),
+                "missing; without it the checkpoints go to the source's KurrentDB, but this connector's source is not KurrentDB",
+            ))
+        }
+        _ => {}
+    }
+}
+
+fn kurrentdb_connection_string(text: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
+    const EXAMPLE: &str = "e.g. `kurrentdb://admin:changeit@127.0.0.1:2113?tls=false`";
+    if text.trim().is_empty() {
+        problems.push(problem(path, format!("empty; expected a KurrentDB connection string, {EXAMPLE}")));
+        return;
+    }
+    #[cfg(feature = "kurrentdb")]
+    if let Err(e) = text.parse::<kurrentdb::ClientSettings>() {
+        let detail = e.error().map(|u| format!(" ({u})")).unwrap_or_default();
+        problems.push(problem(path, format!("not a KurrentDB connection string: {}{detail}; {EXAMPLE}", e.message())));
     }
 }
 
@@ -426,7 +534,7 @@ fn key_name(key: &Value) -> String {
     }
 }
 
-fn problem(path: impl Into<String>, message: impl Into<String>) -> ConfigProblem {
+pub(super) fn problem(path: impl Into<String>, message: impl Into<String>) -> ConfigProblem {
     ConfigProblem { path: path.into(), message: message.into() }
 }
 
@@ -515,6 +623,40 @@ connectors:
         let SinkConfig::Mongo(m) = &config.connectors[0].sink else { panic!() };
         assert_eq!((m.checkpoints_collection.as_str(), m.parked_collection.as_str()), ("checkpoints", "parked_events"));
         assert_eq!(m.transactions, MongoTransactions::Auto);
+    }
+
+    #[test]
+    fn checks_the_elastic_sink_with_key_paths() {
+        let elastic = |body: &str| GOOD.replace("{ sqlite: { path: read.db } }", &format!("{{ elastic: {{ {body} }} }}"));
+        let found = messages(&elastic("url: \"http://x\", refresh: soon"));
+        assert_eq!(found, ["connectors[0].sink.elastic.refresh: `soon` is not a refresh policy; expected false, true or wait_for"]);
+        let found = messages(&elastic("url: \"ftp://x\", index: Bookings, max_bulk_bytes: 10, writers: 0, producer: {}"));
+        for expected in [
+            "connectors[0].sink.elastic.url: `ftp` is not an http(s) URL",
+            "connectors[0].sink.elastic.index: `Bookings` is not a valid index name: it must be lowercase",
+            "connectors[0].sink.elastic.max_bulk_bytes: 10 is too small; expected at least 1024",
+            "connectors[0].sink.elastic.writers: 0 is too small",
+            "connectors[0].sink.elastic.producer: only for a producer connector (one without `sidecar`",
+        ] {
+            assert!(found.iter().any(|m| m.starts_with(expected)), "{expected} not in {found:#?}");
+        }
+        let config = parse(&elastic("url: \"http://127.0.0.1:9200\", index: bookings, refresh: false")).unwrap();
+        let SinkConfig::Elastic(e) = &config.connectors[0].sink else { panic!() };
+        assert_eq!((e.checkpoints_index.as_str(), e.parked_index.as_str(), e.refresh), ("checkpoints", "parked_events", ElasticRefresh::False));
+        // Without a sidecar: a producer, whose settings default.
+        let producer = elastic("url: \"http://127.0.0.1:9200\", producer: { index: \"ev-{category}\", payload: flattened }")
+            .lines()
+            .filter(|l| !l.contains("sidecar"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = parse(&producer).unwrap();
+        assert_eq!(config.connectors[0].mode(), ConnectorMode::Producer);
+        let SinkConfig::Elastic(e) = &config.connectors[0].sink else { panic!() };
+        let p = e.producer.as_ref().unwrap();
+        assert_eq!((p.index.as_str(), p.data_stream, p.payload), ("ev-{category}", true, ElasticPayloadMapping::Flattened));
+        let found = messages(&producer.replace("ev-{category}", "Ev-{category}-{category}"));
+        assert!(found.iter().any(|m| m.starts_with("connectors[0].sink.elastic.producer.index: holds `{category}` more than once")), "{found:#?}");
+        assert!(found.iter().any(|m| m.contains("`Ev-category-category` is not a valid index name: it must be lowercase")), "{found:#?}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! (`load`), the CLI and (later) the management API all build these same serde types, so a
 //! connector definition means the same thing wherever it comes from.
 
+mod eventuous;
 mod load;
 
 use std::path::PathBuf;
@@ -47,6 +48,9 @@ pub enum SourceConfig {
     Sqlite(SqliteSourceConfig),
     /// An Eventuous event store in PostgreSQL (`<schema>.messages`).
     Postgres(PostgresSourceConfig),
+    /// KurrentDB (EventStoreDB): a catch-up subscription to `$all`, then live.
+    #[serde(alias = "esdb", alias = "eventstoredb")]
+    Kurrentdb(KurrentdbSourceConfig),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -80,6 +84,39 @@ pub struct PostgresSourceConfig {
     /// database cannot prove it sooner.
     #[serde(default = "defaults::gap_timeout_ms")]
     pub gap_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KurrentdbSourceConfig {
+    /// The connection string as KurrentDB clients take it, e.g.
+    /// `kurrentdb://admin:changeit@db:2113?tls=false`, `esdb://a:2113,b:2113,c:2113?nodePreference=leader`
+    /// or `esdb+discover://cluster.example:2113`.
+    pub connection_string: String,
+    /// The server reports how far it has read `$all` at least every this many events that do
+    /// not pass its filter, so a connector that matches few events still moves its checkpoint.
+    #[serde(default = "defaults::kurrentdb_checkpoint_interval")]
+    pub checkpoint_interval: u32,
+    /// Most events handed to the pipeline at once.
+    #[serde(default = "defaults::read_batch")]
+    pub batch_size: usize,
+    /// What to do with events whose content type is not JSON.
+    #[serde(default)]
+    pub non_json: NonJsonEvents,
+    /// Deliver the events that link events (`$>`) point to, instead of the links.
+    #[serde(default)]
+    pub resolve_links: bool,
+}
+
+/// What a KurrentDB source does with an event that is not JSON.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NonJsonEvents {
+    /// Send it to the sidecar as raw bytes (`payloadJson`, `contentType: application/octet-stream`).
+    #[default]
+    Pass,
+    /// Leave it out (its position still counts for the checkpoint).
+    Skip,
 }
 
 /// Which events reach the sidecar. Includes are applied first (empty = everything), then
@@ -230,6 +267,33 @@ pub enum SinkConfig {
     Sqlite(SqliteSinkConfig),
     Postgres(PostgresSinkConfig),
     Mongo(MongoSinkConfig),
+    Elastic(ElasticSinkConfig),
+    /// A producer sink: one JSON line per event on standard output.
+    Console(ConsoleSinkConfig),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSinkConfig {
+    /// Where the connector's checkpoints are kept; none: every run starts from the beginning.
+    #[serde(default)]
+    pub checkpoints: Option<CheckpointStoreConfig>,
+}
+
+/// Where a producer sink without a database of its own keeps its checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum CheckpointStoreConfig {
+    /// A local JSON file, replaced atomically at each save.
+    File(PathBuf),
+    /// A stream in KurrentDB (`$connectors/<id>/checkpoints` unless `stream` says otherwise),
+    /// by default in the KurrentDB the connector reads.
+    Kurrentdb {
+        #[serde(default)]
+        connection_string: Option<String>,
+        #[serde(default)]
+        stream: Option<String>,
+    },
 }
 
 /// What a connector does with an event.
@@ -254,6 +318,8 @@ impl SinkConfig {
             SinkConfig::Sqlite(_) => "sqlite",
             SinkConfig::Postgres(_) => "postgres",
             SinkConfig::Mongo(_) => "mongo",
+            SinkConfig::Elastic(_) => "elastic",
+            SinkConfig::Console(_) => "console",
         }
     }
 
@@ -261,6 +327,9 @@ impl SinkConfig {
     pub fn supports(&self, mode: ConnectorMode) -> bool {
         match self {
             SinkConfig::Sqlite(_) | SinkConfig::Postgres(_) | SinkConfig::Mongo(_) => mode == ConnectorMode::Projector,
+            // Projector with a sidecar; producer without one (every event indexed as a document).
+            SinkConfig::Elastic(_) => true,
+            SinkConfig::Console(_) => mode == ConnectorMode::Producer,
         }
     }
 }
@@ -336,6 +405,131 @@ pub enum MongoTransactions {
     Off,
 }
 
+/// The Elasticsearch (or OpenSearch) target: a projector applying the sidecar's document
+/// operations, or, with `producer`, an archive of the events themselves.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticSinkConfig {
+    /// `http(s)://[user:password@]host:port[/path]`; credentials in the URL are sent as Basic
+    /// authentication.
+    pub url: String,
+    /// An API key (the base64 `id:key` form Elasticsearch returns as `encoded`), sent as
+    /// `Authorization: ApiKey ...`.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// The index an operation acts on when it names none (`index` field).
+    #[serde(default)]
+    pub index: Option<String>,
+    /// The gateway's checkpoint (and projection version) documents.
+    #[serde(default = "defaults::elastic_checkpoints")]
+    pub checkpoints_index: String,
+    /// Events parked by the poison policy `park`.
+    #[serde(default = "defaults::elastic_parked")]
+    pub parked_index: String,
+    /// The `refresh` of each batch's `_bulk` request: `false` (the default: documents become
+    /// searchable at the next refresh), `true` or `wait_for`.
+    #[serde(default)]
+    pub refresh: ElasticRefresh,
+    /// Largest `_bulk` request body; a batch above it is sent as several requests, in order.
+    #[serde(default = "defaults::elastic_bulk_bytes")]
+    pub max_bulk_bytes: usize,
+    /// Time allowed for one request before it counts as failed (and is retried).
+    #[serde(default = "defaults::elastic_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Writers applying batches in parallel (one shared HTTP connection pool); each owns a
+    /// fixed set of partitions.
+    #[serde(default = "defaults::pg_writers")]
+    pub writers: usize,
+    /// Producer mode's settings (a connector without a `sidecar`: every event is indexed as a
+    /// document); defaults when left out.
+    #[serde(default)]
+    pub producer: Option<ElasticProducerConfig>,
+}
+
+/// The `refresh` parameter of the `_bulk` requests.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ElasticRefresh {
+    #[default]
+    False,
+    True,
+    WaitFor,
+}
+
+impl<'de> Deserialize<'de> for ElasticRefresh {
+    /// Accepts YAML booleans as well as the words.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Bool(bool),
+            Word(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Bool(false) => Ok(ElasticRefresh::False),
+            Written::Bool(true) => Ok(ElasticRefresh::True),
+            Written::Word(w) => match w.as_str() {
+                "false" => Ok(ElasticRefresh::False),
+                "true" => Ok(ElasticRefresh::True),
+                "wait_for" => Ok(ElasticRefresh::WaitFor),
+                other => Err(serde::de::Error::custom(format!("`{other}` is not a refresh policy; expected false, true or wait_for"))),
+            },
+        }
+    }
+}
+
+/// Producer mode of the Elasticsearch target.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticProducerConfig {
+    /// Where events go: an index (or data stream) name, where `{category}` stands for the
+    /// event's stream category (the part of the stream name before the first `-`, lowercased).
+    #[serde(default = "defaults::elastic_events_index")]
+    pub index: String,
+    /// Write into data streams (append-only, `@timestamp`, backing indices managed by the
+    /// engine) instead of plain indices.
+    #[serde(default = "defaults::yes")]
+    pub data_stream: bool,
+    /// How the template maps the payload: `object` (every field indexed with its own type) or
+    /// `flattened` (the whole payload as one field of keywords: no mapping conflicts between
+    /// event types, no mapping explosion).
+    #[serde(default)]
+    pub payload: ElasticPayloadMapping,
+    /// Name of the index template created (or replaced) at start; default
+    /// `projector-gateway-<index>` with `{category}` written as `category`.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Priority of the template among those matching the same names.
+    #[serde(default = "defaults::elastic_template_priority")]
+    pub template_priority: u32,
+    /// Extra index settings of the template, e.g. `index.lifecycle.name` for a lifecycle
+    /// policy that moves old events to a cheaper tier, or `index.number_of_replicas`.
+    #[serde(default)]
+    pub settings: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for ElasticProducerConfig {
+    fn default() -> Self {
+        Self {
+            index: defaults::elastic_events_index(),
+            data_stream: true,
+            payload: ElasticPayloadMapping::default(),
+            template: None,
+            template_priority: defaults::elastic_template_priority(),
+            settings: Default::default(),
+        }
+    }
+}
+
+/// How the producer's index template maps the event payload.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ElasticPayloadMapping {
+    #[default]
+    Object,
+    Flattened,
+}
+
 /// What happens to an event that cannot be reduced or applied.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -365,6 +559,9 @@ pub(crate) mod defaults {
     pub fn public_schema() -> String {
         "public".into()
     }
+    pub fn kurrentdb_checkpoint_interval() -> u32 {
+        1000
+    }
     pub fn gap_timeout_ms() -> u64 {
         10_000
     }
@@ -388,6 +585,24 @@ pub(crate) mod defaults {
     }
     pub fn mongo_parked() -> String {
         "parked_events".into()
+    }
+    pub fn elastic_checkpoints() -> String {
+        "checkpoints".into()
+    }
+    pub fn elastic_parked() -> String {
+        "parked_events".into()
+    }
+    pub fn elastic_bulk_bytes() -> usize {
+        5 << 20
+    }
+    pub fn elastic_timeout_ms() -> u64 {
+        60_000
+    }
+    pub fn elastic_events_index() -> String {
+        "events-{category}".into()
+    }
+    pub fn elastic_template_priority() -> u32 {
+        200
     }
     pub fn pg_writers() -> usize {
         1

@@ -97,6 +97,22 @@ pub async fn run_connector(
             let sink = crate::sinks::mongo::MongoSink::open(c, &config.id).await.map_err(sink_error)?;
             run_with_sink(sink, config, control, on_start).await
         }
+        #[cfg(feature = "elastic")]
+        SinkConfig::Elastic(c) => {
+            let sink = crate::sinks::elastic::ElasticSink::open(c, &config.id, config.mode()).await.map_err(sink_error)?;
+            run_with_sink(sink, config, control, on_start).await
+        }
+        SinkConfig::Console(c) => {
+            let source = match &config.source {
+                #[cfg(feature = "kurrentdb")]
+                crate::config::SourceConfig::Kurrentdb(k) => Some(k.connection_string.as_str()),
+                _ => None,
+            };
+            let store = crate::sinks::checkpoint_store::CheckpointStore::open(c.checkpoints.as_ref(), &config.id, source)
+                .await
+                .map_err(sink_error)?;
+            run_with_sink(crate::sinks::console::ConsoleSink::new(store), config, control, on_start).await
+        }
         #[allow(unreachable_patterns)]
         _ => Err(sink_error(SinkError("this sink is not built into this binary (see cargo features)".into()))),
     }
@@ -125,14 +141,14 @@ pub async fn run_with_sink<S: Sink>(
     // The source is opened before the sidecar is asked anything, so a log that cannot be read
     // is reported at once, whether or not the sidecar is up yet.
     let mut plan = resume_plan(&*sink, &config, count).await.map_err(sink_error)?;
-    let mut source = sources::open(&config.source, plan.start()).await.map_err(source_error)?;
+    let mut source = sources::open(&config.source, &config.filter, plan.start()).await.map_err(source_error)?;
     if let Some(channel) = &channel {
         match reducer::describe(channel.clone(), &connector, &control.shutdown).await {
             Ok(Described::Yes(description)) => {
                 if adopt_description(&*sink, &config, &description).await.map_err(sink_error)? {
                     // Rebuilt: the checkpoints are gone, read the log from its start.
                     plan = resume_plan(&*sink, &config, count).await.map_err(sink_error)?;
-                    source = sources::open(&config.source, plan.start()).await.map_err(source_error)?;
+                    source = sources::open(&config.source, &config.filter, plan.start()).await.map_err(source_error)?;
                 }
                 if !description.event_types.is_empty() {
                     filter.restrict_types(description.event_types);

@@ -2,17 +2,18 @@
 
 use crate::{
     config::PayloadFormat,
-    event::Event,
+    event::{ContentType, Event},
     payload::{json_to_struct, metadata_to_map},
     proto::ProjectionRequest,
 };
 
-/// The request for `event` in `partition`. A payload that is not a JSON object cannot be a
-/// Struct; it is then sent as raw bytes in `payloadJson` whatever the format, so the sidecar
-/// still sees it.
+/// The request for `event` in `partition`. A payload that is not a JSON object (or not JSON at
+/// all) cannot be a Struct; it is then sent as raw bytes in `payloadJson`, with its
+/// `contentType`, whatever the format, so the sidecar still sees it.
 pub fn build_request(event: &Event, partition: u32, format: PayloadFormat) -> ProjectionRequest {
     let want_struct = format != PayloadFormat::Json;
-    let event_payload = if want_struct { json_to_struct(&event.data).ok() } else { None };
+    let json = event.content_type == ContentType::Json;
+    let event_payload = if want_struct && json { json_to_struct(&event.data).ok() } else { None };
     let raw = format != PayloadFormat::Struct || (want_struct && event_payload.is_none());
     ProjectionRequest {
         event_type: event.event_type.clone(),
@@ -28,7 +29,7 @@ pub fn build_request(event: &Event, partition: u32, format: PayloadFormat) -> Pr
         }),
         partition,
         payload_json: if raw { event.data.to_vec() } else { Vec::new() },
-        content_type: "application/json".into(),
+        content_type: event.content_type.mime().into(),
     }
 }
 
@@ -46,6 +47,7 @@ mod tests {
             data: data.to_string().into(),
             metadata: Some(r#"{"user":"ann"}"#.into()),
             created: chrono::DateTime::from_timestamp(1_700_000_000, 5).unwrap(),
+            content_type: crate::event::ContentType::Json,
         }
     }
 

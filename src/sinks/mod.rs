@@ -15,6 +15,10 @@ use crate::{
     event::{Event, Position},
 };
 
+#[cfg(feature = "elastic")]
+pub mod elastic;
+pub mod checkpoint_store;
+pub mod console;
 #[cfg(feature = "mongo")]
 pub mod mongo;
 #[cfg(feature = "postgres")]

@@ -7,10 +7,12 @@
 use futures::future::BoxFuture;
 
 use crate::{
-    config::SourceConfig,
+    config::{FilterConfig, SourceConfig},
     event::{Event, Position},
 };
 
+#[cfg(feature = "kurrentdb")]
+pub mod kurrentdb;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
@@ -32,6 +34,8 @@ pub enum SourceError {
     Open { location: String, reason: String },
     #[error("reading the event log at {location} failed: {reason}")]
     Read { location: String, reason: String },
+    #[error("the subscription to the event log at {location} stopped: {reason}")]
+    Stopped { location: String, reason: String },
     #[error("the {0} source is not built into this binary (cargo feature `{0}`)")]
     NotBuilt(&'static str),
 }
@@ -49,8 +53,9 @@ pub trait EventSource: Send + Sync {
     fn next_batch(&mut self) -> BoxFuture<'_, Result<SourceBatch, SourceError>>;
 }
 
-/// Opens the configured source, positioned to read events after `after`.
-pub async fn open(config: &SourceConfig, after: Position) -> Result<Box<dyn EventSource>, SourceError> {
+/// Opens the configured source, positioned to read events after `after`. Sources that can
+/// filter on the server side (KurrentDB) narrow what they read with the connector's `filter`.
+pub async fn open(config: &SourceConfig, filter: &FilterConfig, after: Position) -> Result<Box<dyn EventSource>, SourceError> {
     match config {
         #[cfg(feature = "sqlite")]
         SourceConfig::Sqlite(c) => Ok(Box::new(sqlite::SqliteSource::open(c, after)?)),
@@ -60,5 +65,9 @@ pub async fn open(config: &SourceConfig, after: Position) -> Result<Box<dyn Even
         SourceConfig::Postgres(c) => Ok(Box::new(postgres::PostgresSource::open(c, after).await?)),
         #[cfg(not(feature = "postgres"))]
         SourceConfig::Postgres(_) => Err(SourceError::NotBuilt("postgres")),
+        #[cfg(feature = "kurrentdb")]
+        SourceConfig::Kurrentdb(c) => Ok(Box::new(kurrentdb::KurrentdbSource::open(c, filter, after).await?)),
+        #[cfg(not(feature = "kurrentdb"))]
+        SourceConfig::Kurrentdb(_) => Err(SourceError::NotBuilt("kurrentdb")),
     }
 }

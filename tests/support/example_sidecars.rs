@@ -1,7 +1,9 @@
 //! The example sidecars of `sidecar-examples/` as the processes an operator runs, each set up
 //! by its own `scripts/<language>-sidecar.sh`, and the scenarios every example must pass
 //! through the gateway process: catch-up, live appends, the sidecar stopped with SIGTERM and
-//! replaced while the gateway holds its streams, and the raw JSON payload.
+//! replaced while the gateway holds its streams, and the raw JSON payload. With
+//! `REDUCER_TARGET=mongo`: the operations and Describe of the Rust reference, field for field,
+//! and the read model in MongoDB (SecantusDB), also after the gateway is killed with SIGKILL.
 
 use std::{
     collections::HashMap,
@@ -11,6 +13,14 @@ use std::{
     time::Duration,
 };
 
+use projector_gateway::{
+    demo::BookingsGenerator,
+    payload::{json_to_struct, struct_to_json},
+    proto as gw,
+};
+
+#[cfg(feature = "mongo")]
+use super::mongo::{MongoDb, Server};
 use super::{
     bookings_model::ReadModel,
     fixtures::*,
@@ -29,11 +39,16 @@ pub struct Example {
     program_args: &'static [&'static str],
 }
 
+pub const RUST: Example = Example { language: "rust", script: "scripts/rust-sidecar.sh", program_args: &[] };
 pub const PYTHON: Example =
     Example { language: "python", script: "scripts/python-sidecar.sh", program_args: &["sidecar-examples/python/reducer.py"] };
 pub const TYPESCRIPT: Example = Example { language: "typescript", script: "scripts/typescript-sidecar.sh", program_args: &[] };
 pub const GO: Example = Example { language: "go", script: "scripts/go-sidecar.sh", program_args: &[] };
 pub const JAVA: Example = Example { language: "java", script: "scripts/java-sidecar.sh", program_args: &[] };
+/// The Eventuous-style sample (`sidecar-examples/typescript-eventuous`): its own `V1.*` events,
+/// not the bookings domain of BOOKINGS.md, and no reply for unhandled types.
+pub const TYPESCRIPT_EVENTUOUS: Example =
+    Example { language: "typescript-eventuous", script: "scripts/typescript-eventuous-sidecar.sh", program_args: &[] };
 
 impl Example {
     /// Runs the set-up script with `args`, capturing what it prints.
@@ -63,17 +78,28 @@ impl Example {
         program
     }
 
-    /// The sidecar's command with these extra environment variables, before `--address`.
+    /// The sidecar's command for the SQL read model, before `--address`.
     pub fn command(&self) -> Command {
+        self.command_for("sql")
+    }
+
+    /// The sidecar's command with `REDUCER_TARGET=target`, before `--address`.
+    pub fn command_for(&self, target: &str) -> Command {
         let mut command = Command::new(self.program());
         command.args(self.program_args.iter().map(|a| processes::repo_root().join(a)));
-        command.env("REDUCER_TARGET", "sql");
+        command.env("REDUCER_TARGET", target);
         command
     }
 
-    /// The sidecar as a process listening on `address` (`HOST:PORT`, port 0 for any).
+    /// The sidecar (SQL read model) as a process listening on `address` (`HOST:PORT`, port 0
+    /// for any).
     pub fn spawn(&self, address: &str, dir: &Path, name: &str) -> Process {
-        let mut command = self.command();
+        self.spawn_for("sql", address, dir, name)
+    }
+
+    /// The sidecar with `REDUCER_TARGET=target` as a process listening on `address`.
+    pub fn spawn_for(&self, target: &str, address: &str, dir: &Path, name: &str) -> Process {
+        let mut command = self.command_for(target);
         command.args(["--address", address]);
         Process::spawn(command, dir.join(format!("{name}.log")), true)
     }
@@ -100,14 +126,19 @@ impl Drop for LogsOnFailure {
 /// the gateway or the sidecar exits meanwhile.
 pub async fn wait_until_applied(target: &Path, head: u64, partitions: u32, gateway: &mut Process, sidecar: &mut Process) {
     poll_until(&format!("the checkpoints to reach the log head {head}"), WAIT, || {
-        for (name, process) in [("gateway", &mut *gateway), ("sidecar", &mut *sidecar)] {
-            if let Some(status) = process.child.try_wait().unwrap() {
-                panic!("the {name} exited ({status}) before the checkpoints reached {head}:\n{}", process.stderr());
-            }
-        }
+        assert_running(gateway, sidecar, &format!("the checkpoints reached {head}"));
         (sqlite_low_watermark(target, "bookings", partitions) >= head).then_some(())
     })
     .await;
+}
+
+/// Panics, with its stderr, if the gateway or the sidecar has exited before `what`.
+fn assert_running(gateway: &mut Process, sidecar: &mut Process, what: &str) {
+    for (name, process) in [("gateway", gateway), ("sidecar", sidecar)] {
+        if let Some(status) = process.child.try_wait().unwrap() {
+            panic!("the {name} exited ({status}) before {what}:\n{}", process.stderr());
+        }
+    }
 }
 
 fn everything(_: &str, _: &str) -> bool {
@@ -198,4 +229,301 @@ pub fn recorded_projection(target: &Path) -> Option<(String, String)> {
         Ok((r.get(0)?, r.get(1)?))
     })
     .ok()
+}
+
+/// With `REDUCER_TARGET=mongo` the example answers requests exactly as the Rust reference does
+/// (`bookings_reducer::reduce_mongo`, BOOKINGS.md's "MongoDB read model"): the same operation
+/// types, collections, filters, updates and `integerFields`, field for field, for generated
+/// events of every type (some with the payload only as raw JSON), Ignore for the types it does
+/// not handle, and a non-retryable error for payloads it cannot read. Its Describe answers
+/// `bookings_reducer::mongo_description()`.
+pub async fn emits_the_reference_mongo_operations(example: &Example, seed: u64) {
+    let ws = Workspace::new();
+    let sidecar = example.spawn_for("mongo", "127.0.0.1:0", ws.dir.path(), &format!("{}-mongo-sidecar", example.language));
+    let _logs = LogsOnFailure(vec![sidecar.stderr_path.clone()]);
+    let channel = tonic::transport::Endpoint::from_shared(sidecar.address.clone().expect("sidecar address"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect to the sidecar");
+
+    let (sent, references): (Vec<_>, Vec<_>) = reference_cases(seed).into_iter().unzip();
+    for event_type in bookings_reducer::HANDLED_EVENT_TYPES.into_iter().chain(["GuestRegistered"]) {
+        assert!(sent.iter().any(|r| r.event_type == event_type), "the sample has no {event_type}");
+    }
+    let mut client = gw::projection_client::ProjectionClient::new(channel.clone());
+    let answered = tokio::time::timeout(WAIT, async {
+        let mut responses = client.project(tokio_stream::iter(sent.clone())).await.expect("Project").into_inner();
+        let mut answered = Vec::new();
+        while let Some(response) = responses.message().await.expect("a response") {
+            answered.push(response);
+        }
+        answered
+    })
+    .await
+    .expect("the sidecar answers every request and ends the stream");
+    assert_eq!(answered.len(), sent.len(), "one response per request");
+    let mismatches: Vec<String> = sent
+        .iter()
+        .zip(&references)
+        .zip(&answered)
+        .filter_map(|((request, reference), response)| {
+            let want = Answer::of(&convert(&bookings_reducer::reduce_mongo(&convert(reference))));
+            let got = Answer::of(response);
+            (response.event_id != request.event_id || got != want).then(|| {
+                format!(
+                    "{} {} at {} (payload as {}), answered as {}:\n  want {want}\n  got  {got}",
+                    request.event_type,
+                    request.event_id,
+                    request.global_position,
+                    if request.event_payload.is_some() { "Struct" } else { "JSON" },
+                    response.event_id,
+                )
+            })
+        })
+        .collect();
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} answers differ from the Rust reference; first ones:\n{}",
+        mismatches.len(),
+        sent.len(),
+        mismatches[..mismatches.len().min(5)].join("\n")
+    );
+
+    let described = gw::projection_info_client::ProjectionInfoClient::new(channel)
+        .describe(gw::DescribeRequest { connector: "bookings".into() })
+        .await
+        .expect("Describe")
+        .into_inner();
+    let reference: gw::DescribeResponse = convert(&bookings_reducer::mongo_description());
+    let resets = |d: &gw::DescribeResponse| d.reset_operations.iter().map(Op::of).collect::<Vec<_>>();
+    assert_eq!(
+        (&described.projection, &described.version, &described.event_types, resets(&described)),
+        (&reference.projection, &reference.version, &reference.event_types, resets(&reference)),
+        "Describe differs from the Rust reference's mongo_description()"
+    );
+}
+
+/// Requests as the gateway sends them, each with the request the Rust reference is given for
+/// it: generated events of every type with the payload as a Struct, every fifth only as raw
+/// JSON (`payload: json`; the reference reads the Struct of the same event), then payloads to
+/// refuse and a type to ignore.
+fn reference_cases(seed: u64) -> Vec<(gw::ProjectionRequest, gw::ProjectionRequest)> {
+    let request = |position: u64, event_type: &str, event_id: String, stream: &str, data: &str| gw::ProjectionRequest {
+        event_type: event_type.into(),
+        event_id,
+        stream: stream.into(),
+        event_payload: Some(json_to_struct(data.as_bytes()).expect("a JSON object")),
+        global_position: position,
+        content_type: "application/json".into(),
+        ..Default::default()
+    };
+    let mut cases: Vec<_> = BookingsGenerator::new(seed, 40)
+        .take(400)
+        .into_iter()
+        .enumerate()
+        .map(|(n, e)| {
+            let reference = request(n as u64 + 1, &e.event_type, e.event_id.expect("generated id"), &e.stream, &e.data);
+            let mut sent = reference.clone();
+            if n % 5 == 4 {
+                sent.event_payload = None;
+                sent.payload_json = e.data.into_bytes();
+            }
+            (sent, reference)
+        })
+        .collect();
+    for (n, (event_type, data)) in [
+        ("PaymentRecorded", r#"{"bookingId": "booking-1", "guestId": "guest-1"}"#),
+        ("RoomBooked", r#"{"bookingId": "booking-1", "guestId": "guest-1", "roomId": "room-1", "checkIn": "2026-12-01", "checkOut": "2026-12-02", "priceCents": 99.5}"#),
+        ("BookingCancelled", r#"{"bookingId": 7, "guestId": "guest-1"}"#),
+        ("RoomRepainted", r#"{"roomId": "room-1"}"#),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = request(1_000 + n as u64, event_type, format!("edge-{n}"), "booking-1", data);
+        cases.push((r.clone(), r));
+    }
+    cases
+}
+
+/// One answer as the gateway sees it, comparable across languages (Struct fields are maps).
+#[derive(Debug, PartialEq)]
+enum Answer {
+    Error { retryable: bool, with_operations: bool },
+    Operations(Vec<Op>),
+}
+
+#[derive(Debug, PartialEq)]
+enum Op {
+    Ignore,
+    UpdateOne(gw::UpdateOne),
+    DeleteMany(gw::DeleteMany),
+    Other(String),
+}
+
+impl Answer {
+    fn of(response: &gw::ProjectionResponse) -> Self {
+        match &response.error {
+            Some(e) => Answer::Error { retryable: e.retryable, with_operations: response.all_operations().next().is_some() },
+            None => Answer::Operations(response.all_operations().map(Op::of).collect()),
+        }
+    }
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Error { retryable, with_operations } => {
+                write!(f, "error (retryable: {retryable}, with operations: {with_operations})")
+            }
+            Answer::Operations(ops) => {
+                for (n, op) in ops.iter().enumerate() {
+                    write!(f, "{}{n}. {op}", if n == 0 { "" } else { "\n       " })?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let json = |s: &Option<prost_types::Struct>| s.as_ref().map_or("(absent)".to_string(), |s| struct_to_json(s).to_string());
+        match self {
+            Op::Ignore => write!(f, "Ignore"),
+            Op::UpdateOne(u) => write!(
+                f,
+                "UpdateOne {:?} filter {} update {} pipeline {:?} integerFields {:?}",
+                u.collection,
+                json(&u.filter),
+                json(&u.update),
+                u.pipeline.iter().map(|s| struct_to_json(s).to_string()).collect::<Vec<_>>(),
+                u.integer_fields
+            ),
+            Op::DeleteMany(d) => write!(f, "DeleteMany {:?} filter {} integerFields {:?}", d.collection, json(&d.filter), d.integer_fields),
+            Op::Other(what) => write!(f, "{what}"),
+        }
+    }
+}
+
+impl Op {
+    fn of(any: &prost_types::Any) -> Self {
+        let bytes = any.value.as_slice();
+        match gw::message_name(any) {
+            gw::names::IGNORE if bytes.is_empty() => Op::Ignore,
+            gw::names::UPDATE_ONE => Op::UpdateOne(prost::Message::decode(bytes).expect("an UpdateOne")),
+            gw::names::DELETE_MANY => Op::DeleteMany(prost::Message::decode(bytes).expect("a DeleteMany")),
+            other => Op::Other(format!("{other} ({} bytes)", bytes.len())),
+        }
+    }
+}
+
+/// The same message in another crate's generated types (both come from `proto/`).
+fn convert<A: prost::Message, B: prost::Message + Default>(message: &A) -> B {
+    B::decode(message.encode_to_vec().as_slice()).expect("the same proto")
+}
+
+/// Gateway process -> the example with `REDUCER_TARGET=mongo` -> MongoDB (SecantusDB, where
+/// each batch commits with its checkpoints): catch-up, live appends, a clean stop; each time the
+/// documents are exactly the reference read model and every checkpoint reaches the head, and
+/// the gateway recorded what the sidecar's Describe declared.
+#[cfg(feature = "mongo")]
+pub async fn mongo_catch_up_and_live(example: &Example, seed: u64) {
+    let ws = Workspace::new();
+    let db = MongoDb::fresh(Server::Secantus, &format!("{}_e2e", example.language)).await;
+    let mut log = ws.log_with_events(3_000, 300, seed);
+    let mut sidecar = example.spawn_for("mongo", "127.0.0.1:0", ws.dir.path(), &format!("{}-mongo-sidecar", example.language));
+    let setup = Setup::default();
+    let config = ws.path("gateway.yaml");
+    let address = sidecar.address.clone().expect("sidecar address");
+    std::fs::write(&config, connector_yaml(&ws.log_path(), &address, &db.sink_yaml(""), &setup)).unwrap();
+    let mut gateway = processes::gateway_run(&config, ws.dir.path(), "gateway");
+    let _logs = LogsOnFailure(vec![gateway.stderr_path.clone(), sidecar.stderr_path.clone()]);
+
+    wait_until_mongo_applied(&db, log.head().unwrap(), setup.partitions, &mut gateway, &mut sidecar).await;
+    assert_mongo_read_model(&db, &ws.log_path()).await;
+
+    append_generated(&mut log, 1_000, 100, seed + 1);
+    let head = log.head().unwrap();
+    wait_until_mongo_applied(&db, head, setup.partitions, &mut gateway, &mut sidecar).await;
+    stop(&mut gateway, "gateway");
+    assert_mongo_read_model(&db, &ws.log_path()).await;
+    let rows = db.checkpoints("bookings").await;
+    assert_eq!(rows.len(), setup.partitions as usize, "{rows:?}");
+    assert!(rows.iter().all(|((count, _), position)| *count == setup.partitions as i64 && *position == head as i64), "every partition at {head}: {rows:?}");
+    let version = db.documents("checkpoints").await.into_iter().find(|d| d.get_str("_id") == Ok("bookings/version"));
+    let recorded = version.as_ref().map(|d| (d.get_str("projection").unwrap_or_default(), d.get_str("version").unwrap_or_default()));
+    assert_eq!(recorded, Some(("bookings", "1")), "the projection Describe declared");
+    stop(&mut sidecar, &format!("{} sidecar", example.language));
+}
+
+/// The gateway process killed with SIGKILL in the middle of a catch-up into MongoDB through the
+/// example (`REDUCER_TARGET=mongo`), then started again: the read model equals the reference
+/// exactly. The `$inc` counters of `guest_stats` would show any event applied twice; on
+/// SecantusDB each batch commits in one transaction with its checkpoints, so none is.
+///
+/// The killed gateway's transaction stays open on the server until the server's transaction
+/// lifetime limit (60 s, like mongod's `transactionLifetimeLimitSeconds`) aborts it; until then
+/// the restarted gateway's batches that touch the same documents fail with `WriteConflict` and
+/// are retried. The log is small enough for the wait to absorb that minute.
+#[cfg(feature = "mongo")]
+pub async fn mongo_gateway_killed_mid_catch_up_resumes_exactly_once(example: &Example, seed: u64) {
+    let ws = Workspace::new();
+    let db = MongoDb::fresh(Server::Secantus, &format!("{}_kill", example.language)).await;
+    let head = ws.log_with_events(6_000, 600, seed).head().unwrap();
+    let mut sidecar = example.spawn_for("mongo", "127.0.0.1:0", ws.dir.path(), &format!("{}-mongo-sidecar", example.language));
+    let setup = Setup { max_ops: 100, ..Setup::default() };
+    let config = ws.path("gateway.yaml");
+    let address = sidecar.address.clone().expect("sidecar address");
+    std::fs::write(&config, connector_yaml(&ws.log_path(), &address, &db.sink_yaml(""), &setup)).unwrap();
+    let mut gateway = processes::gateway_run(&config, ws.dir.path(), "gateway-1");
+    let mut logs = LogsOnFailure(vec![gateway.stderr_path.clone(), sidecar.stderr_path.clone()]);
+
+    wait_until_mongo_applied(&db, 1, setup.partitions, &mut gateway, &mut sidecar).await;
+    gateway.kill_hard();
+    let at_kill = db.low_watermark("bookings", setup.partitions).await;
+    assert!(at_kill < head, "the gateway was killed after finishing ({at_kill} of {head}): the test proves nothing");
+
+    let mut gateway = processes::gateway_run(&config, ws.dir.path(), "gateway-2");
+    logs.0.push(gateway.stderr_path.clone());
+    wait_until_mongo_applied(&db, head, setup.partitions, &mut gateway, &mut sidecar).await;
+    stop(&mut gateway, "gateway");
+    assert_mongo_read_model(&db, &ws.log_path()).await;
+    stop(&mut sidecar, &format!("{} sidecar", example.language));
+}
+
+/// Polls the MongoDB target until every partition's checkpoint has reached `position`; fails at
+/// once if the gateway or the sidecar exits meanwhile.
+#[cfg(feature = "mongo")]
+async fn wait_until_mongo_applied(db: &MongoDb, position: u64, partitions: u32, gateway: &mut Process, sidecar: &mut Process) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        assert_running(gateway, sidecar, &format!("the checkpoints reached {position}"));
+        let low = db.low_watermark("bookings", partitions).await;
+        if low >= position {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {WAIT:?} waiting for the checkpoints to reach {position} (at {low})");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The documents are exactly the reference read model of the log: the same values (integers
+/// stored as Int64), only the fields of BOOKINGS.md's "MongoDB read model", and nothing in the
+/// sink's default collection.
+#[cfg(feature = "mongo")]
+async fn assert_mongo_read_model(db: &MongoDb, log: &Path) {
+    db.read_model().await.assert_same(&ReadModel::from_log(log, everything));
+    let booking_fields = ["_id", "check_in", "check_out", "guest_id", "last_position", "paid_cents", "price_cents", "room_id", "status"];
+    let guest_fields = ["_id", "bookings", "cancellations", "paid_cents", "payments"];
+    for (collection, fields) in [("bookings", &booking_fields[..]), ("guest_stats", &guest_fields[..])] {
+        for document in db.documents(collection).await {
+            let mut keys: Vec<&str> = document.keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            assert_eq!(keys, fields, "the fields of a {collection} document: {document}");
+        }
+    }
+    let stray = db.documents("docs").await;
+    assert!(stray.is_empty(), "documents in the sink's default collection (operations that name no collection): {stray:?}");
 }

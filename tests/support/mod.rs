@@ -5,6 +5,10 @@
 #![allow(dead_code)]
 
 pub mod bookings_model;
+#[cfg(feature = "elastic")]
+pub mod elastic;
+#[cfg(feature = "elastic")]
+pub mod elastic_bookings;
 pub mod example_sidecars;
 pub mod fixtures;
 #[cfg(feature = "mongo")]

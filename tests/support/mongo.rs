@@ -177,6 +177,14 @@ impl MongoDb {
             .map(|d| ((int64(&d, "partitionCount"), int64(&d, "partition")), int64(&d, "position")))
             .collect()
     }
+
+    /// The lowest position of the connector's checkpoints for `partitions` partitions; 0 while
+    /// one of them has none.
+    pub async fn low_watermark(&self, connector: &str, partitions: u32) -> u64 {
+        let rows = self.checkpoints(connector).await;
+        let positions: Vec<i64> = rows.iter().filter(|((count, _), _)| *count == partitions as i64).map(|(_, p)| *p).collect();
+        if positions.len() < partitions as usize { 0 } else { positions.into_iter().min().unwrap_or(0).max(0) as u64 }
+    }
 }
 
 /// An integral field, which must be stored as Int64 (the reducer's `integerFields`).

@@ -42,8 +42,8 @@ func (t Target) resetOperations() []proto.Message {
 		return ops(statement("DELETE FROM bookings"), statement("DELETE FROM guest_stats"))
 	case Mongo:
 		return ops(
-			&pb.DeleteMany{Collection: "bookings", Filter: document(fields{})},
-			&pb.DeleteMany{Collection: "guest_stats", Filter: document(fields{})},
+			&pb.DeleteMany{Collection: bookingsCollection, Filter: document(fields{})},
+			&pb.DeleteMany{Collection: guestStatsCollection, Filter: document(fields{})},
 		)
 	}
 	return nil

@@ -10,6 +10,6 @@
 //
 // Reduce works in two steps. Decode turns a request into a typed domain event (RoomBooked,
 // PaymentRecorded, ...), validating the payload once; then the chosen Target turns the event
-// into operations: SQL statements (the read model the gateway applies today), or the
-// MongoDB and Elasticsearch operations of the proto for sinks still to come.
+// into operations: SQL statements or MongoDB upserts (both applied by the gateway's sinks), or
+// the Elasticsearch operations of the proto.
 package bookings

@@ -9,45 +9,41 @@ import (
 	pb "projector-gateway/sidecar/projectionpb"
 )
 
-// The MongoDB read model: the rows of the SQL tables as documents of two collections, each
-// row's primary key as the document's _id:
+// The MongoDB read model, exactly the "MongoDB read model" of sidecar-examples/BOOKINGS.md (and
+// of the Rust example): the rows of the SQL tables as documents of two collections, each row's
+// primary key as the document's _id:
 //
 //	bookings:    {_id: bookingId, guest_id, room_id, check_in, check_out, price_cents,
 //	              paid_cents, status, last_position}
 //	guest_stats: {_id: guestId, bookings, cancellations, payments, paid_cents}
 //
-// Each SQL statement becomes one UpdateOne on the row's _id, which upserts: `$set` for the
-// values the statement sets, `$inc` for what it adds to, and `$setOnInsert` for the column
-// defaults (0) that only a new document gets. Every number is listed in integerFields, so it is
-// stored as a BSON Int64 like the SQL BIGINT columns. One difference: an SQL UPDATE of a booking
-// that does not exist changes nothing, while the upsert creates a partial booking document.
-// The bookings streams cannot cause it: RoomBooked is the first event of a booking's stream,
-// and the gateway delivers a stream's events in order.
+// Each SQL statement becomes one UpdateOne on the row's _id, which the gateway runs as an
+// upsert: `$set` for the values the statement sets, `$inc` for what it adds to. `$inc` by 0
+// creates a missing counter at 0 and leaves an existing one alone, like the SQL columns'
+// DEFAULT 0 (a booking booked again keeps what was paid). Every operation lists the same
+// integerFields, so the sink stores those numbers as BSON Int64 like the SQL BIGINT columns.
+// One difference: an SQL UPDATE of a booking that does not exist changes nothing, while the
+// upsert creates a partial booking document. The bookings streams cannot cause it: RoomBooked is
+// the first event of a booking's stream, and the gateway delivers a stream's events in order.
 func mongoOperations(d *Decoded) []proto.Message {
 	pos := num(d.Position)
 	switch e := d.Event.(type) {
 	case RoomBooked:
 		return ops(
-			upsert("bookings", e.BookingID, fields{
-				"$set": object(fields{
-					"guest_id":      str(e.GuestID),
-					"room_id":       str(e.RoomID),
-					"check_in":      str(e.CheckIn),
-					"check_out":     str(e.CheckOut),
-					"price_cents":   num(e.PriceCents),
-					"status":        str("booked"),
-					"last_position": pos,
-				}),
-				"$setOnInsert": object(fields{"paid_cents": num(0)}),
-			}),
+			upsert(bookingsCollection, e.BookingID, fields{
+				"guest_id":      str(e.GuestID),
+				"room_id":       str(e.RoomID),
+				"check_in":      str(e.CheckIn),
+				"check_out":     str(e.CheckOut),
+				"price_cents":   num(e.PriceCents),
+				"status":        str("booked"),
+				"last_position": pos,
+			}, fields{"paid_cents": num(0)}),
 			countForGuest(e.GuestID, fields{"bookings": num(1)}),
 		)
 	case PaymentRecorded:
 		return ops(
-			upsert("bookings", e.BookingID, fields{
-				"$inc": object(fields{"paid_cents": num(e.AmountCents)}),
-				"$set": object(fields{"last_position": pos}),
-			}),
+			upsert(bookingsCollection, e.BookingID, fields{"last_position": pos}, fields{"paid_cents": num(e.AmountCents)}),
 			countForGuest(e.GuestID, fields{"payments": num(1), "paid_cents": num(e.AmountCents)}),
 		)
 	case GuestCheckedIn:
@@ -63,52 +59,50 @@ func mongoOperations(d *Decoded) []proto.Message {
 	return nil
 }
 
-// upsert updates the document with this _id in collection, creating it if missing.
-func upsert(collection, id string, update fields) *pb.UpdateOne {
+// The collections, named like the SQL tables.
+const (
+	bookingsCollection   = "bookings"
+	guestStatsCollection = "guest_stats"
+)
+
+// mongoIntegerFields are listed on every operation, in this order (as BOOKINGS.md and the Rust
+// example list them): the fields stored as Int64 rather than as the Struct's doubles.
+var mongoIntegerFields = []string{"price_cents", "paid_cents", "last_position", "bookings", "cancellations", "payments", "amount_cents"}
+
+// upsert updates the document with this _id in collection, creating it if missing: `$set` the
+// values of set, `$inc` by those of inc. An operator with no fields is left out.
+func upsert(collection, id string, set, inc fields) *pb.UpdateOne {
+	update := fields{}
+	if len(set) > 0 {
+		update["$set"] = object(set)
+	}
+	if len(inc) > 0 {
+		update["$inc"] = object(inc)
+	}
 	return &pb.UpdateOne{
 		Collection:    collection,
 		Filter:        document(fields{"_id": str(id)}),
 		Update:        document(update),
-		IntegerFields: numberPaths("", update),
+		IntegerFields: slices.Clone(mongoIntegerFields),
 	}
 }
 
 func setStatus(bookingID, status string, pos *structpb.Value) *pb.UpdateOne {
-	return upsert("bookings", bookingID, fields{"$set": object(fields{"status": str(status), "last_position": pos})})
+	return upsert(bookingsCollection, bookingID, fields{"status": str(status), "last_position": pos}, nil)
 }
 
 // guestCounters are the counters of a guest_stats document.
 var guestCounters = [...]string{"bookings", "cancellations", "payments", "paid_cents"}
 
-// countForGuest adds inc to a guest's counters, creating the document with every other
-// counter at 0 when it is the guest's first. (A field may appear under one update operator
-// only, so the counters being incremented are left out of $setOnInsert.)
+// countForGuest adds inc to a guest's counters and every other counter by 0, which creates the
+// document with all four counters on the guest's first event.
 func countForGuest(guestID string, inc fields) *pb.UpdateOne {
-	onInsert := fields{}
+	counters := fields{}
 	for _, counter := range guestCounters {
-		if _, ok := inc[counter]; !ok {
-			onInsert[counter] = num(0)
-		}
+		counters[counter] = num(0)
 	}
-	update := fields{"$inc": object(inc)}
-	if len(onInsert) > 0 {
-		update["$setOnInsert"] = object(onInsert)
+	for counter, by := range inc {
+		counters[counter] = by
 	}
-	return upsert("guest_stats", guestID, update)
-}
-
-// numberPaths lists the dotted paths of every number in f (for integerFields: every number
-// the reducer writes is an integer), sorted so the operation is deterministic.
-func numberPaths(prefix string, f fields) []string {
-	var paths []string
-	for name, v := range f {
-		switch v.GetKind().(type) {
-		case *structpb.Value_NumberValue:
-			paths = append(paths, prefix+name)
-		case *structpb.Value_StructValue:
-			paths = append(paths, numberPaths(prefix+name+".", v.GetStructValue().GetFields())...)
-		}
-	}
-	slices.Sort(paths)
-	return paths
+	return upsert(guestStatsCollection, guestID, nil, counters)
 }

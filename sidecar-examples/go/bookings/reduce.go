@@ -16,7 +16,7 @@ type Target int
 const (
 	// SQL emits projection.Statement: the read model the gateway applies today.
 	SQL Target = iota
-	// Mongo emits projection.UpdateOne / UpdateMany for one MongoDB collection.
+	// Mongo emits projection.UpdateOne upserts in two MongoDB collections.
 	Mongo
 	// Elastic emits projection.Index / Update for one Elasticsearch index.
 	Elastic

@@ -1271,11 +1271,13 @@ func (x *ReplaceOne) GetIntegerFields() []string {
 
 // Indexes (creates or replaces) the document with this id.
 type Index struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Document      *structpb.Struct       `protobuf:"bytes,2,opt,name=document,proto3" json:"document,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Document        *structpb.Struct       `protobuf:"bytes,2,opt,name=document,proto3" json:"document,omitempty"`
+	Index           string                 `protobuf:"bytes,10,opt,name=index,proto3" json:"index,omitempty"`
+	ExternalVersion bool                   `protobuf:"varint,11,opt,name=externalVersion,proto3" json:"externalVersion,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Index) Reset() {
@@ -1322,11 +1324,28 @@ func (x *Index) GetDocument() *structpb.Struct {
 	return nil
 }
 
+func (x *Index) GetIndex() string {
+	if x != nil {
+		return x.Index
+	}
+	return ""
+}
+
+func (x *Index) GetExternalVersion() bool {
+	if x != nil {
+		return x.ExternalVersion
+	}
+	return false
+}
+
 // Merges `document` into the existing document with this id (a partial update).
 type Update struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Document      *structpb.Struct       `protobuf:"bytes,2,opt,name=document,proto3" json:"document,omitempty"`
+	Index         string                 `protobuf:"bytes,10,opt,name=index,proto3" json:"index,omitempty"`
+	DocAsUpsert   bool                   `protobuf:"varint,11,opt,name=docAsUpsert,proto3" json:"docAsUpsert,omitempty"`
+	Upsert        *structpb.Struct       `protobuf:"bytes,12,opt,name=upsert,proto3" json:"upsert,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1375,17 +1394,172 @@ func (x *Update) GetDocument() *structpb.Struct {
 	return nil
 }
 
-// Deletes the document with this id.
-type Delete struct {
+func (x *Update) GetIndex() string {
+	if x != nil {
+		return x.Index
+	}
+	return ""
+}
+
+func (x *Update) GetDocAsUpsert() bool {
+	if x != nil {
+		return x.DocAsUpsert
+	}
+	return false
+}
+
+func (x *Update) GetUpsert() *structpb.Struct {
+	if x != nil {
+		return x.Upsert
+	}
+	return nil
+}
+
+// Updates the document with this id by a script (the engine must have the script language,
+// e.g. the `lang-painless` module).
+type UpdateScript struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Script        *Script                `protobuf:"bytes,2,opt,name=script,proto3" json:"script,omitempty"`
+	Index         string                 `protobuf:"bytes,10,opt,name=index,proto3" json:"index,omitempty"`
+	Upsert        *structpb.Struct       `protobuf:"bytes,12,opt,name=upsert,proto3" json:"upsert,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
+func (x *UpdateScript) Reset() {
+	*x = UpdateScript{}
+	mi := &file_projection_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateScript) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateScript) ProtoMessage() {}
+
+func (x *UpdateScript) ProtoReflect() protoreflect.Message {
+	mi := &file_projection_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateScript.ProtoReflect.Descriptor instead.
+func (*UpdateScript) Descriptor() ([]byte, []int) {
+	return file_projection_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *UpdateScript) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *UpdateScript) GetScript() *Script {
+	if x != nil {
+		return x.Script
+	}
+	return nil
+}
+
+func (x *UpdateScript) GetIndex() string {
+	if x != nil {
+		return x.Index
+	}
+	return ""
+}
+
+func (x *UpdateScript) GetUpsert() *structpb.Struct {
+	if x != nil {
+		return x.Upsert
+	}
+	return nil
+}
+
+// A stored-with-the-request script.
+type Script struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// e.g. "painless"; empty: the engine's default.
+	Lang          string           `protobuf:"bytes,1,opt,name=lang,proto3" json:"lang,omitempty"`
+	Source        string           `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	Params        *structpb.Struct `protobuf:"bytes,3,opt,name=params,proto3" json:"params,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Script) Reset() {
+	*x = Script{}
+	mi := &file_projection_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Script) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Script) ProtoMessage() {}
+
+func (x *Script) ProtoReflect() protoreflect.Message {
+	mi := &file_projection_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Script.ProtoReflect.Descriptor instead.
+func (*Script) Descriptor() ([]byte, []int) {
+	return file_projection_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Script) GetLang() string {
+	if x != nil {
+		return x.Lang
+	}
+	return ""
+}
+
+func (x *Script) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Script) GetParams() *structpb.Struct {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+// Deletes the document with this id. Deleting a missing document is not an error.
+type Delete struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Index           string                 `protobuf:"bytes,10,opt,name=index,proto3" json:"index,omitempty"`
+	ExternalVersion bool                   `protobuf:"varint,11,opt,name=externalVersion,proto3" json:"externalVersion,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
 func (x *Delete) Reset() {
 	*x = Delete{}
-	mi := &file_projection_proto_msgTypes[18]
+	mi := &file_projection_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1397,7 +1571,7 @@ func (x *Delete) String() string {
 func (*Delete) ProtoMessage() {}
 
 func (x *Delete) ProtoReflect() protoreflect.Message {
-	mi := &file_projection_proto_msgTypes[18]
+	mi := &file_projection_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1584,7 @@ func (x *Delete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delete.ProtoReflect.Descriptor instead.
 func (*Delete) Descriptor() ([]byte, []int) {
-	return file_projection_proto_rawDescGZIP(), []int{18}
+	return file_projection_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Delete) GetId() string {
@@ -1418,6 +1592,20 @@ func (x *Delete) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *Delete) GetIndex() string {
+	if x != nil {
+		return x.Index
+	}
+	return ""
+}
+
+func (x *Delete) GetExternalVersion() bool {
+	if x != nil {
+		return x.ExternalVersion
+	}
+	return false
 }
 
 var File_projection_proto protoreflect.FileDescriptor
@@ -1548,15 +1736,35 @@ const file_projection_proto_rawDesc = "" +
 	"collection\x18\n" +
 	" \x01(\tR\n" +
 	"collection\x12$\n" +
-	"\rintegerFields\x18\f \x03(\tR\rintegerFields\"L\n" +
+	"\rintegerFields\x18\f \x03(\tR\rintegerFields\"\x8c\x01\n" +
 	"\x05Index\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
-	"\bdocument\x18\x02 \x01(\v2\x17.google.protobuf.StructR\bdocument\"M\n" +
+	"\bdocument\x18\x02 \x01(\v2\x17.google.protobuf.StructR\bdocument\x12\x14\n" +
+	"\x05index\x18\n" +
+	" \x01(\tR\x05index\x12(\n" +
+	"\x0fexternalVersion\x18\v \x01(\bR\x0fexternalVersion\"\xb6\x01\n" +
 	"\x06Update\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
-	"\bdocument\x18\x02 \x01(\v2\x17.google.protobuf.StructR\bdocument\"\x18\n" +
+	"\bdocument\x18\x02 \x01(\v2\x17.google.protobuf.StructR\bdocument\x12\x14\n" +
+	"\x05index\x18\n" +
+	" \x01(\tR\x05index\x12 \n" +
+	"\vdocAsUpsert\x18\v \x01(\bR\vdocAsUpsert\x12/\n" +
+	"\x06upsert\x18\f \x01(\v2\x17.google.protobuf.StructR\x06upsert\"\x91\x01\n" +
+	"\fUpdateScript\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
+	"\x06script\x18\x02 \x01(\v2\x12.projection.ScriptR\x06script\x12\x14\n" +
+	"\x05index\x18\n" +
+	" \x01(\tR\x05index\x12/\n" +
+	"\x06upsert\x18\f \x01(\v2\x17.google.protobuf.StructR\x06upsert\"e\n" +
+	"\x06Script\x12\x12\n" +
+	"\x04lang\x18\x01 \x01(\tR\x04lang\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12/\n" +
+	"\x06params\x18\x03 \x01(\v2\x17.google.protobuf.StructR\x06params\"X\n" +
 	"\x06Delete\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id2Z\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05index\x18\n" +
+	" \x01(\tR\x05index\x12(\n" +
+	"\x0fexternalVersion\x18\v \x01(\bR\x0fexternalVersion2Z\n" +
 	"\n" +
 	"Projection\x12L\n" +
 	"\aProject\x12\x1d.projection.ProjectionRequest\x1a\x1e.projection.ProjectionResponse(\x010\x012W\n" +
@@ -1576,7 +1784,7 @@ func file_projection_proto_rawDescGZIP() []byte {
 	return file_projection_proto_rawDescData
 }
 
-var file_projection_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_projection_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_projection_proto_goTypes = []any{
 	(*DescribeRequest)(nil),       // 0: projection.DescribeRequest
 	(*DescribeResponse)(nil),      // 1: projection.DescribeResponse
@@ -1596,49 +1804,55 @@ var file_projection_proto_goTypes = []any{
 	(*ReplaceOne)(nil),            // 15: projection.ReplaceOne
 	(*Index)(nil),                 // 16: projection.Index
 	(*Update)(nil),                // 17: projection.Update
-	(*Delete)(nil),                // 18: projection.Delete
-	nil,                           // 19: projection.ProjectionRequest.MetadataEntry
-	nil,                           // 20: projection.ProjectionResponse.MetadataEntry
-	(*anypb.Any)(nil),             // 21: google.protobuf.Any
-	(*structpb.Struct)(nil),       // 22: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
-	(structpb.NullValue)(0),       // 24: google.protobuf.NullValue
+	(*UpdateScript)(nil),          // 18: projection.UpdateScript
+	(*Script)(nil),                // 19: projection.Script
+	(*Delete)(nil),                // 20: projection.Delete
+	nil,                           // 21: projection.ProjectionRequest.MetadataEntry
+	nil,                           // 22: projection.ProjectionResponse.MetadataEntry
+	(*anypb.Any)(nil),             // 23: google.protobuf.Any
+	(*structpb.Struct)(nil),       // 24: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(structpb.NullValue)(0),       // 26: google.protobuf.NullValue
 }
 var file_projection_proto_depIdxs = []int32{
-	21, // 0: projection.DescribeResponse.resetOperations:type_name -> google.protobuf.Any
-	22, // 1: projection.ProjectionRequest.eventPayload:type_name -> google.protobuf.Struct
-	19, // 2: projection.ProjectionRequest.metadata:type_name -> projection.ProjectionRequest.MetadataEntry
-	23, // 3: projection.ProjectionRequest.created:type_name -> google.protobuf.Timestamp
-	21, // 4: projection.ProjectionResponse.operation:type_name -> google.protobuf.Any
-	20, // 5: projection.ProjectionResponse.metadata:type_name -> projection.ProjectionResponse.MetadataEntry
-	21, // 6: projection.ProjectionResponse.operations:type_name -> google.protobuf.Any
+	23, // 0: projection.DescribeResponse.resetOperations:type_name -> google.protobuf.Any
+	24, // 1: projection.ProjectionRequest.eventPayload:type_name -> google.protobuf.Struct
+	21, // 2: projection.ProjectionRequest.metadata:type_name -> projection.ProjectionRequest.MetadataEntry
+	25, // 3: projection.ProjectionRequest.created:type_name -> google.protobuf.Timestamp
+	23, // 4: projection.ProjectionResponse.operation:type_name -> google.protobuf.Any
+	22, // 5: projection.ProjectionResponse.metadata:type_name -> projection.ProjectionResponse.MetadataEntry
+	23, // 6: projection.ProjectionResponse.operations:type_name -> google.protobuf.Any
 	4,  // 7: projection.ProjectionResponse.error:type_name -> projection.ReducerError
 	8,  // 8: projection.Statement.params:type_name -> projection.SqlValue
-	24, // 9: projection.SqlValue.nullValue:type_name -> google.protobuf.NullValue
-	23, // 10: projection.SqlValue.timestampValue:type_name -> google.protobuf.Timestamp
-	22, // 11: projection.InsertOne.document:type_name -> google.protobuf.Struct
-	22, // 12: projection.InsertMany.documents:type_name -> google.protobuf.Struct
-	22, // 13: projection.UpdateOne.filter:type_name -> google.protobuf.Struct
-	22, // 14: projection.UpdateOne.update:type_name -> google.protobuf.Struct
-	22, // 15: projection.UpdateOne.pipeline:type_name -> google.protobuf.Struct
-	22, // 16: projection.UpdateMany.filter:type_name -> google.protobuf.Struct
-	22, // 17: projection.UpdateMany.update:type_name -> google.protobuf.Struct
-	22, // 18: projection.UpdateMany.pipeline:type_name -> google.protobuf.Struct
-	22, // 19: projection.DeleteOne.filter:type_name -> google.protobuf.Struct
-	22, // 20: projection.DeleteMany.filter:type_name -> google.protobuf.Struct
-	22, // 21: projection.ReplaceOne.filter:type_name -> google.protobuf.Struct
-	22, // 22: projection.ReplaceOne.replacement:type_name -> google.protobuf.Struct
-	22, // 23: projection.Index.document:type_name -> google.protobuf.Struct
-	22, // 24: projection.Update.document:type_name -> google.protobuf.Struct
-	2,  // 25: projection.Projection.Project:input_type -> projection.ProjectionRequest
-	0,  // 26: projection.ProjectionInfo.Describe:input_type -> projection.DescribeRequest
-	3,  // 27: projection.Projection.Project:output_type -> projection.ProjectionResponse
-	1,  // 28: projection.ProjectionInfo.Describe:output_type -> projection.DescribeResponse
-	27, // [27:29] is the sub-list for method output_type
-	25, // [25:27] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	26, // 9: projection.SqlValue.nullValue:type_name -> google.protobuf.NullValue
+	25, // 10: projection.SqlValue.timestampValue:type_name -> google.protobuf.Timestamp
+	24, // 11: projection.InsertOne.document:type_name -> google.protobuf.Struct
+	24, // 12: projection.InsertMany.documents:type_name -> google.protobuf.Struct
+	24, // 13: projection.UpdateOne.filter:type_name -> google.protobuf.Struct
+	24, // 14: projection.UpdateOne.update:type_name -> google.protobuf.Struct
+	24, // 15: projection.UpdateOne.pipeline:type_name -> google.protobuf.Struct
+	24, // 16: projection.UpdateMany.filter:type_name -> google.protobuf.Struct
+	24, // 17: projection.UpdateMany.update:type_name -> google.protobuf.Struct
+	24, // 18: projection.UpdateMany.pipeline:type_name -> google.protobuf.Struct
+	24, // 19: projection.DeleteOne.filter:type_name -> google.protobuf.Struct
+	24, // 20: projection.DeleteMany.filter:type_name -> google.protobuf.Struct
+	24, // 21: projection.ReplaceOne.filter:type_name -> google.protobuf.Struct
+	24, // 22: projection.ReplaceOne.replacement:type_name -> google.protobuf.Struct
+	24, // 23: projection.Index.document:type_name -> google.protobuf.Struct
+	24, // 24: projection.Update.document:type_name -> google.protobuf.Struct
+	24, // 25: projection.Update.upsert:type_name -> google.protobuf.Struct
+	19, // 26: projection.UpdateScript.script:type_name -> projection.Script
+	24, // 27: projection.UpdateScript.upsert:type_name -> google.protobuf.Struct
+	24, // 28: projection.Script.params:type_name -> google.protobuf.Struct
+	2,  // 29: projection.Projection.Project:input_type -> projection.ProjectionRequest
+	0,  // 30: projection.ProjectionInfo.Describe:input_type -> projection.DescribeRequest
+	3,  // 31: projection.Projection.Project:output_type -> projection.ProjectionResponse
+	1,  // 32: projection.ProjectionInfo.Describe:output_type -> projection.DescribeResponse
+	31, // [31:33] is the sub-list for method output_type
+	29, // [29:31] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_projection_proto_init() }
@@ -1664,7 +1878,7 @@ func file_projection_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_projection_proto_rawDesc), len(file_projection_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -63,20 +63,28 @@ export function int64(value: number | bigint): SqlValue {
   return { kind: { $case: "int64Value", value: BigInt(value) } };
 }
 
-// --- MongoDB (the connector's collection) ------------------------------------------------
+// --- MongoDB -----------------------------------------------------------------------------
 
 /** A JSON-like document; numbers travel as doubles in a `google.protobuf.Struct`. */
 export type Document = { [key: string]: unknown };
 
-/** Updates the document matching `filter`, inserting it when none does (upsert). */
-export function updateOne(filter: Document, update: Document): Operation {
+/**
+ * Updates the document of `collection` matching `filter`, inserting it when none does (upsert).
+ * `integerFields` names the numbers the sink stores as Int64 rather than doubles.
+ */
+export function updateOne(
+  collection: string,
+  filter: Document,
+  update: Document,
+  integerFields: string[] = [],
+): Operation {
   // fromPartial: fields added to the proto later (additive) take their defaults.
-  return { type: "UpdateOne", message: UpdateOne.fromPartial({ filter, update }) };
+  return { type: "UpdateOne", message: UpdateOne.fromPartial({ collection, filter, update, integerFields }) };
 }
 
-/** Deletes every document matching `filter` (`{}`: the whole collection). */
-export function deleteMany(filter: Document): Operation {
-  return { type: "DeleteMany", message: DeleteMany.fromPartial({ filter }) };
+/** Deletes every document of `collection` matching `filter` (`{}`: all of them). */
+export function deleteMany(collection: string, filter: Document): Operation {
+  return { type: "DeleteMany", message: DeleteMany.fromPartial({ collection, filter }) };
 }
 
 // --- Elasticsearch (the connector's index) -----------------------------------------------

@@ -196,5 +196,6 @@ fn to_event(row: &Row) -> Result<Event, tokio_postgres::Error> {
         metadata: row.try_get::<_, Option<String>>(6)?.map(Bytes::from),
         // Eventuous stores `created` as a UTC `timestamp` without time zone.
         created: row.try_get::<_, NaiveDateTime>(7)?.and_utc(),
+        content_type: crate::event::ContentType::Json,
     })
 }

@@ -110,6 +110,7 @@ fn read_after(conn: &Connection, after: Position, limit: usize) -> Result<Vec<Ev
                 data: Bytes::from(row.get::<_, String>(5)?),
                 metadata: row.get::<_, Option<String>>(6)?.map(Bytes::from),
                 created: DateTime::from_timestamp_micros(row.get(7)?).unwrap_or_default(),
+                content_type: crate::event::ContentType::Json,
             })
         })
         .and_then(|rows| rows.collect())

@@ -1,90 +1,94 @@
 /**
- * REDUCER_TARGET=mongo: the bookings read model as MongoDB upserts (`projection.UpdateOne`),
- * for the gateway's future MongoDB target. Not applied by the gateway yet, but well-formed.
+ * REDUCER_TARGET=mongo: the bookings read model as MongoDB upserts (`projection.UpdateOne`) for
+ * the gateway's MongoDB sink, exactly the "MongoDB read model" of sidecar-examples/BOOKINGS.md
+ * (and of the Rust example).
  *
- * The proto's MongoDB operations act on the connector's one collection and carry no
- * collection name, so the two tables of the SQL model become two kinds of document in that
- * collection, told apart by an `_id` prefix and a `kind` field:
+ * The SQL tables become two collections, each row a document with the primary key as `_id` and
+ * the other columns under their SQL names:
  *
- * - `{ _id: "booking:<bookingId>", kind: "booking", bookingId, guestId, roomId, checkIn,
- *   checkOut, priceCents, paidCents, status, lastPosition }` (the `bookings` table),
- * - `{ _id: "guest_stats:<guestId>", kind: "guest_stats", guestId, bookings, cancellations,
- *   payments, paidCents }` (the `guest_stats` table).
+ * - `bookings`: `{ _id: bookingId, guest_id, room_id, check_in, check_out, price_cents,
+ *   paid_cents, status, last_position }`,
+ * - `guest_stats`: `{ _id: guestId, bookings, cancellations, payments, paid_cents }`.
  *
- * Every operation is an UpdateOne on `_id` with `$set` for the values and `$inc` for the
- * counters, which the gateway runs as an upsert. `$inc` by 0 creates a counter at 0 without
- * touching an existing one, like the SQL columns' `DEFAULT 0`. Struct numbers are doubles, so
- * counters, cents and positions are exact up to 2^53.
+ * Every operation is an UpdateOne on `_id` in its `collection`, which the gateway runs as an
+ * upsert, with `$set` for the values and `$inc` for the counters. `$inc` by 0 creates a counter
+ * at 0 without touching an existing one, like the SQL columns' `DEFAULT 0`. Struct numbers are
+ * doubles; `integerFields` names the fields the sink stores as Int64, like the SQL BIGINTs.
  */
 
 import type { BookingEvent } from "../bookings.js";
 import { deleteMany, updateOne, type Document, type Operation } from "../operations.js";
 
-export const BOOKING = "booking";
+export const BOOKINGS = "bookings";
 export const GUEST_STATS = "guest_stats";
 
-export function bookingId(id: string): string {
-  return `${BOOKING}:${id}`;
-}
-
-export function guestStatsId(id: string): string {
-  return `${GUEST_STATS}:${id}`;
-}
+/** On every operation (BOOKINGS.md lists the same seven names, in this order). */
+export const INTEGER_FIELDS = [
+  "price_cents",
+  "paid_cents",
+  "last_position",
+  "bookings",
+  "cancellations",
+  "payments",
+  "amount_cents",
+] as const;
 
 /** The upserts for one event; `position` is the request's globalPosition. */
 export function toMongo(event: BookingEvent, position: bigint): Operation[] {
-  const lastPosition = Number(position);
-  const booking = (update: Document) => updateOne({ _id: bookingId(event.bookingId) }, update);
+  const last_position = Number(position);
+  const booking = (set: Document, inc: Document = {}) => upsert(BOOKINGS, event.bookingId, set, inc);
   switch (event.type) {
     case "RoomBooked":
       return [
-        booking({
-          $set: {
-            kind: BOOKING,
-            bookingId: event.bookingId,
-            guestId: event.guestId,
-            roomId: event.roomId,
-            checkIn: event.checkIn,
-            checkOut: event.checkOut,
-            priceCents: event.priceCents,
+        // $inc by 0: a booking booked again keeps what was paid, as the SQL upsert does.
+        booking(
+          {
+            guest_id: event.guestId,
+            room_id: event.roomId,
+            check_in: event.checkIn,
+            check_out: event.checkOut,
+            price_cents: event.priceCents,
             status: "booked",
-            lastPosition,
+            last_position,
           },
-          $inc: { paidCents: 0 },
-        }),
+          { paid_cents: 0 },
+        ),
         guestStats(event.guestId, { bookings: 1 }),
       ];
     case "PaymentRecorded":
       return [
-        booking({ $set: { lastPosition }, $inc: { paidCents: event.amountCents } }),
-        guestStats(event.guestId, { payments: 1, paidCents: event.amountCents }),
+        booking({ last_position }, { paid_cents: event.amountCents }),
+        guestStats(event.guestId, { payments: 1, paid_cents: event.amountCents }),
       ];
     case "GuestCheckedIn":
-      return [booking({ $set: { status: "checked_in", lastPosition } })];
+      return [booking({ status: "checked_in", last_position })];
     case "GuestCheckedOut":
-      return [booking({ $set: { status: "checked_out", lastPosition } })];
+      return [booking({ status: "checked_out", last_position })];
     case "BookingCancelled":
-      return [booking({ $set: { status: "cancelled", lastPosition } }), guestStats(event.guestId, { cancellations: 1 })];
+      return [booking({ status: "cancelled", last_position }), guestStats(event.guestId, { cancellations: 1 })];
   }
 }
 
-type Counters = { bookings?: number; cancellations?: number; payments?: number; paidCents?: number };
+type Counters = { bookings?: number; cancellations?: number; payments?: number; paid_cents?: number };
 
 /** Upserts a guest's counters, adding `by` and creating missing counters at 0. */
 function guestStats(guestId: string, by: Counters): Operation {
-  return updateOne(
-    { _id: guestStatsId(guestId) },
-    {
-      $set: { kind: GUEST_STATS, guestId },
-      $inc: { bookings: 0, cancellations: 0, payments: 0, paidCents: 0, ...by },
-    },
-  );
+  return upsert(GUEST_STATS, guestId, {}, { bookings: 0, cancellations: 0, payments: 0, paid_cents: 0, ...by });
 }
 
-/**
- * What clears the read model before a rebuild (Describe's resetOperations): every document
- * of both kinds, by `_id` prefix, so other documents in the collection stay.
- */
+/** The UpdateOne of document `_id: id`; an operator with no fields is left out. */
+function upsert(collection: string, id: string, set: Document, inc: Document): Operation {
+  const update: Document = {};
+  if (Object.keys(set).length > 0) {
+    update.$set = set;
+  }
+  if (Object.keys(inc).length > 0) {
+    update.$inc = inc;
+  }
+  return updateOne(collection, { _id: id }, update, [...INTEGER_FIELDS]);
+}
+
+/** What clears the read model before a rebuild (Describe's resetOperations): both collections. */
 export function mongoReset(): Operation[] {
-  return [deleteMany({ _id: { $regex: `^(${BOOKING}|${GUEST_STATS}):` } })];
+  return [deleteMany(BOOKINGS, {}), deleteMany(GUEST_STATS, {})];
 }

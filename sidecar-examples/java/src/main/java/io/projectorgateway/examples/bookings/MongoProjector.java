@@ -13,11 +13,10 @@ import io.projectorgateway.examples.bookings.BookingEvent.RoomBooked;
 import io.projectorgateway.projection.DeleteMany;
 import io.projectorgateway.projection.UpdateOne;
 import java.util.List;
-import java.util.Map;
-import java.util.TreeSet;
 
 /**
- * The MongoDB read model ({@code REDUCER_TARGET=mongo}): the rows of the SQL tables as
+ * The MongoDB read model ({@code REDUCER_TARGET=mongo}), exactly the "MongoDB read model" of
+ * sidecar-examples/BOOKINGS.md (and of the Rust example): the rows of the SQL tables as
  * documents of two collections, keyed by the row's primary key as {@code _id}, with the SQL
  * column names as fields:
  *
@@ -29,11 +28,11 @@ import java.util.TreeSet;
  *
  * <p>Each SQL statement becomes one {@code projection.UpdateOne} on the row's {@code _id} in its
  * {@code collection}, which the gateway runs as an upsert: {@code $set} for the values the
- * statement sets, {@code $inc} for what it adds to, and {@code $setOnInsert} for the columns'
- * {@code DEFAULT 0} that only a new document gets (MongoDB allows a field under one operator
- * only, so a counter being incremented is left out of {@code $setOnInsert}). Struct numbers are
- * doubles; {@code integerFields} names every number so the sink stores it as an Int64, like the
- * SQL {@code BIGINT} columns. This is the same read model as the Go example's.
+ * statement sets, {@code $inc} for what it adds to. {@code $inc} by 0 creates a missing counter
+ * at 0 and leaves an existing one alone, like the columns' {@code DEFAULT 0} (a booking booked
+ * again keeps what was paid). Struct numbers are doubles; every operation lists the same
+ * {@code integerFields}, so the sink stores those fields as Int64, like the SQL {@code BIGINT}
+ * columns.
  *
  * <p>{@code $inc} is not idempotent, exactly like the SQL counters: exactly-once effect comes
  * from the gateway applying each event's operations once, with its checkpoint. One difference
@@ -44,32 +43,35 @@ import java.util.TreeSet;
 public final class MongoProjector implements Projector {
   static final String BOOKINGS = "bookings";
   static final String GUEST_STATS = "guest_stats";
+  /** On every operation, in this order (as BOOKINGS.md and the Rust example list them). */
+  static final List<String> INTEGER_FIELDS = List.of("price_cents", "paid_cents", "last_position",
+      "bookings", "cancellations", "payments", "amount_cents");
   private static final List<String> GUEST_COUNTERS =
       List.of("bookings", "cancellations", "payments", "paid_cents");
+  private static final Value ZERO = Value.newBuilder().setNumberValue(0).build();
 
   @Override
   public List<Message> roomBooked(RoomBooked e) {
     return List.of(
         upsert(BOOKINGS, e.bookingId(), struct()
-            .put("$set", struct()
-                .put("guest_id", e.guestId())
-                .put("room_id", e.roomId())
-                .put("check_in", e.checkIn())
-                .put("check_out", e.checkOut())
-                .put("price_cents", e.priceCents())
-                .put("status", "booked")
-                .put("last_position", e.origin().position()))
+            .put("guest_id", e.guestId())
+            .put("room_id", e.roomId())
+            .put("check_in", e.checkIn())
+            .put("check_out", e.checkOut())
+            .put("price_cents", e.priceCents())
+            .put("status", "booked")
+            .put("last_position", e.origin().position()),
             // A booked-again booking keeps what was paid, as the SQL upsert does.
-            .put("$setOnInsert", struct().put("paid_cents", 0))),
+            struct().put("paid_cents", 0)),
         countForGuest(e.guestId(), struct().put("bookings", 1)));
   }
 
   @Override
   public List<Message> paymentRecorded(PaymentRecorded e) {
     return List.of(
-        upsert(BOOKINGS, e.bookingId(), struct()
-            .put("$inc", struct().put("paid_cents", e.amountCents()))
-            .put("$set", struct().put("last_position", e.origin().position()))),
+        upsert(BOOKINGS, e.bookingId(),
+            struct().put("last_position", e.origin().position()),
+            struct().put("paid_cents", e.amountCents())),
         countForGuest(e.guestId(),
             struct().put("payments", 1).put("paid_cents", e.amountCents())));
   }
@@ -98,37 +100,42 @@ public final class MongoProjector implements Projector {
   }
 
   private static UpdateOne setStatus(String bookingId, String status, long position) {
-    return upsert(BOOKINGS, bookingId, struct()
-        .put("$set", struct().put("status", status).put("last_position", position)));
+    return upsert(BOOKINGS, bookingId,
+        struct().put("status", status).put("last_position", position), struct());
   }
 
   /**
-   * Adds {@code inc} to a guest's counters, creating the document with every other counter at 0
-   * when it is the guest's first.
+   * Adds {@code inc} to a guest's counters and every other counter by 0, which creates the
+   * document with all four counters on the guest's first event.
    */
   private static UpdateOne countForGuest(String guestId, StructBuilder inc) {
     Struct increments = inc.build();
-    StructBuilder onInsert = struct();
+    StructBuilder counters = struct();
     for (String counter : GUEST_COUNTERS) {
-      if (!increments.containsFields(counter)) {
-        onInsert.put(counter, 0);
-      }
+      counters.put(counter, increments.getFieldsOrDefault(counter, ZERO));
     }
-    StructBuilder update = struct().put("$inc", increments);
-    if (!onInsert.isEmpty()) {
-      update.put("$setOnInsert", onInsert);
-    }
-    return upsert(GUEST_STATS, guestId, update);
+    return upsert(GUEST_STATS, guestId, struct(), counters);
   }
 
-  /** An UpdateOne (an upsert in the gateway) of the document {@code _id: id} in collection. */
-  private static UpdateOne upsert(String collection, String id, StructBuilder update) {
-    Struct document = update.build();
+  /**
+   * An UpdateOne (an upsert in the gateway) of the document {@code _id: id} in collection:
+   * {@code $set} the values of {@code set}, {@code $inc} by those of {@code inc}; an operator
+   * with no fields is left out.
+   */
+  private static UpdateOne upsert(String collection, String id, StructBuilder set,
+      StructBuilder inc) {
+    StructBuilder update = struct();
+    if (!set.isEmpty()) {
+      update.put("$set", set);
+    }
+    if (!inc.isEmpty()) {
+      update.put("$inc", inc);
+    }
     return UpdateOne.newBuilder()
         .setCollection(collection)
         .setFilter(struct().put("_id", id).build())
-        .setUpdate(document)
-        .addAllIntegerFields(numberPaths(document))
+        .setUpdate(update.build())
+        .addAllIntegerFields(INTEGER_FIELDS)
         .build();
   }
 
@@ -137,30 +144,5 @@ public final class MongoProjector implements Projector {
         .setCollection(collection)
         .setFilter(Struct.getDefaultInstance())
         .build();
-  }
-
-  /**
-   * The paths of every number in {@code document}, sorted: each one is an integer here. A path
-   * joins the keys from the root with {@code .}, leaving out update operators such as
-   * {@code $inc}, so {@code {"$inc": {"bookings": 1}}} gives {@code bookings}.
-   */
-  static List<String> numberPaths(Struct document) {
-    TreeSet<String> paths = new TreeSet<>();
-    collectNumberPaths("", document, paths);
-    return List.copyOf(paths);
-  }
-
-  private static void collectNumberPaths(String prefix, Struct struct, TreeSet<String> paths) {
-    for (Map.Entry<String, Value> field : struct.getFieldsMap().entrySet()) {
-      String key = field.getKey();
-      String path = key.startsWith("$") ? prefix : prefix.isEmpty() ? key : prefix + "." + key;
-      switch (field.getValue().getKindCase()) {
-        case NUMBER_VALUE -> paths.add(path);
-        case STRUCT_VALUE -> collectNumberPaths(path, field.getValue().getStructValue(), paths);
-        default -> {
-          // strings, booleans and nulls need no hint
-        }
-      }
-    }
   }
 }

@@ -1,6 +1,7 @@
 package io.projectorgateway.examples.bookings;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.google.protobuf.Any;
 import com.google.protobuf.InvalidProtocolBufferException;
@@ -49,7 +50,10 @@ class DescribeTest {
     List<String> collections = new ArrayList<>();
     for (Any operation : new Reducer(Target.MONGO).describe().getResetOperationsList()) {
       DeleteMany delete = operation.unpack(DeleteMany.class);
+      // An empty filter, present on the wire: the gateway refuses a missing one.
+      assertTrue(delete.hasFilter());
       assertEquals(Struct.getDefaultInstance(), delete.getFilter());
+      assertEquals(0, delete.getIntegerFieldsCount());
       collections.add(delete.getCollection());
     }
     assertEquals(List.of("bookings", "guest_stats"), collections);

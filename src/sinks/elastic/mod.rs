@@ -1,0 +1,202 @@
+//! The Elasticsearch target (Elasticsearch 8.x, OpenSearch 2.x), in two modes.
+//!
+//! - **Projector** (a connector with a sidecar): the sidecar's document operations (Eventuous's
+//!   `Index`, `Update`, `UpdateScript`, `Delete`, plus a per-operation index, upserts and
+//!   external versions) are applied as `_bulk` requests, one batch of a writer's partitions at
+//!   a time; item-level failures are judged item by item (`apply.rs`).
+//! - **Producer** (no sidecar; settings in `sink.elastic.producer`): every event becomes a document of its
+//!   own, id = event id, in an index or data stream per stream category, under an index
+//!   template created at start (`producer.rs`).
+//!
+//! The engine has no transactions: a batch's checkpoints are written by a second request once
+//! every operation of the batch is applied, so the checkpoint never passes an unapplied
+//! operation, and a crash between the two applies the batch again after the restart
+//! (at-least-once; README, "Elasticsearch target", says which operations are idempotent).
+//!
+//! - `client.rs`: the client, the engine, error lines and which errors are transient;
+//! - `json.rs`: Struct -> JSON, whole numbers as integers;
+//! - `ops.rs`: decoding and validating the operations;
+//! - `apply.rs`: a batch as `_bulk` requests, item outcomes, then the checkpoints;
+//! - `checkpoints.rs`: the gateway's indices, checkpoint and projection-version documents;
+//! - `producer.rs`: producer mode's documents and index template.
+
+mod apply;
+mod checkpoints;
+pub mod client;
+pub mod json;
+pub mod ops;
+mod producer;
+
+use std::sync::Arc;
+
+use elasticsearch::Elasticsearch;
+use prost_types::Any;
+use tracing::info;
+
+use crate::{
+    checkpoint::CheckpointRow,
+    config::{ConnectorMode, ElasticRefresh, ElasticSinkConfig},
+    sinks::{DecodeError, EventRef, Sink, SinkError},
+};
+
+pub use apply::ElasticWriter;
+pub use client::{Engine, parse_url};
+pub use ops::{Action, ElasticOp, decode_elastic_op, elastic_names};
+use producer::Producer;
+
+/// Index names and settings every writer needs.
+#[derive(Debug)]
+struct Names {
+    /// The URL, without credentials.
+    display: String,
+    /// The index of operations that name none.
+    index: Option<String>,
+    checkpoints: String,
+    parked: String,
+    refresh: ElasticRefresh,
+    max_bulk_bytes: usize,
+}
+
+pub struct ElasticSink {
+    client: Elasticsearch,
+    names: Arc<Names>,
+    connector: Arc<str>,
+    engine: Engine,
+    writers: usize,
+    producer: Option<Producer>,
+}
+
+impl ElasticSink {
+    /// Connects (failing at once, with the reason, when the engine cannot be reached), creates
+    /// the gateway's indices and, for a producer connector, the index template.
+    pub async fn open(config: &ElasticSinkConfig, connector: &str, mode: ConnectorMode) -> Result<Self, SinkError> {
+        let (client, display) = client::connect(config).map_err(|e| SinkError(format!("sink.elastic.url: {e}")))?;
+        let names = Arc::new(Names {
+            display,
+            index: config.index.clone(),
+            checkpoints: config.checkpoints_index.clone(),
+            parked: config.parked_index.clone(),
+            refresh: config.refresh,
+            max_bulk_bytes: config.max_bulk_bytes.max(1024),
+        });
+        let engine = checkpoints::reach(&client, &names).await?;
+        checkpoints::create_indices(&client, &names).await?;
+        let producer = match mode {
+            ConnectorMode::Producer => {
+                Some(Producer::start(&client, &names, &config.producer.clone().unwrap_or_default(), engine).await?)
+            }
+            ConnectorMode::Projector => None,
+        };
+        info!(
+            "Elasticsearch target `{}` ({}){}",
+            names.display,
+            engine.name(),
+            producer.as_ref().map(|p| format!(": producer mode, events into `{}`", p.describe())).unwrap_or_default()
+        );
+        Ok(Self { client, names, connector: connector.into(), engine, writers: config.writers.max(1), producer })
+    }
+
+    /// The engine that answered at start.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Sends the batch's operations as the writers do, without checkpoints or bookkeeping:
+    /// the raw `_bulk` rate the benchmark compares the connector with.
+    pub async fn raw_bulk(&self, batch: &crate::sinks::Batch<ElasticOp>) -> Result<(), crate::sinks::ApplyError> {
+        apply::raw_bulk(&self.client, &self.names, batch).await
+    }
+
+    /// Whether the sink was opened for a producer connector (no sidecar).
+    pub fn producer_mode(&self) -> bool {
+        self.producer.is_some()
+    }
+}
+
+/// Why a name cannot be an index name (lowercase, none of `\ / * ? " < > | , #` or spaces,
+/// not starting with `-`, `_` or `+`, at most 255 bytes), if it cannot.
+pub fn index_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("is empty".into())
+    } else if name.chars().any(|c| c.is_uppercase()) {
+        Some("must be lowercase".into())
+    } else if let Some(c) = name.chars().find(|c| "\\/*?\"<>|,# :".contains(*c)) {
+        Some(format!("cannot hold `{c}`"))
+    } else if name.starts_with(['-', '_', '+']) {
+        Some("cannot start with `-`, `_` or `+`".into())
+    } else if name == "." || name == ".." {
+        Some("cannot be `.` or `..`".into())
+    } else if name.len() > 255 {
+        Some("is longer than 255 bytes".into())
+    } else {
+        None
+    }
+}
+
+impl Sink for ElasticSink {
+    type Op = ElasticOp;
+    type Writer = ElasticWriter;
+
+    fn name(&self) -> &'static str {
+        "elastic"
+    }
+
+    fn decode(&self, operation: &Any) -> Result<Option<ElasticOp>, DecodeError> {
+        let op = decode_elastic_op(operation)?;
+        if let Some(op) = &op
+            && op.index.is_none()
+            && self.names.index.is_none()
+        {
+            return Err(DecodeError::Malformed {
+                name: proto_name(operation),
+                reason: "it names no `index` and the connector has no default (`sink.elastic.index`)".into(),
+            });
+        }
+        Ok(op)
+    }
+
+    /// Producer mode: the `create` of the event's document (id = event id).
+    fn produce(&self, event: &EventRef) -> Result<Vec<ElasticOp>, DecodeError> {
+        match &self.producer {
+            Some(p) => p.produce(event).map(|op| vec![op]),
+            None => Err(DecodeError::NeedsSidecar(self.name())),
+        }
+    }
+
+    async fn load_checkpoints(&self) -> Result<Vec<CheckpointRow>, SinkError> {
+        checkpoints::load(&self.client, &self.names, &self.connector).await
+    }
+
+    async fn delete_checkpoints(&self, partition_count: u32) -> Result<(), SinkError> {
+        checkpoints::delete_count(&self.client, &self.names, &self.connector, partition_count).await
+    }
+
+    async fn projection_version(&self) -> Result<Option<String>, SinkError> {
+        checkpoints::projection_version(&self.client, &self.names, &self.connector).await
+    }
+
+    async fn record_projection_version(
+        &self,
+        projection: &str,
+        version: &str,
+        reset: Option<Vec<ElasticOp>>,
+    ) -> Result<(), SinkError> {
+        if let Some(ops) = reset {
+            apply::apply_reset(&self.client, &self.names, &ops).await?;
+            checkpoints::delete_all(&self.client, &self.names, &self.connector).await?;
+        }
+        checkpoints::record_version(&self.client, &self.names, &self.connector, projection, version).await
+    }
+
+    fn writer_count(&self) -> usize {
+        self.writers
+    }
+
+    async fn open_writer(&self) -> Result<ElasticWriter, SinkError> {
+        Ok(ElasticWriter::new(self.client.clone(), self.names.clone(), self.connector.clone()))
+    }
+}
+
+fn proto_name(any: &Any) -> String {
+    crate::proto::message_name(any).to_string()
+}
