@@ -91,7 +91,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         large_events: args.large_events.unwrap_or(events * 5),
         sqlite_baseline: if args.quick { 5_000 } else { 20_000 }.min(events),
         pg_baseline: if args.quick { 2_000 } else { 5_000 }.min(events),
-        elastic: if args.quick { 30_000 } else { 200_000 }.min(events),
+        elastic: if args.quick { 30_000 } else { 100_000 }.min(events),
         live_seconds: if args.quick { 3 } else { 5 },
         live_rate: 1000,
         partitions: 16,

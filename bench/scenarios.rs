@@ -182,6 +182,12 @@ async fn pipeline(args: &ScenarioArgs, db: Option<&ScratchDatabase>, indices: Op
     let head = EventLog::open(&args.log)?.head()?;
     let sidecar = Sidecar::start(args.target).await?;
     let config = connector_config(args, &sidecar.address, db, indices)?;
+    if let SinkConfig::Elastic(c) = &config.sink {
+        // As in `elastic-raw-bulk`, the gateway's indices and the producer's template exist
+        // before the clock starts (creating them is a cluster-state change that costs about a
+        // second, which would weigh on a short run).
+        projector_gateway::sinks::elastic::ElasticSink::open(c, &config.id, config.mode()).await?;
+    }
     let (started, cpu) = (Instant::now(), cpu_seconds());
     let mut running = Running::start(config, args.target == Target::Null).await?;
     running.wait_for(head, Duration::from_secs(3600)).await?;

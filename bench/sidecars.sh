@@ -4,8 +4,8 @@
 # (bench/sidecars/: python_client.py, typescript_client.js, run.py). The gateway should not be
 # the bottleneck: through-gateway / raw >= 0.9. See bench/README.md, "Sidecars".
 #
-#   bench/sidecars.sh            # 200k events, 3 rounds (medians); about 10 minutes on 2 cores
-#   bench/sidecars.sh --quick    # 40k events, 1 round; about a minute after the build
+#   bench/sidecars.sh            # 200k events, 3 rounds (medians); 7-8 minutes on 2 cores
+#   bench/sidecars.sh --quick    # 20k events, 3 rounds; about a minute after the build
 #
 # Other arguments go to bench/sidecars/run.py: `--events N`, `--rounds N`,
 # `--only python,typescript`, `--dir D`, `--keep`. It builds the gateway in release
@@ -20,7 +20,7 @@ args=(--events 200000 --rounds 3)
 rest=()
 for arg in "$@"; do
   case "$arg" in
-    --quick) args=(--events 40000 --rounds 1) ;;
+    --quick) args=(--events 20000 --rounds 3) ;;
     -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) rest+=("$arg") ;;
   esac

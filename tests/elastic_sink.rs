@@ -283,7 +283,6 @@ async fn an_engine_that_goes_away_is_retried_and_an_unreachable_one_named(engine
 
     let mut proxy = Proxy::start(port_of(ix.engine.url())).await;
     c.url = format!("http://127.0.0.1:{}", proxy.port);
-    c.request_timeout_ms = 5_000;
     let sink = ElasticSink::open(&c, "ops", ConnectorMode::Projector).await.expect("open through the proxy");
     let mut writer: ElasticWriter = sink.open_writer().await.unwrap();
     writer.apply(batch(&sink, 1, vec![vec![index("a", "{}")]])).await.expect("through the proxy");
