@@ -30,7 +30,7 @@ fn validate_prints_every_problem_with_its_key_path() {
     let err = stderr(&out);
     for expected in [
         "connectors[0].sink.postgres.url: missing",
-        "connectors[1].source: unknown variant `mysql`, expected `sqlite` or `postgres`",
+        "connectors[1].source: unknown variant `mysql`, expected one of `sqlite`, `postgres`, `kurrentdb`",
         "connectors[1].poison: unknown variant `maybe`, expected one of `stop`, `skip`, `park`",
     ] {
         assert!(err.contains(expected), "`{expected}` not in:\n{err}");

@@ -49,7 +49,6 @@ pub enum SourceConfig {
     /// An Eventuous event store in PostgreSQL (`<schema>.messages`).
     Postgres(PostgresSourceConfig),
     /// KurrentDB (EventStoreDB): a catch-up subscription to `$all`, then live.
-    #[serde(alias = "esdb", alias = "eventstoredb")]
     Kurrentdb(KurrentdbSourceConfig),
 }
 
