@@ -9,7 +9,10 @@
 #   "$(scripts/typescript-sidecar.sh | tail -n 1)" --address 127.0.0.1:50051
 #
 # Environment: NODE, the Node.js binary to build and run with (default: node on PATH; 20 or
-# newer); npm comes from PATH.
+# newer); npm comes from PATH. The other TypeScript examples are set up by this same script
+# through their own wrappers (scripts/typescript-eventuous-sidecar.sh), which set TS_EXAMPLE
+# (folder under sidecar-examples/), TS_LAUNCHER (launcher name), TS_STUBS (generated stubs
+# folder), TS_ENTRY (compiled entry point) and TS_SCRIPT (name in messages).
 #
 # Idempotent and quick when nothing changed: each step keeps a stamp holding a hash of its
 # inputs and runs again only when they changed (package-lock.json for npm ci; the proto and
@@ -20,22 +23,25 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-EXAMPLE="$ROOT/sidecar-examples/typescript"
+EXAMPLE="$ROOT/sidecar-examples/${TS_EXAMPLE:-typescript}"
 PROTO_DIR="$ROOT/proto"
-LAUNCHER="$EXAMPLE/dist/bookings-reducer"
+LAUNCHER_NAME="${TS_LAUNCHER:-bookings-reducer}"
+LAUNCHER="$EXAMPLE/dist/$LAUNCHER_NAME"
+ENTRY="${TS_ENTRY:-dist/src/main.js}"
+SCRIPT="${TS_SCRIPT:-typescript-sidecar.sh}"
 DEPS_STAMP="$EXAMPLE/node_modules/.setup-stamp"
-STUBS_STAMP="$EXAMPLE/src/gen/.setup-stamp"
+STUBS_STAMP="$EXAMPLE/${TS_STUBS:-src/gen}/.setup-stamp"
 BUILD_STAMP="$EXAMPLE/dist/.setup-stamp"
 
-log() { printf 'typescript-sidecar.sh: %s\n' "$*" >&2; }
+log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 run_tests=0
 for arg in "$@"; do
   case "$arg" in
     --test) run_tests=1 ;;
-    -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
-    *) die "unknown argument '$arg' (usage: scripts/typescript-sidecar.sh [--test])" ;;
+    -h | --help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+    *) die "unknown argument '$arg' (usage: scripts/$SCRIPT [--test])" ;;
   esac
 done
 
@@ -93,12 +99,12 @@ build() {
   tmp="$(mktemp -d "$EXAMPLE/.dist.XXXXXX")"
   chmod 755 "$tmp" # mktemp makes it private; the build is for whoever runs the sidecar
   (cd "$EXAMPLE" && tsc -p tsconfig.json --outDir "$tmp") >&2 || { rm -rf "$tmp"; die "tsc failed"; }
-  cat >"$tmp/bookings-reducer" <<EOF
+  cat >"$tmp/$LAUNCHER_NAME" <<EOF
 #!/bin/sh
-# Written by scripts/typescript-sidecar.sh: starts the TypeScript bookings reducer sidecar.
-exec "$NODE_BIN" "$EXAMPLE/dist/src/main.js" "\$@"
+# Written by scripts/$SCRIPT: starts the sidecar of $EXAMPLE.
+exec "$NODE_BIN" "$EXAMPLE/$ENTRY" "\$@"
 EOF
-  chmod 755 "$tmp/bookings-reducer"
+  chmod 755 "$tmp/$LAUNCHER_NAME"
   printf '%s\n' "$want" >"$tmp/.setup-stamp"
   rm -rf "$EXAMPLE/.dist.old"
   if [ -d "$EXAMPLE/dist" ]; then mv "$EXAMPLE/dist" "$EXAMPLE/.dist.old"; fi
