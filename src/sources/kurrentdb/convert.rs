@@ -4,12 +4,13 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use kurrentdb::RecordedEvent;
 
-use crate::event::{ContentType, Event};
+use crate::event::{ContentType, Event, Position};
 
-/// The event, positioned by its commit position in `$all`.
-pub fn to_event(recorded: &RecordedEvent) -> Event {
+/// The event at `position` in `$all` (the commit position of what the subscription delivered,
+/// which for a resolved link is the link's).
+pub fn to_event(recorded: &RecordedEvent, position: Position) -> Event {
     Event {
-        position: recorded.position.commit,
+        position,
         stream: recorded.stream_id().to_owned(),
         revision: recorded.revision,
         event_type: recorded.event_type.clone(),

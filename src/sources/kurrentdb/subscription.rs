@@ -58,9 +58,7 @@ impl Subscriber {
                             debug!(stream = recorded.stream_id(), event_type = %recorded.event_type, "skipping an event that is not JSON (source.kurrentdb.non_json: skip)");
                             Delivery::ReadUpTo(position)
                         } else {
-                            let mut event = to_event(recorded);
-                            event.position = position;
-                            Delivery::Event(event)
+                            Delivery::Event(to_event(recorded, position))
                         }
                     }
                     Ok(SubscriptionEvent::Checkpoint(reached)) if reached.commit > self.after => {

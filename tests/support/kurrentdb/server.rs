@@ -91,7 +91,9 @@ impl TestKurrentDb {
 
     /// A server that answers `Unauthenticated` unless the call carries these credentials.
     pub async fn with_credentials(user: &str, password: &str) -> Self {
-        Self::serve(Some(format!("Basic {}", base64(format!("{user}:{password}").as_bytes())))).await
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        Self::serve(Some(format!("Basic {encoded}"))).await
     }
 
     async fn serve(authorization: Option<String>) -> Self {
@@ -535,22 +537,4 @@ async fn subscribe(shared: Arc<Shared>, after: Option<u64>, filter: Option<Filte
 async fn end(drops: &watch::Receiver<(u64, Status)>, tx: mpsc::Sender<Result<ReadResp, Status>>) {
     let status = drops.borrow().1.clone();
     let _ = tx.send(Err(status)).await;
-}
-
-/// Standard base64 (with padding), for the `authorization` header.
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
