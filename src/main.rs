@@ -67,6 +67,10 @@ enum Command {
     ExampleSidecar {
         #[arg(long, default_value = "127.0.0.1:50051")]
         address: String,
+        /// The read model the operations are for: `sql` (SQLite, PostgreSQL), `mongo` or
+        /// `elastic` (Elasticsearch/OpenSearch), as the other examples take it.
+        #[arg(long, env = "REDUCER_TARGET", default_value = "sql", value_name = "sql|mongo|elastic", value_parser = bookings_reducer::Target::parse)]
+        target: bookings_reducer::Target,
     },
 }
 
@@ -96,7 +100,7 @@ fn main() -> ExitCode {
             }
             Command::Generate { log, events, streams, seed } => commands::append::generate(&log, events, streams, seed),
             Command::Demo(args) => commands::demo::demo(args).await,
-            Command::ExampleSidecar { address } => commands::demo::example_sidecar(&address).await,
+            Command::ExampleSidecar { address, target } => commands::demo::example_sidecar(&address, target).await,
         }
     });
     match result {

@@ -15,7 +15,7 @@ use bookings_reducer::proto::{ProjectionRequest, ProjectionResponse};
 use bytes::Bytes;
 use ::elasticsearch::http::Method;
 use projector_gateway::{
-    config::ConnectorMode,
+    config::{ConnectorMode, ElasticLifecyclePolicy, ElasticProducerConfig, ElasticSinkConfig},
     event::{ContentType, Event},
     payload::json_to_struct,
     proto::{self, names, pack},
@@ -463,6 +463,32 @@ async fn producer_mode_into_one_index_with_a_flattened_payload(engine: Engine) {
     assert!(found["hits"]["total"]["value"].as_u64().unwrap() > 0, "{found}");
 }
 
+/// A lifecycle policy (what an Eventuous EsdbElastic produce file describes) needs
+/// Elasticsearch's index lifecycle management, which neither test distribution ships: the
+/// start stops with a message naming the policy and what to do, and creates nothing.
+async fn a_lifecycle_policy_without_lifecycle_management_stops_the_start_with_a_message(engine: Engine) {
+    let ix = Indices::fresh(engine, "ilm");
+    let policy = format!("{}-policy", ix.prefix);
+    let config = ElasticSinkConfig {
+        producer: Some(ElasticProducerConfig {
+            index: format!("{}-log", ix.prefix),
+            lifecycle_policy: Some(ElasticLifecyclePolicy {
+                name: policy.clone(),
+                policy: json!({"phases": {"hot": {"actions": {"rollover": {"max_age": "1d"}}}}}),
+            }),
+            ..ElasticProducerConfig::default()
+        }),
+        ..ix.config()
+    };
+    let error = ElasticSink::open(&config, "ilm", ConnectorMode::Producer).await.err().expect("no lifecycle management here");
+    let message = error.to_string();
+    assert!(message.contains(&format!("cannot look up the lifecycle policy `{policy}`")), "{message}");
+    assert!(message.contains("needs index lifecycle management"), "{message}");
+    let templates = ix.request(Method::Get, "/_index_template", None).await;
+    let names: Vec<&str> = templates["index_templates"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    assert!(!names.iter().any(|n| n.contains(&ix.prefix)), "no template created: {names:?}");
+}
+
 async fn projection_versions_are_recorded_and_a_rebuild_forgets_the_checkpoints(engine: Engine) {
     let ix = Indices::fresh(engine, "version");
     let sink = open(&ix).await;
@@ -528,4 +554,5 @@ on_both_engines!(
     producer_mode_archives_events_in_data_streams_per_category,
     producer_mode_into_one_index_with_a_flattened_payload,
     projection_versions_are_recorded_and_a_rebuild_forgets_the_checkpoints,
+    a_lifecycle_policy_without_lifecycle_management_stops_the_start_with_a_message,
 );

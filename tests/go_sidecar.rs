@@ -5,7 +5,9 @@
 //! counters would show any event applied twice). With `REDUCER_TARGET=mongo` it answers
 //! exactly the Rust reference's MongoDB operations, and the gateway process builds the same read
 //! model in MongoDB (SecantusDB), also when it is killed with SIGKILL mid-catch-up and started
-//! again. The sidecar's `go test` suite runs here too, so `cargo test` exercises it.
+//! again. With `REDUCER_TARGET=elastic` likewise: the Rust reference's Elasticsearch operations,
+//! and exactly the reference's documents in Elasticsearch, also after a SIGKILL and the replay
+//! that follows. The sidecar's `go test` suite runs here too, so `cargo test` exercises it.
 //!
 //! The binary comes from `scripts/go-sidecar.sh` (once per test binary; the script itself
 //! skips the build when nothing changed). A cold first run downloads grpc-go and protobuf from
@@ -40,6 +42,23 @@ async fn the_gateway_projects_through_the_go_reducer_into_mongodb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_killed_with_sigkill_resumes_the_go_reducer_s_mongodb_read_model_exactly_once() {
     example_sidecars::mongo_gateway_killed_mid_catch_up_resumes_exactly_once(&GO, 57).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_go_reducer_emits_the_reference_elastic_operations() {
+    example_sidecars::emits_the_reference_elastic_operations(&GO, 58).await;
+}
+
+#[cfg(feature = "elastic")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_projects_through_the_go_reducer_into_elasticsearch() {
+    example_sidecars::elastic_catch_up_and_live(&GO, 59).await;
+}
+
+#[cfg(feature = "elastic")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_killed_with_sigkill_replays_into_the_go_reducer_s_elasticsearch_documents_unchanged() {
+    example_sidecars::elastic_gateway_killed_mid_catch_up_converges(&GO, 60).await;
 }
 
 #[test]

@@ -5,7 +5,9 @@
 //! counters would show any event applied twice); the gateway records what the sidecar's
 //! Describe declared. With `REDUCER_TARGET=mongo` it answers exactly the Rust reference's
 //! MongoDB operations, and the gateway process builds the same read model in MongoDB
-//! (SecantusDB). The sidecar's JUnit tests run here too, so `cargo test` exercises them.
+//! (SecantusDB); with `REDUCER_TARGET=elastic`, the Rust reference's Elasticsearch operations
+//! and exactly the reference's documents in Elasticsearch. The sidecar's JUnit tests run here
+//! too, so `cargo test` exercises them.
 //!
 //! The jar and its launcher come from `scripts/java-sidecar.sh` (once per test binary; the
 //! script itself skips the build when nothing changed). A cold first run downloads the
@@ -36,6 +38,17 @@ async fn the_java_reducer_emits_the_reference_mongo_operations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_projects_through_the_java_reducer_into_mongodb() {
     example_sidecars::mongo_catch_up_and_live(&JAVA, 46).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_java_reducer_emits_the_reference_elastic_operations() {
+    example_sidecars::emits_the_reference_elastic_operations(&JAVA, 47).await;
+}
+
+#[cfg(feature = "elastic")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_projects_through_the_java_reducer_into_elasticsearch() {
+    example_sidecars::elastic_catch_up_and_live(&JAVA, 48).await;
 }
 
 #[test]

@@ -271,3 +271,104 @@ async fn an_eventuous_connector_file_runs_unchanged() {
     assert!(gateway.wait_exit(Duration::from_secs(30)).success(), "{}", gateway.stderr());
     db.read_model().await.assert_same(&reference(&server));
 }
+
+/// Eventuous's EsdbElastic files run as they are by the gateway process, in both modes, into a
+/// real Elasticsearch: `project` (the sidecar's operations into `dataStream.indexName`) and
+/// `produce` (every event a document of the data stream, with the template the file names).
+#[cfg(feature = "elastic")]
+mod eventuous_elastic {
+    use std::time::{Duration, Instant};
+
+    use ::elasticsearch::http::{Method, headers::HeaderMap};
+    use serde_json::json;
+
+    use super::{TestKurrentDb, WAIT, fill, reference, sidecars, Script};
+    use crate::support::{
+        elastic::{Engine, Indices},
+        elastic_bookings::reduce_elastic,
+        fixtures::Workspace,
+        processes::{self, Process},
+    };
+
+    fn file(id: &str, server: &TestKurrentDb, target: &str) -> String {
+        format!(
+            "connector:\n  connectorId: \"{id}\"\n  connectorAssembly: \"Eventuous.Connector.EsdbElastic\"\nsource:\n  connectionString: \"{}\"\n  concurrencyLimit: 2\ntarget:\n  connectionString: \"{}\"\n{target}",
+            server.connection_string(),
+            Engine::Elasticsearch.url()
+        )
+    }
+
+    /// Polls `done` until it holds, failing when the gateway stops or time runs out.
+    async fn until<F: Future<Output = bool>>(gateway: &mut Process, what: &str, mut done: impl FnMut() -> F) {
+        let deadline = Instant::now() + WAIT;
+        while !done().await {
+            assert!(gateway.child.try_wait().unwrap().is_none(), "the gateway stopped:\n{}", gateway.stderr());
+            assert!(Instant::now() < deadline, "{what} not reached in time:\n{}", gateway.stderr());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn stop(mut gateway: Process) {
+        gateway.signal(processes::SIGTERM);
+        assert!(gateway.wait_exit(Duration::from_secs(30)).success(), "{}", gateway.stderr());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_eventuous_elastic_project_file_runs_unchanged() {
+        let server = TestKurrentDb::start().await;
+        fill(&server, 1_500, 150, 9);
+        let ix = Indices::fresh(Engine::Elasticsearch, "eventuous");
+        let sidecar = sidecars::scripted(Script::Map(reduce_elastic)).await;
+        let ws = Workspace::new();
+        let path = ws.path("config-project.yaml");
+        let target = format!("  connectorMode: \"project\"\n  dataStream:\n    indexName: \"{}\"\ngrpc:\n  uri: \"{}\"\n", ix.prefix, sidecar.address);
+        std::fs::write(&path, file(&ix.prefix, &server, &target)).unwrap();
+        let mut gateway = processes::gateway_run(&path, ws.path(".").as_path(), "gateway");
+        let head = server.head();
+        // The checkpoints go to the default `checkpoints` index, under the file's connectorId.
+        until(&mut gateway, "the head", || async {
+            let positions: Vec<u64> = ix
+                .documents("checkpoints")
+                .await
+                .into_iter()
+                .filter(|(_, d)| d["connector"] == ix.prefix.as_str() && d["kind"] == "checkpoint")
+                .filter_map(|(_, d)| d["position"].as_u64())
+                .collect();
+            positions.len() == 2 && positions.iter().all(|p| *p >= head)
+        })
+        .await;
+        stop(gateway);
+        ix.read_model().await.assert_same(&reference(&server));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_eventuous_elastic_produce_file_runs_unchanged() {
+        let server = TestKurrentDb::start().await;
+        fill(&server, 500, 50, 10);
+        let ix = Indices::fresh(Engine::Elasticsearch, "eventuous-log");
+        let ws = Workspace::new();
+        let path = ws.path("config-produce.yaml");
+        let stream = format!("{}-eventlog", ix.prefix);
+        let target = format!(
+            "  connectorMode: \"produce\"\n  dataStream:\n    indexName: \"{stream}\"\n    template:\n      templateName: \"{}-template\"\n      numberOrReplicas: 0\n",
+            ix.prefix
+        );
+        std::fs::write(&path, file(&ix.prefix, &server, &target)).unwrap();
+        let mut gateway = processes::gateway_run(&path, ws.path(".").as_path(), "gateway");
+        let events = server.events().len() as u64;
+        // The data stream appears with the first batch: until then the count is "no such index".
+        let count = || async {
+            let (refresh, count) = (format!("/{stream}/_refresh"), format!("/{stream}/_count"));
+            let send = |method, path| ix.client.send(method, path, HeaderMap::new(), Option::<&()>::None, Option::<Vec<u8>>::None, None);
+            send(Method::Post, &refresh).await.ok()?;
+            let answer = send(Method::Get, &count).await.ok()?;
+            answer.json::<serde_json::Value>().await.ok()?["count"].as_u64()
+        };
+        until(&mut gateway, "every event archived", || async { count().await == Some(events) }).await;
+        stop(gateway);
+        let template = ix.request(Method::Get, &format!("/_index_template/{}-template", ix.prefix), None).await;
+        let t = &template["index_templates"][0]["index_template"];
+        assert_eq!(t["data_stream"], json!({"hidden": false, "allow_custom_routing": false}), "{t}");
+        assert_eq!(t["template"]["settings"]["index"]["number_of_replicas"], "0", "{t}");
+    }
+}

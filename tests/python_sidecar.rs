@@ -3,8 +3,10 @@
 //! catches up, follows live appends, and the read model equals the reference computed straight
 //! from the log (the guest counters would show any event applied twice). With
 //! `REDUCER_TARGET=mongo` it answers exactly the Rust reference's MongoDB operations, and the
-//! gateway process builds the same read model in MongoDB (SecantusDB). The reducer's own unit
-//! tests (`test_reducer.py`) run here too, so `cargo test` exercises them.
+//! gateway process builds the same read model in MongoDB (SecantusDB); with
+//! `REDUCER_TARGET=elastic`, the Rust reference's Elasticsearch operations and exactly the
+//! reference's documents in Elasticsearch. The reducer's own unit tests (`test_reducer.py`) run
+//! here too, so `cargo test` exercises them.
 //!
 //! The venv and the stubs come from `scripts/python-sidecar.sh` (once per test binary).
 
@@ -33,6 +35,22 @@ async fn the_python_reducer_emits_the_reference_mongo_operations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_projects_through_the_python_reducer_into_mongodb() {
     example_sidecars::mongo_catch_up_and_live(&PYTHON, 36).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_reducer_emits_the_reference_elastic_operations() {
+    example_sidecars::emits_the_reference_elastic_operations(&PYTHON, 37).await;
+}
+
+#[cfg(feature = "elastic")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_projects_through_the_python_reducer_into_elasticsearch() {
+    example_sidecars::elastic_catch_up_and_live(&PYTHON, 38).await;
+}
+
+#[test]
+fn the_python_reducer_refuses_an_unknown_target_with_exit_code_2() {
+    example_sidecars::refuses_an_unknown_target(&PYTHON);
 }
 
 #[test]

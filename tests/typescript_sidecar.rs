@@ -5,8 +5,9 @@
 //! counters would show any event applied twice). Also: the raw JSON payload, a rebuild
 //! through the reducer's `Describe` reset operations, and with `REDUCER_TARGET=mongo` exactly
 //! the Rust reference's MongoDB operations and the same read model built in MongoDB
-//! (SecantusDB). The reducer's own unit tests (`node --test`) run here too, so `cargo test`
-//! exercises them.
+//! (SecantusDB); with `REDUCER_TARGET=elastic`, the Rust reference's Elasticsearch operations
+//! and exactly the reference's documents in Elasticsearch. The reducer's own unit tests
+//! (`node --test`) run here too, so `cargo test` exercises them.
 //!
 //! `scripts/typescript-sidecar.sh` installs, generates and builds (once per test binary) and
 //! names the launcher this file starts.
@@ -80,6 +81,17 @@ async fn the_typescript_reducer_emits_the_reference_mongo_operations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_projects_through_the_typescript_reducer_into_mongodb() {
     example_sidecars::mongo_catch_up_and_live(&TYPESCRIPT, 67).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_reducer_emits_the_reference_elastic_operations() {
+    example_sidecars::emits_the_reference_elastic_operations(&TYPESCRIPT, 68).await;
+}
+
+#[cfg(feature = "elastic")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_projects_through_the_typescript_reducer_into_elasticsearch() {
+    example_sidecars::elastic_catch_up_and_live(&TYPESCRIPT, 69).await;
 }
 
 #[test]

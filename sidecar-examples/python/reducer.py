@@ -4,14 +4,15 @@
 Implements `projection.Projection/Project` (proto/projection.proto) exactly as
 sidecar-examples/BOOKINGS.md describes: each event of a stream is answered, in order, with
 one ProjectionResponse carrying typed SQL statements (`projection.Statement`), MongoDB upserts
-(`projection.UpdateOne`, with REDUCER_TARGET=mongo) or `Ignore`. It also serves
-`projection.ProjectionInfo/Describe`.
+(`projection.UpdateOne`, with REDUCER_TARGET=mongo), Elasticsearch document operations
+(`projection.Index` / `projection.Update`, with REDUCER_TARGET=elastic) or `Ignore`. It also
+serves `projection.ProjectionInfo/Describe`.
 
     python reducer.py --address 127.0.0.1:50051
 
 Prints `listening on HOST:PORT` on stdout once ready (port 0 picks a free port and the real
 one is printed), logs to stderr, and stops gracefully (exit 0) on SIGTERM / SIGINT.
-Environment: REDUCER_TARGET=sql|mongo (default sql), REDUCER_LOG_LEVEL=INFO.
+Environment: REDUCER_TARGET=sql|mongo|elastic (default sql), REDUCER_LOG_LEVEL=INFO.
 
 To write your own reducer, keep everything below and replace the `reduce_*` functions and the
 tables of TARGETS: a reducer function gets the request and a Payload and returns a list of
@@ -166,6 +167,20 @@ def delete_many(collection: str, filter: dict) -> "pb.DeleteMany":
     op = pb.DeleteMany(collection=collection)
     op.filter.SetInParent()  # `{}`, not absent: the gateway refuses a missing filter
     op.filter.update(filter)
+    return op
+
+
+def es_index(document_id: str, document: dict) -> "pb.Index":
+    """Indexes (creates or replaces) the document `document_id` of the connector's index."""
+    op = pb.Index(id=document_id)
+    op.document.update(document)
+    return op
+
+
+def es_update(document_id: str, document: dict) -> "pb.Update":
+    """Merges `document` into the existing document `document_id` (a partial update)."""
+    op = pb.Update(id=document_id)
+    op.document.update(document)
     return op
 
 
@@ -358,14 +373,98 @@ MONGO_REDUCERS: Dict[str, Reducer] = {
 
 
 # ---------------------------------------------------------------------------------------------
+# The Elasticsearch read model (REDUCER_TARGET=elastic; "`elastic`" in ../go/README.md)
+# ---------------------------------------------------------------------------------------------
+#
+# The operations act on the connector's one index, so every document id starts with its kind.
+# An Update can only merge fields, not add to a counter, so the documents hold facts and the SQL
+# model's counters are aggregations at query time:
+#
+#   booking:<bookingId>  {kind: "booking", booking_id, guest_id, room_id, check_in, check_out,
+#                         price_cents, status, last_position}
+#   event:<eventId>      {kind: "booked" | "payment" | "cancellation", booking_id, guest_id,
+#                         position, amount_cents (payments only)}
+#
+# A booking's paid_cents is the sum of its payments' amount_cents; a guest's bookings,
+# cancellations and payments are the counts of its facts of each kind, its paid_cents the sum
+# of its payments. Every id comes from the log, so an event delivered twice writes the same
+# documents again. No bookings event removes a document, so no Delete is emitted.
+
+
+def booking_document_id(booking_id: str) -> str:
+    return f"booking:{booking_id}"
+
+
+def fact(req: "pb.ProjectionRequest", p: Payload, kind: str, **extra) -> "pb.Index":
+    """The fact that this event counted, keyed by its event id."""
+    document = {
+        "kind": kind,
+        "booking_id": p.text("bookingId"),
+        "guest_id": p.text("guestId"),
+        "position": req.globalPosition,
+        **extra,
+    }
+    return es_index(f"event:{req.eventId}", document)
+
+
+def merge_status(req: "pb.ProjectionRequest", p: Payload, status: str) -> "pb.Update":
+    return es_update(booking_document_id(p.text("bookingId")), {"status": status, "last_position": req.globalPosition})
+
+
+def elastic_room_booked(req: "pb.ProjectionRequest", p: Payload) -> Operations:
+    booking_id = p.text("bookingId")
+    booking = {
+        "kind": "booking",
+        "booking_id": booking_id,
+        "guest_id": p.text("guestId"),
+        "room_id": p.text("roomId"),
+        "check_in": p.text("checkIn"),
+        "check_out": p.text("checkOut"),
+        "price_cents": p.integer("priceCents"),
+        "status": "booked",
+        "last_position": req.globalPosition,
+    }
+    return [es_index(booking_document_id(booking_id), booking), fact(req, p, "booked")]
+
+
+def elastic_payment_recorded(req: "pb.ProjectionRequest", p: Payload) -> Operations:
+    moved = es_update(booking_document_id(p.text("bookingId")), {"last_position": req.globalPosition})
+    return [moved, fact(req, p, "payment", amount_cents=p.integer("amountCents"))]
+
+
+def elastic_checked_in(req: "pb.ProjectionRequest", p: Payload) -> Operations:
+    return [merge_status(req, p, "checked_in")]
+
+
+def elastic_checked_out(req: "pb.ProjectionRequest", p: Payload) -> Operations:
+    return [merge_status(req, p, "checked_out")]
+
+
+def elastic_cancelled(req: "pb.ProjectionRequest", p: Payload) -> Operations:
+    return [merge_status(req, p, "cancelled"), fact(req, p, "cancellation")]
+
+
+ELASTIC_REDUCERS: Dict[str, Reducer] = {
+    "RoomBooked": elastic_room_booked,
+    "PaymentRecorded": elastic_payment_recorded,
+    "GuestCheckedIn": elastic_checked_in,
+    "GuestCheckedOut": elastic_checked_out,
+    "BookingCancelled": elastic_cancelled,
+}
+
+
+# ---------------------------------------------------------------------------------------------
 # Targets and Describe
 # ---------------------------------------------------------------------------------------------
 
 # REDUCER_TARGET -> its reducers, and the operations that clear its read model for a rebuild.
-TARGETS: Dict[str, Dict[str, Reducer]] = {"sql": REDUCERS, "mongo": MONGO_REDUCERS}
+TARGETS: Dict[str, Dict[str, Reducer]] = {"sql": REDUCERS, "mongo": MONGO_REDUCERS, "elastic": ELASTIC_REDUCERS}
 RESETS: Dict[str, Callable[[], Operations]] = {
     "sql": lambda: [statement("DELETE FROM bookings"), statement("DELETE FROM guest_stats")],
     "mongo": lambda: [delete_many(BOOKINGS_COLLECTION, {}), delete_many(GUEST_STATS_COLLECTION, {})],
+    # Nothing: every document id comes from the log, so projecting it again rewrites the same
+    # documents (and the proto has no delete-by-query).
+    "elastic": lambda: [],
 }
 SUPPORTED_TARGETS = tuple(TARGETS)
 

@@ -5,8 +5,10 @@
 
 They check, for every bookings event type, the exact statements and typed parameters that
 sidecar-examples/BOOKINGS.md prescribes (the SQL text is compared with BOOKINGS.md itself) and,
-with REDUCER_TARGET=mongo, the exact MongoDB upserts of its "MongoDB read model" section; that
-unknown types are ignored, that bad payloads become non-retryable errors, what Describe
+with REDUCER_TARGET=mongo, the exact MongoDB upserts of its "MongoDB read model" section; with
+REDUCER_TARGET=elastic, the exact Elasticsearch operations of the examples' `elastic` target
+(../go/README.md) and that, applied in order, they hold the SQL model; that unknown types are
+ignored, that bad payloads become non-retryable errors, what Describe
 answers, and that the gRPC service answers a stream in order with the request's eventId. The
 gateway's end-to-end test (tests/python_sidecar.rs) runs these too.
 """
@@ -356,6 +358,161 @@ class MongoReduceTests(unittest.TestCase):
         self.assertIn("amountCents", resp.error.message)
 
 
+def documents(resp: pb.ProjectionResponse) -> list:
+    """The response's operations, in order, each as (operation, id, document) with the document
+    as a dict: ("Index", ...) or ("Update", ...), none naming an index or using the options."""
+    out = []
+    for op in [resp.operation, *resp.operations]:
+        if op.Is(pb.Index.DESCRIPTOR):
+            index = pb.Index()
+            op.Unpack(index)
+            if index.index or index.externalVersion:
+                raise AssertionError(f"an Index with options: {index}")
+            out.append(("Index", index.id, json_format.MessageToDict(index.document)))
+        elif op.Is(pb.Update.DESCRIPTOR):
+            update = pb.Update()
+            op.Unpack(update)
+            if update.index or update.docAsUpsert or update.HasField("upsert"):
+                raise AssertionError(f"an Update with options: {update}")
+            out.append(("Update", update.id, json_format.MessageToDict(update.document)))
+        else:
+            raise AssertionError(f"not an Elasticsearch document operation: {op.type_url}")
+    return out
+
+
+EVENT_ID = "6f1c2a9e-0000-4000-8000-000000000001"
+
+
+class ElasticReduceTests(unittest.TestCase):
+    """REDUCER_TARGET=elastic: the operations of the examples' `elastic` target (the Rust, Go and
+    Java examples emit the same), field for field."""
+
+    def respond(self, event_type: str, payload: dict, position: int = 42) -> pb.ProjectionResponse:
+        req = request(event_type, payload, position=position)
+        resp = reducer.respond(req, "elastic")
+        self.assertEqual(resp.eventId, req.eventId)
+        self.assertFalse(resp.HasField("error"), resp.error.message)
+        return resp
+
+    def test_room_booked_indexes_the_booking_and_a_booked_fact(self):
+        resp = self.respond("RoomBooked", BOOKING)
+        self.assertEqual(resp.operation.type_url, "type.googleapis.com/projection.Index")
+        self.assertEqual(documents(resp), [
+            ("Index", "booking:booking-7", {
+                "kind": "booking", "booking_id": "booking-7", "guest_id": "guest-3", "room_id": "room-101",
+                "check_in": "2026-12-01", "check_out": "2026-12-04", "price_cents": 36000, "status": "booked",
+                "last_position": 42,
+            }),
+            ("Index", f"event:{EVENT_ID}", {"kind": "booked", "booking_id": "booking-7", "guest_id": "guest-3", "position": 42}),
+        ])
+
+    def test_a_payment_moves_the_booking_and_is_a_fact_with_its_amount(self):
+        payload = {"bookingId": "booking-7", "guestId": "guest-3", "paymentId": "pay-7-0", "amountCents": 12500}
+        self.assertEqual(documents(self.respond("PaymentRecorded", payload, position=43)), [
+            ("Update", "booking:booking-7", {"last_position": 43}),
+            ("Index", f"event:{EVENT_ID}", {
+                "kind": "payment", "booking_id": "booking-7", "guest_id": "guest-3", "position": 43, "amount_cents": 12500,
+            }),
+        ])
+
+    def test_status_events_merge_the_status_and_a_cancellation_is_a_fact(self):
+        payload = {"bookingId": "booking-7", "guestId": "guest-3", "at": "2026-12-01T15:00:00Z", "reason": "r"}
+        for event_type, status in (("GuestCheckedIn", "checked_in"), ("GuestCheckedOut", "checked_out")):
+            with self.subTest(event_type):
+                self.assertEqual(
+                    documents(self.respond(event_type, payload, position=44)),
+                    [("Update", "booking:booking-7", {"status": status, "last_position": 44})],
+                )
+        self.assertEqual(documents(self.respond("BookingCancelled", payload, position=45)), [
+            ("Update", "booking:booking-7", {"status": "cancelled", "last_position": 45}),
+            ("Index", f"event:{EVENT_ID}", {"kind": "cancellation", "booking_id": "booking-7", "guest_id": "guest-3", "position": 45}),
+        ])
+
+    def test_numbers_are_struct_numbers(self):
+        index = pb.Index()
+        self.assertTrue(self.respond("RoomBooked", BOOKING).operation.Unpack(index))
+        price = index.document.fields["price_cents"]
+        self.assertEqual((price.WhichOneof("kind"), price.number_value), ("number_value", 36000.0))
+
+    def test_applied_in_order_the_documents_hold_the_sql_model_and_a_replay_changes_nothing(self):
+        """A small engine (Index creates or replaces, Update merges into an existing document)
+        and the aggregations over the facts give the SQL model's numbers; every event applied
+        twice, as a replay does, leaves the same documents."""
+        events = [
+            ("RoomBooked", BOOKING),
+            ("GuestRegistered", {"guestId": "guest-3", "name": "G", "email": "g@example.com"}),
+            ("PaymentRecorded", {"bookingId": "booking-7", "guestId": "guest-3", "amountCents": 20000}),
+            ("RoomBooked", dict(BOOKING, roomId="room-102", priceCents=40000)),
+            ("PaymentRecorded", {"bookingId": "booking-7", "guestId": "guest-3", "amountCents": 16000}),
+            ("GuestCheckedIn", {"bookingId": "booking-7"}),
+            ("RoomBooked", dict(BOOKING, bookingId="booking-8", priceCents=9000)),
+            ("BookingCancelled", {"bookingId": "booking-8", "guestId": "guest-3"}),
+        ]
+
+        def project(times: int) -> dict:
+            index: dict = {}
+            for position, (event_type, payload) in enumerate(events, start=1):
+                req = request(event_type, payload, position=position)
+                req.eventId = f"event-{position}"
+                for _ in range(times):
+                    resp = reducer.respond(req, "elastic")
+                    if resp.operation.Is(pb.Ignore.DESCRIPTOR):
+                        continue
+                    for operation, document_id, document in documents(resp):
+                        if operation == "Index":
+                            index[document_id] = dict(document)
+                        else:
+                            self.assertIn(document_id, index, "an Update of a missing document fails")
+                            index[document_id].update(document)
+            return index
+
+        index = project(1)
+        self.assertEqual(project(2), index)
+        self.assertEqual(index["booking:booking-7"], {
+            "kind": "booking", "booking_id": "booking-7", "guest_id": "guest-3", "room_id": "room-102",
+            "check_in": "2026-12-01", "check_out": "2026-12-04", "price_cents": 40000, "status": "checked_in",
+            "last_position": 6,
+        })
+        self.assertEqual(index["booking:booking-8"]["status"], "cancelled")
+        facts = [d for d in index.values() if d["kind"] != "booking"]
+        kinds = [d["kind"] for d in facts]
+        payments = [d for d in facts if d["kind"] == "payment"]
+        # booking-7's paid_cents, then guest-3's bookings, cancellations, payments and paid_cents.
+        self.assertEqual(sum(d["amount_cents"] for d in payments if d["booking_id"] == "booking-7"), 36000)
+        self.assertEqual(
+            (kinds.count("booked"), kinds.count("cancellation"), kinds.count("payment"), sum(d["amount_cents"] for d in payments)),
+            (3, 1, 2, 36000),
+        )
+        self.assertEqual({d["guest_id"] for d in facts}, {"guest-3"})
+
+    def test_payload_json_gives_the_same_operations_as_the_struct(self):
+        for event_type, payload in (
+            ("RoomBooked", BOOKING),
+            ("PaymentRecorded", {"bookingId": "b", "guestId": "g", "amountCents": 5000}),
+            ("BookingCancelled", {"bookingId": "b", "guestId": "g", "reason": "r"}),
+        ):
+            with self.subTest(event_type):
+                from_struct = reducer.respond(request(event_type, payload), "elastic")
+                from_json = reducer.respond(request(event_type, payload, as_json=True), "elastic")
+                self.assertEqual(documents(from_json), documents(from_struct))
+
+    def test_unknown_types_are_ignored_and_bad_payloads_are_errors(self):
+        resp = reducer.respond(request("GuestRegistered", {"guestId": "guest-3"}), "elastic")
+        self.assertTrue(resp.operation.Is(pb.Ignore.DESCRIPTOR))
+        self.assertEqual(len(resp.operations), 0)
+        for event_type, payload, field in (
+            ("PaymentRecorded", {"bookingId": "b", "guestId": "g"}, "amountCents"),
+            ("RoomBooked", dict(BOOKING, priceCents=99.5), "priceCents"),
+            ("BookingCancelled", {"bookingId": 7, "guestId": "g"}, "bookingId"),
+        ):
+            with self.subTest(event_type), self.assertLogs("reducer", "WARNING"):
+                resp = reducer.respond(request(event_type, payload), "elastic")
+                self.assertFalse(resp.HasField("operation"))
+                self.assertEqual(len(resp.operations), 0)
+                self.assertFalse(resp.error.retryable)
+                self.assertIn(field, resp.error.message)
+
+
 class DescribeTests(unittest.TestCase):
     def test_declares_the_projection_and_exactly_the_reduced_types(self):
         for target in reducer.SUPPORTED_TARGETS:
@@ -385,6 +542,10 @@ class DescribeTests(unittest.TestCase):
             resets.append((delete.collection, json_format.MessageToDict(delete.filter), list(delete.integerFields)))
         self.assertEqual(resets, [("bookings", {}, []), ("guest_stats", {}, [])])
 
+    def test_elastic_has_no_reset(self):
+        # Projecting the log again rewrites the same documents; the proto has no delete-by-query.
+        self.assertEqual(len(reducer.describe("elastic").resetOperations), 0)
+
 
 class ServiceTests(unittest.TestCase):
     def test_the_target_s_operations_and_description_are_served(self):
@@ -402,6 +563,23 @@ class ServiceTests(unittest.TestCase):
         answer, responses = asyncio.run(run())
         self.assertEqual(answer, reducer.describe("mongo"))
         self.assertEqual([upserts(r) for r in responses], [upserts(reducer.respond(request("RoomBooked", BOOKING), "mongo"))])
+
+    def test_the_elastic_target_is_served(self):
+        async def run() -> tuple:
+            server, _, port = await reducer.start_server("127.0.0.1:0", "elastic")
+            try:
+                async with reducer.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    answer = await reducer.pb_grpc.ProjectionInfoStub(channel).Describe(pb.DescribeRequest())
+                    stub = reducer.pb_grpc.ProjectionStub(channel)
+                    responses = [r async for r in stub.Project(iter([request("RoomBooked", BOOKING)]))]
+                    return answer, responses
+            finally:
+                await server.stop(None)
+
+        answer, responses = asyncio.run(run())
+        self.assertEqual(answer, reducer.describe("elastic"))
+        expected = documents(reducer.respond(request("RoomBooked", BOOKING), "elastic"))
+        self.assertEqual([documents(r) for r in responses], [expected])
 
     def test_a_stream_is_answered_in_order_with_each_request_s_event_id(self):
         async def run() -> list:

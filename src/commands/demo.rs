@@ -141,13 +141,14 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Serves the bundled example reducer until SIGINT/SIGTERM.
-pub async fn example_sidecar(address: &str) -> anyhow::Result<ExitCode> {
+/// Serves the bundled example reducer for `target` (`--target` or `REDUCER_TARGET`: `sql`,
+/// `mongo` or `elastic`) until SIGINT/SIGTERM.
+pub async fn example_sidecar(address: &str, target: bookings_reducer::Target) -> anyhow::Result<ExitCode> {
     let listener = TcpListener::bind(address).await.with_context(|| format!("listening on {address}"))?;
     println!("listening on {}", listener.local_addr()?);
     let control = ConnectorControl::default();
     watch_signals(control.clone(), Duration::from_secs(5));
-    bookings_reducer::serve(listener, control.shutdown.cancelled_owned()).await?;
+    bookings_reducer::serve_target(listener, target, control.shutdown.cancelled_owned()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -310,6 +310,11 @@ fn validate_connector(c: &ConnectorConfig, path: &str, problems: &mut Vec<Config
             identifier(&s.schema, &format!("{path}.sink.postgres.schema"), problems);
             at_least(s.writers as u64, 1, &format!("{path}.sink.postgres.writers"), problems);
         }
+        SinkConfig::Mssql(s) => {
+            mssql_connection_string(&s.connection_string, &format!("{path}.sink.mssql.connection_string"), problems);
+            identifier(&s.schema, &format!("{path}.sink.mssql.schema"), problems);
+            at_least(s.writers as u64, 1, &format!("{path}.sink.mssql.writers"), problems);
+        }
         SinkConfig::Mongo(s) => {
             let at = |key: &str| format!("{path}.sink.mongo.{key}");
             mongo_url(&s.url, &at("url"), problems);
@@ -325,6 +330,7 @@ fn validate_connector(c: &ConnectorConfig, path: &str, problems: &mut Vec<Config
         }
         SinkConfig::Elastic(s) => validate_elastic(s, c.mode(), &format!("{path}.sink.elastic"), problems),
         SinkConfig::Console(s) => checkpoint_store(s.checkpoints.as_ref(), c, &format!("{path}.sink.console.checkpoints"), problems),
+        SinkConfig::Http(s) => validate_http(s, c, path, problems),
     }
 }
 
@@ -351,6 +357,17 @@ fn validate_elastic(s: &ElasticSinkConfig, mode: ConnectorMode, path: &str, prob
         }
         if let Some(t) = &p.template {
             names.push(("producer.template", t.clone()));
+        }
+        if let Some(lifecycle) = &p.lifecycle_policy {
+            if lifecycle.name.trim().is_empty() {
+                problems.push(problem(at("producer.lifecycle_policy.name"), "empty"));
+            }
+            if !lifecycle.policy.get("phases").is_some_and(serde_json::Value::is_object) {
+                problems.push(problem(
+                    at("producer.lifecycle_policy.policy"),
+                    "expected an object with `phases` (the `policy` of Elasticsearch's `PUT _ilm/policy/<name>`)",
+                ));
+            }
         }
     }
     for (key, name) in names {
@@ -380,6 +397,55 @@ fn elastic_index_problem(name: &str) -> Option<String> {
 
 #[cfg(not(feature = "elastic"))]
 fn elastic_index_problem(_: &str) -> Option<String> {
+    None
+}
+
+/// The HTTP sink: an http(s) URL, headers HTTP accepts (and none the sink sets itself), and
+/// somewhere to park events when the poison policy is `park`.
+fn validate_http(s: &HttpSinkConfig, c: &ConnectorConfig, connector_path: &str, problems: &mut Vec<ConfigProblem>) {
+    let path = format!("{connector_path}.sink.http");
+    let at = |key: &str| format!("{path}.{key}");
+    if s.url.trim().is_empty() {
+        problems.push(problem(at("url"), "empty; expected e.g. `https://events.example.com/ingest`"));
+    } else if let Some(reason) = http_url_problem(&s.url) {
+        problems.push(problem(at("url"), reason));
+    }
+    for (name, value) in &s.headers {
+        if let Some(reason) = http_header_problem(name, value) {
+            problems.push(problem(at(&format!("headers.{name}")), reason));
+        }
+    }
+    if s.source.as_deref().is_some_and(|source| source.trim().is_empty()) {
+        problems.push(problem(at("source"), "empty; leave it out for `projector-gateway/<connector id>`, or give a URI reference"));
+    }
+    at_least(s.timeout_ms, 1, &at("timeout_ms"), problems);
+    at_least(s.max_batch_events as u64, 1, &at("max_batch_events"), problems);
+    checkpoint_store(s.checkpoints.as_ref(), c, &at("checkpoints"), problems);
+    if c.poison == PoisonPolicy::Park && s.checkpoints.is_none() {
+        problems.push(problem(
+            format!("{connector_path}.poison"),
+            "`park` needs somewhere durable to park events: the HTTP sink parks them beside its checkpoints; set `sink.http.checkpoints` (or use `stop` or `skip`)",
+        ));
+    }
+}
+
+#[cfg(feature = "http")]
+fn http_url_problem(url: &str) -> Option<String> {
+    crate::sinks::http::url_problem(url)
+}
+
+#[cfg(not(feature = "http"))]
+fn http_url_problem(_: &str) -> Option<String> {
+    None
+}
+
+#[cfg(feature = "http")]
+fn http_header_problem(name: &str, value: &str) -> Option<String> {
+    crate::sinks::http::header_problem(name, value)
+}
+
+#[cfg(not(feature = "http"))]
+fn http_header_problem(_: &str, _: &str) -> Option<String> {
     None
 }
 
@@ -464,6 +530,24 @@ fn identifier(name: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
     if !ok {
         problems.push(problem(path, format!("`{name}` is not a plain SQL identifier (letters, digits, `_`)")));
     }
+}
+
+fn mssql_connection_string(s: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
+    if s.trim().is_empty() {
+        problems.push(problem(path, "empty; expected e.g. `Server=tcp:127.0.0.1,1433;Database=app;User Id=gw;Password=...`"));
+    } else if let Some(reason) = mssql_connection_string_problem(s) {
+        problems.push(problem(path, reason));
+    }
+}
+
+#[cfg(feature = "mssql")]
+fn mssql_connection_string_problem(s: &str) -> Option<String> {
+    crate::sinks::mssql::parse_connection_string(s).err()
+}
+
+#[cfg(not(feature = "mssql"))]
+fn mssql_connection_string_problem(_: &str) -> Option<String> {
+    None
 }
 
 fn postgres_url(url: &str, path: &str, problems: &mut Vec<ConfigProblem>) {

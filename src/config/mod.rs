@@ -265,10 +265,14 @@ impl Default for BatchConfig {
 pub enum SinkConfig {
     Sqlite(SqliteSinkConfig),
     Postgres(PostgresSinkConfig),
+    /// SQL Server or Azure SQL.
+    Mssql(MssqlSinkConfig),
     Mongo(MongoSinkConfig),
     Elastic(ElasticSinkConfig),
     /// A producer sink: one JSON line per event on standard output.
     Console(ConsoleSinkConfig),
+    /// A producer sink: every event POSTed to an HTTP endpoint as a CloudEvent.
+    Http(HttpSinkConfig),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -277,6 +281,51 @@ pub struct ConsoleSinkConfig {
     /// Where the connector's checkpoints are kept; none: every run starts from the beginning.
     #[serde(default)]
     pub checkpoints: Option<CheckpointStoreConfig>,
+}
+
+/// The HTTP producer sink: every event is POSTed to `url` as a CloudEvent 1.0.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSinkConfig {
+    /// The endpoint, `http(s)://host[:port]/path`; credentials in the URL are sent as Basic
+    /// authentication.
+    pub url: String,
+    /// Headers sent with every request (e.g. `authorization: Bearer ${TOKEN}`); the sink sets
+    /// `content-type` and the `ce-` headers itself.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Time allowed for one request, connecting included, before it is retried.
+    #[serde(default = "defaults::http_timeout_ms")]
+    pub timeout_ms: u64,
+    /// How events are put into requests.
+    #[serde(default)]
+    pub mode: HttpMode,
+    /// `batch` mode: most events per request (a larger pipeline batch is sent as several
+    /// requests, in order).
+    #[serde(default = "defaults::http_batch_events")]
+    pub max_batch_events: usize,
+    /// The CloudEvents `source` attribute; default `projector-gateway/<connector id>`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Where the connector's checkpoints are kept (parked events go beside them); none: every
+    /// run starts from the beginning.
+    #[serde(default)]
+    pub checkpoints: Option<CheckpointStoreConfig>,
+}
+
+/// The CloudEvents HTTP binding the HTTP sink uses.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpMode {
+    /// One request per event, the whole CloudEvent as the JSON body
+    /// (`application/cloudevents+json`).
+    #[default]
+    Structured,
+    /// One request per event, the attributes as `ce-` headers and the payload as the body.
+    Binary,
+    /// One request per batch of events, a JSON array of CloudEvents
+    /// (`application/cloudevents-batch+json`).
+    Batch,
 }
 
 /// Where a producer sink without a database of its own keeps its checkpoints.
@@ -316,19 +365,23 @@ impl SinkConfig {
         match self {
             SinkConfig::Sqlite(_) => "sqlite",
             SinkConfig::Postgres(_) => "postgres",
+            SinkConfig::Mssql(_) => "mssql",
             SinkConfig::Mongo(_) => "mongo",
             SinkConfig::Elastic(_) => "elastic",
             SinkConfig::Console(_) => "console",
+            SinkConfig::Http(_) => "http",
         }
     }
 
     /// Whether this sink can run a connector of that mode.
     pub fn supports(&self, mode: ConnectorMode) -> bool {
         match self {
-            SinkConfig::Sqlite(_) | SinkConfig::Postgres(_) | SinkConfig::Mongo(_) => mode == ConnectorMode::Projector,
+            SinkConfig::Sqlite(_) | SinkConfig::Postgres(_) | SinkConfig::Mssql(_) | SinkConfig::Mongo(_) => {
+                mode == ConnectorMode::Projector
+            }
             // Projector with a sidecar; producer without one (every event indexed as a document).
             SinkConfig::Elastic(_) => true,
-            SinkConfig::Console(_) => mode == ConnectorMode::Producer,
+            SinkConfig::Console(_) | SinkConfig::Http(_) => mode == ConnectorMode::Producer,
         }
     }
 }
@@ -355,6 +408,27 @@ pub struct PostgresSinkConfig {
     pub url: String,
     /// Schema for the gateway's own tables (`checkpoints`, `parked_events`).
     #[serde(default = "defaults::public_schema")]
+    pub schema: String,
+    #[serde(default)]
+    pub init_sql: Option<String>,
+    #[serde(default)]
+    pub init_sql_file: Option<PathBuf>,
+    #[serde(default = "defaults::yes")]
+    pub allow_raw_sql: bool,
+    /// Connections applying batches in parallel; each owns a fixed set of partitions.
+    #[serde(default = "defaults::pg_writers")]
+    pub writers: usize,
+}
+
+/// The SQL Server (or Azure SQL) target.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MssqlSinkConfig {
+    /// ADO.NET connection string, e.g.
+    /// `Server=tcp:host,1433;Database=app;User Id=gw;Password=...;Encrypt=true`.
+    pub connection_string: String,
+    /// Schema for the gateway's own tables (`checkpoints`, `parked_events`, `projections`).
+    #[serde(default = "defaults::mssql_schema")]
     pub schema: String,
     #[serde(default)]
     pub init_sql: Option<String>,
@@ -505,6 +579,10 @@ pub struct ElasticProducerConfig {
     /// policy that moves old events to a cheaper tier, or `index.number_of_replicas`.
     #[serde(default)]
     pub settings: std::collections::BTreeMap<String, serde_json::Value>,
+    /// An index lifecycle policy (Elasticsearch ILM) created at start when it does not exist
+    /// yet, and named in the template's `index.lifecycle.name`.
+    #[serde(default)]
+    pub lifecycle_policy: Option<ElasticLifecyclePolicy>,
 }
 
 impl Default for ElasticProducerConfig {
@@ -516,8 +594,19 @@ impl Default for ElasticProducerConfig {
             template: None,
             template_priority: defaults::elastic_template_priority(),
             settings: Default::default(),
+            lifecycle_policy: None,
         }
     }
+}
+
+/// An Elasticsearch index lifecycle policy: its name and the body of `PUT _ilm/policy/<name>`'s
+/// `policy` (`{"phases": {"hot": {...}, "warm": {...}}}`), as Elasticsearch documents it. An
+/// existing policy of that name is left as it is (an operator may have tuned it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticLifecyclePolicy {
+    pub name: String,
+    pub policy: serde_json::Value,
 }
 
 /// How the producer's index template maps the event payload.
@@ -557,6 +646,9 @@ pub(crate) mod defaults {
     }
     pub fn public_schema() -> String {
         "public".into()
+    }
+    pub fn mssql_schema() -> String {
+        "dbo".into()
     }
     pub fn kurrentdb_checkpoint_interval() -> u32 {
         1000
@@ -602,6 +694,12 @@ pub(crate) mod defaults {
     }
     pub fn elastic_template_priority() -> u32 {
         200
+    }
+    pub fn http_timeout_ms() -> u64 {
+        30_000
+    }
+    pub fn http_batch_events() -> usize {
+        100
     }
     pub fn pg_writers() -> usize {
         1

@@ -92,6 +92,11 @@ pub async fn run_connector(
             let sink = crate::sinks::postgres::PostgresSink::open(c, &config.id).await.map_err(sink_error)?;
             run_with_sink(sink, config, control, on_start).await
         }
+        #[cfg(feature = "mssql")]
+        SinkConfig::Mssql(c) => {
+            let sink = crate::sinks::mssql::MssqlSink::open(c, &config.id).await.map_err(sink_error)?;
+            run_with_sink(sink, config, control, on_start).await
+        }
         #[cfg(feature = "mongo")]
         SinkConfig::Mongo(c) => {
             let sink = crate::sinks::mongo::MongoSink::open(c, &config.id).await.map_err(sink_error)?;
@@ -112,6 +117,16 @@ pub async fn run_connector(
                 .await
                 .map_err(sink_error)?;
             run_with_sink(crate::sinks::console::ConsoleSink::new(store), config, control, on_start).await
+        }
+        #[cfg(feature = "http")]
+        SinkConfig::Http(c) => {
+            let source = match &config.source {
+                #[cfg(feature = "kurrentdb")]
+                crate::config::SourceConfig::Kurrentdb(k) => Some(k.connection_string.as_str()),
+                _ => None,
+            };
+            let sink = crate::sinks::http::HttpSink::open(c, &config.id, source).await.map_err(sink_error)?;
+            run_with_sink(sink, config, control, on_start).await
         }
         #[allow(unreachable_patterns)]
         _ => Err(sink_error(SinkError("this sink is not built into this binary (see cargo features)".into()))),

@@ -19,8 +19,12 @@ use crate::{
 pub mod elastic;
 pub mod checkpoint_store;
 pub mod console;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "mongo")]
 pub mod mongo;
+#[cfg(feature = "mssql")]
+pub mod mssql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sql;

@@ -4,6 +4,9 @@
 //! replaced while the gateway holds its streams, and the raw JSON payload. With
 //! `REDUCER_TARGET=mongo`: the operations and Describe of the Rust reference, field for field,
 //! and the read model in MongoDB (SecantusDB), also after the gateway is killed with SIGKILL.
+//! With `REDUCER_TARGET=elastic` the same: the Rust reference's Elasticsearch operations and
+//! Describe, and the documents in Elasticsearch (started by `scripts/elastic.sh`) exactly those
+//! the reference writes, also after the gateway is killed with SIGKILL and replays.
 
 use std::{
     collections::HashMap,
@@ -19,6 +22,8 @@ use projector_gateway::{
     proto as gw,
 };
 
+#[cfg(feature = "elastic")]
+use super::elastic::{Engine, Indices};
 #[cfg(feature = "mongo")]
 use super::mongo::{MongoDb, Server};
 use super::{
@@ -240,6 +245,24 @@ pub fn recorded_projection(target: &Path) -> Option<(String, String)> {
 pub async fn emits_the_reference_mongo_operations(example: &Example, seed: u64) {
     let ws = Workspace::new();
     let sidecar = example.spawn_for("mongo", "127.0.0.1:0", ws.dir.path(), &format!("{}-mongo-sidecar", example.language));
+    answers_like_the_reference(sidecar, bookings_reducer::Target::Mongo, seed).await;
+}
+
+/// With `REDUCER_TARGET=elastic` the example answers requests exactly as the Rust reference does
+/// (`bookings_reducer::reduce_elastic`, the `elastic` target of `sidecar-examples/go/README.md`):
+/// the same `Index` and `Update` operations, ids and documents, field for field, for generated
+/// events of every type (some with the payload only as raw JSON), Ignore for the types it does
+/// not handle, and a non-retryable error for payloads it cannot read. Its Describe answers
+/// `bookings_reducer::elastic_description()`.
+pub async fn emits_the_reference_elastic_operations(example: &Example, seed: u64) {
+    let ws = Workspace::new();
+    let sidecar = example.spawn_for("elastic", "127.0.0.1:0", ws.dir.path(), &format!("{}-elastic-sidecar", example.language));
+    answers_like_the_reference(sidecar, bookings_reducer::Target::Elastic, seed).await;
+}
+
+/// The running `sidecar` answers the reference cases and Describe exactly as the Rust
+/// reference does for `target`.
+pub async fn answers_like_the_reference(sidecar: Process, target: bookings_reducer::Target, seed: u64) {
     let _logs = LogsOnFailure(vec![sidecar.stderr_path.clone()]);
     let channel = tonic::transport::Endpoint::from_shared(sidecar.address.clone().expect("sidecar address"))
         .expect("endpoint")
@@ -268,7 +291,7 @@ pub async fn emits_the_reference_mongo_operations(example: &Example, seed: u64) 
         .zip(&references)
         .zip(&answered)
         .filter_map(|((request, reference), response)| {
-            let want = Answer::of(&convert(&bookings_reducer::reduce_mongo(&convert(reference))));
+            let want = Answer::of(&convert(&target.reduce(&convert(reference))));
             let got = Answer::of(response);
             (response.event_id != request.event_id || got != want).then(|| {
                 format!(
@@ -295,12 +318,12 @@ pub async fn emits_the_reference_mongo_operations(example: &Example, seed: u64) 
         .await
         .expect("Describe")
         .into_inner();
-    let reference: gw::DescribeResponse = convert(&bookings_reducer::mongo_description());
+    let reference: gw::DescribeResponse = convert(&target.description());
     let resets = |d: &gw::DescribeResponse| d.reset_operations.iter().map(Op::of).collect::<Vec<_>>();
     assert_eq!(
         (&described.projection, &described.version, &described.event_types, resets(&described)),
         (&reference.projection, &reference.version, &reference.event_types, resets(&reference)),
-        "Describe differs from the Rust reference's mongo_description()"
+        "Describe differs from the Rust reference's description for {target:?}"
     );
 }
 
@@ -359,6 +382,8 @@ enum Op {
     Ignore,
     UpdateOne(gw::UpdateOne),
     DeleteMany(gw::DeleteMany),
+    Index(gw::Index),
+    Update(gw::Update),
     Other(String),
 }
 
@@ -402,6 +427,16 @@ impl std::fmt::Display for Op {
                 u.integer_fields
             ),
             Op::DeleteMany(d) => write!(f, "DeleteMany {:?} filter {} integerFields {:?}", d.collection, json(&d.filter), d.integer_fields),
+            Op::Index(i) => write!(f, "Index {:?} {} index {:?} externalVersion {}", i.id, json(&i.document), i.index, i.external_version),
+            Op::Update(u) => write!(
+                f,
+                "Update {:?} {} index {:?} docAsUpsert {} upsert {}",
+                u.id,
+                json(&u.document),
+                u.index,
+                u.doc_as_upsert,
+                json(&u.upsert)
+            ),
             Op::Other(what) => write!(f, "{what}"),
         }
     }
@@ -414,6 +449,8 @@ impl Op {
             gw::names::IGNORE if bytes.is_empty() => Op::Ignore,
             gw::names::UPDATE_ONE => Op::UpdateOne(prost::Message::decode(bytes).expect("an UpdateOne")),
             gw::names::DELETE_MANY => Op::DeleteMany(prost::Message::decode(bytes).expect("a DeleteMany")),
+            "projection.Index" => Op::Index(prost::Message::decode(bytes).expect("an Index")),
+            "projection.Update" => Op::Update(prost::Message::decode(bytes).expect("an Update")),
             other => Op::Other(format!("{other} ({} bytes)", bytes.len())),
         }
     }
@@ -526,4 +563,193 @@ async fn assert_mongo_read_model(db: &MongoDb, log: &Path) {
     }
     let stray = db.documents("docs").await;
     assert!(stray.is_empty(), "documents in the sink's default collection (operations that name no collection): {stray:?}");
+}
+
+/// Gateway process -> the example with `REDUCER_TARGET=elastic` -> Elasticsearch: catch-up, live
+/// appends, a clean stop; each time the index holds exactly the documents the Rust reference
+/// writes for the log (and so the reference read model, aggregated), every checkpoint reaches
+/// the head, nothing is parked, and the gateway recorded what the sidecar's Describe declared.
+#[cfg(feature = "elastic")]
+pub async fn elastic_catch_up_and_live(example: &Example, seed: u64) {
+    let ws = Workspace::new();
+    let ix = Indices::fresh(Engine::Elasticsearch, &format!("{}-e2e", example.language));
+    let mut log = ws.log_with_events(3_000, 300, seed);
+    let mut sidecar = example.spawn_for("elastic", "127.0.0.1:0", ws.dir.path(), &format!("{}-elastic-sidecar", example.language));
+    let setup = Setup::default();
+    let config = ws.path("gateway.yaml");
+    let address = sidecar.address.clone().expect("sidecar address");
+    std::fs::write(&config, connector_yaml(&ws.log_path(), &address, &ix.sink_yaml(""), &setup)).unwrap();
+    let mut gateway = processes::gateway_run(&config, ws.dir.path(), "gateway");
+    let _logs = LogsOnFailure(vec![gateway.stderr_path.clone(), sidecar.stderr_path.clone()]);
+
+    wait_until_elastic_applied(&ix, log.head().unwrap(), setup.partitions, &mut gateway, &mut sidecar).await;
+    assert_elastic_read_model(&ix, &ws.log_path()).await;
+
+    append_generated(&mut log, 1_000, 100, seed + 1);
+    let head = log.head().unwrap();
+    wait_until_elastic_applied(&ix, head, setup.partitions, &mut gateway, &mut sidecar).await;
+    stop(&mut gateway, "gateway");
+    assert_elastic_read_model(&ix, &ws.log_path()).await;
+    let rows = elastic_checkpoints(&ix).await;
+    assert_eq!(rows.len(), setup.partitions as usize, "{rows:?}");
+    assert!(rows.iter().all(|((count, _), position)| *count == setup.partitions as u64 && *position == head), "every partition at {head}: {rows:?}");
+    let version = ix.get(&ix.checkpoints_index(), "bookings/version").await.expect("the recorded projection version");
+    assert_eq!((&version["projection"], &version["version"]), (&"bookings".into(), &"1".into()), "the projection Describe declared: {version}");
+    stop(&mut sidecar, &format!("{} sidecar", example.language));
+}
+
+/// The gateway process killed with SIGKILL in the middle of a catch-up into Elasticsearch
+/// through the example (`REDUCER_TARGET=elastic`), then started again: it replays from the
+/// checkpoints it had stored (the target is at-least-once), and the index holds exactly the
+/// documents the Rust reference writes for the log. The replay is harmless because every
+/// document id comes from the log: a booking is indexed again and its later events merged again
+/// in order, and a fact keyed by its event id is written again, never twice.
+#[cfg(feature = "elastic")]
+pub async fn elastic_gateway_killed_mid_catch_up_converges(example: &Example, seed: u64) {
+    let ws = Workspace::new();
+    let ix = Indices::fresh(Engine::Elasticsearch, &format!("{}-kill", example.language));
+    let head = ws.log_with_events(6_000, 600, seed).head().unwrap();
+    let mut sidecar = example.spawn_for("elastic", "127.0.0.1:0", ws.dir.path(), &format!("{}-elastic-sidecar", example.language));
+    let setup = Setup { max_ops: 100, ..Setup::default() };
+    let config = ws.path("gateway.yaml");
+    let address = sidecar.address.clone().expect("sidecar address");
+    std::fs::write(&config, connector_yaml(&ws.log_path(), &address, &ix.sink_yaml(""), &setup)).unwrap();
+    let mut gateway = processes::gateway_run(&config, ws.dir.path(), "gateway-1");
+    let mut logs = LogsOnFailure(vec![gateway.stderr_path.clone(), sidecar.stderr_path.clone()]);
+
+    wait_until_elastic_applied(&ix, 1, setup.partitions, &mut gateway, &mut sidecar).await;
+    gateway.kill_hard();
+    let at_kill = elastic_low_watermark(&ix, setup.partitions).await;
+    assert!(at_kill < head, "the gateway was killed after finishing ({at_kill} of {head}): the test proves nothing");
+
+    let mut gateway = processes::gateway_run(&config, ws.dir.path(), "gateway-2");
+    logs.0.push(gateway.stderr_path.clone());
+    wait_until_elastic_applied(&ix, head, setup.partitions, &mut gateway, &mut sidecar).await;
+    stop(&mut gateway, "gateway");
+    assert_elastic_read_model(&ix, &ws.log_path()).await;
+    stop(&mut sidecar, &format!("{} sidecar", example.language));
+}
+
+/// The connector's checkpoints: (partition count, partition) -> position; none while the
+/// gateway has not created its checkpoints index yet (the wildcard matches nothing then).
+#[cfg(feature = "elastic")]
+async fn elastic_checkpoints(ix: &Indices) -> std::collections::BTreeMap<(u64, u64), u64> {
+    ix.documents(&format!("{}*", ix.checkpoints_index()))
+        .await
+        .into_iter()
+        .filter(|(_, d)| d["connector"] == "bookings" && d["kind"] == "checkpoint")
+        .map(|(_, d)| ((d["partition_count"].as_u64().unwrap(), d["partition"].as_u64().unwrap()), d["position"].as_u64().unwrap()))
+        .collect()
+}
+
+/// The lowest position over the connector's `partitions` checkpoints (0 while one is missing).
+#[cfg(feature = "elastic")]
+async fn elastic_low_watermark(ix: &Indices, partitions: u32) -> u64 {
+    let rows = elastic_checkpoints(ix).await;
+    (0..partitions as u64).map(|p| rows.get(&(partitions as u64, p)).copied().unwrap_or(0)).min().unwrap_or(0)
+}
+
+/// Polls the Elasticsearch target until every partition's checkpoint has reached `position`;
+/// fails at once if the gateway or the sidecar exits meanwhile.
+#[cfg(feature = "elastic")]
+async fn wait_until_elastic_applied(ix: &Indices, position: u64, partitions: u32, gateway: &mut Process, sidecar: &mut Process) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        assert_running(gateway, sidecar, &format!("the checkpoints reached {position}"));
+        let low = elastic_low_watermark(ix, partitions).await;
+        if low >= position {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {WAIT:?} waiting for the checkpoints to reach {position} (at {low})");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The index holds exactly the documents the Rust reference writes for the log, id for id and
+/// field for field (numbers as the integers the sink writes); aggregated, they are the
+/// reference read model computed straight from the log; and nothing was parked.
+#[cfg(feature = "elastic")]
+async fn assert_elastic_read_model(ix: &Indices, log: &Path) {
+    let expected = reference_documents(log);
+    let actual: std::collections::BTreeMap<String, serde_json::Value> =
+        ix.documents(&ix.prefix).await.into_iter().map(|(id, d)| (id, whole_numbers(d))).collect();
+    if actual != expected {
+        let mut diffs: Vec<String> = expected
+            .iter()
+            .filter(|(id, d)| actual.get(*id) != Some(d))
+            .map(|(id, d)| format!("{id}: want {d}, got {}", actual.get(id).map_or("(missing)".into(), |a| a.to_string())))
+            .collect();
+        diffs.extend(actual.keys().filter(|id| !expected.contains_key(*id)).map(|id| format!("{id}: not in the reference")));
+        panic!(
+            "{} difference(s) between the {} documents and the Rust reference's {}; first ones:\n{}",
+            diffs.len(),
+            actual.len(),
+            expected.len(),
+            diffs[..diffs.len().min(5)].join("\n")
+        );
+    }
+    ix.read_model().await.assert_same(&ReadModel::from_log(log, everything));
+    let parked = ix.documents(&format!("{}*", ix.parked_index())).await;
+    assert!(parked.is_empty(), "parked events: {parked:?}");
+}
+
+/// The documents `bookings_reducer::reduce_elastic` writes for every event of the log, applied
+/// in log order as the engine applies them: Index creates or replaces, Update merges into the
+/// existing document.
+#[cfg(feature = "elastic")]
+fn reference_documents(log: &Path) -> std::collections::BTreeMap<String, serde_json::Value> {
+    use bookings_reducer::proto::{Index, ProjectionRequest, Update};
+    let conn = rusqlite::Connection::open(log).expect("log");
+    let mut stmt = conn.prepare("SELECT position, event_id, stream, event_type, data FROM events ORDER BY position").unwrap();
+    let events = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?)))
+        .unwrap();
+    let mut documents = std::collections::BTreeMap::new();
+    for event in events {
+        let (position, event_id, stream, event_type, data) = event.unwrap();
+        let request = ProjectionRequest {
+            event_id,
+            event_type,
+            stream,
+            global_position: position as u64,
+            event_payload: Some(json_to_struct(data.as_bytes()).expect("a JSON object")),
+            ..Default::default()
+        };
+        let response = bookings_reducer::reduce_elastic(&request);
+        assert!(response.error.is_none(), "the reference refuses {request:?}: {:?}", response.error);
+        for any in response.operation.iter().chain(&response.operations) {
+            let document = |s: &Option<prost_types::Struct>| whole_numbers(struct_to_json(s.as_ref().expect("a document")));
+            match gw::message_name(any) {
+                "projection.Index" => {
+                    let index: Index = prost::Message::decode(any.value.as_slice()).expect("an Index");
+                    documents.insert(index.id, document(&index.document));
+                }
+                "projection.Update" => {
+                    let update: Update = prost::Message::decode(any.value.as_slice()).expect("an Update");
+                    let serde_json::Value::Object(fields) = document(&update.document) else { unreachable!("a Struct is an object") };
+                    let existing = documents.get_mut(&update.id).unwrap_or_else(|| panic!("the reference updates {}, which does not exist", update.id));
+                    existing.as_object_mut().expect("an object").extend(fields);
+                }
+                gw::names::IGNORE => {}
+                other => panic!("the reference emitted {other}"),
+            }
+        }
+    }
+    documents
+}
+
+/// `value` with every whole number as an integer (a Struct's numbers are doubles; the sink
+/// writes whole ones as integers).
+#[cfg(feature = "elastic")]
+fn whole_numbers(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+            _ => Value::Number(n),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers).collect()),
+        Value::Object(fields) => Value::Object(fields.into_iter().map(|(k, v)| (k, whole_numbers(v))).collect()),
+        other => other,
+    }
 }

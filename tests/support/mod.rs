@@ -13,6 +13,8 @@ pub mod example_sidecars;
 pub mod fixtures;
 #[cfg(feature = "mongo")]
 pub mod mongo;
+#[cfg(feature = "mssql")]
+pub mod tds;
 pub mod postgres;
 pub mod processes;
 pub mod sidecars;

@@ -103,10 +103,11 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
-/// The bundled Rust example reducer as its own process (`projector-gateway example-sidecar`).
+/// The bundled Rust example reducer as its own process (`projector-gateway example-sidecar`),
+/// with its default `sql` target whatever `REDUCER_TARGET` the developer's shell holds.
 pub fn example_sidecar(address: &str, dir: &Path) -> Process {
     let mut command = Command::new(gateway_bin());
-    command.args(["example-sidecar", "--address", address]);
+    command.args(["example-sidecar", "--address", address]).env_remove("REDUCER_TARGET");
     Process::spawn(command, dir.join(format!("sidecar-{}.log", address.replace(':', "_"))), true)
 }
 

@@ -6,9 +6,10 @@
 //! [`serve`]) so it can be unit-tested and reused; the gateway's `demo` command runs it
 //! in-process over a real loopback gRPC connection.
 //!
-//! Two targets, chosen by the process with `REDUCER_TARGET` (see `main.rs`): `sql` (the
-//! default, [`reduce`]: typed SQL statements for the SQLite and PostgreSQL sinks) and `mongo`
-//! ([`reduce_mongo`]: MongoDB upserts for the MongoDB sink).
+//! Three targets, chosen by the process with `REDUCER_TARGET` (see `main.rs`): `sql` (the
+//! default, [`reduce`]: typed SQL statements for the SQLite and PostgreSQL sinks), `mongo`
+//! ([`reduce_mongo`]: MongoDB upserts for the MongoDB sink) and `elastic` ([`reduce_elastic`]
+//! in `elastic.rs`: document operations for the Elasticsearch/OpenSearch sink).
 
 #![allow(clippy::result_large_err)] // tonic::Status is large by design; every gRPC service returns it.
 
@@ -19,6 +20,10 @@ use prost_types::{Any, Struct, value::Kind};
 use tokio::net::TcpListener;
 use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
 use tonic::{Request, Response, Status, Streaming};
+
+mod elastic;
+
+pub use elastic::{elastic_description, reduce_elastic};
 
 /// The generated contract (from the gateway's `proto/projection.proto`).
 pub mod proto {
@@ -109,6 +114,8 @@ pub enum Target {
     Sql,
     /// MongoDB upserts on the `bookings` and `guest_stats` collections.
     Mongo,
+    /// Elasticsearch documents: bookings and the facts their counters are aggregated from.
+    Elastic,
 }
 
 impl Target {
@@ -117,7 +124,8 @@ impl Target {
         match name {
             "sql" => Ok(Target::Sql),
             "mongo" => Ok(Target::Mongo),
-            other => Err(format!("REDUCER_TARGET={other} is not supported; use `sql` or `mongo`")),
+            "elastic" => Ok(Target::Elastic),
+            other => Err(format!("REDUCER_TARGET={other} is not supported; use `sql`, `mongo` or `elastic`")),
         }
     }
 
@@ -125,6 +133,16 @@ impl Target {
         match self {
             Target::Sql => reduce(request),
             Target::Mongo => reduce_mongo(request),
+            Target::Elastic => reduce_elastic(request),
+        }
+    }
+
+    /// What `Describe` answers for this target.
+    pub fn description(self) -> DescribeResponse {
+        match self {
+            Target::Sql => description(),
+            Target::Mongo => mongo_description(),
+            Target::Elastic => elastic_description(),
         }
     }
 }
@@ -293,7 +311,7 @@ fn pack<M: Message>(name: &str, message: &M) -> Any {
 }
 
 /// The gRPC service: answers each request of a stream, in order, with [`reduce`] (or
-/// [`reduce_mongo`] for [`Target::Mongo`]).
+/// [`reduce_mongo`] for [`Target::Mongo`], [`reduce_elastic`] for [`Target::Elastic`]).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct BookingsReducer {
     pub target: Target,
@@ -315,7 +333,6 @@ impl Projection for BookingsReducer {
     }
 }
 
-/// Serves the reducer on `listener` until `shutdown` completes.
 /// The event types [`reduce`] handles; every other type is answered with `Ignore`.
 pub const HANDLED_EVENT_TYPES: [&str; 5] = ["RoomBooked", "PaymentRecorded", "GuestCheckedIn", "GuestCheckedOut", "BookingCancelled"];
 
@@ -338,10 +355,7 @@ pub fn description() -> DescribeResponse {
 #[tonic::async_trait]
 impl ProjectionInfo for BookingsReducer {
     async fn describe(&self, _: Request<DescribeRequest>) -> Result<Response<DescribeResponse>, Status> {
-        Ok(Response::new(match self.target {
-            Target::Sql => description(),
-            Target::Mongo => mongo_description(),
-        }))
+        Ok(Response::new(self.target.description()))
     }
 }
 
@@ -359,6 +373,7 @@ pub fn mongo_description() -> DescribeResponse {
     }
 }
 
+/// Serves the SQL reducer on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,

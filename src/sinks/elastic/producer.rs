@@ -7,7 +7,10 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
-use elasticsearch::{Elasticsearch, http::Method};
+use elasticsearch::{
+    Elasticsearch,
+    http::{Method, headers::HeaderMap},
+};
 use serde::Serialize;
 use serde::de::IgnoredAny;
 use serde_json::json;
@@ -19,7 +22,7 @@ use super::{
     ops::{Action, ElasticOp},
 };
 use crate::{
-    config::{ElasticPayloadMapping, ElasticProducerConfig},
+    config::{ElasticLifecyclePolicy, ElasticPayloadMapping, ElasticProducerConfig},
     event::ContentType,
     sinks::{DecodeError, EventRef, SinkError},
 };
@@ -66,12 +69,17 @@ impl Producer {
             ElasticPayloadMapping::Object => json!({"type": "object"}),
             ElasticPayloadMapping::Flattened => json!({"type": engine.flattened_type()}),
         };
+        let mut settings = config.settings.clone();
+        if let Some(lifecycle) = &config.lifecycle_policy {
+            ensure_lifecycle_policy(client, names, lifecycle).await?;
+            settings.entry("index.lifecycle.name".into()).or_insert_with(|| lifecycle.name.clone().into());
+        }
         let mut body = json!({
             "index_patterns": [pattern],
             "priority": config.template_priority,
             "_meta": {"managed_by": "projector-gateway"},
             "template": {
-                "settings": config.settings,
+                "settings": settings,
                 "mappings": {"properties": {
                     "@timestamp": {"type": "date"},
                     "event_id": {"type": "keyword"},
@@ -145,6 +153,37 @@ impl Producer {
         source.push(b'}');
         Ok(ElasticOp { index: Some(index), id: e.event_id.clone(), action: Action::Create { source: Bytes::from(source) } })
     }
+}
+
+/// Creates the lifecycle policy unless one of that name exists (an operator may have tuned
+/// it since). Engines without Elasticsearch's index lifecycle management (OpenSearch, which
+/// has ISM instead; distributions without the ILM module) stop the start with a message.
+async fn ensure_lifecycle_policy(client: &Elasticsearch, names: &Names, lifecycle: &ElasticLifecyclePolicy) -> Result<(), SinkError> {
+    let path = format!("/_ilm/policy/{}", encode_segment(&lifecycle.name));
+    let failed = |what: &str, detail: String| {
+        SinkError(format!(
+            "Elasticsearch target `{}`: cannot {what} the lifecycle policy `{}`: {detail}; the engine needs index lifecycle management (Elasticsearch's ILM), or leave `lifecycle_policy` out and manage retention another way",
+            names.display, lifecycle.name
+        ))
+    };
+    let response = client
+        .send(Method::Get, &path, HeaderMap::new(), Option::<&()>::None, Option::<Vec<u8>>::None, None)
+        .await
+        .map_err(|e| failed("look up", client::transport_error(&e).message))?;
+    match response.status_code().as_u16() {
+        200 => return Ok(()),
+        // ILM's own "no such policy"; an engine without ILM answers "no handler" instead.
+        404 => {
+            let body = response.text().await.unwrap_or_default();
+            if !body.contains("resource_not_found_exception") {
+                return Err(failed("look up", format!("HTTP 404: {}", body.chars().take(300).collect::<String>())));
+            }
+        }
+        _ => return Err(failed("look up", client::response_error(response).await.message)),
+    }
+    let body = json!({ "policy": lifecycle.policy }).to_string().into_bytes();
+    client::send(client, Method::Put, &path, Some(body)).await.map_err(|e| failed("create", e.message))?;
+    Ok(())
 }
 
 /// The template's name: configured, or `projector-gateway-<index>` with `{category}` written

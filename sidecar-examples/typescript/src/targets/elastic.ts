@@ -1,71 +1,68 @@
 /**
  * REDUCER_TARGET=elastic: the bookings read model as Elasticsearch document operations
- * (`projection.Index` / `Update` / `Delete`), for the gateway's future Elasticsearch target.
- * Not applied by the gateway yet, but well-formed.
+ * (`projection.Index` / `Update`), for the gateway's Elasticsearch/OpenSearch target. The same
+ * operations as every other example (the `elastic` target of ../go/README.md):
+ * tests/typescript_sidecar.rs compares them with the Rust reference's, field for field.
  *
- * The operations act on the connector's one index, and an Update only merges fields (it
- * cannot add to a counter), so the model is shaped the way Elasticsearch is used: documents
- * hold facts, and sums and counts are aggregations at query time.
+ * The operations act on the connector's one index, so every document id starts with its kind,
+ * and an Update only merges fields (it cannot add to a counter), so documents hold facts and
+ * the SQL model's counters are aggregations at query time:
  *
- * - `booking:<bookingId>`: `{ kind: "booking", bookingId, guestId, roomId, checkIn, checkOut,
- *   priceCents, status, lastPosition }`, indexed on RoomBooked, its `status` and
- *   `lastPosition` merged on the later events.
- * - `payment:<eventId>`: `{ kind: "payment", bookingId, guestId, amountCents, position }`,
- *   one per PaymentRecorded. Keyed by the event id, so an event delivered twice writes the
- *   same document twice, not two documents.
+ * - `booking:<bookingId>`: `{ kind: "booking", booking_id, guest_id, room_id, check_in,
+ *   check_out, price_cents, status, last_position }`, indexed on RoomBooked, its `status` and
+ *   `last_position` merged on the later events.
+ * - `event:<eventId>`: one fact per counted event, `{ kind, booking_id, guest_id, position }`
+ *   with `kind` `booked`, `payment` (plus `amount_cents`) or `cancellation`.
  *
- * A booking's paid cents are the sum of its payments' `amountCents`; a guest's stats (the SQL
- * model's `guest_stats`) are a terms aggregation on `guestId`. No bookings event removes a
- * document, so this mapping emits no Delete (see `remove` in operations.ts).
+ * A booking's `paid_cents` is the sum of its payments' `amount_cents`; a guest's `bookings`,
+ * `cancellations` and `payments` are the counts of its facts of each kind, and its `paid_cents`
+ * the sum of its payments. Every id comes from the log, so an event delivered twice writes the
+ * same documents again. No bookings event removes a document, so this mapping emits no Delete
+ * (see `remove` in operations.ts).
  */
 
 import type { BookingEvent } from "../bookings.js";
-import { index, update, type Operation } from "../operations.js";
+import { index, update, type Document, type Operation } from "../operations.js";
 
 export function bookingId(id: string): string {
   return `booking:${id}`;
 }
 
-export function paymentId(eventId: string): string {
-  return `payment:${eventId}`;
+export function factId(eventId: string): string {
+  return `event:${eventId}`;
 }
 
 /** The document operations for one event of id `eventId` at `position`. */
 export function toElastic(event: BookingEvent, position: bigint, eventId: string): Operation[] {
-  const lastPosition = Number(position);
+  const pos = Number(position);
   const id = bookingId(event.bookingId);
+  // The fact that this event counted, keyed by its id.
+  const fact = (kind: string, guestId: string, extra: Document = {}): Operation =>
+    index(factId(eventId), { kind, booking_id: event.bookingId, guest_id: guestId, position: pos, ...extra });
   switch (event.type) {
     case "RoomBooked":
       return [
         index(id, {
           kind: "booking",
-          bookingId: event.bookingId,
-          guestId: event.guestId,
-          roomId: event.roomId,
-          checkIn: event.checkIn,
-          checkOut: event.checkOut,
-          priceCents: event.priceCents,
+          booking_id: event.bookingId,
+          guest_id: event.guestId,
+          room_id: event.roomId,
+          check_in: event.checkIn,
+          check_out: event.checkOut,
+          price_cents: event.priceCents,
           status: "booked",
-          lastPosition,
+          last_position: pos,
         }),
+        fact("booked", event.guestId),
       ];
     case "PaymentRecorded":
-      return [
-        index(paymentId(eventId), {
-          kind: "payment",
-          bookingId: event.bookingId,
-          guestId: event.guestId,
-          amountCents: event.amountCents,
-          position: lastPosition,
-        }),
-        update(id, { lastPosition }),
-      ];
+      return [update(id, { last_position: pos }), fact("payment", event.guestId, { amount_cents: event.amountCents })];
     case "GuestCheckedIn":
-      return [update(id, { status: "checked_in", lastPosition })];
+      return [update(id, { status: "checked_in", last_position: pos })];
     case "GuestCheckedOut":
-      return [update(id, { status: "checked_out", lastPosition })];
+      return [update(id, { status: "checked_out", last_position: pos })];
     case "BookingCancelled":
-      return [update(id, { status: "cancelled", lastPosition })];
+      return [update(id, { status: "cancelled", last_position: pos }), fact("cancellation", event.guestId)];
   }
 }
 

@@ -1,0 +1,196 @@
+//! The SQL Server (and Azure SQL) target, through tiberius. Each writer owns a connection and
+//! applies a batch as one transaction holding its operations, its parked events and the
+//! checkpoint rows of every partition it touches, which makes the effect exactly once.
+//!
+//! Round trips per batch: **one** — the whole transaction (`SET XACT_ABORT ON; BEGIN TRAN;`,
+//! every statement with its parameters numbered across the batch, the checkpoint `MERGE`,
+//! `COMMIT TRAN`) is one `sp_executesql` call. Only a batch with more than 2,098 parameters
+//! (the RPC limit of 2,100 less `sp_executesql`'s own two) is split between statements into
+//! N calls, sent as `BEGIN TRAN` + N calls + `COMMIT TRAN`: N + 2 round trips. A failed batch
+//! costs one more (`ROLLBACK`).
+//!
+//! - `connect.rs`: the ADO.NET connection string, connecting, error classification;
+//! - `params.rs`: typed parameters as SQL Server values, placeholders renumbered;
+//! - `batch.rs`: a transaction as one T-SQL text, and its lines mapped back to the items;
+//! - `schema.rs`: the gateway's tables;
+//! - `apply.rs`: applying a batch, with reconnection and the in-doubt check.
+//!
+//! Projection versions are recorded in `<schema>.projections`, as the PostgreSQL target does.
+
+mod apply;
+mod batch;
+mod connect;
+mod params;
+mod schema;
+
+use std::sync::Arc;
+
+use prost_types::Any;
+use tiberius::{ColumnData, Query};
+use tokio::sync::Mutex;
+
+use crate::{
+    checkpoint::CheckpointRow,
+    config::MssqlSinkConfig,
+    sinks::{DecodeError, Sink, SinkError, sql::{SqlOp, decode_sql_op}},
+};
+
+pub use apply::MssqlWriter;
+pub use connect::{TRANSIENT_ERRORS, parse_connection_string};
+
+use batch::{Origin, Plan, ROLLBACK_BATCH, Step};
+use connect::{Endpoint, MssqlClient, describe, is_connection_lost};
+use schema::GatewaySql;
+
+pub struct MssqlSink {
+    endpoint: Arc<Endpoint>,
+    connector: Arc<str>,
+    sql: Arc<GatewaySql>,
+    allow_raw_sql: bool,
+    writers: usize,
+    /// For reading and deleting checkpoints and recording versions; reopened when lost.
+    admin: Mutex<Option<MssqlClient>>,
+}
+
+impl MssqlSink {
+    /// Connects to the target, creates the gateway's schema and tables where missing, and runs
+    /// the configured init SQL.
+    pub async fn open(config: &MssqlSinkConfig, connector: &str) -> Result<Self, SinkError> {
+        let endpoint =
+            Endpoint::parse(&config.connection_string).map_err(|e| SinkError(format!("sink.mssql.connection_string: {e}")))?;
+        let mut client = connect(&endpoint).await?;
+        let sql = GatewaySql::new(&config.schema);
+        schema::prepare_target(&mut client, config, &sql, endpoint.display()).await?;
+        Ok(Self {
+            endpoint: Arc::new(endpoint),
+            connector: connector.into(),
+            sql: Arc::new(sql),
+            allow_raw_sql: config.allow_raw_sql,
+            writers: config.writers.max(1),
+            admin: Mutex::new(Some(client)),
+        })
+    }
+
+    /// Runs `work` on the admin connection (reopened first if lost); a connection that fails
+    /// is dropped so the next call opens a new one.
+    async fn with_admin<T>(
+        &self,
+        what: &str,
+        work: impl AsyncFnOnce(&mut MssqlClient) -> Result<T, tiberius::error::Error>,
+    ) -> Result<T, SinkError> {
+        let mut guard = self.admin.lock().await;
+        let client = match &mut *guard {
+            Some(client) => client,
+            None => guard.insert(connect(&self.endpoint).await?),
+        };
+        match work(client).await {
+            Ok(value) => Ok(value),
+            Err(e) => {
+                if is_connection_lost(&e) {
+                    *guard = None;
+                }
+                Err(self.error(what, &e))
+            }
+        }
+    }
+
+    fn error(&self, what: &str, e: &tiberius::error::Error) -> SinkError {
+        SinkError(format!("SQL Server target {}: {what}: {}", self.endpoint.display(), describe(e)))
+    }
+}
+
+async fn connect(endpoint: &Endpoint) -> Result<MssqlClient, SinkError> {
+    endpoint.connect().await.map_err(|e| {
+        SinkError(format!("cannot connect to the SQL Server target {}: {}", endpoint.display(), describe(&e)))
+    })
+}
+
+impl Sink for MssqlSink {
+    type Op = SqlOp;
+    type Writer = MssqlWriter;
+
+    fn name(&self) -> &'static str {
+        "mssql"
+    }
+
+    fn decode(&self, operation: &Any) -> Result<Option<SqlOp>, DecodeError> {
+        decode_sql_op(operation, self.allow_raw_sql, "mssql")
+    }
+
+    async fn load_checkpoints(&self) -> Result<Vec<CheckpointRow>, SinkError> {
+        self.with_admin("cannot read the checkpoints", async |client| {
+            schema::load_checkpoints(client, &self.sql, &self.connector).await
+        })
+        .await
+    }
+
+    async fn delete_checkpoints(&self, partition_count: u32) -> Result<(), SinkError> {
+        self.with_admin("cannot delete checkpoints", async |client| {
+            let mut query = Query::new(self.sql.delete_checkpoints.as_str());
+            query.bind(&*self.connector);
+            query.bind(partition_count as i32);
+            query.execute(client).await.map(drop)
+        })
+        .await
+    }
+
+    async fn projection_version(&self) -> Result<Option<String>, SinkError> {
+        self.with_admin("cannot read the projection version", async |client| {
+            let mut query = Query::new(self.sql.load_version.as_str());
+            query.bind(&*self.connector);
+            let row = query.query(client).await?.into_row().await?;
+            Ok(row.and_then(|r| r.get::<&str, _>(0).map(str::to_string)))
+        })
+        .await
+    }
+
+    async fn record_projection_version(
+        &self,
+        projection: &str,
+        version: &str,
+        reset: Option<Vec<SqlOp>>,
+    ) -> Result<(), SinkError> {
+        let mut steps = Vec::new();
+        for (n, op) in reset.iter().flatten().enumerate() {
+            let origin = Origin::Op { item: 0, number: n + 1 };
+            let what = || format!("reset operation {} of the sidecar's Describe ({op})", n + 1);
+            steps.push(match op {
+                SqlOp::Raw(sql) => Step::raw(sql, origin),
+                SqlOp::Statement { sql, params } => params
+                    .iter()
+                    .map(params::column)
+                    .collect::<Result<Vec<_>, _>>()
+                    .and_then(|params| Step::statement(sql.as_str(), params, origin))
+                    .map_err(|e| SinkError(format!("SQL Server target {}: {}: {e}", self.endpoint.display(), what())))?,
+            });
+        }
+        let connector = || ColumnData::String(Some((*self.connector).into()));
+        if reset.is_some() {
+            let step = Step::statement(self.sql.delete_all_checkpoints.as_str(), vec![connector()], Origin::Gateway("deleting the checkpoints"));
+            steps.push(step.expect("gateway SQL is valid"));
+        }
+        let params = vec![connector(), ColumnData::String(Some(projection.into())), ColumnData::String(Some(version.into()))];
+        let step = Step::statement(self.sql.upsert_version.as_str(), params, Origin::Gateway("recording the projection version"));
+        steps.push(step.expect("gateway SQL is valid"));
+        self.with_admin("cannot record the projection version", async |client| {
+            match apply::run(client, Plan::new(steps)).await {
+                Ok(()) => Ok(()),
+                Err(failure) => {
+                    if !is_connection_lost(&failure.error) {
+                        let _ = schema::run_batch(client, ROLLBACK_BATCH).await;
+                    }
+                    Err(failure.error)
+                }
+            }
+        })
+        .await
+    }
+
+    fn writer_count(&self) -> usize {
+        self.writers
+    }
+
+    async fn open_writer(&self) -> Result<MssqlWriter, SinkError> {
+        MssqlWriter::open(self.endpoint.clone(), self.connector.clone(), self.sql.clone()).await
+    }
+}

@@ -1,0 +1,390 @@
+//! A TDS test double: a TCP server speaking just enough of TDS 7.4 (the SQL Server protocol)
+//! for tiberius, so the SQL Server target can be tested on a machine where no SQL Server can
+//! be installed.
+//!
+//! What it is: a **recorder**. It answers PRELOGIN (encryption NOT_SUP: no TLS, so the client
+//! connects with `Encrypt=DANGER_PLAINTEXT`; a real server normally uses TLS), LOGIN7 (LOGINACK,
+//! ENVCHANGE database/packet size/collation, DONE), SQL batches and RPCs. It records every
+//! request: the SQL text, each parameter's name, TDS type and value, and the transaction
+//! descriptor of ALL_HEADERS. It answers DONE tokens, or a scripted ERROR token (number,
+//! state, class, message and the line of the text where a given string is, as SQL Server
+//! reports the line of the failing statement).
+//!
+//! What little it interprets, it interprets honestly and narrowly: `BEGIN TRAN` / `COMMIT
+//! TRAN` / `ROLLBACK TRAN` in a text open and end a transaction (with the ENVCHANGE tokens a
+//! server sends, so the client carries the descriptor); a failing request ends an open
+//! transaction as `XACT_ABORT ON` does; and it keeps an in-memory checkpoint table, parked
+//! events and projection versions by reading the parameters of the gateway's own `MERGE` and
+//! `INSERT` statements (their shape is the gateway's, in `src/sinks/mssql/schema.rs`), applied
+//! at commit. It answers the gateway's checkpoint and version `SELECT`s from that state. It
+//! does not parse or run any other SQL: whether a statement is valid T-SQL, whether a
+//! parameter converts to its column, and locking are not tested by it (README: "SQL Server
+//! target").
+
+pub mod wire;
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use regex::Regex;
+use tokio::{net::TcpListener, task::JoinHandle};
+pub use wire::{Param, Value};
+use wire::{Cell, Column};
+
+/// One request as the double received it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Login { user: String, database: String },
+    /// A SQL batch (no parameters).
+    Batch { connection: u32, text: String, transaction: u64 },
+    /// An RPC; for `sp_executesql`, `text` is `@stmt`, `declared` is `@params` and `params`
+    /// the statement's own parameters (`@P1`..).
+    Rpc { connection: u32, procedure: String, text: String, declared: String, params: Vec<Param>, transaction: u64 },
+}
+
+impl Request {
+    pub fn text(&self) -> &str {
+        match self {
+            Request::Login { .. } => "",
+            Request::Batch { text, .. } | Request::Rpc { text, .. } => text,
+        }
+    }
+}
+
+/// An error the double answers a request with.
+#[derive(Debug, Clone)]
+pub struct ScriptedError {
+    /// The request's text contains this; the error's line is the line it is on.
+    pub when_text_contains: String,
+    pub number: u32,
+    pub class: u8,
+    pub message: String,
+    /// How many requests fail this way (`None`: every one).
+    pub times: Option<u32>,
+}
+
+/// A parked event row: (connector, partition, position, event id, stream, event type, error).
+pub type ParkedRow = (String, i64, i64, String, String, String, String);
+
+#[derive(Default)]
+struct State {
+    requests: Vec<Request>,
+    errors: Vec<ScriptedError>,
+    /// (connector, partition count, partition) → position.
+    checkpoints: BTreeMap<(String, i64, i64), i64>,
+    parked: Vec<ParkedRow>,
+    /// connector → (projection, version).
+    versions: BTreeMap<String, (String, String)>,
+    next_descriptor: u64,
+    connections: u32,
+}
+
+/// Writes of one transaction, applied at `COMMIT`.
+#[derive(Default)]
+struct Pending {
+    checkpoints: Vec<((String, i64, i64), i64)>,
+    deletes: Vec<(String, Option<i64>)>,
+    parked: Vec<ParkedRow>,
+    versions: Vec<(String, (String, String))>,
+}
+
+/// The running double; stops when dropped.
+pub struct TdsServer {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TdsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TdsServer {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State { next_descriptor: 1, ..State::default() }));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            let mut sessions = tokio::task::JoinSet::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                let state = shared.clone();
+                sessions.spawn(async move {
+                    let _ = Session::new(state).serve(socket).await;
+                });
+                while sessions.try_join_next().is_some() {}
+            }
+        });
+        Self { port, state, task }
+    }
+
+    /// An ADO.NET connection string to the double (no TLS: it does not speak it).
+    pub fn connection_string(&self, database: &str) -> String {
+        format!(
+            "Server=tcp:127.0.0.1,{};Database={database};User Id=gateway;Password=secret;Encrypt=DANGER_PLAINTEXT",
+            self.port
+        )
+    }
+
+    pub fn fail(&self, error: ScriptedError) {
+        self.state.lock().unwrap().errors.push(error);
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.state.lock().unwrap().requests.clear();
+    }
+
+    /// (partition count, partition, position) of `connector`'s checkpoint rows.
+    pub fn checkpoints(&self, connector: &str) -> Vec<(i64, i64, i64)> {
+        let state = self.state.lock().unwrap();
+        state.checkpoints.iter().filter(|((c, ..), _)| c == connector).map(|((_, n, p), pos)| (*n, *p, *pos)).collect()
+    }
+
+    pub fn set_checkpoint(&self, connector: &str, partition_count: i64, partition: i64, position: i64) {
+        self.state.lock().unwrap().checkpoints.insert((connector.into(), partition_count, partition), position);
+    }
+
+    pub fn parked(&self) -> Vec<ParkedRow> {
+        self.state.lock().unwrap().parked.clone()
+    }
+
+    pub fn version(&self, connector: &str) -> Option<(String, String)> {
+        self.state.lock().unwrap().versions.get(connector).cloned()
+    }
+}
+
+struct Session {
+    state: Arc<Mutex<State>>,
+    id: u32,
+    /// The open transaction's descriptor and its writes.
+    transaction: Option<(u64, Pending)>,
+}
+
+impl Session {
+    fn new(state: Arc<Mutex<State>>) -> Self {
+        let id = {
+            let mut s = state.lock().unwrap();
+            s.connections += 1;
+            s.connections
+        };
+        Self { state, id, transaction: None }
+    }
+
+    async fn serve(mut self, mut socket: tokio::net::TcpStream) -> std::io::Result<()> {
+        loop {
+            let (kind, payload) = wire::read_message(&mut socket).await?;
+            let answer = match kind {
+                wire::PRELOGIN => wire::prelogin_response(),
+                wire::LOGIN7 => {
+                    let (user, database) = wire::login_fields(&payload);
+                    let answer = wire::login_response(&database);
+                    self.state.lock().unwrap().requests.push(Request::Login { user, database });
+                    answer
+                }
+                wire::SQL_BATCH => {
+                    let mut r = wire::Reader::new(&payload);
+                    let transaction = r.all_headers();
+                    let text = r.rest_utf16();
+                    self.record(Request::Batch { connection: self.id, text: text.clone(), transaction });
+                    self.answer(&text, &[], 0xfd)
+                }
+                wire::RPC => {
+                    let mut r = wire::Reader::new(&payload);
+                    let transaction = r.all_headers();
+                    let procedure = r.proc_name();
+                    let mut params = Vec::new();
+                    while !r.done() {
+                        params.push(r.param());
+                    }
+                    let (text, declared) = if procedure == "sp_executesql" && params.len() >= 2 {
+                        let own: Vec<Param> = params.drain(..2).collect();
+                        let text = |p: &Param| match &p.value {
+                            Value::Text(t) => t.clone(),
+                            _ => String::new(),
+                        };
+                        (text(&own[0]), text(&own[1]))
+                    } else {
+                        (String::new(), String::new())
+                    };
+                    self.record(Request::Rpc {
+                        connection: self.id,
+                        procedure,
+                        text: text.clone(),
+                        declared,
+                        params: params.clone(),
+                        transaction,
+                    });
+                    let mut answer = self.answer(&text, &params, 0xfe);
+                    let at = answer.len() - 13;
+                    answer.splice(at..at, {
+                        let mut status = Vec::new();
+                        wire::return_status(&mut status, 0);
+                        status
+                    });
+                    answer
+                }
+                wire::ATTENTION => {
+                    let mut out = Vec::new();
+                    wire::done(&mut out, 0xfd, 0x0020, 0);
+                    out
+                }
+                other => panic!("the TDS double does not handle packet type 0x{other:02x}"),
+            };
+            wire::write_message(&mut socket, &answer).await?;
+        }
+    }
+
+    fn record(&self, request: Request) {
+        self.state.lock().unwrap().requests.push(request);
+    }
+
+    /// The tokens answering a text; the last token is the DONE of kind `done_kind`.
+    fn answer(&mut self, text: &str, params: &[Param], done_kind: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        let upper = text.to_ascii_uppercase();
+        if upper.contains("BEGIN TRAN") && self.transaction.is_none() {
+            let descriptor = {
+                let mut s = self.state.lock().unwrap();
+                s.next_descriptor += 1;
+                s.next_descriptor
+            };
+            wire::transaction_change(&mut out, 8, descriptor);
+            self.transaction = Some((descriptor, Pending::default()));
+        }
+        if let Some(error) = self.scripted_error(text) {
+            let line = text.lines().position(|l| l.contains(&error.when_text_contains)).map_or(1, |i| i as u32 + 1);
+            wire::error(&mut out, error.number, 1, error.class, &error.message, line);
+            if let Some((descriptor, _)) = self.transaction.take() {
+                wire::transaction_change(&mut out, 10, descriptor); // XACT_ABORT: rolled back
+            }
+            wire::done(&mut out, done_kind, 0x0002, 0);
+            return out;
+        }
+        let mut pending = Pending::default();
+        interpret(text, params, &mut pending);
+        match &mut self.transaction {
+            Some((_, open)) => {
+                open.checkpoints.extend(pending.checkpoints);
+                open.deletes.extend(pending.deletes);
+                open.parked.extend(pending.parked);
+                open.versions.extend(pending.versions);
+            }
+            None => self.state.lock().unwrap().apply(pending),
+        }
+        if upper.trim_start().starts_with("SELECT PARTITION_COUNT") {
+            let connector = text_param(params, 0);
+            let rows: Vec<Vec<Cell>> = self
+                .state
+                .lock()
+                .unwrap()
+                .checkpoints
+                .iter()
+                .filter(|((c, ..), _)| *c == connector)
+                .map(|((_, n, p), pos)| vec![Cell::Int(*n as i32), Cell::Int(*p as i32), Cell::BigInt(*pos)])
+                .collect();
+            wire::result_set(
+                &mut out,
+                &[Column::Int("partition_count"), Column::Int("partition"), Column::BigInt("position")],
+                &rows,
+            );
+        } else if upper.trim_start().starts_with("SELECT VERSION FROM") {
+            let connector = text_param(params, 0);
+            let rows: Vec<Vec<Cell>> =
+                self.state.lock().unwrap().versions.get(&connector).map(|(_, v)| vec![Cell::Text(v.clone())]).into_iter().collect();
+            wire::result_set(&mut out, &[Column::NVarChar("version")], &rows);
+        }
+        if upper.contains("COMMIT TRAN") {
+            if let Some((descriptor, pending)) = self.transaction.take() {
+                self.state.lock().unwrap().apply(pending);
+                wire::transaction_change(&mut out, 9, descriptor);
+            }
+        } else if upper.contains("ROLLBACK TRAN")
+            && let Some((descriptor, _)) = self.transaction.take()
+        {
+            wire::transaction_change(&mut out, 10, descriptor);
+        }
+        wire::done(&mut out, done_kind, 0x0000, 0);
+        out
+    }
+
+    fn scripted_error(&self, text: &str) -> Option<ScriptedError> {
+        let mut state = self.state.lock().unwrap();
+        let index = state.errors.iter().position(|e| text.contains(&e.when_text_contains) && e.times != Some(0))?;
+        let error = &mut state.errors[index];
+        if let Some(times) = &mut error.times {
+            *times -= 1;
+        }
+        Some(error.clone())
+    }
+}
+
+impl State {
+    fn apply(&mut self, pending: Pending) {
+        for (connector, count) in pending.deletes {
+            self.checkpoints.retain(|(c, n, _), _| !(*c == connector && count.is_none_or(|count| *n == count)));
+        }
+        self.checkpoints.extend(pending.checkpoints);
+        self.parked.extend(pending.parked);
+        self.versions.extend(pending.versions);
+    }
+}
+
+fn text_param(params: &[Param], index: usize) -> String {
+    match params.get(index).map(|p| &p.value) {
+        Some(Value::Text(t)) => t.clone(),
+        other => panic!("parameter {index} is not text: {other:?}"),
+    }
+}
+
+/// Reads the gateway's own writes (checkpoint `MERGE`, checkpoint `DELETE`, parked `INSERT`,
+/// version `MERGE`) out of a text and its parameters.
+fn interpret(text: &str, params: &[Param], pending: &mut Pending) {
+    let p = |n: &str| -> &Value { &params[n.parse::<usize>().unwrap() - 1].value };
+    let text_of = |v: &Value| match v {
+        Value::Text(t) => t.clone(),
+        other => panic!("expected text, got {other:?}"),
+    };
+    let int_of = |v: &Value| match v {
+        Value::Int(i) => *i,
+        other => panic!("expected an integer, got {other:?}"),
+    };
+    let merge = Regex::new(
+        r"MERGE \S+\.\[checkpoints\] WITH \(HOLDLOCK\) AS t USING \(VALUES ((?:\(@P\d+, @P\d+\)(?:, )?)+)\) AS s \(\[partition\], position\) ON t\.connector = @P(\d+) AND t\.partition_count = @P(\d+)",
+    )
+    .unwrap();
+    let pair = Regex::new(r"\(@P(\d+), @P(\d+)\)").unwrap();
+    for m in merge.captures_iter(text) {
+        let (connector, count) = (text_of(p(&m[2])), int_of(p(&m[3])));
+        for row in pair.captures_iter(&m[1]) {
+            pending.checkpoints.push(((connector.clone(), count, int_of(p(&row[1]))), int_of(p(&row[2]))));
+        }
+    }
+    let delete = Regex::new(r"DELETE FROM \S+\.\[checkpoints\] WHERE connector = @P(\d+)(?: AND partition_count = @P(\d+))?").unwrap();
+    for m in delete.captures_iter(text) {
+        pending.deletes.push((text_of(p(&m[1])), m.get(2).map(|n| int_of(p(n.as_str())))));
+    }
+    let parked = Regex::new(r"INSERT INTO \S+\.\[parked_events\] \([^)]*\) VALUES \(@P(\d+), @P(\d+), @P(\d+), @P(\d+), @P(\d+), @P(\d+), @P(\d+), @P(\d+)\)").unwrap();
+    for m in parked.captures_iter(text) {
+        pending.parked.push((
+            text_of(p(&m[1])),
+            int_of(p(&m[2])),
+            int_of(p(&m[3])),
+            text_of(p(&m[4])),
+            text_of(p(&m[5])),
+            text_of(p(&m[6])),
+            text_of(p(&m[8])),
+        ));
+    }
+    let version = Regex::new(r"MERGE \S+\.\[projections\] WITH \(HOLDLOCK\) AS t USING \(VALUES \(@P(\d+), @P(\d+), @P(\d+)\)\)").unwrap();
+    for m in version.captures_iter(text) {
+        pending.versions.push((text_of(p(&m[1])), (text_of(p(&m[2])), text_of(p(&m[3])))));
+    }
+}
