@@ -379,6 +379,92 @@ async fn failing_events_are_parked_and_the_others_applied_once(engine: Engine) {
     assert!(ix.checkpoints("bookings").await.values().all(|p| *p == head));
 }
 
+/// Every event indexes a document named after it; the documents of events at positions
+/// divisible by 50 carry the word the refusing front below rejects.
+fn index_marked_every_fiftieth(request: &ProjectionRequest) -> ProjectionResponse {
+    let position = request.global_position;
+    let marker = if position % 50 == 0 { "refuse-me" } else { "fine" };
+    let doc = st(&format!(r#"{{"position": {position}, "marker": "{marker}"}}"#));
+    let op = pack("projection.Index", &bookings_reducer::proto::Index { id: format!("p{position}"), document: Some(doc), ..Default::default() });
+    ProjectionResponse { event_id: request.event_id.clone(), operation: Some(op), ..Default::default() }
+}
+
+/// An HTTP front to the engine that refuses, as a whole, every `_bulk` request holding the
+/// word `refuse-me` (413, as an engine does for a request over its size limit), and forwards
+/// everything else.
+async fn refusing_front(engine: Engine) -> String {
+    use axum::{body::Bytes as Body, extract::Request, http::StatusCode, response::IntoResponse};
+    let (client, _) = projector_gateway::sinks::elastic::client::connect(&ElasticSinkConfig { url: engine.url().into(), ..Indices::fresh(engine, "front").config() })
+        .expect("client");
+    let forward = move |request: Request| {
+        let client = client.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let body: Body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+            let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+            if path.contains("_bulk") && body.windows(9).any(|w| w == b"refuse-me") {
+                return (StatusCode::PAYLOAD_TOO_LARGE, "request entity too large").into_response();
+            }
+            let method = match parts.method.as_str() {
+                "GET" => Method::Get,
+                "PUT" => Method::Put,
+                "DELETE" => Method::Delete,
+                "HEAD" => Method::Head,
+                _ => Method::Post,
+            };
+            let mut headers = ::elasticsearch::http::headers::HeaderMap::new();
+            headers.insert(
+                ::elasticsearch::http::headers::CONTENT_TYPE,
+                ::elasticsearch::http::headers::HeaderValue::from_static("application/json"),
+            );
+            let body = (!body.is_empty()).then(|| body.to_vec());
+            match client.send(method, &path, headers, Option::<&()>::None, body, None).await {
+                Ok(answer) => {
+                    let status = StatusCode::from_u16(answer.status_code().as_u16()).unwrap();
+                    let product = answer.headers().get("x-elastic-product").map(|v| v.as_bytes().to_vec());
+                    let text = answer.text().await.unwrap_or_default();
+                    let mut response = (status, [("content-type", "application/json")], text).into_response();
+                    if let Some(product) = product {
+                        response.headers_mut().insert("x-elastic-product", product.try_into().unwrap());
+                    }
+                    response
+                }
+                Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+            }
+        }
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(forward)).await });
+    address
+}
+
+/// A `_bulk` request refused as a whole names none of its events: the writer finds the one
+/// refused by sending the rest one operation per request, so the poison policy parks exactly
+/// that event and every other event of the batch is applied (naming the request's last event
+/// instead parked innocent ones).
+async fn a_request_refused_as_a_whole_parks_only_the_event_it_cannot_take(engine: Engine) {
+    let ix = Indices::fresh(engine, "whole");
+    let ws = Workspace::new();
+    let log = ws.log_with_events(300, 30, 77);
+    let head = log.head().unwrap();
+    let sidecar = sidecars::scripted(Script::Map(index_marked_every_fiftieth)).await;
+    let front = refusing_front(engine).await;
+    let sink = ix.sink_yaml("").replace(engine.url(), &front);
+    let setup = Setup { poison: "park", max_ops: 100, ..Setup::default() };
+    let mut running = Running::start(parse_connector(&connector_yaml(&ws.log_path(), &sidecar.address, &sink, &setup))).await;
+    running.wait_for(head, WAIT).await;
+    running.stop().await.expect("clean stop");
+
+    let refused: Vec<u64> = (1..=head).filter(|p| p % 50 == 0).collect();
+    let mut parked: Vec<u64> = ix.documents(&ix.parked_index()).await.iter().map(|(_, d)| d["position"].as_u64().unwrap()).collect();
+    parked.sort_unstable();
+    assert_eq!(parked, refused, "exactly the refused events parked");
+    let indexed: std::collections::BTreeSet<String> = ix.documents(&ix.prefix).await.into_iter().map(|(id, _)| id).collect();
+    let expected: std::collections::BTreeSet<String> = (1..=head).filter(|p| p % 50 != 0).map(|p| format!("p{p}")).collect();
+    assert_eq!(indexed, expected, "every other event applied");
+}
+
 async fn producer_mode_archives_events_in_data_streams_per_category(engine: Engine) {
     let ix = Indices::fresh(engine, "produce");
     let ws = Workspace::new();
@@ -555,4 +641,5 @@ on_both_engines!(
     producer_mode_into_one_index_with_a_flattened_payload,
     projection_versions_are_recorded_and_a_rebuild_forgets_the_checkpoints,
     a_lifecycle_policy_without_lifecycle_management_stops_the_start_with_a_message,
+    a_request_refused_as_a_whole_parks_only_the_event_it_cannot_take,
 );

@@ -11,6 +11,10 @@
 //! - anything else (a mapping conflict, a missing document, an invalid script): the first such
 //!   item's event is named by `failed_at` for the poison policy.
 //!
+//! A request refused as a whole (413 too large, a body the engine cannot parse) names no item;
+//! the rest of the batch is then sent one operation per request, which names the event the
+//! engine cannot take, so the poison policy never gets an innocent neighbour.
+//!
 //! The engine has no transactions: the items that were applied stay applied. The writer
 //! remembers them (per event and operation) and does not send them again when the pipeline
 //! applies the rest of the batch around a failing event, so within a running gateway no
@@ -107,6 +111,22 @@ struct ItemReply {
     error: Option<Value>,
 }
 
+/// Why sending a batch's requests stopped.
+enum Failure {
+    /// An item failed (or the failure is transient): the error says which, if any.
+    Item(ApplyError),
+    /// A request holding several events' operations was refused as a whole.
+    WholeRequest(ApplyError),
+}
+
+impl Failure {
+    fn into_error(self) -> ApplyError {
+        match self {
+            Failure::Item(e) | Failure::WholeRequest(e) => e,
+        }
+    }
+}
+
 /// What became of one item.
 enum Outcome {
     Applied,
@@ -122,18 +142,48 @@ impl ElasticWriter {
     }
 
     async fn apply_batch(&mut self, batch: &Batch<ElasticOp>) -> Result<(), ApplyError> {
-        let requests = plan(batch, &self.names, &self.connector, &self.done)?;
+        let names = self.names.clone();
+        let requests = plan(batch, &names, &self.connector, &self.done)?;
+        if let Err(failure) = self.send(requests).await {
+            let Failure::WholeRequest(error) = failure else { return Err(failure.into_error()) };
+            // A request refused as a whole (a body the engine cannot parse, one too large)
+            // names none of its items. Sending what is left one operation per request finds
+            // the item: naming any other would hand an innocent event to the poison policy.
+            debug!("{}; sending the rest of the batch one operation per request", error.message);
+            let one_by_one = Names { max_bulk_bytes: 1, ..(*self.names).clone() };
+            let requests = plan(batch, &one_by_one, &self.connector, &self.done)?;
+            self.send(requests).await.map_err(Failure::into_error)?;
+        }
+        self.write_checkpoints(batch).await?;
+        for item in &batch.items {
+            self.done.remove(&(item.partition(), item.position()));
+        }
+        Ok(())
+    }
+
+    /// Sends the requests in order, judging every item of each answer and remembering what
+    /// was applied; stops at the first request that failed.
+    async fn send(&mut self, requests: Vec<Request<'_>>) -> Result<(), Failure> {
         for request in requests {
             let item_count = request.origins.len();
             debug!("_bulk request of {item_count} item(s), {} bytes", request.body.len());
-            let reply = bulk(&self.client, request.body, self.names.refresh).await.map_err(|e| ApplyError {
-                message: format!("a _bulk request of {item_count} item(s) failed: {}", e.message),
-                transient: e.transient,
-                // The whole request was refused: the culprit is one of its items. Naming the
-                // request's last event lets the writer apply the events before it on their own,
-                // which narrows the culprit down.
-                failed_at: if e.transient { None } else { request.origins.last().map(Origin::item) },
-            })?;
+            let reply = match bulk(&self.client, request.body, self.names.refresh).await {
+                Ok(reply) => reply,
+                Err(e) => {
+                    let error = ApplyError {
+                        message: format!("a _bulk request of {item_count} item(s) failed: {}", e.message),
+                        transient: e.transient,
+                        failed_at: None,
+                    };
+                    let items: HashSet<usize> = request.origins.iter().map(Origin::item).collect();
+                    return Err(match (e.transient, items.len()) {
+                        (true, _) => Failure::Item(error),
+                        // One event's operations alone: that event is the one refused.
+                        (false, 1) => Failure::Item(ApplyError { failed_at: request.origins.first().map(Origin::item), ..error }),
+                        (false, _) => Failure::WholeRequest(error),
+                    });
+                }
+            };
             if !reply.errors {
                 for origin in &request.origins {
                     let (event, number) = origin.key();
@@ -142,11 +192,11 @@ impl ElasticWriter {
                 continue;
             }
             if reply.items.len() != item_count {
-                return Err(ApplyError {
+                return Err(Failure::Item(ApplyError {
                     message: format!("the engine answered {} item(s) to a _bulk request of {item_count}", reply.items.len()),
                     transient: true,
                     failed_at: None,
-                });
+                }));
             }
             let mut failed: Option<ApplyError> = None;
             let mut transient = Vec::new();
@@ -164,19 +214,15 @@ impl ElasticWriter {
                 }
             }
             if let Some(error) = failed {
-                return Err(error);
+                return Err(Failure::Item(error));
             }
             if let Some(first) = transient.first() {
-                return Err(ApplyError {
+                return Err(Failure::Item(ApplyError {
                     message: format!("{first} ({} item(s) to retry; the applied ones are not sent again)", transient.len()),
                     transient: true,
                     failed_at: None,
-                });
+                }));
             }
-        }
-        self.write_checkpoints(batch).await?;
-        for item in &batch.items {
-            self.done.remove(&(item.partition(), item.position()));
         }
         Ok(())
     }

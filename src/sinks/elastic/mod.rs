@@ -45,7 +45,7 @@ pub use ops::{Action, ElasticOp, decode_elastic_op, elastic_names};
 use producer::Producer;
 
 /// Index names and settings every writer needs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Names {
     /// The URL, without credentials.
     display: String,
