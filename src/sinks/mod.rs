@@ -122,7 +122,9 @@ pub struct ApplyError {
     pub message: String,
     /// Retrying the same batch later may succeed (connection lost, deadlock, busy).
     pub transient: bool,
-    /// Index in `Batch::items` of the item that failed, when known.
+    /// Index in `Batch::items` of the item that failed, only when the sink knows it: the
+    /// pipeline applies the items before it, then hands this one to the poison policy
+    /// without trying it again, so a guess would skip or park an innocent event.
     pub failed_at: Option<usize>,
 }
 
