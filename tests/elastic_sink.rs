@@ -383,7 +383,7 @@ async fn failing_events_are_parked_and_the_others_applied_once(engine: Engine) {
 /// divisible by 50 carry the word the refusing front below rejects.
 fn index_marked_every_fiftieth(request: &ProjectionRequest) -> ProjectionResponse {
     let position = request.global_position;
-    let marker = if position % 50 == 0 { "refuse-me" } else { "fine" };
+    let marker = if position.is_multiple_of(50) { "refuse-me" } else { "fine" };
     let doc = st(&format!(r#"{{"position": {position}, "marker": "{marker}"}}"#));
     let op = pack("projection.Index", &bookings_reducer::proto::Index { id: format!("p{position}"), document: Some(doc), ..Default::default() });
     ProjectionResponse { event_id: request.event_id.clone(), operation: Some(op), ..Default::default() }
@@ -456,12 +456,12 @@ async fn a_request_refused_as_a_whole_parks_only_the_event_it_cannot_take(engine
     running.wait_for(head, WAIT).await;
     running.stop().await.expect("clean stop");
 
-    let refused: Vec<u64> = (1..=head).filter(|p| p % 50 == 0).collect();
+    let refused: Vec<u64> = (1..=head).filter(|p| p.is_multiple_of(50)).collect();
     let mut parked: Vec<u64> = ix.documents(&ix.parked_index()).await.iter().map(|(_, d)| d["position"].as_u64().unwrap()).collect();
     parked.sort_unstable();
     assert_eq!(parked, refused, "exactly the refused events parked");
     let indexed: std::collections::BTreeSet<String> = ix.documents(&ix.prefix).await.into_iter().map(|(id, _)| id).collect();
-    let expected: std::collections::BTreeSet<String> = (1..=head).filter(|p| p % 50 != 0).map(|p| format!("p{p}")).collect();
+    let expected: std::collections::BTreeSet<String> = (1..=head).filter(|p| !p.is_multiple_of(50)).map(|p| format!("p{p}")).collect();
     assert_eq!(indexed, expected, "every other event applied");
 }
 
