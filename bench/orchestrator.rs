@@ -30,6 +30,14 @@ pub struct RunArgs {
     /// scenarios are skipped.
     #[arg(long, env = "BENCH_ELASTIC_URL")]
     elastic_url: Option<String>,
+    /// URL of SecantusDB (scripts/mongo.sh start secantus: transactions); without it the
+    /// `mongo-secantus-*` scenarios are skipped.
+    #[arg(long, env = "BENCH_SECANTUS_URL")]
+    secantus_url: Option<String>,
+    /// URL of FerretDB (scripts/mongo.sh start ferret: no transactions); without it the
+    /// `mongo-ferret-*` scenarios are skipped.
+    #[arg(long, env = "BENCH_FERRET_URL")]
+    ferret_url: Option<String>,
     /// Events in the main log (default 1,000,000; 100,000 with --quick).
     #[arg(long)]
     events: Option<usize>,
@@ -63,6 +71,12 @@ struct Plan {
     pg_baseline: usize,
     /// Events of the log the Elasticsearch scenarios read (a prefix of the main log).
     elastic: usize,
+    /// Events of the logs the MongoDB scenarios read: end to end and raw, and the baseline; on
+    /// SecantusDB and on FerretDB (slower: its updates scan the collection).
+    secantus: usize,
+    secantus_baseline: usize,
+    ferret: usize,
+    ferret_baseline: usize,
     live_seconds: u64,
     live_rate: u64,
     partitions: u32,
@@ -73,8 +87,16 @@ struct Scenario {
     args: Vec<String>,
     needs_pg: bool,
     needs_elastic: bool,
+    /// The MongoDB-wire server the scenario runs against.
+    needs_mongo: Option<MongoServer>,
     /// Reported from this scenario's process when it ran (same configuration, same log).
     same_as: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MongoServer {
+    Secantus,
+    Ferret,
 }
 
 struct Ran {
@@ -92,6 +114,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         sqlite_baseline: if args.quick { 5_000 } else { 20_000 }.min(events),
         pg_baseline: if args.quick { 2_000 } else { 5_000 }.min(events),
         elastic: if args.quick { 30_000 } else { 100_000 }.min(events),
+        secantus: if args.quick { 10_000 } else { 50_000 }.min(events),
+        secantus_baseline: if args.quick { 1_000 } else { 2_000 }.min(events),
+        ferret: if args.quick { 2_000 } else { 5_000 }.min(events),
+        ferret_baseline: if args.quick { 500 } else { 1_000 }.min(events),
         live_seconds: if args.quick { 3 } else { 5 },
         live_rate: 1000,
         partitions: 16,
@@ -102,7 +128,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let dir = tmp.path().to_path_buf();
     eprintln!("bench: working in {}", dir.display());
 
-    let scenarios = scenarios(&plan, &dir, args.pg_url.as_deref(), args.elastic_url.as_deref(), args.pg_writers, args.sqlite_init.as_deref());
+    let mongo_url = |server: MongoServer| match server {
+        MongoServer::Secantus => args.secantus_url.as_deref(),
+        MongoServer::Ferret => args.ferret_url.as_deref(),
+    };
+    let urls = Urls {
+        pg: args.pg_url.as_deref(),
+        elastic: args.elastic_url.as_deref(),
+        secantus: mongo_url(MongoServer::Secantus),
+        ferret: mongo_url(MongoServer::Ferret),
+    };
+    let scenarios = scenarios(&plan, &dir, &urls, args.pg_writers, args.sqlite_init.as_deref());
     let wanted = |s: &Scenario| args.only.is_empty() || args.only.iter().any(|o| o == s.name);
     let selected: Vec<&Scenario> = scenarios.iter().filter(|s| wanted(s)).collect();
 
@@ -115,6 +151,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ("events-baseline-sqlite.db", plan.sqlite_baseline),
         ("events-baseline-postgres.db", plan.pg_baseline),
         ("events-elastic.db", plan.elastic),
+        ("events-secantus.db", plan.secantus),
+        ("events-baseline-secantus.db", plan.secantus_baseline),
+        ("events-ferret.db", plan.ferret),
+        ("events-baseline-ferret.db", plan.ferret_baseline),
     ] {
         if uses(file) {
             targets.push(LogTarget { path: dir.join(file), limit });
@@ -139,6 +179,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         if s.needs_elastic && args.elastic_url.is_none() {
             eprintln!("bench: skipping {} (no --elastic-url: start one with scripts/elastic.sh start)", s.name);
+            continue;
+        }
+        if let Some(server) = s.needs_mongo
+            && mongo_url(server).is_none()
+        {
+            let name = if server == MongoServer::Secantus { "secantus" } else { "ferret" };
+            eprintln!("bench: skipping {} (no --{name}-url: start one with scripts/mongo.sh start {name})", s.name);
             continue;
         }
         if let Some(ran) = s.same_as.and_then(|other| results.get(other)) {
@@ -176,14 +223,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn scenarios(
-    plan: &Plan,
-    dir: &Path,
-    pg_url: Option<&str>,
-    elastic_url: Option<&str>,
-    pg_writers: usize,
-    sqlite_init: Option<&str>,
-) -> Vec<Scenario> {
+/// The servers the scenarios may use.
+struct Urls<'a> {
+    pg: Option<&'a str>,
+    elastic: Option<&'a str>,
+    secantus: Option<&'a str>,
+    ferret: Option<&'a str>,
+}
+
+fn scenarios(plan: &Plan, dir: &Path, urls: &Urls<'_>, pg_writers: usize, sqlite_init: Option<&str>) -> Vec<Scenario> {
     // Every scenario's arguments: these, with `overrides` replacing or adding flags.
     let args = |name: &str, kind: &str, target: &str, log_file: &str, overrides: &[(&str, String)]| -> Vec<String> {
         let mut flags: Vec<(&str, String)> = vec![
@@ -195,10 +243,10 @@ fn scenarios(
             ("--partitions", plan.partitions.to_string()),
             ("--writers", pg_writers.to_string()),
         ];
-        if let Some(url) = pg_url {
+        if let Some(url) = urls.pg {
             flags.push(("--pg-url", url.into()));
         }
-        if let Some(url) = elastic_url {
+        if let Some(url) = urls.elastic {
             flags.push(("--elastic-url", url.into()));
         }
         if let Some(sql) = sqlite_init {
@@ -220,12 +268,31 @@ fn scenarios(
         ("--writers", "1".into()),
     ];
     let live = [("--live-rate", plan.live_rate.to_string()), ("--live-seconds", plan.live_seconds.to_string())];
-    let s = |name: &'static str, args: Vec<String>, needs_pg: bool| Scenario { name, args, needs_pg, needs_elastic: false, same_as: None };
+    let s = |name: &'static str, args: Vec<String>, needs_pg: bool| Scenario {
+        name,
+        args,
+        needs_pg,
+        needs_elastic: false,
+        needs_mongo: None,
+        same_as: None,
+    };
     let es = |name: &'static str, kind: &str, target: &str| Scenario {
         needs_elastic: true,
         ..s(name, args(name, kind, target, "events-elastic.db", &[]), false)
     };
-    vec![
+    // MongoDB: raw write commands, end to end, and one at a time, on each server.
+    let mongo = |name: &'static str, kind: &str, server: MongoServer, log: &str, one: bool| {
+        let url = match server {
+            MongoServer::Secantus => urls.secantus,
+            MongoServer::Ferret => urls.ferret,
+        };
+        let mut overrides = vec![("--mongo-url", url.unwrap_or_default().to_string())];
+        if one {
+            overrides.extend(one_at_a_time.iter().cloned());
+        }
+        Scenario { needs_mongo: Some(server), ..s(name, args(name, kind, "mongo", log, &overrides), false) }
+    };
+    let mut all = vec![
         s("raw-sidecar", args("raw-sidecar", "pipeline", "null", "events-main.db", &[]), false),
         s("sqlite-raw-sink", args("sqlite-raw-sink", "raw-sink", "sqlite", "events-main.db", &[]), false),
         s("sqlite-e2e", args("sqlite-e2e", "pipeline", "sqlite", "events-main.db", &[]), false),
@@ -252,7 +319,24 @@ fn scenarios(
         es("elastic-e2e", "pipeline", "elastic"),
         es("elastic-producer-raw-bulk", "raw-sink", "elastic-producer"),
         es("elastic-producer-e2e", "pipeline", "elastic-producer"),
-    ]
+    ];
+    for (server, [raw, e2e, baseline], [log, baseline_log]) in [
+        (
+            MongoServer::Secantus,
+            ["mongo-secantus-raw-bulk", "mongo-secantus-e2e", "mongo-secantus-baseline"],
+            ["events-secantus.db", "events-baseline-secantus.db"],
+        ),
+        (
+            MongoServer::Ferret,
+            ["mongo-ferret-raw-bulk", "mongo-ferret-e2e", "mongo-ferret-baseline"],
+            ["events-ferret.db", "events-baseline-ferret.db"],
+        ),
+    ] {
+        all.push(mongo(raw, "raw-sink", server, log, false));
+        all.push(mongo(e2e, "pipeline", server, log, false));
+        all.push(mongo(baseline, "pipeline", server, baseline_log, true));
+    }
+    all
 }
 
 /// Runs one scenario in a child process; its stderr passes through, its stdout carries the
@@ -308,6 +392,8 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
         ("postgres", ceiling_of("postgres-raw-sink")),
         ("elastic", rate("elastic-raw-bulk")),
         ("elastic-producer", rate("elastic-producer-raw-bulk")),
+        ("mongo-secantus", rate("mongo-secantus-raw-bulk")),
+        ("mongo-ferret", rate("mongo-ferret-raw-bulk")),
     ]
     .into();
     let ceiling_ratio = |name: &str| {
@@ -383,6 +469,20 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
         let (Some(Some(raw)), Some(r)) = (ceilings.get(target), ceiling_ratio(&format!("{target}-e2e"))) else { continue };
         println!("  {target}: raw _bulk {raw:.0} events/s (same documents, same client, no checkpoints)");
         println!("    e2e / raw _bulk = {r:.2}  (target >= 0.80: {})", verdict(r >= 0.8));
+    }
+    for target in ["mongo-secantus", "mongo-ferret"] {
+        let e2e = format!("{target}-e2e");
+        let Some(Some(raw)) = ceilings.get(target) else { continue };
+        println!("  {target}: raw write commands {raw:.0} events/s (same operations, same driver, checkpoint write included)");
+        if let Some(r) = ceiling_ratio(&e2e) {
+            println!("    e2e / raw      = {r:.2}  (target >= 0.80: {})", verdict(r >= 0.8));
+        }
+        if let Some(r) = baseline_ratio(&e2e) {
+            println!("    e2e / baseline = {r:.1}x (target >= 20x: {})", verdict(r >= 20.0));
+        }
+        if let Some(baseline) = rate(&format!("{target}-baseline")) {
+            println!("    raw / baseline = {:.1}x (the most e2e / baseline can reach)", raw / baseline);
+        }
     }
     for target in ["sqlite", "postgres"] {
         let Some(Some(ceiling)) = ceilings.get(target) else { continue };

@@ -7,6 +7,7 @@
 
 mod elastic;
 mod logs;
+mod mongo;
 mod null_sink;
 mod orchestrator;
 mod pg;

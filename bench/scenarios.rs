@@ -13,6 +13,8 @@
 //!   is timed.
 //! - `raw-sink` on the elastic targets: the same, but the timed part is the sink's bare `_bulk`
 //!   requests (`ElasticSink::raw_bulk`: same client, same request bodies, no checkpoints).
+//! - `raw-sink` on the mongo target: the same, but the timed part is the driver alone sending
+//!   the operations as ordered write commands with the checkpoint write (`mongo::raw_bulk`).
 //! - `live`: catch up a small log, then append single events at a fixed rate from another
 //!   thread (in-process, which wakes the source) and time each append until its partition's
 //!   committed position passes it.
@@ -43,7 +45,7 @@ use serde_json::json;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::{elastic::ScratchIndices, null_sink::NullSink, pg::ScratchDatabase};
+use crate::{elastic::ScratchIndices, mongo::ScratchMongo, null_sink::NullSink, pg::ScratchDatabase};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Kind {
@@ -62,6 +64,8 @@ pub enum Target {
     Elastic,
     /// Elasticsearch/OpenSearch, producer: every event indexed as a document, no sidecar.
     ElasticProducer,
+    /// A MongoDB-wire server: the bookings reducer's MongoDB upserts (`REDUCER_TARGET=mongo`).
+    Mongo,
 }
 
 /// What one scenario runs; also usable by hand: `pipeline scenario --help`.
@@ -86,6 +90,10 @@ pub struct ScenarioArgs {
     /// on it and deleted after.
     #[arg(long)]
     pub elastic_url: Option<String>,
+    /// URL of a MongoDB-wire server (scripts/mongo.sh); a database of the scenario's own is
+    /// created on it and dropped after.
+    #[arg(long)]
+    pub mongo_url: Option<String>,
     #[arg(long, default_value_t = 16)]
     pub partitions: u32,
     /// Reducer credit window per partition.
@@ -154,17 +162,39 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<Outcome> {
         }
         _ => None,
     };
-    let result = match (args.kind, &indices) {
-        (Kind::Pipeline, _) => pipeline(&args, scratch.as_ref(), indices.as_ref()).await,
-        (Kind::RawSink, Some(_)) => match connector_config(&args, "http://127.0.0.1:1", None, indices.as_ref()) {
-            Ok(config) => crate::elastic::raw_bulk(&config).await,
+    let mongo = match args.target {
+        Target::Mongo => {
+            let url = args.mongo_url.as_deref().context("--mongo-url is required for --target mongo")?;
+            Some(ScratchMongo::new(url, &args.name))
+        }
+        _ => None,
+    };
+    let targets = Targets { db: scratch.as_ref(), indices: indices.as_ref(), mongo: mongo.as_ref() };
+    let result = match (args.kind, args.target) {
+        (Kind::Pipeline, _) => pipeline(&args, &targets).await,
+        (Kind::RawSink, Target::Elastic | Target::ElasticProducer) => {
+            match connector_config(&args, "http://127.0.0.1:1", &targets) {
+                Ok(config) => crate::elastic::raw_bulk(&config).await,
+                Err(e) => Err(e),
+            }
+        }
+        (Kind::RawSink, Target::Mongo) => match connector_config(&args, "http://127.0.0.1:1", &targets) {
+            Ok(config) => crate::mongo::raw_bulk(&config).await,
             Err(e) => Err(e),
         },
-        (Kind::RawSink, None) => raw_sink(&args, scratch.as_ref()).await,
+        (Kind::RawSink, _) => raw_sink(&args, scratch.as_ref()).await,
         (Kind::Live, _) => live(&args).await,
     };
     if let Some(indices) = indices {
         indices.drop().await?;
+    }
+    if let Some(mongo) = mongo {
+        if let (Ok(outcome), Some(url)) = (&result, args.mongo_url.as_deref())
+            && let Ok((bookings, guests)) = crate::mongo::documents(url, &mongo.database).await
+        {
+            eprintln!("[{}] read model: {bookings} bookings, {guests} guest_stats ({} ops)", args.name, outcome.ops);
+        }
+        mongo.drop().await?;
     }
     if let Some(db) = scratch {
         if let Ok(mb) = db.size_mb().await {
@@ -177,16 +207,31 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
+/// The scratch targets of a scenario: a PostgreSQL database, Elasticsearch indices or a
+/// MongoDB database of its own.
+struct Targets<'a> {
+    db: Option<&'a ScratchDatabase>,
+    indices: Option<&'a ScratchIndices>,
+    mongo: Option<&'a ScratchMongo>,
+}
+
 /// The connector as the product runs it, timed until the whole log is applied.
-async fn pipeline(args: &ScenarioArgs, db: Option<&ScratchDatabase>, indices: Option<&ScratchIndices>) -> anyhow::Result<Outcome> {
+async fn pipeline(args: &ScenarioArgs, targets: &Targets<'_>) -> anyhow::Result<Outcome> {
     let head = EventLog::open(&args.log)?.head()?;
     let sidecar = Sidecar::start(args.target).await?;
-    let config = connector_config(args, &sidecar.address, db, indices)?;
-    if let SinkConfig::Elastic(c) = &config.sink {
-        // As in `elastic-raw-bulk`, the gateway's indices and the producer's template exist
-        // before the clock starts (creating them is a cluster-state change that costs about a
-        // second, which would weigh on a short run).
-        projector_gateway::sinks::elastic::ElasticSink::open(c, &config.id, config.mode()).await?;
+    let config = connector_config(args, &sidecar.address, targets)?;
+    match &config.sink {
+        SinkConfig::Elastic(c) => {
+            // As in `elastic-raw-bulk`, the gateway's indices and the producer's template
+            // exist before the clock starts (creating them is a cluster-state change that
+            // costs about a second, which would weigh on a short run).
+            projector_gateway::sinks::elastic::ElasticSink::open(c, &config.id, config.mode()).await?;
+        }
+        SinkConfig::Mongo(c) => {
+            // As in `mongo-*-raw-bulk`: the gateway's checkpoints index exists before the clock.
+            projector_gateway::sinks::mongo::MongoSink::open(c, &config.id).await?;
+        }
+        _ => {}
     }
     let (started, cpu) = (Instant::now(), cpu_seconds());
     let mut running = Running::start(config, args.target == Target::Null).await?;
@@ -215,7 +260,7 @@ async fn pipeline(args: &ScenarioArgs, db: Option<&ScratchDatabase>, indices: Op
 
 /// The sink writers alone, on precomputed operations and batches.
 async fn raw_sink(args: &ScenarioArgs, db: Option<&ScratchDatabase>) -> anyhow::Result<Outcome> {
-    let config = connector_config(args, "http://127.0.0.1:1", db, None)?;
+    let config = connector_config(args, "http://127.0.0.1:1", &Targets { db, indices: None, mongo: None })?;
     match &config.sink {
         SinkConfig::Sqlite(c) => {
             let sink = projector_gateway::sinks::sqlite::SqliteSink::open(c, &config.id).await?;
@@ -369,7 +414,7 @@ async fn live(args: &ScenarioArgs) -> anyhow::Result<Outcome> {
     }
     let head = log.head()?;
     let sidecar = Sidecar::start(args.target).await?;
-    let config = connector_config(args, &sidecar.address, None, None)?;
+    let config = connector_config(args, &sidecar.address, &Targets { db: None, indices: None, mongo: None })?;
     let partitioner = Partitioner::new(&config.partitioning);
     let mut running = Running::start(config, false).await?;
     running.wait_for(head, Duration::from_secs(60)).await?;
@@ -459,17 +504,14 @@ fn handled_events(log: &Path) -> anyhow::Result<u64> {
 }
 
 /// The connector's configuration, through the same YAML loader users go through.
-fn connector_config(
-    args: &ScenarioArgs,
-    sidecar: &str,
-    db: Option<&ScratchDatabase>,
-    indices: Option<&ScratchIndices>,
-) -> anyhow::Result<ConnectorConfig> {
-    let sink = match (args.target, db, indices) {
-        (Target::Elastic, _, Some(ix)) => ix.sink(false),
-        (Target::ElasticProducer, _, Some(ix)) => ix.sink(true),
-        (Target::Elastic | Target::ElasticProducer, _, None) => bail!("no search engine for the elastic targets"),
-        (target, db, _) => sql_sink(args, target, db)?,
+fn connector_config(args: &ScenarioArgs, sidecar: &str, targets: &Targets<'_>) -> anyhow::Result<ConnectorConfig> {
+    let sink = match (args.target, targets.indices, targets.mongo) {
+        (Target::Elastic, Some(ix), _) => ix.sink(false),
+        (Target::ElasticProducer, Some(ix), _) => ix.sink(true),
+        (Target::Elastic | Target::ElasticProducer, None, _) => bail!("no search engine for the elastic targets"),
+        (Target::Mongo, _, Some(m)) => m.sink(args.writers),
+        (Target::Mongo, _, None) => bail!("no MongoDB-wire server for the mongo target"),
+        (target, _, _) => sql_sink(args, target, targets.db)?,
     };
     let mut connector = json!({
         "id": format!("bench-{}", args.name),
@@ -577,14 +619,15 @@ struct Sidecar {
 }
 
 impl Sidecar {
-    /// The SQL reducer, or its Elasticsearch form for the elastic target (a producer has no
-    /// sidecar: this one then serves nobody).
+    /// The SQL reducer, or its Elasticsearch or MongoDB form for those targets (a producer
+    /// has no sidecar: this one then serves nobody).
     async fn start(target: Target) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = format!("http://{}", listener.local_addr()?);
         let stop = CancellationToken::new();
         let task = match target {
             Target::Elastic => tokio::spawn(crate::elastic::serve(listener, stop.clone().cancelled_owned())),
+            Target::Mongo => tokio::spawn(crate::mongo::serve(listener, stop.clone().cancelled_owned())),
             _ => tokio::spawn(bookings_reducer::serve(listener, stop.clone().cancelled_owned())),
         };
         Ok(Self { address, stop, task })

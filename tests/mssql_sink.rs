@@ -4,7 +4,8 @@
 //! `sp_executesql` text, each parameter's TDS type, transaction boundaries, the checkpoint
 //! `MERGE`, round trips per batch, table creation, errors and retries, checkpoint loading).
 //! What SQL Server itself would do with that T-SQL is tested only by the opt-in suite at the
-//! end, which runs when `MSSQL_URL` names a real server (README, "SQL Server target").
+//! end (`real_server`: the cases of `tests/postgres_sink.rs`), which runs when `MSSQL_URL`
+//! names a real server (README, "SQL Server target").
 
 mod support;
 
@@ -306,14 +307,12 @@ fn seen(request: &ProjectionRequest) -> ProjectionResponse {
     if request.event_type == "GuestCheckedIn" {
         statements.push(Statement { sql: "INSERT INTO guests (id) VALUES ($1)".into(), params: vec![value(Kind::Int64Value(1))] });
     }
-    ProjectionResponse {
-        event_id: request.event_id.clone(),
-        operations: statements
-            .into_iter()
-            .map(|s| prost_types::Any { type_url: "type.googleapis.com/projection.Statement".into(), value: s.encode_to_vec() })
-            .collect(),
-        ..Default::default()
-    }
+    ProjectionResponse { event_id: request.event_id.clone(), operations: statements.iter().map(packed).collect(), ..Default::default() }
+}
+
+/// A `projection.Statement` as the sidecar sends it.
+fn packed(statement: &Statement) -> prost_types::Any {
+    prost_types::Any { type_url: "type.googleapis.com/projection.Statement".into(), value: statement.encode_to_vec() }
 }
 
 fn sink_yaml(connection_string: &str) -> String {
@@ -390,11 +389,17 @@ async fn an_invalid_connection_string_and_an_unreachable_server_are_one_clear_er
     assert!(!message.contains("hunter2"), "{message}");
 }
 
-/// The opt-in suite against a real SQL Server (README, "SQL Server target"): set `MSSQL_URL`
-/// to an ADO.NET connection string of a login that may create databases.
+/// The opt-in suite against a real SQL Server (README, "SQL Server target"): the cases of
+/// `tests/postgres_sink.rs`, with the bookings read model written by a T-SQL reducer. Set
+/// `MSSQL_URL` to an ADO.NET connection string of a login that may create databases and kill
+/// sessions (`sa` in the official container); each test makes a database of its own, named
+/// `gateway_<case>_<uuid>`, and drops it when it passes (a failed one is left to look at).
 mod real_server {
     use super::*;
-    use tiberius::{Client, Config};
+    use bookings_reducer::proto::DescribeResponse;
+    use projector_gateway::pipeline::{ConnectorControl, run_connector};
+    use support::bookings_model::{Booking, GuestStats, ReadModel};
+    use tiberius::{Client, Config, Row};
     use tokio_util::compat::TokioAsyncWriteCompatExt;
 
     type Real = Client<tokio_util::compat::Compat<tokio::net::TcpStream>>;
@@ -416,74 +421,263 @@ mod real_server {
         Client::connect(config, tcp.compat_write()).await.expect("login")
     }
 
-    /// A fresh database for one test; the connection string pointing at it.
-    async fn fresh(url: &str, name: &str) -> String {
-        let mut admin = connect(url).await;
-        let db = format!("gateway_{name}");
-        let sql = format!(
-            "IF DB_ID(N'{db}') IS NOT NULL BEGIN ALTER DATABASE [{db}] SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE [{db}]; END; CREATE DATABASE [{db}];"
-        );
-        admin.simple_query(sql).await.unwrap().into_results().await.unwrap();
-        let without_db: Vec<&str> = url
-            .split(';')
-            .filter(|kv| !kv.trim().to_ascii_lowercase().starts_with("database=") && !kv.trim().to_ascii_lowercase().starts_with("initial catalog="))
-            .collect();
-        format!("{};Database={db}", without_db.join(";").trim_end_matches(';'))
-    }
-
-    async fn scalar(url: &str, sql: &str) -> String {
+    /// Runs `sql` as one batch on a new connection; the rows of its first result.
+    async fn run(url: &str, sql: &str) -> Vec<Row> {
         let mut client = connect(url).await;
-        let row = client.simple_query(sql).await.unwrap().into_row().await.unwrap().expect("a row");
-        row.get::<&str, _>(0).map(str::to_string).unwrap_or_default()
+        let results = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        results.into_first_result().await.unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
-    const TABLES: &str = "CREATE TABLE seen (position bigint PRIMARY KEY, kind nvarchar(100) NOT NULL); \
-        CREATE TABLE guests (id bigint PRIMARY KEY)";
+    /// The ADO.NET string `url` without the keys `keys` (any case), with `pair` added.
+    fn with_key(url: &str, keys: &[&str], pair: &str) -> String {
+        let kept: Vec<&str> = url
+            .split(';')
+            .filter(|kv| {
+                let key = kv.split('=').next().unwrap_or_default().trim().to_ascii_lowercase();
+                !key.is_empty() && !keys.contains(&key.as_str())
+            })
+            .collect();
+        format!("{};{pair}", kept.join(";"))
+    }
 
-    fn yaml_for(ws: &Workspace, address: &str, url: &str, setup: &Setup) -> String {
-        let sink = format!("      mssql:\n        connection_string: \"{url}\"\n        init_sql: \"IF OBJECT_ID(N'seen') IS NULL BEGIN {TABLES} END\"\n");
-        connector_yaml(&ws.log_path(), address, &sink, setup)
+    /// A database of one test on the server of `MSSQL_URL`.
+    struct Db {
+        admin: String,
+        name: String,
+        url: String,
+    }
+
+    impl Db {
+        /// A new database, or `None` (with the printed note) when `MSSQL_URL` is not set.
+        async fn fresh(case: &str) -> Option<Self> {
+            let admin = url()?;
+            let name = format!("gateway_{case}_{}", uuid::Uuid::new_v4().simple());
+            run(&admin, &format!("CREATE DATABASE [{name}]")).await;
+            let url = with_key(&admin, &["database", "initial catalog"], &format!("Database={name}"));
+            Some(Self { admin, name, url })
+        }
+
+        /// Drops the database, ending the sessions still in it.
+        async fn drop_database(self) {
+            run(&self.admin, &format!("ALTER DATABASE [{0}] SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE [{0}];", self.name))
+                .await;
+        }
+
+        async fn rows(&self, sql: &str) -> Vec<Row> {
+            run(&self.url, sql).await
+        }
+
+        /// The first column of the first row, as text.
+        async fn scalar(&self, sql: &str) -> String {
+            let rows = self.rows(sql).await;
+            let row = rows.first().unwrap_or_else(|| panic!("no row: {sql}"));
+            row.get::<&str, _>(0).unwrap_or_default().to_string()
+        }
+
+        /// Kills every other session in this database, as a DBA's `KILL` does; how many.
+        async fn kill_sessions(&self) -> usize {
+            let mut admin = connect(&self.admin).await;
+            let sessions = "SELECT session_id FROM sys.dm_exec_sessions WHERE database_id = DB_ID(@P1) AND session_id <> @@SPID";
+            let ids: Vec<i16> = admin
+                .query(sessions, &[&self.name.as_str()])
+                .await
+                .unwrap()
+                .into_first_result()
+                .await
+                .unwrap()
+                .iter()
+                .filter_map(|r| r.get::<i16, _>(0))
+                .collect();
+            let mut killed = 0;
+            for id in ids {
+                // A session that ended since the query is no error of the test (error 6106).
+                if let Ok(done) = admin.simple_query(format!("KILL {id}")).await
+                    && done.into_results().await.is_ok()
+                {
+                    killed += 1;
+                }
+            }
+            killed
+        }
+
+        /// Checkpoint rows of the connector `bookings`: (partition count, partition, position).
+        async fn checkpoints(&self) -> Vec<(i32, i32, i64)> {
+            let sql = "SELECT partition_count, [partition], position FROM dbo.checkpoints WHERE connector = N'bookings' ORDER BY 1, 2";
+            self.rows(sql).await.iter().map(|r| (r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap())).collect()
+        }
+
+        /// What the `bookings` and `guest_stats` tables hold.
+        async fn read_model(&self) -> ReadModel {
+            let text = |r: &Row, i: usize| r.get::<&str, _>(i).unwrap_or_default().to_string();
+            let int = |r: &Row, i: usize| r.get::<i64, _>(i).unwrap_or_default();
+            let mut model = ReadModel::default();
+            let bookings = "SELECT booking_id, guest_id, room_id, check_in, check_out, price_cents, paid_cents, status, last_position FROM bookings";
+            for r in self.rows(bookings).await {
+                let booking = Booking {
+                    guest_id: text(&r, 1),
+                    room_id: text(&r, 2),
+                    check_in: text(&r, 3),
+                    check_out: text(&r, 4),
+                    price_cents: int(&r, 5),
+                    paid_cents: int(&r, 6),
+                    status: text(&r, 7),
+                    last_position: int(&r, 8),
+                };
+                model.bookings.insert(text(&r, 0), booking);
+            }
+            for r in self.rows("SELECT guest_id, bookings, cancellations, payments, paid_cents FROM guest_stats").await {
+                let stats = GuestStats { bookings: int(&r, 1), cancellations: int(&r, 2), payments: int(&r, 3), paid_cents: int(&r, 4) };
+                model.guests.insert(text(&r, 0), stats);
+            }
+            model
+        }
+
+        /// The read model equals the reference computed from the events of `ws`'s log that
+        /// `keep` keeps.
+        async fn assert_read_model(&self, ws: &Workspace, keep: impl Fn(&str, &str) -> bool) {
+            self.read_model().await.assert_same(&ReadModel::from_log(&ws.log_path(), keep));
+        }
+    }
+
+    fn everything(_: &str, _: &str) -> bool {
+        true
+    }
+
+    /// Runs the connector of `yaml` until every partition passed `head`, then stops it.
+    async fn project_to(yaml: &str, head: u64) {
+        let mut running = Running::start(parse_connector(yaml)).await;
+        running.wait_for(head, WAIT).await;
+        running.stop().await.expect("clean stop");
+    }
+
+    /// The bookings read model's tables (`sidecar-examples/bookings-schema.sql`) in T-SQL,
+    /// created by `init_sql` at the first start.
+    const BOOKINGS_TABLES: &str = "IF OBJECT_ID(N'bookings', N'U') IS NULL BEGIN \
+        CREATE TABLE bookings (booking_id nvarchar(100) PRIMARY KEY, guest_id nvarchar(100) NOT NULL, room_id nvarchar(100) NOT NULL, \
+        check_in nvarchar(40) NOT NULL, check_out nvarchar(40) NOT NULL, price_cents bigint NOT NULL, paid_cents bigint NOT NULL, \
+        status nvarchar(20) NOT NULL, last_position bigint NOT NULL); \
+        CREATE TABLE guest_stats (guest_id nvarchar(100) PRIMARY KEY, bookings bigint NOT NULL DEFAULT 0, \
+        cancellations bigint NOT NULL DEFAULT 0, payments bigint NOT NULL DEFAULT 0, paid_cents bigint NOT NULL DEFAULT 0) END";
+
+    fn sink_with_init(url: &str, init_sql: &str) -> String {
+        format!("{}        init_sql: \"{init_sql}\"\n", sink_yaml(url))
+    }
+
+    fn bookings_yaml(ws: &Workspace, sidecar: &str, db: &Db, setup: &Setup) -> String {
+        connector_yaml(&ws.log_path(), sidecar, &sink_with_init(&db.url, BOOKINGS_TABLES), setup)
+    }
+
+    /// The example bookings reducer in T-SQL: the statements and typed parameters of
+    /// `bookings_reducer::reduce`, with its PostgreSQL `ON CONFLICT` upserts written as
+    /// `UPDATE ... IF @@ROWCOUNT = 0 INSERT` (a booking) and `MERGE` (a guest's counters); its
+    /// plain `UPDATE`s are T-SQL as they are.
+    fn tsql_bookings(request: &ProjectionRequest) -> ProjectionResponse {
+        let mut response = bookings_reducer::reduce(request);
+        let operations = response.operation.iter_mut().chain(response.operations.iter_mut());
+        for (index, any) in operations.enumerate().filter(|(_, any)| any.type_url.ends_with("projection.Statement")) {
+            let mut statement = Statement::decode(any.value.as_slice()).expect("a Statement");
+            if let Some(sql) = tsql_upsert(&request.event_type, index) {
+                statement.sql = sql;
+            }
+            assert!(!statement.sql.contains("ON CONFLICT"), "no T-SQL for {} statement {index}: {}", request.event_type, statement.sql);
+            *any = packed(&statement);
+        }
+        response
+    }
+
+    /// The T-SQL of the example's upsert `index` for `event_type`, with its parameters.
+    fn tsql_upsert(event_type: &str, index: usize) -> Option<String> {
+        Some(match (event_type, index) {
+            // @P1 booking, @P2 guest, @P3 room, @P4 check-in, @P5 check-out, @P6 price, @P7 position
+            ("RoomBooked", 0) => "UPDATE bookings SET guest_id = @P2, room_id = @P3, check_in = @P4, check_out = @P5, price_cents = @P6, \
+                status = 'booked', last_position = @P7 WHERE booking_id = @P1;\n\
+                IF @@ROWCOUNT = 0 INSERT INTO bookings (booking_id, guest_id, room_id, check_in, check_out, price_cents, paid_cents, status, last_position) \
+                VALUES (@P1, @P2, @P3, @P4, @P5, @P6, 0, 'booked', @P7)"
+                .into(),
+            // @P1 guest
+            ("RoomBooked", 1) => count_guest(&[("bookings", "1")]),
+            // @P1 guest, @P2 amount
+            ("PaymentRecorded", 1) => count_guest(&[("payments", "1"), ("paid_cents", "@P2")]),
+            // @P1 guest
+            ("BookingCancelled", 1) => count_guest(&[("cancellations", "1")]),
+            _ => return None,
+        })
+    }
+
+    /// `MERGE` of the `guest_stats` row of guest `@P1`: each counter increased by its amount.
+    fn count_guest(counters: &[(&str, &str)]) -> String {
+        let set: Vec<String> = counters.iter().map(|(c, by)| format!("{c} = t.{c} + {by}")).collect();
+        let columns: Vec<&str> = counters.iter().map(|(c, _)| *c).collect();
+        let values: Vec<&str> = counters.iter().map(|(_, by)| *by).collect();
+        format!(
+            "MERGE guest_stats WITH (HOLDLOCK) AS t USING (VALUES (@P1)) AS s (guest_id) ON t.guest_id = s.guest_id \
+             WHEN MATCHED THEN UPDATE SET {} WHEN NOT MATCHED THEN INSERT (guest_id, {}) VALUES (s.guest_id, {});",
+            set.join(", "),
+            columns.join(", "),
+            values.join(", ")
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn projects_exactly_once_across_restarts_and_parks_rejected_statements() {
-        let Some(url) = url() else { return };
-        let url = fresh(&url, "restart").await;
+    async fn projects_exactly_once_across_restarts() {
+        let Some(db) = Db::fresh("restart").await else { return };
         let ws = Workspace::new();
-        let mut log = ws.log_with_events(2_000, 200, 82);
-        let sidecar = sidecars::scripted(Script::Map(seen)).await;
-        let setup = Setup { poison: "park", ..Setup::default() };
-        let yaml = yaml_for(&ws, &sidecar.address, &url, &setup);
-        let mut first = Running::start(parse_connector(&yaml)).await;
-        first.wait_for(log.head().unwrap(), WAIT).await;
-        first.stop().await.expect("clean stop");
-        append_generated(&mut log, 1_000, 100, 83);
+        let mut log = ws.log_with_events(8_000, 800, 82);
+        let sidecar = sidecars::scripted(Script::Map(tsql_bookings)).await;
+        let yaml = bookings_yaml(&ws, &sidecar.address, &db, &Setup::default());
+
+        project_to(&yaml, log.head().unwrap()).await;
+        db.assert_read_model(&ws, everything).await;
+
+        append_generated(&mut log, 2_000, 300, 83);
         let mut second = Running::start(parse_connector(&yaml)).await;
+        second.wait_for(log.head().unwrap(), WAIT).await;
+        // Live appends too.
+        append_generated(&mut log, 500, 50, 84);
         second.wait_for(log.head().unwrap(), WAIT).await;
         second.stop().await.expect("clean stop");
 
-        // The first check-in commits its guest row; every later one violates the key and is
-        // parked, its `seen` row rolled back with it; every other event has its `seen` row.
-        let check_ins = count_events(&ws, "GuestCheckedIn");
-        let parked: usize = scalar(&url, "SELECT CAST(count(*) AS nvarchar(20)) FROM dbo.parked_events").await.parse().unwrap();
-        assert_eq!(parked, check_ins - 1);
-        let seen_rows: usize = scalar(&url, "SELECT CAST(count(*) AS nvarchar(20)) FROM seen").await.parse().unwrap();
-        assert_eq!(seen_rows, log.head().unwrap() as usize - parked, "each applied event exactly once");
-        let error = scalar(&url, "SELECT TOP 1 error FROM dbo.parked_events").await;
-        assert!(error.contains("SQL Server error 2627"), "{error}");
-        let head = log.head().unwrap().to_string();
-        let low = scalar(&url, "SELECT CAST(min(position) AS nvarchar(20)) FROM dbo.checkpoints WHERE connector = 'bookings'").await;
-        assert_eq!(low, head);
+        db.assert_read_model(&ws, everything).await;
+        let head = log.head().unwrap() as i64;
+        let rows = db.checkpoints().await;
+        assert_eq!(rows.len(), 4, "{rows:?}");
+        assert!(rows.iter().all(|r| r.0 == 4 && r.2 == head), "{rows:?}");
+        db.drop_database().await;
     }
 
-    fn typed(request: &ProjectionRequest) -> ProjectionResponse {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_killed_by_the_server_are_reopened_without_loss_or_double_effect() {
+        let Some(db) = Db::fresh("kill").await else { return };
+        let ws = Workspace::new();
+        let mut log = ws.log_with_events(2_000, 200, 85);
+        let sidecar = sidecars::scripted(Script::Map(tsql_bookings)).await;
+        let yaml = bookings_yaml(&ws, &sidecar.address, &db, &Setup { max_ops: 50, ..Setup::default() });
+        let mut running = Running::start(parse_connector(&yaml)).await;
+        running.wait_for(log.head().unwrap(), WAIT).await;
+
+        for round in 0..3u64 {
+            let killed = db.kill_sessions().await;
+            assert!(killed > 0, "round {round}: no gateway session to kill");
+            append_generated(&mut log, 3_000, 300, 86 + round);
+            running.wait_for(log.head().unwrap(), WAIT).await;
+        }
+        running.stop().await.expect("clean stop");
+        db.assert_read_model(&ws, everything).await;
+        db.drop_database().await;
+    }
+
+    const TYPED_TABLE: &str = "CREATE TABLE typed (small int, id uniqueidentifier, doc nvarchar(max), at datetime2, amount decimal(38,3), \
+        flag bit, raw varbinary(max), ratio float, label nvarchar(50), position bigint PRIMARY KEY)";
+
+    /// Every event becomes one insert into `typed` with each kind of parameter, `small` first.
+    fn typed_insert(request: &ProjectionRequest, small: i64) -> ProjectionResponse {
         let value = |kind| PbValue { kind: Some(kind) };
         let statement = Statement {
             sql: "INSERT INTO typed (small, id, doc, at, amount, flag, raw, ratio, label, position) \
                   VALUES ($1, $2, $3, $4, $5, $6, CAST($7 AS varbinary(max)), $8, $9, $10)"
                 .into(),
             params: vec![
-                value(Kind::Int64Value(7)),
+                value(Kind::Int64Value(small)),
                 value(Kind::UuidValue(request.event_id.clone())),
                 value(Kind::JsonValue(r#"{"type": "x"}"#.into())),
                 value(Kind::StringValue("2026-11-23T10:15:00".into())),
@@ -495,34 +689,164 @@ mod real_server {
                 value(Kind::Int64Value(request.global_position as i64)),
             ],
         };
-        ProjectionResponse {
-            event_id: request.event_id.clone(),
-            operation: Some(prost_types::Any { type_url: "type.googleapis.com/projection.Statement".into(), value: statement.encode_to_vec() }),
-            ..Default::default()
-        }
+        ProjectionResponse { event_id: request.event_id.clone(), operation: Some(packed(&statement)), ..Default::default() }
+    }
+
+    fn typed(request: &ProjectionRequest) -> ProjectionResponse {
+        typed_insert(request, 7)
+    }
+
+    /// As [`typed`], but payments put a value into `small` that an `int` cannot hold.
+    fn too_big_for_int(request: &ProjectionRequest) -> ProjectionResponse {
+        typed_insert(request, if request.event_type == "PaymentRecorded" { 5_000_000_000 } else { 7 })
+    }
+
+    fn typed_yaml(ws: &Workspace, sidecar: &str, db: &Db) -> String {
+        connector_yaml(&ws.log_path(), sidecar, &sink_with_init(&db.url, TYPED_TABLE), &Setup::default())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn typed_parameters_are_converted_to_the_column_types() {
-        let Some(url) = url() else { return };
-        let url = fresh(&url, "types").await;
+        let Some(db) = Db::fresh("types").await else { return };
         let ws = Workspace::new();
-        let log = ws.log_with_events(50, 10, 84);
+        let log = ws.log_with_events(50, 10, 87);
         let sidecar = sidecars::scripted(Script::Map(typed)).await;
-        let table = "CREATE TABLE typed (small int, id uniqueidentifier, doc nvarchar(max), at datetime2, amount decimal(38,3), \
-            flag bit, raw varbinary(max), ratio float, label nvarchar(50), position bigint PRIMARY KEY)";
-        let sink = format!("      mssql:\n        connection_string: \"{url}\"\n        init_sql: \"{table}\"\n");
-        let yaml = connector_yaml(&ws.log_path(), &sidecar.address, &sink, &Setup::default());
-        let mut running = Running::start(parse_connector(&yaml)).await;
-        running.wait_for(log.head().unwrap(), WAIT).await;
-        running.stop().await.expect("clean stop");
-        let summary = scalar(
-            &url,
-            "SELECT CONCAT(count(*), '|', min(small), '|', CAST(min(amount) AS nvarchar(50)), '|', min(JSON_VALUE(doc, '$.type')), '|', \
-             CONVERT(nvarchar(20), min(raw), 2), '|', min(ratio), '|', count(label), '|', CONVERT(nvarchar(16), min(at), 120), '|', \
-             count(DISTINCT id)) FROM typed",
-        )
-        .await;
+        project_to(&typed_yaml(&ws, &sidecar.address, &db), log.head().unwrap()).await;
+        let summary = db
+            .scalar(
+                "SELECT CONCAT(count(*), '|', min(small), '|', CAST(min(amount) AS nvarchar(50)), '|', min(JSON_VALUE(doc, '$.type')), '|', \
+                 CONVERT(nvarchar(20), min(raw), 2), '|', min(ratio), '|', count(label), '|', CONVERT(nvarchar(16), min(at), 120), '|', \
+                 count(DISTINCT id)) FROM typed",
+            )
+            .await;
         assert_eq!(summary, "50|7|12345678901234567890.125|x|0001FF|0.25|0|2026-11-23 10:15|50");
+        db.drop_database().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_parameter_that_does_not_fit_its_column_stops_before_that_event() {
+        let Some(db) = Db::fresh("bind").await else { return };
+        let ws = Workspace::new();
+        let log = ws.log_with_events(300, 30, 88);
+        let sidecar = sidecars::scripted(Script::Map(too_big_for_int)).await;
+        let running = Running::start(parse_connector(&typed_yaml(&ws, &sidecar.address, &db))).await;
+        let message = running.ended(WAIT).await.expect_err("the connector must stop").to_string();
+        for part in [
+            "connector `bookings`: event ",
+            "(PaymentRecorded in stream `",
+            "SQL Server error ",
+            "Arithmetic overflow error converting expression to data type int",
+            "with [$1: int64 5000000000, ",
+            "poison policy `stop`",
+        ] {
+            assert!(message.contains(part), "`{part}` not in: {message}");
+        }
+        // The checkpoint of the failed event's partition stays before it.
+        let captures = regex::Regex::new(r"at position (\d+) in partition (\d+)").unwrap().captures(&message).expect("position named");
+        let (position, partition): (i64, i32) = (captures[1].parse().unwrap(), captures[2].parse().unwrap());
+        for row in db.checkpoints().await.iter().filter(|r| r.1 == partition) {
+            assert!(row.2 < position, "checkpoint {row:?} passed the failed event at {position}");
+        }
+        let applied = db.scalar(&format!("SELECT CAST(count(*) AS nvarchar(20)) FROM typed WHERE position = {position}")).await;
+        assert_eq!(applied, "0");
+        assert!(log.head().unwrap() > position as u64);
+        db.drop_database().await;
+    }
+
+    /// [`tsql_bookings`], but check-ins update a table that does not exist (a name resolved
+    /// when the statement runs, which ends the call with the transaction still open), and
+    /// check-outs, after their own update, insert the same `guest_stats` row twice (a key
+    /// violation, which `XACT_ABORT` rolls back with everything before it).
+    fn tsql_rejecting_check_ins_and_outs(request: &ProjectionRequest) -> ProjectionResponse {
+        let mut response = tsql_bookings(request);
+        match request.event_type.as_str() {
+            "GuestCheckedIn" => {
+                response.operation = Some(packed(&Statement { sql: "UPDATE no_such_table SET x = 1".into(), params: vec![] }));
+                response.operations.clear();
+            }
+            "GuestCheckedOut" => {
+                let key = PbValue { kind: Some(Kind::StringValue(format!("check-out {}", request.event_id))) };
+                let insert = Statement { sql: "INSERT INTO guest_stats (guest_id) VALUES (@P1)".into(), params: vec![key] };
+                response.operations.extend([packed(&insert), packed(&insert)]);
+            }
+            _ => {}
+        }
+        response
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn park_records_statements_the_database_rejects_and_applies_the_rest() {
+        let Some(db) = Db::fresh("park").await else { return };
+        let ws = Workspace::new();
+        let log = ws.log_with_events(1_000, 100, 89);
+        let sidecar = sidecars::scripted(Script::Map(tsql_rejecting_check_ins_and_outs)).await;
+        project_to(&bookings_yaml(&ws, &sidecar.address, &db, &Setup { poison: "park", ..Setup::default() }), log.head().unwrap()).await;
+
+        let (check_ins, check_outs) = (count_events(&ws, "GuestCheckedIn"), count_events(&ws, "GuestCheckedOut"));
+        assert!(check_ins > 0 && check_outs > 0, "the log has check-ins ({check_ins}) and check-outs ({check_outs})");
+        let parked = db.rows("SELECT event_type, error FROM dbo.parked_events").await;
+        assert_eq!(parked.len(), check_ins + check_outs, "one parked row per rejected event");
+        for row in &parked {
+            let (event_type, error) = (row.get::<&str, _>(0).unwrap(), row.get::<&str, _>(1).unwrap());
+            let expected = match event_type {
+                "GuestCheckedIn" => "Invalid object name 'no_such_table'",
+                "GuestCheckedOut" => "Violation of PRIMARY KEY constraint",
+                other => panic!("{other} parked: {error}"),
+            };
+            assert!(error.contains(expected), "{event_type}: {error}");
+        }
+        db.assert_read_model(&ws, |_, t| t != "GuestCheckedIn" && t != "GuestCheckedOut").await;
+        db.drop_database().await;
+    }
+
+    /// `run_connector` with the bookings reducer into `connection_string` fails at start with
+    /// one message holding `expected`, without the password `secret`.
+    async fn assert_start_fails(connection_string: &str, secret: &str, expected: &str) {
+        let ws = Workspace::new();
+        ws.log_with_events(10, 2, 90);
+        let sidecar = sidecars::scripted(Script::Map(tsql_bookings)).await;
+        let yaml = connector_yaml(&ws.log_path(), &sidecar.address, &sink_yaml(connection_string), &Setup::default());
+        let result = tokio::time::timeout(WAIT, run_connector(parse_connector(&yaml), ConnectorControl::default(), |_| {}))
+            .await
+            .expect("fails fast");
+        let message = result.expect_err("the target cannot be used").to_string();
+        assert!(message.starts_with("connector `bookings`: "), "{message}");
+        assert!(message.contains(expected), "`{expected}` not in: {message}");
+        assert!(!message.contains(secret), "the password leaked: {message}");
+    }
+
+    /// Nothing listening needs no server, so that half runs without `MSSQL_URL` too; a login
+    /// the real server refuses is the other half.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreachable_target_at_start_is_one_clear_error() {
+        let port = support::processes::free_port();
+        let nowhere = format!("Server=tcp:127.0.0.1,{port};Database=nowhere;User Id=gateway;Password=hunter2;Encrypt=DANGER_PLAINTEXT");
+        assert_start_fails(&nowhere, "hunter2", &format!("cannot connect to the SQL Server target mssql://127.0.0.1:{port}/nowhere: ")).await;
+
+        let Some(url) = url() else { return };
+        let secret = "Not-the-password#1";
+        let refused = with_key(&url, &["password", "pwd"], &format!("Password={secret}"));
+        let address = Config::from_ado_string(&url).expect("MSSQL_URL").get_addr();
+        assert_start_fails(&refused, secret, &format!("cannot connect to the SQL Server target mssql://{address}/")).await;
+        assert_start_fails(&refused, secret, "Login failed for user").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_projection_version_rebuilds_the_read_model() {
+        let Some(db) = Db::fresh("rebuild").await else { return };
+        let ws = Workspace::new();
+        let head = ws.log_with_events(1_500, 150, 91).head().unwrap();
+        for version in ["1", "2"] {
+            // The example's reset operations (`DELETE FROM bookings`, `DELETE FROM guest_stats`) are T-SQL as they are.
+            let description = DescribeResponse { version: version.into(), ..bookings_reducer::description() };
+            let sidecar = sidecars::describing_with(Script::Map(tsql_bookings), description).await;
+            let yaml = bookings_yaml(&ws, &sidecar.address, &db, &Setup::default())
+                .replace("      window:", "      rebuild_on_new_version: true\n      window:");
+            project_to(&yaml, head).await;
+            assert!(sidecar.requests() > 0, "version {version} projected the log");
+        }
+        db.assert_read_model(&ws, everything).await;
+        assert_eq!(db.scalar("SELECT version FROM dbo.projections WHERE connector = N'bookings'").await, "2");
+        db.drop_database().await;
     }
 }

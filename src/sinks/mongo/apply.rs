@@ -1,7 +1,13 @@
-//! Applies a batch to MongoDB: the operations in batch order as ordered write commands, one
-//! per run of consecutive operations on the same collection with the same command (`insert`,
-//! `update` for updates, replacements and upserts, `delete`), then the parked events and the
-//! checkpoint documents.
+//! Applies a batch to MongoDB as ordered write commands: per collection (in the order the
+//! batch first uses them), that collection's statements in batch order, one command per run of
+//! the same kind (`insert`, `update` for updates, replacements and upserts, `delete`); the
+//! parked events likewise; the checkpoint documents last.
+//!
+//! Grouping by collection is what keeps a batch to a few round trips: a read model that writes
+//! two collections per event (the bookings example: the booking, then the guest's counters)
+//! would otherwise cost one command per operation. Writes to different collections do not
+//! affect each other, and each collection's writes keep their batch order, so the result is
+//! the same as applying the operations one by one in batch order.
 //!
 //! Ordered commands stop at the first failing statement, and the server reports its index:
 //! that is how a failure is traced back to its operation and event (`failed_at`).
@@ -15,11 +21,15 @@
 //! Without transactions, the commands are applied one after the other and the checkpoints
 //! right after them: a crash in between applies the batch's operations again after the
 //! restart (at-least-once; upserts with `$set` are idempotent, `$inc` is not). Within one
-//! process, the writer remembers which operations of a batch that failed were applied for sure
-//! (the statements before the failing one), so that retrying the batch, or applying the events
-//! before a failing one on their own, does not apply them twice.
+//! process, the writer remembers which statements of a batch that failed were applied for sure
+//! (those of the commands before the failing one, and the failing command's statements before
+//! the failing statement), so that retrying the batch, or applying the events before a failing
+//! one on their own, does not apply them twice.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use mongodb::{
     Client, ClientSession, Database,
@@ -37,11 +47,18 @@ use crate::{
     sinks::{ApplyError, Batch, BatchItem, EventRef, SinkWriter},
 };
 
-/// In `MongoWriter::applied`: the event was parked.
-const PARKED: usize = usize::MAX;
+/// What an attempt that failed applied for sure of one event.
+#[derive(Debug, Clone, PartialEq)]
+enum Done {
+    /// These statements: (operation index, document index within an `InsertMany`, else 0).
+    Statements(HashSet<(usize, usize)>),
+    /// The event was parked.
+    Parked,
+}
 
-/// Most statements in one write command (the server's `maxWriteBatchSize` is 100,000).
-const MAX_STATEMENTS: usize = 1000;
+/// Most statements in one write command (the server's `maxWriteBatchSize` is 100,000; see
+/// `Names::max_statements` for servers that take fewer).
+pub(super) const MAX_STATEMENTS: usize = 1000;
 /// Most BSON bytes of statements in one command (the server takes 16 MiB plus a little).
 const MAX_COMMAND_BYTES: usize = 8 * 1024 * 1024;
 
@@ -54,9 +71,9 @@ pub struct MongoWriter {
     transactional: bool,
     /// Checkpoints of a batch whose commit outcome is unknown.
     in_doubt: Option<(u32, Vec<(u32, Position)>)>,
-    /// Without transactions: how many leading operations of an event (partition, position) are
-    /// applied for sure by an attempt that failed; [`PARKED`] for a parked event.
-    applied: HashMap<(u32, Position), usize>,
+    /// Without transactions: what an attempt that failed applied for sure of an event
+    /// (partition, position).
+    applied: HashMap<(u32, Position), Done>,
 }
 
 impl MongoWriter {
@@ -130,7 +147,7 @@ impl MongoWriter {
         Ok(())
     }
 
-    async fn apply_in_order(&mut self, runs: &[Run<'_>], mut done: HashMap<(u32, Position), usize>) -> Result<(), ApplyError> {
+    async fn apply_in_order(&mut self, runs: &[Run<'_>], mut done: HashMap<(u32, Position), Done>) -> Result<(), ApplyError> {
         for run in runs {
             match run.execute(&self.db, None, &self.names).await {
                 Ok(()) => run.count_applied(run.statements.len(), &mut done),
@@ -185,8 +202,9 @@ impl Command {
 /// Where a statement comes from.
 #[derive(Clone, Copy)]
 enum Origin<'b> {
-    /// Operation `number` (1-based) of the event at `item` in the batch.
-    Op { item: usize, number: usize, event: &'b EventRef, op: &'b MongoOp },
+    /// Operation `number` (1-based) of the event at `item` in the batch; `document`: which of
+    /// an insert's documents (0 for other writes).
+    Op { item: usize, number: usize, document: usize, event: &'b EventRef, op: &'b MongoOp },
     Park { item: usize, event: &'b EventRef },
     Checkpoint,
 }
@@ -274,13 +292,20 @@ impl<'b> Run<'b> {
         Ok(())
     }
 
-    /// Counts the first `n` statements as applied for their events.
-    fn count_applied(&self, n: usize, done: &mut HashMap<(u32, Position), usize>) {
+    /// Records the first `n` statements as applied for their events.
+    fn count_applied(&self, n: usize, done: &mut HashMap<(u32, Position), Done>) {
         for origin in &self.origins[..n] {
             match origin {
-                Origin::Op { event, .. } => *done.entry((event.partition, event.event.position)).or_insert(0) += 1,
+                Origin::Op { event, number, document, .. } => {
+                    let entry = done
+                        .entry((event.partition, event.event.position))
+                        .or_insert_with(|| Done::Statements(HashSet::new()));
+                    if let Done::Statements(statements) = entry {
+                        statements.insert((number - 1, *document));
+                    }
+                }
                 Origin::Park { event, .. } => {
-                    done.insert((event.partition, event.event.position), PARKED);
+                    done.insert((event.partition, event.event.position), Done::Parked);
                 }
                 Origin::Checkpoint => {}
             }
@@ -304,7 +329,7 @@ impl Origin<'_> {
         };
         let transient = is_transient_code(code);
         match self {
-            Origin::Op { item, number, event, op } => ApplyError {
+            Origin::Op { item, number, event, op, .. } => ApplyError {
                 message: format!("operation {number} of {event} failed: {kind} (code {code}): {message}; {op}"),
                 transient,
                 failed_at: Some(*item),
@@ -336,22 +361,31 @@ fn is_network(e: &mongodb::error::Error) -> bool {
     matches!(*e.kind, ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. })
 }
 
-/// The batch as runs of write commands, in order. `skip` holds, per event, how many of its
-/// leading operations an earlier attempt applied for sure.
-fn plan<'b>(
-    batch: &'b Batch<MongoOp>,
-    names: &'b Names,
-    connector: &'b str,
-    skip: &HashMap<(u32, Position), usize>,
-) -> Result<Vec<Run<'b>>, (String, Option<usize>)> {
-    let mut runs: Vec<Run<'b>> = Vec::new();
-    let mut push = |collection: &'b str, command: Command, statement: Document, origin: Origin<'b>| {
+/// Runs of write commands grouped by collection: per collection, in the order the batch first
+/// uses it, its statements in batch order.
+struct Plan<'b> {
+    collections: Vec<(&'b str, Vec<Run<'b>>)>,
+    max_statements: usize,
+}
+
+impl<'b> Plan<'b> {
+    fn new(names: &Names) -> Self {
+        Self { collections: Vec::new(), max_statements: names.max_statements }
+    }
+
+    fn push(&mut self, collection: &'b str, command: Command, statement: Document, origin: Origin<'b>) {
+        let runs = match self.collections.iter().position(|(c, _)| *c == collection) {
+            Some(i) => &mut self.collections[i].1,
+            None => {
+                self.collections.push((collection, Vec::new()));
+                &mut self.collections.last_mut().expect("just pushed").1
+            }
+        };
         let bytes = statement_size(&statement);
         match runs.last_mut() {
             Some(run)
-                if run.collection == collection
-                    && run.command == command
-                    && run.statements.len() < MAX_STATEMENTS
+                if run.command == command
+                    && run.statements.len() < self.max_statements
                     && run.bytes + bytes <= MAX_COMMAND_BYTES =>
             {
                 run.statements.push(statement);
@@ -360,45 +394,73 @@ fn plan<'b>(
             }
             _ => runs.push(Run { collection, command, statements: vec![statement], origins: vec![origin], bytes }),
         }
-    };
+    }
+
+    fn into_runs(self) -> Vec<Run<'b>> {
+        self.collections.into_iter().flat_map(|(_, runs)| runs).collect()
+    }
+}
+
+/// The batch as write commands, in the order they run: the operations and parked events
+/// grouped by collection (see the module's comment), then the checkpoints. `skip` holds, per
+/// event, what an earlier attempt applied for sure.
+fn plan<'b>(
+    batch: &'b Batch<MongoOp>,
+    names: &'b Names,
+    connector: &'b str,
+    skip: &HashMap<(u32, Position), Done>,
+) -> Result<Vec<Run<'b>>, (String, Option<usize>)> {
+    let mut writes = Plan::new(names);
     for (item, batch_item) in batch.items.iter().enumerate() {
         match batch_item {
             BatchItem::Apply { event, ops } => {
-                let done = skip.get(&(event.partition, event.event.position)).copied().unwrap_or(0);
-                for (n, op) in ops.iter().enumerate().skip(done) {
+                let done = match skip.get(&(event.partition, event.event.position)) {
+                    Some(Done::Statements(statements)) => Some(statements),
+                    _ => None,
+                };
+                let applied = |n: usize, document: usize| done.is_some_and(|d| d.contains(&(n, document)));
+                let mut push = |collection, command, statement, n: usize, document: usize| {
+                    if !applied(n, document) {
+                        let origin = Origin::Op { item, number: n + 1, document, event, op: &ops[n] };
+                        writes.push(collection, command, statement, origin);
+                    }
+                };
+                for (n, op) in ops.iter().enumerate() {
                     let collection = op.collection.as_deref().unwrap_or(&names.collection);
-                    let origin = Origin::Op { item, number: n + 1, event, op };
                     match &op.write {
                         Write::Insert { documents } => {
-                            for d in documents {
-                                push(collection, Command::Insert, d.clone(), origin);
+                            for (document, d) in documents.iter().enumerate() {
+                                push(collection, Command::Insert, d.clone(), n, document);
                             }
                         }
                         Write::Update { filter, update, multi } => push(
                             collection,
                             Command::Update,
                             doc! { "q": filter.clone(), "u": update.to_bson(), "upsert": true, "multi": *multi },
-                            origin,
+                            n,
+                            0,
                         ),
                         Write::Replace { filter, replacement } => push(
                             collection,
                             Command::Update,
                             doc! { "q": filter.clone(), "u": replacement.clone(), "upsert": true, "multi": false },
-                            origin,
+                            n,
+                            0,
                         ),
                         Write::Delete { filter, multi } => push(
                             collection,
                             Command::Delete,
                             doc! { "q": filter.clone(), "limit": if *multi { 0 } else { 1 } },
-                            origin,
+                            n,
+                            0,
                         ),
                     }
                 }
             }
             BatchItem::Park { event, error } => {
                 // Parked by an earlier attempt (an event whose first operations were applied
-                // before it failed has a count here, not the mark).
-                if skip.get(&(event.partition, event.event.position)) == Some(&PARKED) {
+                // before it failed has its statements here, not the mark).
+                if skip.get(&(event.partition, event.event.position)) == Some(&Done::Parked) {
                     continue;
                 }
                 let e = &event.event;
@@ -415,7 +477,7 @@ fn plan<'b>(
                     "error": error,
                     "parkedAt": mongodb::bson::DateTime::now(),
                 };
-                push(
+                writes.push(
                     &names.parked,
                     Command::Update,
                     doc! { "q": { "_id": id }, "u": { "$set": parked }, "upsert": true, "multi": false },
@@ -425,6 +487,9 @@ fn plan<'b>(
             BatchItem::Advance { .. } => {}
         }
     }
+    // The checkpoints come after everything else, even in a collection the operations use.
+    let mut runs = writes.into_runs();
+    let mut checkpoints = Plan::new(names);
     for (partition, position) in &batch.checkpoints {
         let row = doc! {
             "kind": "checkpoint",
@@ -434,7 +499,7 @@ fn plan<'b>(
             "position": int64(*position).map_err(|m| (m, None))?,
             "updatedAt": mongodb::bson::DateTime::now(),
         };
-        push(
+        checkpoints.push(
             &names.checkpoints,
             Command::Update,
             doc! {
@@ -446,6 +511,7 @@ fn plan<'b>(
             Origin::Checkpoint,
         );
     }
+    runs.extend(checkpoints.into_runs());
     Ok(runs)
 }
 

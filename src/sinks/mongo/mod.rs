@@ -52,6 +52,8 @@ struct Names {
     /// The URL's write concern (`w`, `journal`, `wtimeoutMS`), as the `writeConcern` of write
     /// commands outside transactions (a transaction's commit takes it from the client).
     write_concern: Option<Document>,
+    /// Most statements in one write command: `apply::MAX_STATEMENTS`, fewer on FerretDB v1.
+    max_statements: usize,
 }
 
 pub struct MongoSink {
@@ -62,6 +64,9 @@ pub struct MongoSink {
     transactional: bool,
     writers: usize,
 }
+
+/// Most statements per write command on FerretDB v1 (see `MongoSink::open`).
+const FERRETDB_V1_MAX_STATEMENTS: usize = 50;
 
 /// Checks a connection string without connecting (for the config loader).
 pub fn parse_url(url: &str) -> Result<(), String> {
@@ -83,13 +88,14 @@ impl MongoSink {
             .filter(|d| !d.is_empty()),
             None => None,
         };
-        let names = Arc::new(Names {
+        let mut names = Names {
             display: format!("{hosts}/{}", config.database),
             collection: config.collection.clone(),
             checkpoints: config.checkpoints_collection.clone(),
             parked: config.parked_collection.clone(),
             write_concern,
-        });
+            max_statements: apply::MAX_STATEMENTS,
+        };
         options.app_name.get_or_insert_with(|| "projector-gateway".into());
         options.server_selection_timeout.get_or_insert(Duration::from_secs(10));
         options.connect_timeout.get_or_insert(Duration::from_secs(5));
@@ -99,6 +105,15 @@ impl MongoSink {
         let hello = db.run_command(doc! { "hello": 1 }).await.map_err(|e| {
             SinkError(format!("cannot reach the MongoDB target `{}`: {}", names.display, describe_error(&e)))
         })?;
+        // FerretDB v1 keeps one SQLite connection (of a pool of 100) per statement of an
+        // `update` command until the command ends, so a command of 100 updates that match
+        // documents never returns: keep its commands well below that.
+        if let Ok(build) = db.run_command(doc! { "buildInfo": 1 }).await
+            && build.get_str("ferretdbVersion").is_ok_and(|v| v.starts_with("v1."))
+        {
+            names.max_statements = FERRETDB_V1_MAX_STATEMENTS;
+        }
+        let names = Arc::new(names);
         let transactional = match config.transactions {
             MongoTransactions::Off => false,
             mode => match transactions_work(&client, &db, &names, &hello).await {

@@ -62,6 +62,7 @@ impl KurrentdbSource {
             resolve_links: config.resolve_links,
             non_json: config.non_json,
             after,
+            delivered: (after, after),
             output: tx,
         };
         Ok(Self {

@@ -32,8 +32,13 @@ pub struct Subscriber {
     pub filter: Option<SubscriptionFilter>,
     pub resolve_links: bool,
     pub non_json: NonJsonEvents,
-    /// The last position delivered (or the connector's resume position).
+    /// The commit position to resubscribe after: the last delivered (or the connector's
+    /// resume position).
     pub after: Position,
+    /// The (commit, prepare) position of the last event delivered. The events of one
+    /// multi-event append share their commit position and differ by prepare position, so
+    /// telling a redelivery from the next event needs both.
+    pub delivered: (u64, u64),
     pub output: mpsc::Sender<Delivery>,
 }
 
@@ -48,7 +53,7 @@ impl Subscriber {
                         backoff.reset();
                         let original = resolved.get_original_event();
                         let position = original.position.commit;
-                        if position <= self.after {
+                        if !is_new(&mut self.delivered, (position, original.position.prepare)) {
                             // Already delivered before a resubscription.
                             continue;
                         }
@@ -64,6 +69,7 @@ impl Subscriber {
                     Ok(SubscriptionEvent::Checkpoint(reached)) if reached.commit > self.after => {
                         backoff.reset();
                         self.after = reached.commit;
+                        self.delivered = (reached.commit, 0);
                         Delivery::ReadUpTo(reached.commit)
                     }
                     Ok(SubscriptionEvent::CaughtUp(_)) => {
@@ -117,6 +123,17 @@ impl Subscriber {
     }
 }
 
+/// Whether an event at `(commit, prepare)` comes after everything `delivered` so far (a
+/// resubscription starts at the last commit position and delivers again the events of that
+/// append up to the last one delivered); records it if so.
+fn is_new(delivered: &mut (u64, u64), position: (u64, u64)) -> bool {
+    if position <= *delivered {
+        return false;
+    }
+    *delivered = position;
+    true
+}
+
 /// Errors no resubscription can fix.
 fn is_fatal(e: &kurrentdb::Error) -> bool {
     matches!(
@@ -138,5 +155,23 @@ pub fn explain(e: &kurrentdb::Error) -> String {
         kurrentdb::Error::ConnectionClosed => "the server closed the connection".into(),
         kurrentdb::Error::Grpc { code, message } => format!("{message} (gRPC status {code:?})"),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_new;
+
+    #[test]
+    fn events_of_one_append_share_a_commit_position_and_are_all_new() {
+        let mut delivered = (0, 0);
+        // One append of three events at commit 100, then one at 400.
+        for position in [(100, 100), (100, 180), (100, 260), (400, 400)] {
+            assert!(is_new(&mut delivered, position), "{position:?}");
+        }
+        // A resubscription after commit 100 delivers that append's later events again.
+        assert!(!is_new(&mut delivered, (100, 260)));
+        assert!(!is_new(&mut delivered, (400, 400)));
+        assert!(is_new(&mut delivered, (500, 500)));
     }
 }

@@ -12,6 +12,9 @@
 //! answered `Unimplemented`, which the client accepts. Test controls: append in-process,
 //! drop every subscription with a given status (e.g. "consumer too slow"), count
 //! subscriptions.
+//!
+//! `log.rs` (included by the KurrentDB tests only) puts this server and a real one
+//! (`KURRENTDB_URL`) behind one `TestLog`, so a test case runs against either.
 
 mod server;
 

@@ -154,6 +154,12 @@ impl TestKurrentDb {
         self.shared.append(stream, vec![proposed])[0]
     }
 
+    /// Appends one event with the id its writer chose, as a client does; returns its position.
+    pub fn append_event(&self, stream: &str, id: &str, event_type: &str, is_json: bool, data: Vec<u8>) -> u64 {
+        let proposed = Proposed { id: id.into(), event_type: event_type.into(), is_json, data, custom_metadata: Vec::new() };
+        self.shared.append(stream, vec![proposed])[0]
+    }
+
     /// Every event, in log order.
     pub fn events(&self) -> Vec<StoredEvent> {
         self.shared.log.lock().unwrap().events.clone()
