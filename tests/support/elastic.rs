@@ -149,6 +149,11 @@ impl Indices {
     /// Every document of an index pattern as (id, source), after a refresh, sorted by id (at
     /// most 10,000: tests stay below).
     pub async fn documents(&self, pattern: &str) -> Vec<(String, Value)> {
+        // An index the gateway has just created answers searches with 503 "all shards failed"
+        // until its primary shard starts: wait for that first (a pattern matching nothing
+        // answers at once; a timeout leaves the search below to report what is wrong).
+        let health = format!("/_cluster/health/{pattern}?wait_for_status=yellow&timeout=60s");
+        let _ = client::send_json(&self.client, Method::Get, &health, None).await;
         self.request(Method::Post, &format!("/{pattern}/_refresh"), None).await;
         let query = serde_json::json!({"size": 10_000, "track_total_hits": true, "query": {"match_all": {}}});
         let reply = self.request(Method::Post, &format!("/{pattern}/_search"), Some(query)).await;
