@@ -148,14 +148,19 @@ fn connector(value: &Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Op
     if problems.len() > before {
         return None;
     }
+    let (mut batch, sink) = (batch?, sink?);
+    let max_ops_given = map.get("batch").and_then(Value::as_mapping).is_some_and(|b| b.contains_key("max_ops"));
+    if !max_ops_given {
+        batch.max_ops = defaults::max_ops_for(&sink);
+    }
     Some(ConnectorConfig {
         id: id?,
         source: source?,
         filter: filter?,
         sidecar: sidecar?,
         partitioning: partitioning?,
-        batch: batch?,
-        sink: sink?,
+        batch,
+        sink,
         poison: poison?,
     })
 }

@@ -671,6 +671,16 @@ pub(crate) mod defaults {
     pub fn max_ops() -> usize {
         500
     }
+    /// `batch.max_ops` when the file does not say. Elasticsearch takes larger batches: a
+    /// `_bulk` request is cheap per item and dear per request (its guidance is requests of
+    /// several MB), and each batch costs one more request for its checkpoints; 2,000 bookings
+    /// operations are about 0.8 MB, under `max_bulk_bytes`.
+    pub fn max_ops_for(sink: &super::SinkConfig) -> usize {
+        match sink {
+            super::SinkConfig::Elastic(_) => 2000,
+            _ => max_ops(),
+        }
+    }
     pub fn mongo_checkpoints() -> String {
         "checkpoints".into()
     }
