@@ -28,7 +28,9 @@ async fn run(script: Script, setup: Setup) -> Outcome {
     let config = parse_connector(&connector_yaml(&ws.log_path(), &sidecar.address, &sqlite_sink_yaml(&ws.target_path()), &setup));
     let mut running = Running::start(config).await;
     // Either the connector stops by itself (policy stop) or it reaches the head.
+    let deadline = std::time::Instant::now() + 2 * WAIT;
     let result = loop {
+        assert!(std::time::Instant::now() < deadline, "the connector neither stopped nor reached the head within {:?}", 2 * WAIT);
         if running.progress.borrow_and_update().low_watermark() >= head {
             break running.stop().await.map_err(|e| e.to_string());
         }
@@ -116,6 +118,27 @@ async fn a_response_that_never_comes_times_out_after_the_retries() {
     let setup = Setup { request_timeout_ms: 300, max_retries: 1, ..Setup::default() };
     let outcome = run(Script::HangAt("GuestCheckedOut"), setup).await;
     assert_stopped_before_the_event(&outcome, &["GuestCheckedOut", "did not answer within 300ms, 2 time(s)"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_throws_on_an_event_is_retried_then_poisoned() {
+    let setup = Setup { max_retries: 1, ..Setup::default() };
+    let outcome = run(Script::StatusAt("GuestCheckedOut"), setup).await;
+    assert_stopped_before_the_event(
+        &outcome,
+        &["GuestCheckedOut", "the sidecar failed its stream with `Internal: handler failed: KeyError 'room'`", "2 time(s)"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn park_also_catches_an_event_whose_handler_throws() {
+    let setup = Setup { max_retries: 0, poison: "park", ..Setup::default() };
+    let outcome = run(Script::StatusAt("GuestCheckedOut"), setup).await;
+    outcome.result.as_ref().expect("park keeps the connector running");
+    let rows = parked(&outcome.ws.target_path());
+    assert_eq!(rows.len(), count_of(&outcome.ws.log_path(), "GuestCheckedOut"));
+    assert!(rows.iter().all(|(t, _, e)| t == "GuestCheckedOut" && e.contains("KeyError 'room'")), "{rows:?}");
+    ReadModel::from_sqlite(&outcome.ws.target_path()).assert_same(&ReadModel::from_log(&outcome.ws.log_path(), without("GuestCheckedOut")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,6 +43,9 @@ enum Flow {
 enum StreamEnd {
     Restart,
     Broken(String),
+    /// The sidecar ended the stream with an error status of its own (a handler that threw):
+    /// most likely on the oldest unanswered event, which is tried `max_retries` more times.
+    FailedBySidecar(String),
 }
 
 /// The task that drives one partition's stream.
@@ -105,6 +108,7 @@ impl<S: Sink> PartitionReducer<S> {
                             }
                         }
                         Ok(None) => break StreamEnd::Broken(ENDED_BY_SIDECAR.into()),
+                        Err(status) if sent_by_handler(&status) => break StreamEnd::FailedBySidecar(describe(&status)),
                         Err(status) => break StreamEnd::Broken(describe(&status)),
                     },
                     _ = tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + far)), if deadline.is_some() => {
@@ -124,6 +128,10 @@ impl<S: Sink> PartitionReducer<S> {
                         None => input_open = false,
                     },
                 }
+            };
+            let end = match end {
+                StreamEnd::FailedBySidecar(status) => self.on_sidecar_failure(&mut window, status).await?,
+                other => other,
             };
             if let StreamEnd::Broken(reason) = end {
                 let delay = backoff.next_delay();
@@ -240,6 +248,28 @@ impl<S: Sink> PartitionReducer<S> {
         Ok(Flow::Restart)
     }
 
+    /// The sidecar failed the stream with a status of its own while `window`'s oldest event was
+    /// unanswered: counted as an attempt at that event, which goes to the poison policy once
+    /// it has failed `max_retries` + 1 times (otherwise a handler that always throws on one
+    /// event would hold the partition back for ever). Then the stream is reopened.
+    async fn on_sidecar_failure(&mut self, window: &mut Window, status: String) -> Result<StreamEnd, ReducerError> {
+        if let Some(position) = window.take_released_mark() {
+            self.emit(BatchItem::Advance { partition: self.partition, position }).await?;
+        }
+        if window.front().is_none() {
+            return Ok(StreamEnd::Broken(status));
+        }
+        let attempts = window.bump_front_attempts();
+        if attempts > self.config.max_retries {
+            let reason = format!(
+                "the sidecar failed its stream with `{status}` while this event was the oldest unanswered one, {attempts} time(s); report a failing event with the response's `error` field"
+            );
+            self.poison(window, reason).await?;
+            return Ok(StreamEnd::Restart);
+        }
+        Ok(StreamEnd::Broken(format!("{status} (attempt {attempts} at the oldest unanswered event)")))
+    }
+
     /// Applies the poison policy to the oldest unanswered event.
     async fn poison(&mut self, window: &mut Window, reason: String) -> Result<(), ReducerError> {
         let event = window.pop_front().expect("an event is in flight");
@@ -273,6 +303,17 @@ async fn next_message(responses: &mut Option<Streaming<ProjectionResponse>>) -> 
         Some(stream) => stream.message().await,
         None => std::future::pending().await,
     }
+}
+
+/// A status the sidecar's handler sent (no transport error under it), of a kind that says
+/// the handler failed rather than the sidecar being away, overloaded or shutting down.
+fn sent_by_handler(status: &Status) -> bool {
+    use tonic::Code;
+    std::error::Error::source(status).is_none()
+        && matches!(
+            status.code(),
+            Code::Unknown | Code::Internal | Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange | Code::DataLoss
+        )
 }
 
 fn describe(status: &Status) -> String {

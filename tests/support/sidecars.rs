@@ -49,6 +49,9 @@ pub enum Script {
     HangAt(&'static str),
     /// Answers events of this type with a ReducerError.
     ErrorFor(&'static str, bool),
+    /// Ends the stream with an INTERNAL status at events of this type, as a handler that
+    /// throws does in every gRPC server library.
+    StatusAt(&'static str),
     /// Answers events of this type with a statement on a table that does not exist.
     BadSqlFor(&'static str),
     /// Never answers events of this type, but answers the others (as Eventuous sidecars do
@@ -145,6 +148,10 @@ impl Projection for Scripted {
                     Script::HangAt(t) if targeted(t) || hung => {
                         hung = true;
                         continue;
+                    }
+                    Script::StatusAt(t) if targeted(t) => {
+                        let _ = tx.send(Err(Status::internal("handler failed: KeyError 'room'"))).await;
+                        return;
                     }
                     Script::ErrorFor(t, retryable) if targeted(t) => {
                         response.operation = None;
