@@ -152,11 +152,27 @@ impl Indices {
         // An index the gateway has just created answers searches with 503 "all shards failed"
         // until its primary shard starts: wait for that first (a pattern matching nothing
         // answers at once; a timeout leaves the search below to report what is wrong).
+        // A loaded engine has also answered 503 once the health said yellow (a fresh-clone CI
+        // run, right after a SIGKILLed gateway's restart): transient answers are polled
+        // again until a deadline.
         let health = format!("/_cluster/health/{pattern}?wait_for_status=yellow&timeout=60s");
-        let _ = client::send_json(&self.client, Method::Get, &health, None).await;
-        self.request(Method::Post, &format!("/{pattern}/_refresh"), None).await;
         let query = serde_json::json!({"size": 10_000, "track_total_hits": true, "query": {"match_all": {}}});
-        let reply = self.request(Method::Post, &format!("/{pattern}/_search"), Some(query)).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let reply = loop {
+            let _ = client::send_json(&self.client, Method::Get, &health, None).await;
+            let body = Some(query.to_string().into_bytes());
+            let searched = match client::send_json(&self.client, Method::Post, &format!("/{pattern}/_refresh"), None).await {
+                Ok(_) => client::send_json(&self.client, Method::Post, &format!("/{pattern}/_search"), body).await,
+                Err(e) => Err(e),
+            };
+            match searched {
+                Ok((reply, _)) => break reply,
+                Err(e) if e.transient && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("searching {pattern}: {}", e.message),
+            }
+        };
         let total = reply["hits"]["total"]["value"].as_u64().expect("total");
         assert!(total <= 10_000, "{total} documents in {pattern}: more than a test should write");
         let mut docs: Vec<(String, Value)> = reply["hits"]["hits"]
