@@ -400,6 +400,25 @@ async fn events_failing_after_a_first_operation_are_parked_once(server: Server) 
     }
 }
 
+/// 150 updates of existing documents in one batch: FerretDB v1 never answers an `update`
+/// command of 100 or more such statements, so the sink cuts its commands to 50 there.
+async fn a_batch_of_many_updates_to_existing_documents_completes(server: Server) {
+    const DOCUMENTS: usize = 150;
+    let db = MongoDb::fresh(server, "many").await;
+    let sink = open(&db).await;
+    let inserts = (0..DOCUMENTS).map(|i| vec![insert(&format!(r#"{{"_id": "d{i}", "n": 0}}"#))]).collect();
+    apply(&sink, 1, inserts).await.expect("inserted");
+    let updates = (0..DOCUMENTS).map(|i| vec![update_one(&format!(r#"{{"_id": "d{i}"}}"#), r#"{"$inc": {"n": 1}}"#)]).collect();
+    tokio::time::timeout(WAIT, apply(&sink, 1 + DOCUMENTS as u64, updates))
+        .await
+        .unwrap_or_else(|_| panic!("{} did not answer a batch of {DOCUMENTS} updates within {WAIT:?}", server.name()))
+        .expect("updated");
+    let docs = db.documents("docs").await;
+    assert_eq!(docs.len(), DOCUMENTS);
+    assert!(docs.iter().all(|d| d.get_f64("n") == Ok(1.0)), "every document updated once: {docs:?}");
+    assert_eq!(db.checkpoints("ops").await.get(&(1, 0)), Some(&(2 * DOCUMENTS as i64)));
+}
+
 /// One test per (server, case).
 macro_rules! on_both_servers {
     ($($case:ident),* $(,)?) => {
@@ -447,4 +466,5 @@ on_both_servers!(
     bookings_match_the_reference_across_restarts,
     failing_events_are_parked_and_the_others_applied_once,
     events_failing_after_a_first_operation_are_parked_once,
+    a_batch_of_many_updates_to_existing_documents_completes,
 );
