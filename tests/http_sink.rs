@@ -486,6 +486,36 @@ async fn a_timeout_is_retried() {
     assert_eq!(stored_checkpoint(&checkpoint_file(&ws)), log.head().unwrap());
 }
 
+#[tokio::test]
+async fn stopping_at_once_ends_a_delivery_the_endpoint_holds_and_keeps_the_checkpoint_before_it() {
+    let ws = Workspace::new();
+    let mut log = EventLog::open(&ws.log_path()).unwrap();
+    append_events(&mut log, "h", 5, 1);
+    // The endpoint holds every answer far longer than the test's deadline.
+    let server = Receiver::start(|_, _, _| Reply { delay: Duration::from_secs(600), ..Reply::ok() }).await;
+    let connector = Connector {
+        ws: &ws,
+        url: &server.url,
+        sink: "        mode: batch
+        timeout_ms: 600000
+",
+        partitions: 1,
+        poison: "stop",
+        linger_ms: 0,
+    };
+    let running = connector.start().await;
+    poll_until("the first delivery to reach the endpoint", WITHIN, || (!server.requests().is_empty()).then_some(())).await;
+
+    // A second signal (or the drain deadline): the connector must not wait for the endpoint.
+    running.control.shutdown.cancel();
+    running.control.abort.cancel();
+    let result = running.ended(Duration::from_secs(10)).await;
+    let error = result.expect_err("an abort mid-delivery is reported").to_string();
+    assert!(error.contains("not committed"), "{error}");
+    assert_eq!(server.requests().len(), 1);
+    assert_eq!(stored_checkpoint(&checkpoint_file(&ws)), 0, "the checkpoint stays before the held batch");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Poison
 

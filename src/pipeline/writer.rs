@@ -115,11 +115,23 @@ impl<W: SinkWriter> Writer<W> {
     }
 
     /// Applies one batch, retrying transient failures with backoff until it succeeds, fails
-    /// for good, or the connector is aborted.
+    /// for good, or the connector is aborted. An abort also ends an attempt in progress (one
+    /// waiting on an endpoint's `Retry-After`, or on a database that does not answer): every
+    /// sink commits its checkpoint with or after the batch's effects, so an attempt cut short
+    /// leaves the checkpoint before the batch and a restart applies it again.
     async fn apply_retrying(&mut self, batch: &Arc<Batch<W::Op>>) -> Result<(), ApplyError> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         loop {
-            match self.sink.apply(batch.clone()).await {
+            let attempt = tokio::select! {
+                biased;
+                result = self.sink.apply(batch.clone()) => result,
+                _ = self.abort.cancelled() => return Err(ApplyError {
+                    message: format!("connector stopping: the batch of {} item(s) being applied was not committed (applied again on restart)", batch.items.len()),
+                    transient: false,
+                    failed_at: None,
+                }),
+            };
+            match attempt {
                 Ok(()) => return Ok(()),
                 Err(e) if e.transient => {
                     let delay = backoff.next_delay();

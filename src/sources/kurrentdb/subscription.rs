@@ -35,9 +35,10 @@ pub struct Subscriber {
     /// The commit position to resubscribe after: the last delivered (or the connector's
     /// resume position).
     pub after: Position,
-    /// The (commit, prepare) position of the last event delivered. The events of one
-    /// multi-event append share their commit position and differ by prepare position, so
-    /// telling a redelivery from the next event needs both.
+    /// The (commit, prepare) position of the last event delivered. Appended events have their
+    /// own position as both; the events of an explicit transaction (legacy TCP API) share the
+    /// commit position of the transaction and differ by prepare position, so telling a
+    /// redelivery from the next event needs both.
     pub delivered: (u64, u64),
     pub output: mpsc::Sender<Delivery>,
 }
