@@ -24,6 +24,10 @@ enum Command {
         /// After a stop signal, how long to finish in-flight events before stopping anyway.
         #[arg(long, default_value_t = 30)]
         drain_timeout_secs: u64,
+        /// Serve /health, /ready, /metrics (Prometheus) and /connectors on this address,
+        /// e.g. 0.0.0.0:9464 in a pod; off when not given.
+        #[arg(long, env = "PROJECTOR_GATEWAY_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Check a config file and print every problem with its key path.
     Validate {
@@ -93,7 +97,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config, drain_timeout_secs } => commands::run::run(&config, drain_timeout_secs).await,
+            Command::Run { config, drain_timeout_secs, listen } => commands::run::run(&config, drain_timeout_secs, listen).await,
             Command::Validate { config } => commands::validate::validate(&config),
             Command::Append { log, stream, event_type, data, metadata, id } => {
                 commands::append::append(&log, stream, event_type, data, metadata, id)

@@ -1,0 +1,151 @@
+//! The operations endpoint of `run --listen`, on the real binary with the example sidecar:
+//! readiness follows the connectors' states, the metrics report the checkpoints the target
+//! holds, a failed connector is named, and an address in use stops `run` with one message.
+
+mod support;
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::Path,
+    process::Command,
+    time::Duration,
+};
+
+use serde_json::Value;
+use support::{
+    fixtures::*,
+    processes::{self, Process, SIGTERM},
+};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// `GET path` on `address`: (status, body), or `None` while nothing answers there.
+fn get(address: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// The value of the metric line `name{labels}`, if the text has it.
+fn metric(text: &str, series: &str) -> Option<u64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `run --config <config> --listen <address>` with its stderr in the workspace.
+fn gateway_listening(config: &Path, address: &str, dir: &Path) -> Process {
+    let mut command = Command::new(processes::gateway_bin());
+    command.args(["run", "--config"]).arg(config).args(["--listen", address]).env("RUST_LOG", "info");
+    Process::spawn(command, dir.join("gateway.log"), false)
+}
+
+/// A config of the bookings connector (SQLite log to SQLite target through `sidecar`), plus
+/// the connectors in `more` (YAML list items).
+fn config_file(ws: &Workspace, sidecar: &str, more: &str) -> std::path::PathBuf {
+    let yaml = connector_yaml(&ws.log_path(), sidecar, &sqlite_sink_yaml(&ws.target_path()), &Setup::default()) + more;
+    let path = ws.path("gateway.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_readiness_metrics_and_status_that_match_the_target() {
+    let ws = Workspace::new();
+    let head = ws.log_with_events(3_000, 300, 41).head().unwrap();
+    let sidecar = processes::example_sidecar(&format!("127.0.0.1:{}", processes::free_port()), ws.dir.path());
+    let config = config_file(&ws, sidecar.address.as_deref().unwrap(), "");
+    let address = format!("127.0.0.1:{}", processes::free_port());
+    let mut gateway = gateway_listening(&config, &address, ws.dir.path());
+
+    assert_eq!(poll_until("the endpoint to answer /health", WAIT, || get(&address, "/health")).await, (200, "ok\n".into()));
+    let ready = poll_until("/ready to say ready", WAIT, || get(&address, "/ready").filter(|(status, _)| *status == 200)).await;
+    assert_eq!(ready.1, "ready\n");
+    let series = "projector_gateway_checkpoint_low_watermark{connector=\"bookings\"}";
+    let text = poll_until("the metrics to show the head committed", WAIT, || {
+        get(&address, "/metrics").map(|(_, text)| text).filter(|text| metric(text, series) == Some(head))
+    })
+    .await;
+
+    // Every partition's position is the one the target's checkpoints table holds.
+    let rows = sqlite_checkpoints(&ws.target_path(), "bookings");
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    for (_, partition, position) in rows {
+        let series = format!("projector_gateway_checkpoint_position{{connector=\"bookings\",partition=\"{partition}\"}}");
+        assert_eq!(metric(&text, &series), Some(position), "{series}\n{text}");
+    }
+    assert_eq!(metric(&text, "projector_gateway_connector_up{connector=\"bookings\"}"), Some(1));
+    let events = metric(&text, "projector_gateway_events_applied_total{connector=\"bookings\"}").expect("events counter");
+    let ops = metric(&text, "projector_gateway_operations_applied_total{connector=\"bookings\"}").expect("ops counter");
+    assert!(events > 0 && events <= head && ops >= events / 2, "events {events}, ops {ops}, head {head}");
+    assert!(metric(&text, "projector_gateway_batches_committed_total{connector=\"bookings\"}").unwrap() > 0);
+    assert!(text.contains("# TYPE projector_gateway_events_applied_total counter"), "{text}");
+
+    let (status, body) = get(&address, "/connectors").unwrap();
+    assert_eq!(status, 200);
+    let list: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list[0]["id"], "bookings");
+    assert_eq!(list[0]["state"], "running");
+    assert_eq!(list[0]["checkpoint"]["low_watermark"], head);
+    assert_eq!(list[0]["events_applied"], events);
+
+    gateway.signal(SIGTERM);
+    let status = gateway.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}\n{}", gateway.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_a_failed_connector_while_the_others_run_on() {
+    let ws = Workspace::new();
+    let head = ws.log_with_events(500, 50, 42).head().unwrap();
+    let sidecar = processes::example_sidecar(&format!("127.0.0.1:{}", processes::free_port()), ws.dir.path());
+    let sidecar_address = sidecar.address.clone().unwrap();
+    // A second connector whose target path is a folder: it fails at start.
+    let broken = connector_yaml(
+        &ws.log_path(),
+        &sidecar_address,
+        &sqlite_sink_yaml(ws.dir.path()),
+        &Setup { id: "broken".into(), ..Setup::default() },
+    );
+    let config = config_file(&ws, &sidecar_address, broken.strip_prefix("connectors:\n").unwrap());
+    let address = format!("127.0.0.1:{}", processes::free_port());
+    let mut gateway = gateway_listening(&config, &address, ws.dir.path());
+
+    let (_, not_ready) = poll_until("/ready to name the failed connector", WAIT, || {
+        get(&address, "/ready").filter(|(status, body)| *status == 503 && body.contains("broken: failed"))
+    })
+    .await;
+    assert!(not_ready.contains("cannot open"), "the reason is given: {not_ready}");
+    assert!(!not_ready.contains("bookings"), "the running connector is not blamed: {not_ready}");
+    let series = "projector_gateway_checkpoint_low_watermark{connector=\"bookings\"}";
+    let text = poll_until("the healthy connector to reach the head", WAIT, || {
+        get(&address, "/metrics").map(|(_, text)| text).filter(|text| metric(text, series) == Some(head))
+    })
+    .await;
+    assert_eq!(metric(&text, "projector_gateway_connector_up{connector=\"broken\"}"), Some(0));
+    assert_eq!(metric(&text, "projector_gateway_connector_up{connector=\"bookings\"}"), Some(1));
+    let list: Value = serde_json::from_str(&get(&address, "/connectors").unwrap().1).unwrap();
+    assert_eq!(list[1]["state"], "failed");
+    assert!(list[1]["error"].as_str().unwrap().contains("broken"), "{list}");
+
+    gateway.signal(SIGTERM);
+    let status = gateway.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1), "a failed connector makes the exit code 1\n{}", gateway.stderr());
+}
+
+#[test]
+fn an_address_in_use_stops_run_with_one_message() {
+    let ws = Workspace::new();
+    ws.log_with_events(10, 2, 43);
+    let config = config_file(&ws, "http://127.0.0.1:1", "");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let out = Command::new(processes::gateway_bin()).args(["run", "--config"]).arg(&config).args(["--listen", &address]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&format!("--listen {address}: cannot listen there")), "{stderr}");
+}
