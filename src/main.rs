@@ -3,7 +3,7 @@
 
 mod commands;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -28,6 +28,9 @@ enum Command {
         /// e.g. 0.0.0.0:9464 in a pod; off when not given.
         #[arg(long, env = "PROJECTOR_GATEWAY_LISTEN")]
         listen: Option<std::net::SocketAddr>,
+        /// With --listen: how often each connector's source is asked for its head (lag metrics).
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
+        lag_probe_interval_ms: u64,
     },
     /// Check a config file and print every problem with its key path.
     Validate {
@@ -97,7 +100,10 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config, drain_timeout_secs, listen } => commands::run::run(&config, drain_timeout_secs, listen).await,
+            Command::Run { config, drain_timeout_secs, listen, lag_probe_interval_ms } => {
+                let endpoint = listen.map(|address| commands::run::Endpoint { address, lag_probe_every: Duration::from_millis(lag_probe_interval_ms) });
+                commands::run::run(&config, drain_timeout_secs, endpoint).await
+            }
             Command::Validate { config } => commands::validate::validate(&config),
             Command::Append { log, stream, event_type, data, metadata, id } => {
                 commands::append::append(&log, stream, event_type, data, metadata, id)

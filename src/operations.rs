@@ -5,9 +5,10 @@
 //! ended), so a slow or hostile scraper can never hold a connector back.
 
 use std::{
-    fmt::Write as _,
+    fmt::{Display, Write as _},
     net::SocketAddr,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use axum::{
@@ -17,10 +18,17 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use chrono::Utc;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tracing::{debug, warn};
 
-use crate::pipeline::{Progress, ProgressReceiver};
+use crate::{
+    config::SourceConfig,
+    event::Position,
+    pipeline::{Progress, ProgressReceiver},
+    sources::head::{self, Head},
+};
 
 /// Where a connector is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +58,29 @@ struct Entry {
     id: String,
     state: ConnectorState,
     progress: Option<ProgressReceiver>,
+    /// The source's head at the last probe (see `watch_source_head`).
+    head: Option<Head>,
+}
+
+/// What the endpoint reports of one connector at one moment.
+struct Snapshot {
+    id: String,
+    state: ConnectorState,
+    progress: Option<Progress>,
+    head: Option<Head>,
+}
+
+impl Snapshot {
+    /// Positions between the committed low watermark and the source's head.
+    fn lag_positions(&self) -> Option<u64> {
+        Some(self.head.as_ref()?.position.saturating_sub(self.progress.as_ref()?.low_watermark()))
+    }
+
+    /// Age of the oldest event not committed yet (0 when there is none).
+    fn lag_seconds(&self) -> Option<f64> {
+        let head = self.head.as_ref()?;
+        Some(head.oldest_pending.map_or(0.0, |created| (Utc::now() - created).as_seconds_f64().max(0.0)))
+    }
 }
 
 /// The connectors of this process, as the endpoint reports them.
@@ -59,6 +90,7 @@ pub struct Connectors {
 }
 
 /// One connector's way of telling the registry how it is doing.
+#[derive(Clone)]
 pub struct ConnectorHandle {
     entries: Arc<Mutex<Vec<Entry>>>,
     index: usize,
@@ -68,14 +100,22 @@ impl Connectors {
     /// Registers a connector, in state `starting`.
     pub fn add(&self, id: &str) -> ConnectorHandle {
         let mut entries = self.entries.lock().expect("connector registry");
-        entries.push(Entry { id: id.to_owned(), state: ConnectorState::Starting, progress: None });
+        entries.push(Entry { id: id.to_owned(), state: ConnectorState::Starting, progress: None, head: None });
         ConnectorHandle { entries: self.entries.clone(), index: entries.len() - 1 }
     }
 
-    /// Each connector's id, state and latest progress, in registration order.
-    fn snapshot(&self) -> Vec<(String, ConnectorState, Option<Progress>)> {
+    /// Each connector as it is now, in registration order.
+    fn snapshot(&self) -> Vec<Snapshot> {
         let entries = self.entries.lock().expect("connector registry");
-        entries.iter().map(|e| (e.id.clone(), e.state.clone(), e.progress.as_ref().map(|p| p.borrow().clone()))).collect()
+        entries
+            .iter()
+            .map(|e| Snapshot {
+                id: e.id.clone(),
+                state: e.state.clone(),
+                progress: e.progress.as_ref().map(|p| p.borrow().clone()),
+                head: e.head.clone(),
+            })
+            .collect()
     }
 }
 
@@ -93,6 +133,58 @@ impl ConnectorHandle {
         let mut entries = self.entries.lock().expect("connector registry");
         entries[self.index].state = error.map_or(ConnectorState::Stopped, ConnectorState::Failed);
     }
+
+    /// The connector's state and, once it runs, its committed low watermark.
+    fn position(&self) -> (ConnectorState, Option<Position>) {
+        let entries = self.entries.lock().expect("connector registry");
+        let entry = &entries[self.index];
+        (entry.state.clone(), entry.progress.as_ref().map(|p| p.borrow().low_watermark()))
+    }
+
+    fn set_head(&self, head: Option<Head>) {
+        self.entries.lock().expect("connector registry")[self.index].head = head;
+    }
+}
+
+/// Probes the connector's source every `every` for its head and the age of the oldest event
+/// the connector has not committed, for the lag metrics, until the connector ends. A probe that
+/// fails clears the figures (they are absent rather than stale) and is tried again.
+pub fn watch_source_head(handle: ConnectorHandle, source: SourceConfig, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut probe = None;
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut warned = false;
+        loop {
+            ticks.tick().await;
+            let after = match handle.position() {
+                (ConnectorState::Running, Some(after)) => after,
+                (ConnectorState::Starting, _) => continue,
+                _ => return,
+            };
+            if probe.is_none() {
+                match head::open(&source).await {
+                    Ok(Some(opened)) => probe = Some(opened),
+                    Ok(None) => return,
+                    Err(e) => {
+                        if !std::mem::replace(&mut warned, true) {
+                            warn!("the lag metrics cannot read the source's head: {e}");
+                        }
+                        continue;
+                    }
+                }
+            }
+            let read = probe.as_mut().expect("opened above").head(after).await;
+            match read {
+                Ok(head) => handle.set_head(Some(head)),
+                Err(e) => {
+                    debug!("probing the source's head failed: {e}");
+                    handle.set_head(None);
+                    probe = None;
+                }
+            }
+        }
+    })
 }
 
 /// Binds the endpoint's address, so a port in use is reported before any connector starts.
@@ -116,10 +208,10 @@ async fn ready(AxumState(connectors): AxumState<Connectors>) -> Response {
     let not_running: Vec<String> = connectors
         .snapshot()
         .into_iter()
-        .filter(|(_, state, _)| *state != ConnectorState::Running)
-        .map(|(id, state, _)| match state {
-            ConnectorState::Failed(error) => format!("{id}: failed: {error}"),
-            other => format!("{id}: {}", other.name()),
+        .filter(|c| c.state != ConnectorState::Running)
+        .map(|c| match &c.state {
+            ConnectorState::Failed(error) => format!("{}: failed: {error}", c.id),
+            other => format!("{}: {}", c.id, other.name()),
         })
         .collect();
     if not_running.is_empty() {
@@ -137,12 +229,15 @@ async fn connector_list(AxumState(connectors): AxumState<Connectors>) -> Respons
     let list: Vec<Value> = connectors
         .snapshot()
         .into_iter()
-        .map(|(id, state, progress)| {
-            let mut item = json!({ "id": id, "state": state.name() });
-            if let ConnectorState::Failed(error) = &state {
+        .map(|c| {
+            let mut item = json!({ "id": c.id, "state": c.state.name() });
+            if let ConnectorState::Failed(error) = &c.state {
                 item["error"] = json!(error);
             }
-            if let Some(p) = progress {
+            if let (Some(head), Some(positions), Some(seconds)) = (&c.head, c.lag_positions(), c.lag_seconds()) {
+                item["source"] = json!({ "head": head.position, "lag_positions": positions, "lag_seconds": seconds });
+            }
+            if let Some(p) = &c.progress {
                 item["checkpoint"] = json!({ "low_watermark": p.low_watermark(), "partitions": p.positions });
                 item["events_applied"] = json!(p.events_applied);
                 item["operations_applied"] = json!(p.ops_applied);
@@ -156,7 +251,7 @@ async fn connector_list(AxumState(connectors): AxumState<Connectors>) -> Respons
 }
 
 /// The Prometheus text exposition of every connector.
-fn render_metrics(connectors: &[(String, ConnectorState, Option<Progress>)]) -> String {
+fn render_metrics(connectors: &[Snapshot]) -> String {
     type Read = fn(&Progress) -> u64;
     const COUNTERS: [(&str, &str, Read); 4] = [
         ("events_applied_total", "Events whose operations were committed (ignored events included).", |p| p.events_applied),
@@ -166,27 +261,45 @@ fn render_metrics(connectors: &[(String, ConnectorState, Option<Progress>)]) -> 
     ];
     let mut out = String::new();
     header_lines(&mut out, "connector_up", "gauge", "1 while the connector runs, 0 when it is starting, stopped or failed.");
-    for (id, state, _) in connectors {
-        sample(&mut out, "connector_up", &[("connector", id)], u64::from(*state == ConnectorState::Running));
+    for c in connectors {
+        sample(&mut out, "connector_up", &[("connector", &c.id)], u64::from(c.state == ConnectorState::Running));
     }
     for (name, help, read) in COUNTERS {
         header_lines(&mut out, name, "counter", help);
-        for (id, _, progress) in connectors {
-            if let Some(p) = progress {
-                sample(&mut out, name, &[("connector", id)], read(p));
+        for c in connectors {
+            if let Some(p) = &c.progress {
+                sample(&mut out, name, &[("connector", &c.id)], read(p));
             }
         }
     }
     header_lines(&mut out, "checkpoint_low_watermark", "gauge", "Position every partition has committed (the resume point).");
-    for (id, _, progress) in connectors {
-        if let Some(p) = progress {
-            sample(&mut out, "checkpoint_low_watermark", &[("connector", id)], p.low_watermark());
+    for c in connectors {
+        if let Some(p) = &c.progress {
+            sample(&mut out, "checkpoint_low_watermark", &[("connector", &c.id)], p.low_watermark());
         }
     }
     header_lines(&mut out, "checkpoint_position", "gauge", "Committed position of each partition.");
-    for (id, _, progress) in connectors {
-        for (partition, position) in progress.iter().flat_map(|p| p.positions.iter().enumerate()) {
-            sample(&mut out, "checkpoint_position", &[("connector", id), ("partition", &partition.to_string())], *position);
+    for c in connectors {
+        for (partition, position) in c.progress.iter().flat_map(|p| p.positions.iter().enumerate()) {
+            sample(&mut out, "checkpoint_position", &[("connector", &c.id), ("partition", &partition.to_string())], *position);
+        }
+    }
+    header_lines(&mut out, "source_head_position", "gauge", "Last position of the source's log at the last probe.");
+    for c in connectors {
+        if let Some(head) = &c.head {
+            sample(&mut out, "source_head_position", &[("connector", &c.id)], head.position);
+        }
+    }
+    header_lines(&mut out, "lag_positions", "gauge", "Source head minus the committed low watermark (events, for SQLite and PostgreSQL logs).");
+    for c in connectors {
+        if let Some(lag) = c.lag_positions() {
+            sample(&mut out, "lag_positions", &[("connector", &c.id)], lag);
+        }
+    }
+    header_lines(&mut out, "lag_seconds", "gauge", "Age of the oldest event the connector has not committed yet (0 when caught up).");
+    for c in connectors {
+        if let Some(lag) = c.lag_seconds() {
+            sample(&mut out, "lag_seconds", &[("connector", &c.id)], format!("{lag:.3}"));
         }
     }
     out
@@ -199,7 +312,7 @@ fn header_lines(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {PREFIX}{name} {kind}");
 }
 
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl Display) {
     let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape_label(v))).collect();
     let _ = writeln!(out, "{PREFIX}{name}{{{}}} {value}", labels.join(","));
 }
@@ -219,9 +332,15 @@ mod tests {
 
     #[test]
     fn renders_every_connector_with_escaped_labels() {
+        let created = Utc::now() - chrono::Duration::seconds(90);
         let text = render_metrics(&[
-            ("bookings".into(), ConnectorState::Running, Some(progress(vec![7, 5], 10))),
-            ("odd \"one\"\\x".into(), ConnectorState::Failed("boom".into()), None),
+            Snapshot {
+                id: "bookings".into(),
+                state: ConnectorState::Running,
+                progress: Some(progress(vec![7, 5], 10)),
+                head: Some(Head { position: 12, oldest_pending: Some(created) }),
+            },
+            Snapshot { id: "odd \"one\"\\x".into(), state: ConnectorState::Failed("boom".into()), progress: None, head: None },
         ]);
         for line in [
             "# TYPE projector_gateway_connector_up gauge",
@@ -233,9 +352,13 @@ mod tests {
             "projector_gateway_batches_committed_total{connector=\"bookings\"} 3",
             "projector_gateway_checkpoint_low_watermark{connector=\"bookings\"} 5",
             "projector_gateway_checkpoint_position{connector=\"bookings\",partition=\"1\"} 5",
+            "projector_gateway_source_head_position{connector=\"bookings\"} 12",
+            "projector_gateway_lag_positions{connector=\"bookings\"} 7",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
         assert!(!text.contains("events_applied_total{connector=\"odd"), "no progress, no counters:\n{text}");
+        let lag: f64 = text.lines().find_map(|l| l.strip_prefix("projector_gateway_lag_seconds{connector=\"bookings\"} ")).unwrap().parse().unwrap();
+        assert!((90.0..100.0).contains(&lag), "{lag}");
     }
 }

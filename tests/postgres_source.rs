@@ -9,9 +9,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use projector_gateway::{
-    config::PostgresSourceConfig,
+    config::{PostgresSourceConfig, SourceConfig},
     demo::BookingsGenerator,
-    sources::{EventSource, SourceBatch, postgres::PostgresSource, sqlite::NewEvent},
+    sources::{EventSource, SourceBatch, head, postgres::PostgresSource, sqlite::NewEvent},
 };
 use support::{
     bookings_model::ReadModel,
@@ -198,4 +198,25 @@ async fn a_missing_schema_or_unreachable_server_is_a_clear_error() {
     assert!(message.contains(&format!("postgres://gateway@127.0.0.1:{port}/x")), "{message}");
     assert!(message.contains("cannot connect"), "{message}");
     assert!(!message.contains("secret"), "the password leaked: {message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_head_probe_gives_the_last_position_and_the_oldest_event_after_a_position() {
+    let db = Database::fresh("src_head").await;
+    let mut log = EventuousLog::create(&db).await;
+    let mut probe = head::open(&SourceConfig::Postgres(source_config(&db, 1_000))).await.unwrap().expect("a probe");
+    let empty = probe.head(0).await.unwrap();
+    assert_eq!((empty.position, empty.oldest_pending), (0, None));
+
+    log.append_generated(50, 5, 33).await;
+    let client = db.client().await;
+    let first_after_10: chrono::NaiveDateTime = client
+        .query_one("SELECT created FROM eventuous.messages WHERE global_position > 10 ORDER BY global_position LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let seen = probe.head(10).await.unwrap();
+    assert_eq!(seen.position, log.head());
+    assert_eq!(seen.oldest_pending, Some(first_after_10.and_utc()));
+    assert_eq!(probe.head(log.head()).await.unwrap().oldest_pending, None, "nothing after the head");
 }

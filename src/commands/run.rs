@@ -15,7 +15,13 @@ use tracing::{error, info};
 /// Exit code when the operations endpoint cannot listen on its address.
 const CANNOT_LISTEN: u8 = 3;
 
-pub async fn run(path: &Path, drain_timeout_secs: u64, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+/// The operations endpoint: where it listens, and how often the lag metrics probe sources.
+pub struct Endpoint {
+    pub address: SocketAddr,
+    pub lag_probe_every: Duration,
+}
+
+pub async fn run(path: &Path, drain_timeout_secs: u64, endpoint: Option<Endpoint>) -> anyhow::Result<ExitCode> {
     let config = match config::load_file(path) {
         Ok(c) => c,
         Err(e) => {
@@ -24,19 +30,25 @@ pub async fn run(path: &Path, drain_timeout_secs: u64, listen: Option<SocketAddr
         }
     };
     let registry = Connectors::default();
-    let endpoint = match listen {
-        None => None,
-        Some(address) => match operations::bind(address).await {
+    let mut endpoint_tasks = Vec::new();
+    let lag_probe_every = endpoint.as_ref().map(|e| e.lag_probe_every);
+    if let Some(Endpoint { address, .. }) = endpoint {
+        match operations::bind(address).await {
             Ok(listener) => {
                 info!("operations endpoint (/health, /ready, /metrics, /connectors) listening on http://{address}");
-                Some(tokio::spawn(operations::serve(listener, registry.clone())))
+                let registry = registry.clone();
+                endpoint_tasks.push(tokio::spawn(async move {
+                    if let Err(e) = operations::serve(listener, registry).await {
+                        error!("the operations endpoint stopped: {e}");
+                    }
+                }));
             }
             Err(e) => {
                 eprintln!("error: --listen {address}: cannot listen there: {e}. Choose a free address or port.");
                 return Ok(ExitCode::from(CANNOT_LISTEN));
             }
-        },
-    };
+        }
+    }
     let control = ConnectorControl::default();
     watch_signals(control.clone(), Duration::from_secs(drain_timeout_secs));
     let mut connectors = JoinSet::new();
@@ -44,6 +56,9 @@ pub async fn run(path: &Path, drain_timeout_secs: u64, listen: Option<SocketAddr
         let own = ConnectorControl { shutdown: control.shutdown.child_token(), abort: control.abort.child_token() };
         let id = connector.id.clone();
         let handle = registry.add(&id);
+        if let Some(every) = lag_probe_every {
+            endpoint_tasks.push(operations::watch_source_head(handle.clone(), connector.source.clone(), every));
+        }
         info!(connector = %id, "starting");
         connectors.spawn(async move {
             let result = run_connector(connector, own, |progress| handle.started(progress)).await;
@@ -66,8 +81,8 @@ pub async fn run(path: &Path, drain_timeout_secs: u64, listen: Option<SocketAddr
             }
         }
     }
-    if let Some(endpoint) = endpoint {
-        endpoint.abort();
+    for task in endpoint_tasks {
+        task.abort();
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

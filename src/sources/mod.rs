@@ -11,6 +11,7 @@ use crate::{
     event::{Event, Position},
 };
 
+pub mod head;
 #[cfg(feature = "kurrentdb")]
 pub mod kurrentdb;
 #[cfg(feature = "postgres")]
@@ -55,6 +56,7 @@ pub trait EventSource: Send + Sync {
 
 /// Opens the configured source, positioned to read events after `after`. Sources that can
 /// filter on the server side (KurrentDB) narrow what they read with the connector's `filter`.
+#[cfg_attr(not(feature = "kurrentdb"), allow(unused_variables))]
 pub async fn open(config: &SourceConfig, filter: &FilterConfig, after: Position) -> Result<Box<dyn EventSource>, SourceError> {
     match config {
         #[cfg(feature = "sqlite")]

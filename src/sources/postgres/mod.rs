@@ -9,6 +9,7 @@
 //! failed reads with backoff.
 
 mod gaps;
+mod head;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use futures::{FutureExt, future::BoxFuture};
 use tokio_postgres::{Client, IsolationLevel, Row};
 use tracing::{info, warn};
 
+pub use self::head::PostgresHead;
 use self::gaps::{GapTracker, Snapshot};
 use crate::{
     config::PostgresSourceConfig,
