@@ -17,4 +17,5 @@ pub mod reducer;
 pub mod shutdown;
 pub mod sinks;
 pub mod sources;
+pub mod telemetry;
 pub mod demo;

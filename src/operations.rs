@@ -28,6 +28,7 @@ use crate::{
     event::Position,
     pipeline::{Progress, ProgressReceiver},
     sources::head::{self, Head},
+    telemetry,
 };
 
 /// Where a connector is in its life.
@@ -282,6 +283,15 @@ fn render_metrics(connectors: &[Snapshot]) -> String {
     for c in connectors {
         for (partition, position) in c.progress.iter().flat_map(|p| p.positions.iter().enumerate()) {
             sample(&mut out, "checkpoint_position", &[("connector", &c.id), ("partition", &partition.to_string())], *position);
+        }
+    }
+    let telemetry: Vec<_> = connectors.iter().map(|c| telemetry::of_connector(&c.id)).collect();
+    for (index, (name, kind, help)) in telemetry::SERIES.iter().enumerate() {
+        header_lines(&mut out, name, kind, help);
+        for (c, recorded) in connectors.iter().zip(&telemetry) {
+            if let Some(recorded) = recorded {
+                recorded.render_series(index, &mut out, &format!("{PREFIX}{name}"), &escape_label(&c.id));
+            }
         }
     }
     header_lines(&mut out, "source_head_position", "gauge", "Last position of the source's log at the last probe.");

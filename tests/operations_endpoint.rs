@@ -96,6 +96,18 @@ async fn reports_readiness_metrics_and_status_that_match_the_target() {
     assert!(metric(&text, "projector_gateway_batches_committed_total{connector=\"bookings\"}").unwrap() > 0);
     assert!(text.contains("# TYPE projector_gateway_events_applied_total counter"), "{text}");
 
+    // The histograms agree with the counters: one observation per committed batch, whose
+    // operations add up to the operations committed.
+    let batches = metric(&text, "projector_gateway_batches_committed_total{connector=\"bookings\"}").unwrap();
+    assert!(text.contains("# TYPE projector_gateway_batch_apply_seconds histogram"), "{text}");
+    assert_eq!(metric(&text, "projector_gateway_batch_apply_seconds_count{connector=\"bookings\"}"), Some(batches));
+    assert_eq!(metric(&text, "projector_gateway_batch_apply_seconds_bucket{connector=\"bookings\",le=\"+Inf\"}"), Some(batches));
+    assert_eq!(metric(&text, "projector_gateway_batch_operations_count{connector=\"bookings\"}"), Some(batches));
+    assert_eq!(gauge(&text, "projector_gateway_batch_operations_sum{connector=\"bookings\"}"), Some(ops as f64));
+    let answered = metric(&text, "projector_gateway_sidecar_round_trip_seconds_count{connector=\"bookings\"}").unwrap();
+    assert!(answered > 0 && answered <= events, "{answered} answers for {events} events");
+    assert_eq!(metric(&text, "projector_gateway_batch_retries_total{connector=\"bookings\"}"), Some(0));
+
     let (status, body) = get(&address, "/connectors").unwrap();
     assert_eq!(status, 200);
     let list: Value = serde_json::from_str(&body).unwrap();

@@ -183,6 +183,7 @@ pub async fn run_with_sink<S: Sink>(
         progress::channel((0..count).map(|p| plan.position_of(p).unwrap_or(0)).collect());
     on_start(progress_rx);
 
+    let telemetry = crate::telemetry::for_connector(&connector);
     let writer_count = sink.writer_count().clamp(1, count as usize);
     let mut tasks: JoinSet<Result<(), ConnectorError>> = JoinSet::new();
     let mut writer_inputs = Vec::with_capacity(writer_count);
@@ -200,6 +201,7 @@ pub async fn run_with_sink<S: Sink>(
             policy: config.poison,
             progress: progress_tx.clone(),
             abort: control.abort.clone(),
+            telemetry: telemetry.clone(),
         };
         let connector = connector.clone();
         tasks.spawn(async move { writer.run().await.map_err(|source| ConnectorError::Writer { connector, source }) });
@@ -229,6 +231,7 @@ pub async fn run_with_sink<S: Sink>(
                     input: rx,
                     output,
                     abort: control.abort.clone(),
+                    telemetry: telemetry.clone(),
                 };
                 tasks.spawn(async move { reducer.run().await.map_err(reducer_error) });
             }

@@ -14,6 +14,7 @@ use crate::{
     backoff::Backoff,
     config::{BatchConfig, PoisonPolicy},
     sinks::{ApplyError, Batch, BatchItem, EventRef, SinkWriter},
+    telemetry::ConnectorTelemetry,
 };
 
 /// Why a writer stopped.
@@ -33,6 +34,7 @@ pub(super) struct Writer<W: SinkWriter> {
     pub policy: PoisonPolicy,
     pub progress: ProgressSender,
     pub abort: CancellationToken,
+    pub telemetry: Arc<ConnectorTelemetry>,
 }
 
 impl<W: SinkWriter> Writer<W> {
@@ -122,6 +124,7 @@ impl<W: SinkWriter> Writer<W> {
     async fn apply_retrying(&mut self, batch: &Arc<Batch<W::Op>>) -> Result<(), ApplyError> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         loop {
+            let started = Instant::now();
             let attempt = tokio::select! {
                 biased;
                 result = self.sink.apply(batch.clone()) => result,
@@ -132,8 +135,13 @@ impl<W: SinkWriter> Writer<W> {
                 }),
             };
             match attempt {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.telemetry.batch_apply.observe_duration(started.elapsed());
+                    self.telemetry.batch_operations.observe(batch.items.iter().map(BatchItem::op_count).sum::<usize>() as f64);
+                    return Ok(());
+                }
                 Err(e) if e.transient => {
+                    self.telemetry.batch_retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let delay = backoff.next_delay();
                     warn!("{e}; retrying the batch of {} item(s) in {delay:?}", batch.items.len());
                     tokio::select! {

@@ -19,6 +19,7 @@ use crate::{
     config::{Answers, PoisonPolicy, SidecarConfig, TimeoutPolicy},
     proto::{ProjectionRequest, ProjectionResponse, projection_client::ProjectionClient},
     sinks::{BatchItem, EventRef, Sink},
+    telemetry::ConnectorTelemetry,
 };
 
 const ENDED_BY_SIDECAR: &str = "the sidecar ended the stream";
@@ -59,6 +60,7 @@ pub struct PartitionReducer<S: Sink> {
     pub output: mpsc::Sender<BatchItem<S::Op>>,
     /// Cancelled when the connector must stop now (error elsewhere, or shutdown deadline).
     pub abort: CancellationToken,
+    pub telemetry: Arc<ConnectorTelemetry>,
 }
 
 impl<S: Sink> PartitionReducer<S> {
@@ -199,6 +201,9 @@ impl<S: Sink> PartitionReducer<S> {
             response.all_operations().filter_map(|any| self.sink.decode(any).transpose()).collect();
         match ops {
             Ok(ops) => {
+                if let Some((_, _, sent_at)) = window.front() {
+                    self.telemetry.sidecar_round_trip.observe_duration(sent_at.elapsed());
+                }
                 let event = window.pop_front().expect("classified as front");
                 self.emit(BatchItem::Apply { event: EventRef::new(event, self.partition), ops }).await?;
             }
