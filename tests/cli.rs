@@ -101,3 +101,38 @@ fn append_rejects_a_payload_that_is_not_json() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("event data for stream `s` is not valid JSON"), "{}", stderr(&out));
 }
+
+/// `deploy/kubernetes.yaml` cannot be applied here (no cluster), but what it says about the
+/// binary is checked: its gateway.yaml validates, and the arguments, probes and scrape port
+/// are those `run --listen` serves.
+#[test]
+fn the_kubernetes_example_agrees_with_the_binary() {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(support::processes::repo_root().join("deploy/kubernetes.yaml")).unwrap();
+    let docs: Vec<serde_yaml::Value> =
+        serde_yaml::Deserializer::from_str(&text).map(|doc| serde_yaml::Value::deserialize(doc).expect("YAML")).collect();
+    let of_kind = |kind: &str| docs.iter().find(|d| d["kind"] == kind).unwrap_or_else(|| panic!("a {kind}"));
+
+    let ws = Workspace::new();
+    let config = ws.path("gateway.yaml");
+    std::fs::write(&config, of_kind("ConfigMap")["data"]["gateway.yaml"].as_str().unwrap()).unwrap();
+    let out = Command::new(gateway_bin())
+        .args(["validate", "--config", config.to_str().unwrap()])
+        .env("ESDB_PASSWORD", "secret")
+        .env("PGPASSWORD", "secret")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let pod = &of_kind("Deployment")["spec"]["template"];
+    let gateway = &pod["spec"]["containers"][0];
+    let args: Vec<&str> = gateway["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let after = |flag: &str| args[args.iter().position(|a| *a == flag).unwrap_or_else(|| panic!("{flag} in {args:?}")) + 1];
+    assert_eq!(args[0], "run");
+    assert_eq!(after("--config"), format!("{}/gateway.yaml", gateway["volumeMounts"][0]["mountPath"].as_str().unwrap()));
+    assert!(after("--listen").ends_with(":9464"), "{args:?}");
+    assert_eq!(gateway["ports"][0]["containerPort"].as_u64(), Some(9464));
+    assert_eq!(pod["metadata"]["annotations"]["prometheus.io/port"].as_str(), Some("9464"));
+    assert_eq!(gateway["livenessProbe"]["httpGet"]["path"].as_str(), Some("/health"));
+    assert_eq!(gateway["readinessProbe"]["httpGet"]["path"].as_str(), Some("/ready"));
+}

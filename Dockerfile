@@ -1,0 +1,17 @@
+# The gateway's container image. Not built by this project's CI (no container registry is
+# reachable from its machines); `docker build -t projector-gateway:0.1.0 .` where one is.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+# build.rs compiles proto/ with protox: no system protoc needed.
+RUN cargo build --release --locked --bin projector-gateway
+
+FROM debian:bookworm-slim
+# Root certificates for TLS to the event store and the target databases.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 gateway
+COPY --from=build /src/target/release/projector-gateway /usr/local/bin/projector-gateway
+USER 10001
+EXPOSE 9464
+ENTRYPOINT ["projector-gateway"]
+CMD ["run", "--config", "/etc/projector-gateway/gateway.yaml", "--listen", "0.0.0.0:9464"]
