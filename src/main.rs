@@ -32,6 +32,18 @@ enum Command {
         #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
         lag_probe_interval_ms: u64,
     },
+    /// Move a connector's checkpoints back to the start of the log (or to a position), so the
+    /// next start projects again from there. Stop every gateway running it first.
+    Reset {
+        #[arg(long, short, env = "PROJECTOR_GATEWAY_CONFIG")]
+        config: PathBuf,
+        /// The connector's id in the config file.
+        #[arg(long)]
+        connector: String,
+        /// Resume after this position instead of from the start.
+        #[arg(long)]
+        to_position: Option<u64>,
+    },
     /// Check a config file and print every problem with its key path.
     Validate {
         #[arg(long, short)]
@@ -104,6 +116,7 @@ fn main() -> ExitCode {
                 let endpoint = listen.map(|address| commands::run::Endpoint { address, lag_probe_every: Duration::from_millis(lag_probe_interval_ms) });
                 commands::run::run(&config, drain_timeout_secs, endpoint).await
             }
+            Command::Reset { config, connector, to_position } => commands::reset::reset(&config, &connector, to_position).await,
             Command::Validate { config } => commands::validate::validate(&config),
             Command::Append { log, stream, event_type, data, metadata, id } => {
                 commands::append::append(&log, stream, event_type, data, metadata, id)

@@ -3,5 +3,6 @@
 
 pub mod append;
 pub mod demo;
+pub mod reset;
 pub mod run;
 pub mod validate;

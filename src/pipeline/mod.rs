@@ -18,6 +18,7 @@
 
 mod producer;
 mod progress;
+mod reset;
 mod router;
 mod writer;
 
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use progress::{Progress, ProgressReceiver, ProgressSender};
+pub use reset::{ResetOutcome, ResetTo, reset_connector};
 pub use writer::WriterError;
 
 use crate::{
@@ -79,33 +81,55 @@ pub async fn run_connector(
     control: ConnectorControl,
     on_start: impl FnOnce(ProgressReceiver) + Send,
 ) -> Result<(), ConnectorError> {
+    struct Run<F> {
+        control: ConnectorControl,
+        on_start: F,
+    }
+    impl<F: FnOnce(ProgressReceiver) + Send> WithSink for Run<F> {
+        type Output = ();
+        async fn with<S: Sink>(self, sink: S, config: ConnectorConfig) -> Result<(), ConnectorError> {
+            run_with_sink(sink, config, self.control, self.on_start).await
+        }
+    }
+    with_sink(config, Run { control, on_start }).await
+}
+
+/// Something to do with a connector's sink, whichever kind it is (the sinks are different
+/// types, so this stands in for a closure generic over them).
+pub trait WithSink: Send {
+    type Output;
+    fn with<S: Sink>(self, sink: S, config: ConnectorConfig) -> impl Future<Output = Result<Self::Output, ConnectorError>> + Send;
+}
+
+/// Opens the connector's sink and hands it to `task`.
+pub async fn with_sink<T: WithSink>(config: ConnectorConfig, task: T) -> Result<T::Output, ConnectorError> {
     let connector = config.id.clone();
     let sink_error = |source| ConnectorError::Sink { connector: connector.clone(), source };
     match &config.sink {
         #[cfg(feature = "sqlite")]
         SinkConfig::Sqlite(c) => {
             let sink = crate::sinks::sqlite::SqliteSink::open(c, &config.id).await.map_err(sink_error)?;
-            run_with_sink(sink, config, control, on_start).await
+            task.with(sink, config).await
         }
         #[cfg(feature = "postgres")]
         SinkConfig::Postgres(c) => {
             let sink = crate::sinks::postgres::PostgresSink::open(c, &config.id).await.map_err(sink_error)?;
-            run_with_sink(sink, config, control, on_start).await
+            task.with(sink, config).await
         }
         #[cfg(feature = "mssql")]
         SinkConfig::Mssql(c) => {
             let sink = crate::sinks::mssql::MssqlSink::open(c, &config.id).await.map_err(sink_error)?;
-            run_with_sink(sink, config, control, on_start).await
+            task.with(sink, config).await
         }
         #[cfg(feature = "mongo")]
         SinkConfig::Mongo(c) => {
             let sink = crate::sinks::mongo::MongoSink::open(c, &config.id).await.map_err(sink_error)?;
-            run_with_sink(sink, config, control, on_start).await
+            task.with(sink, config).await
         }
         #[cfg(feature = "elastic")]
         SinkConfig::Elastic(c) => {
             let sink = crate::sinks::elastic::ElasticSink::open(c, &config.id, config.mode()).await.map_err(sink_error)?;
-            run_with_sink(sink, config, control, on_start).await
+            task.with(sink, config).await
         }
         SinkConfig::Console(c) => {
             let source = match &config.source {
@@ -116,7 +140,7 @@ pub async fn run_connector(
             let store = crate::sinks::checkpoint_store::CheckpointStore::open(c.checkpoints.as_ref(), &config.id, source)
                 .await
                 .map_err(sink_error)?;
-            run_with_sink(crate::sinks::console::ConsoleSink::new(store), config, control, on_start).await
+            task.with(crate::sinks::console::ConsoleSink::new(store), config).await
         }
         #[cfg(feature = "http")]
         SinkConfig::Http(c) => {
@@ -126,7 +150,7 @@ pub async fn run_connector(
                 _ => None,
             };
             let sink = crate::sinks::http::HttpSink::open(c, &config.id, source).await.map_err(sink_error)?;
-            run_with_sink(sink, config, control, on_start).await
+            task.with(sink, config).await
         }
         #[allow(unreachable_patterns)]
         _ => Err(sink_error(SinkError("this sink is not built into this binary (see cargo features)".into()))),
