@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod event;
 pub mod filter;
+pub mod management;
 pub mod operations;
 pub mod partition;
 pub mod payload;

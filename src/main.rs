@@ -17,20 +17,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the connectors of a config file until SIGINT/SIGTERM.
+    /// Run the connectors of a config file (and those created through the management API)
+    /// until SIGINT/SIGTERM.
     Run {
-        #[arg(long, short, env = "PROJECTOR_GATEWAY_CONFIG")]
-        config: PathBuf,
-        /// After a stop signal, how long to finish in-flight events before stopping anyway.
+        #[arg(long, short, env = "PROJECTOR_GATEWAY_CONFIG", required_unless_present = "state")]
+        config: Option<PathBuf>,
+        /// The definition log (an SQLite file, created if missing) that makes the management
+        /// API read-write: connectors created, disabled or deleted through it stay so across
+        /// restarts.
+        #[arg(long, env = "PROJECTOR_GATEWAY_STATE")]
+        state: Option<PathBuf>,
+        /// After a stop signal (or a disable through the API), how long to finish in-flight
+        /// events before stopping anyway.
         #[arg(long, default_value_t = 30)]
         drain_timeout_secs: u64,
-        /// Serve /health, /ready, /metrics (Prometheus) and /connectors on this address,
-        /// e.g. 0.0.0.0:9464 in a pod; off when not given.
+        /// Serve /health, /ready, /metrics (Prometheus), /connectors and the management API on
+        /// this address, e.g. 0.0.0.0:9464 in a pod; off when not given.
         #[arg(long, env = "PROJECTOR_GATEWAY_LISTEN")]
         listen: Option<std::net::SocketAddr>,
         /// With --listen: how often each connector's source is asked for its head (lag metrics).
         #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
         lag_probe_interval_ms: u64,
+        /// With --listen and --state: the bearer token the management API's changes need
+        /// (`Authorization: Bearer <token>`); without it anyone who reaches the port may change
+        /// connectors.
+        #[arg(long, env = "PROJECTOR_GATEWAY_MANAGEMENT_TOKEN", hide_env_values = true)]
+        management_token: Option<String>,
     },
     /// Move a connector's checkpoints back to the start of the log (or to a position), so the
     /// next start projects again from there. Stop every gateway running it first.
@@ -112,9 +124,14 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config, drain_timeout_secs, listen, lag_probe_interval_ms } => {
-                let endpoint = listen.map(|address| commands::run::Endpoint { address, lag_probe_every: Duration::from_millis(lag_probe_interval_ms) });
-                commands::run::run(&config, drain_timeout_secs, endpoint).await
+            Command::Run { config, state, drain_timeout_secs, listen, lag_probe_interval_ms, management_token } => {
+                let endpoint = listen.map(|address| commands::run::Endpoint {
+                    address,
+                    lag_probe_every: Duration::from_millis(lag_probe_interval_ms),
+                    management_token,
+                });
+                let drain_timeout = Duration::from_secs(drain_timeout_secs);
+                commands::run::run(commands::run::RunArgs { config, state, drain_timeout, endpoint }).await
             }
             Command::Reset { config, connector, to_position } => commands::reset::reset(&config, &connector, to_position).await,
             Command::Validate { config } => commands::validate::validate(&config),

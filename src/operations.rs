@@ -31,6 +31,23 @@ use crate::{
     telemetry,
 };
 
+/// Where a connector's definition comes from: the config file, or the management API (kept in
+/// the definition log of `--state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    File,
+    Api,
+}
+
+impl Origin {
+    fn name(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Api => "api",
+        }
+    }
+}
+
 /// Where a connector is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectorState {
@@ -40,6 +57,8 @@ pub enum ConnectorState {
     Running,
     /// Stopped cleanly (after a stop signal).
     Stopped,
+    /// Stopped by an operator through the management API; stays so across restarts.
+    Disabled,
     /// Stopped by an error, with the message the operator sees in the log.
     Failed(String),
 }
@@ -50,6 +69,7 @@ impl ConnectorState {
             Self::Starting => "starting",
             Self::Running => "running",
             Self::Stopped => "stopped",
+            Self::Disabled => "disabled",
             Self::Failed(_) => "failed",
         }
     }
@@ -57,15 +77,29 @@ impl ConnectorState {
 
 struct Entry {
     id: String,
+    origin: Origin,
     state: ConnectorState,
     progress: Option<ProgressReceiver>,
     /// The source's head at the last probe (see `watch_source_head`).
     head: Option<Head>,
 }
 
+impl Entry {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            id: self.id.clone(),
+            origin: self.origin,
+            state: self.state.clone(),
+            progress: self.progress.as_ref().map(|p| p.borrow().clone()),
+            head: self.head.clone(),
+        }
+    }
+}
+
 /// What the endpoint reports of one connector at one moment.
-struct Snapshot {
+pub struct Snapshot {
     id: String,
+    origin: Origin,
     state: ConnectorState,
     progress: Option<Progress>,
     head: Option<Head>,
@@ -82,68 +116,109 @@ impl Snapshot {
         let head = self.head.as_ref()?;
         Some(head.oldest_pending.map_or(0.0, |created| (Utc::now() - created).as_seconds_f64().max(0.0)))
     }
+
+    /// The connector as `/connectors` lists it: id, origin, state (and error), checkpoint,
+    /// counters and lag.
+    pub fn to_json(&self) -> Value {
+        let mut item = json!({ "id": self.id, "origin": self.origin.name(), "state": self.state.name() });
+        if let ConnectorState::Failed(error) = &self.state {
+            item["error"] = json!(error);
+        }
+        if let (Some(head), Some(positions), Some(seconds)) = (&self.head, self.lag_positions(), self.lag_seconds()) {
+            item["source"] = json!({ "head": head.position, "lag_positions": positions, "lag_seconds": seconds });
+        }
+        if let Some(p) = &self.progress {
+            item["checkpoint"] = json!({ "low_watermark": p.low_watermark(), "partitions": p.positions });
+            item["events_applied"] = json!(p.events_applied);
+            item["operations_applied"] = json!(p.ops_applied);
+            item["events_parked"] = json!(p.events_parked);
+            item["batches_committed"] = json!(p.batches);
+        }
+        item
+    }
 }
 
 /// The connectors of this process, as the endpoint reports them.
 #[derive(Clone, Default)]
 pub struct Connectors {
-    entries: Arc<Mutex<Vec<Entry>>>,
+    entries: Arc<Mutex<Vec<Arc<Mutex<Entry>>>>>,
 }
 
 /// One connector's way of telling the registry how it is doing.
 #[derive(Clone)]
 pub struct ConnectorHandle {
-    entries: Arc<Mutex<Vec<Entry>>>,
-    index: usize,
+    entry: Arc<Mutex<Entry>>,
 }
 
 impl Connectors {
     /// Registers a connector, in state `starting`.
-    pub fn add(&self, id: &str) -> ConnectorHandle {
-        let mut entries = self.entries.lock().expect("connector registry");
-        entries.push(Entry { id: id.to_owned(), state: ConnectorState::Starting, progress: None, head: None });
-        ConnectorHandle { entries: self.entries.clone(), index: entries.len() - 1 }
+    pub fn add(&self, id: &str, origin: Origin) -> ConnectorHandle {
+        let entry = Entry { id: id.to_owned(), origin, state: ConnectorState::Starting, progress: None, head: None };
+        let entry = Arc::new(Mutex::new(entry));
+        self.entries.lock().expect("connector registry").push(entry.clone());
+        ConnectorHandle { entry }
+    }
+
+    /// Forgets a deleted connector.
+    pub fn remove(&self, id: &str) {
+        self.entries.lock().expect("connector registry").retain(|e| e.lock().expect("connector entry").id != id);
     }
 
     /// Each connector as it is now, in registration order.
-    fn snapshot(&self) -> Vec<Snapshot> {
+    pub fn snapshot(&self) -> Vec<Snapshot> {
         let entries = self.entries.lock().expect("connector registry");
-        entries
-            .iter()
-            .map(|e| Snapshot {
-                id: e.id.clone(),
-                state: e.state.clone(),
-                progress: e.progress.as_ref().map(|p| p.borrow().clone()),
-                head: e.head.clone(),
-            })
-            .collect()
+        entries.iter().map(|e| e.lock().expect("connector entry").snapshot()).collect()
+    }
+
+    /// The connector `id` as it is now.
+    pub fn snapshot_of(&self, id: &str) -> Option<Snapshot> {
+        self.snapshot().into_iter().find(|s| s.id == id)
     }
 }
 
 impl ConnectorHandle {
+    fn entry(&self) -> std::sync::MutexGuard<'_, Entry> {
+        self.entry.lock().expect("connector entry")
+    }
+
+    /// The connector is (re)starting: no progress yet.
+    pub fn starting(&self) {
+        let mut entry = self.entry();
+        entry.state = ConnectorState::Starting;
+        entry.progress = None;
+        entry.head = None;
+    }
+
     /// The connector loaded its checkpoints and runs; `progress` is its progress channel.
     pub fn started(&self, progress: ProgressReceiver) {
-        let mut entries = self.entries.lock().expect("connector registry");
-        let entry = &mut entries[self.index];
+        let mut entry = self.entry();
         entry.state = ConnectorState::Running;
         entry.progress = Some(progress);
     }
 
     /// The connector ended: cleanly, or with `error`.
     pub fn ended(&self, error: Option<String>) {
-        let mut entries = self.entries.lock().expect("connector registry");
-        entries[self.index].state = error.map_or(ConnectorState::Stopped, ConnectorState::Failed);
+        self.entry().state = error.map_or(ConnectorState::Stopped, ConnectorState::Failed);
+    }
+
+    /// An operator disabled the connector (it has ended).
+    pub fn disabled(&self) {
+        self.entry().state = ConnectorState::Disabled;
+    }
+
+    /// The connector's state now.
+    pub fn state(&self) -> ConnectorState {
+        self.entry().state.clone()
     }
 
     /// The connector's state and, once it runs, its committed low watermark.
     fn position(&self) -> (ConnectorState, Option<Position>) {
-        let entries = self.entries.lock().expect("connector registry");
-        let entry = &entries[self.index];
+        let entry = self.entry();
         (entry.state.clone(), entry.progress.as_ref().map(|p| p.borrow().low_watermark()))
     }
 
     fn set_head(&self, head: Option<Head>) {
-        self.entries.lock().expect("connector registry")[self.index].head = head;
+        self.entry().head = head;
     }
 }
 
@@ -193,14 +268,16 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(address).await
 }
 
-/// Serves the endpoint on `listener` until the task is dropped or aborted.
-pub async fn serve(listener: TcpListener, connectors: Connectors) -> std::io::Result<()> {
+/// Serves the endpoint, and the routes of `more` (the management API), on `listener` until the
+/// task is dropped or aborted.
+pub async fn serve(listener: TcpListener, connectors: Connectors, more: Router) -> std::io::Result<()> {
     let app = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/connectors", get(connector_list))
-        .with_state(connectors);
+        .with_state(connectors)
+        .merge(more);
     axum::serve(listener, app).await
 }
 
@@ -209,7 +286,7 @@ async fn ready(AxumState(connectors): AxumState<Connectors>) -> Response {
     let not_running: Vec<String> = connectors
         .snapshot()
         .into_iter()
-        .filter(|c| c.state != ConnectorState::Running)
+        .filter(|c| !matches!(c.state, ConnectorState::Running | ConnectorState::Disabled))
         .map(|c| match &c.state {
             ConnectorState::Failed(error) => format!("{}: failed: {error}", c.id),
             other => format!("{}: {}", c.id, other.name()),
@@ -227,28 +304,13 @@ async fn metrics(AxumState(connectors): AxumState<Connectors>) -> Response {
 }
 
 async fn connector_list(AxumState(connectors): AxumState<Connectors>) -> Response {
-    let list: Vec<Value> = connectors
-        .snapshot()
-        .into_iter()
-        .map(|c| {
-            let mut item = json!({ "id": c.id, "state": c.state.name() });
-            if let ConnectorState::Failed(error) = &c.state {
-                item["error"] = json!(error);
-            }
-            if let (Some(head), Some(positions), Some(seconds)) = (&c.head, c.lag_positions(), c.lag_seconds()) {
-                item["source"] = json!({ "head": head.position, "lag_positions": positions, "lag_seconds": seconds });
-            }
-            if let Some(p) = &c.progress {
-                item["checkpoint"] = json!({ "low_watermark": p.low_watermark(), "partitions": p.positions });
-                item["events_applied"] = json!(p.events_applied);
-                item["operations_applied"] = json!(p.ops_applied);
-                item["events_parked"] = json!(p.events_parked);
-                item["batches_committed"] = json!(p.batches);
-            }
-            item
-        })
-        .collect();
-    ([(header::CONTENT_TYPE, "application/json")], Value::Array(list).to_string()).into_response()
+    let list: Vec<Value> = connectors.snapshot().iter().map(Snapshot::to_json).collect();
+    json_response(StatusCode::OK, &Value::Array(list))
+}
+
+/// A JSON body with its content type.
+pub fn json_response(status: StatusCode, body: &Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// The Prometheus text exposition of every connector.
@@ -346,11 +408,12 @@ mod tests {
         let text = render_metrics(&[
             Snapshot {
                 id: "bookings".into(),
+                origin: Origin::File,
                 state: ConnectorState::Running,
                 progress: Some(progress(vec![7, 5], 10)),
                 head: Some(Head { position: 12, oldest_pending: Some(created) }),
             },
-            Snapshot { id: "odd \"one\"\\x".into(), state: ConnectorState::Failed("boom".into()), progress: None, head: None },
+            Snapshot { id: "odd \"one\"\\x".into(), origin: Origin::Api, state: ConnectorState::Failed("boom".into()), progress: None, head: None },
         ]);
         for line in [
             "# TYPE projector_gateway_connector_up gauge",

@@ -118,6 +118,12 @@ pub fn of_connector(id: &str) -> Option<Arc<ConnectorTelemetry>> {
     REGISTRY.lock().expect("telemetry registry").get(id).cloned()
 }
 
+/// Drops the telemetry of a deleted connector (a connector created again under the same id
+/// starts from zero).
+pub fn forget(id: &str) {
+    REGISTRY.lock().expect("telemetry registry").remove(id);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,33 +4,16 @@
 
 mod support;
 
-use std::{
-    io::{Read, Write},
-    net::TcpStream,
-    path::Path,
-    process::Command,
-    time::Duration,
-};
+use std::{path::Path, process::Command, time::Duration};
 
 use serde_json::Value;
 use support::{
     fixtures::*,
+    http::{get, request},
     processes::{self, Process, SIGTERM},
 };
 
 const WAIT: Duration = Duration::from_secs(120);
-
-/// `GET path` on `address`: (status, body), or `None` while nothing answers there.
-fn get(address: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
-}
 
 /// The value of the metric line `name{labels}`, if the text has it.
 fn metric(text: &str, series: &str) -> Option<u64> {
@@ -115,6 +98,13 @@ async fn reports_readiness_metrics_and_status_that_match_the_target() {
     assert_eq!(list[0]["state"], "running");
     assert_eq!(list[0]["checkpoint"]["low_watermark"], head);
     assert_eq!(list[0]["events_applied"], events);
+    assert_eq!(list[0]["origin"], "file");
+
+    // Without --state the management API only reads, and says how to make it writable.
+    let (status, body) = request(&address, "POST", "/connectors/bookings/disable", "", None).unwrap();
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("read-only: start the gateway with --state FILE"), "{body}");
+    assert_eq!(get(&address, "/connectors/bookings").unwrap().0, 200);
 
     gateway.signal(SIGTERM);
     let status = gateway.wait_exit(Duration::from_secs(30));

@@ -1,15 +1,21 @@
-//! `run`: runs every connector of a config file until a stop signal. One connector failing does
-//! not stop the others; the exit code says whether all of them stopped cleanly.
+//! `run`: runs every connector of a config file (and of the definition log of `--state`) until
+//! a stop signal. One connector failing does not stop the others; the exit code says whether
+//! all of them stopped cleanly.
 
-use std::{net::SocketAddr, path::Path, process::ExitCode, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 use projector_gateway::{
     config,
+    management::{self, Settings, Supervisor, store::DefinitionLog},
     operations::{self, Connectors},
-    pipeline::{ConnectorControl, run_connector},
+    pipeline::ConnectorControl,
     shutdown::watch_signals,
 };
-use tokio::task::JoinSet;
 use tracing::{error, info};
 
 /// Exit code when the operations endpoint cannot listen on its address.
@@ -19,70 +25,80 @@ const CANNOT_LISTEN: u8 = 3;
 pub struct Endpoint {
     pub address: SocketAddr,
     pub lag_probe_every: Duration,
+    /// The bearer token the management API's changes need, if any.
+    pub management_token: Option<String>,
 }
 
-pub async fn run(path: &Path, drain_timeout_secs: u64, endpoint: Option<Endpoint>) -> anyhow::Result<ExitCode> {
-    let config = match config::load_file(path) {
-        Ok(c) => c,
-        Err(e) => {
-            super::validate::report(&e);
+/// What `run` was asked to run.
+pub struct RunArgs {
+    pub config: Option<PathBuf>,
+    pub state: Option<PathBuf>,
+    pub drain_timeout: Duration,
+    pub endpoint: Option<Endpoint>,
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let file_connectors = match &args.config {
+        Some(path) => match config::load_file(path) {
+            Ok(c) => c.connectors,
+            Err(e) => {
+                super::validate::report(&e);
+                return Ok(ExitCode::from(super::validate::INVALID_CONFIG));
+            }
+        },
+        None => Vec::new(),
+    };
+    let log = match args.state.as_deref().map(open_log).transpose() {
+        Ok(log) => log,
+        Err(message) => {
+            eprintln!("error: {message}");
             return Ok(ExitCode::from(super::validate::INVALID_CONFIG));
         }
     };
     let registry = Connectors::default();
-    let mut endpoint_tasks = Vec::new();
-    let lag_probe_every = endpoint.as_ref().map(|e| e.lag_probe_every);
-    if let Some(Endpoint { address, .. }) = endpoint {
-        match operations::bind(address).await {
-            Ok(listener) => {
-                info!("operations endpoint (/health, /ready, /metrics, /connectors) listening on http://{address}");
-                let registry = registry.clone();
-                endpoint_tasks.push(tokio::spawn(async move {
-                    if let Err(e) = operations::serve(listener, registry).await {
-                        error!("the operations endpoint stopped: {e}");
-                    }
-                }));
-            }
+    let listener = match &args.endpoint {
+        Some(endpoint) => match operations::bind(endpoint.address).await {
+            Ok(listener) => Some(listener),
             Err(e) => {
-                eprintln!("error: --listen {address}: cannot listen there: {e}. Choose a free address or port.");
+                eprintln!("error: --listen {}: cannot listen there: {e}. Choose a free address or port.", endpoint.address);
                 return Ok(ExitCode::from(CANNOT_LISTEN));
             }
-        }
-    }
+        },
+        None => None,
+    };
     let control = ConnectorControl::default();
-    watch_signals(control.clone(), Duration::from_secs(drain_timeout_secs));
-    let mut connectors = JoinSet::new();
-    for connector in config.connectors {
-        let own = ConnectorControl { shutdown: control.shutdown.child_token(), abort: control.abort.child_token() };
-        let id = connector.id.clone();
-        let handle = registry.add(&id);
-        if let Some(every) = lag_probe_every {
-            endpoint_tasks.push(operations::watch_source_head(handle.clone(), connector.source.clone(), every));
+    watch_signals(control.clone(), args.drain_timeout);
+    let settings = Settings {
+        drain_timeout: args.drain_timeout,
+        lag_probe_every: args.endpoint.as_ref().map(|e| e.lag_probe_every),
+        log,
+    };
+    let supervisor = match Supervisor::start(file_connectors, settings, control, registry.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(super::validate::INVALID_CONFIG));
         }
-        info!(connector = %id, "starting");
-        connectors.spawn(async move {
-            let result = run_connector(connector, own, |progress| handle.started(progress)).await;
-            handle.ended(result.as_ref().err().map(ToString::to_string));
-            (id, result)
-        });
-    }
-    let mut failed = 0;
-    while let Some(joined) = connectors.join_next().await {
-        match joined {
-            Ok((id, Ok(()))) => info!(connector = %id, "stopped"),
-            Ok((_, Err(e))) => {
-                failed += 1;
-                error!("{e}");
-                eprintln!("error: {e}");
+    };
+    let endpoint_task = listener.zip(args.endpoint).map(|(listener, endpoint)| {
+        let writable = if supervisor.is_writable() { "read-write" } else { "read-only: no --state" };
+        info!("operations endpoint (/health, /ready, /metrics, /connectors; management API {writable}) listening on http://{}", endpoint.address);
+        let routes = management::api::routes(supervisor.clone(), endpoint.management_token);
+        tokio::spawn(async move {
+            if let Err(e) = operations::serve(listener, registry, routes).await {
+                error!("the operations endpoint stopped: {e}");
             }
-            Err(e) => {
-                failed += 1;
-                eprintln!("error: a connector task panicked: {e}");
-            }
-        }
-    }
-    for task in endpoint_tasks {
+        })
+    });
+    // A gateway an operator can change keeps serving until it is told to stop, even when no
+    // connector runs; otherwise it ends with its last connector.
+    let failed = supervisor.wait(supervisor.is_writable() && endpoint_task.is_some()).await;
+    if let Some(task) = endpoint_task {
         task.abort();
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn open_log(path: &Path) -> Result<DefinitionLog, String> {
+    DefinitionLog::open(path).map_err(|e| format!("--state {}: {e}", path.display()))
 }

@@ -74,6 +74,30 @@ pub fn parse(text: &str) -> Result<GatewayConfig, Vec<ConfigProblem>> {
     parse_document(document, problems)
 }
 
+/// Parses and validates one connector definition (YAML or JSON, as one item of `connectors`),
+/// as the management API receives it. Problems name key paths within the definition.
+pub fn parse_connector(text: &str) -> Result<ConnectorConfig, Vec<ConfigProblem>> {
+    let mut item: Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let at = e.location().map(|l| format!("line {} column {}", l.line(), l.column()));
+            return Err(vec![problem(at.unwrap_or_default(), format!("not valid YAML or JSON: {e}"))]);
+        }
+    };
+    let mut problems = Vec::new();
+    expand_env(&mut item, "", &mut problems);
+    let mut document = Mapping::new();
+    document.insert("connectors".into(), Value::Sequence(vec![item]));
+    let relabel = |p: ConfigProblem| {
+        let path = p.path.strip_prefix("connectors[0]").unwrap_or(&p.path);
+        ConfigProblem { path: path.strip_prefix('.').unwrap_or(path).to_owned(), message: p.message }
+    };
+    match parse_document(Value::Mapping(document), problems) {
+        Ok(mut config) => Ok(config.connectors.remove(0)),
+        Err(problems) => Err(problems.into_iter().map(relabel).collect()),
+    }
+}
+
 /// Validates a document in the gateway's own format.
 fn parse_document(document: Value, mut problems: Vec<ConfigProblem>) -> Result<GatewayConfig, Vec<ConfigProblem>> {
     let Some(root) = document.as_mapping() else {

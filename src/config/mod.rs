@@ -1,5 +1,5 @@
 //! The one configuration model of the gateway: what a connector is made of. The YAML loader
-//! (`load`), the CLI and (later) the management API all build these same serde types, so a
+//! (`load`), the CLI and the management API all build these same serde types, so a
 //! connector definition means the same thing wherever it comes from.
 
 mod eventuous;
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use load::{ConfigError, ConfigProblem, load_file, parse};
+pub use load::{ConfigError, ConfigProblem, load_file, parse, parse_connector};
 
 /// A whole gateway: the connectors one process runs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -11,6 +11,7 @@ pub mod elastic;
 pub mod elastic_bookings;
 pub mod example_sidecars;
 pub mod fixtures;
+pub mod http;
 #[cfg(feature = "mongo")]
 pub mod mongo;
 #[cfg(feature = "mssql")]

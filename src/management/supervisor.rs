@@ -1,0 +1,373 @@
+//! Owns the connectors of one `run`: starts each one, stops one on request (disable, delete)
+//! with the same drain as a stop signal, starts it again (enable), moves its checkpoints while
+//! it is stopped (reset), and adds connectors at runtime (create). Every change is first
+//! recorded in the definition log (when `--state` is given), so a restarted gateway runs the
+//! same set in the same states.
+//!
+//! One lock serialises the management operations: two operators disabling and enabling the
+//! same connector at once see one outcome after the other, never a half-stopped connector.
+
+use std::{sync::Arc, time::Duration};
+
+use serde_json::{Value, json};
+use tokio::{sync::Mutex, task::JoinHandle};
+use tracing::{error, info, warn};
+
+use super::{
+    ManagementError,
+    store::{DefinitionEvent, DefinitionLog, StoreError},
+};
+use crate::{
+    checkpoint::CheckpointRow,
+    config::{ConnectorConfig, parse_connector},
+    operations::{self, ConnectorHandle, ConnectorState, Connectors, Origin},
+    pipeline::{ConnectorControl, ResetTo, reset_connector, run_connector},
+    sources::head,
+    telemetry,
+};
+
+/// How the supervisor runs its connectors.
+pub struct Settings {
+    /// How long a disabled or deleted connector may take to finish what it read.
+    pub drain_timeout: Duration,
+    /// How often the lag metrics probe each source (`None`: no probing, no endpoint).
+    pub lag_probe_every: Option<Duration>,
+    /// The definition log; without it the management API is read-only.
+    pub log: Option<DefinitionLog>,
+}
+
+/// Why the gateway cannot start from its config file and definition log.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "connector `{0}` is defined in the config file and was also created through the management API \
+         (it is in the definition log of --state); delete it through the API or remove it from the file"
+    )]
+    DefinedTwice(String),
+}
+
+/// Where to move a connector's checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTarget {
+    Start,
+    /// The source's head now: the connector skips everything already in the log.
+    End,
+    Position(u64),
+}
+
+struct Running {
+    control: ConnectorControl,
+    task: JoinHandle<()>,
+}
+
+struct Slot {
+    id: String,
+    origin: Origin,
+    /// The definition, or why a stored one no longer loads (e.g. an environment variable it
+    /// names is not set in this process).
+    config: Result<ConnectorConfig, String>,
+    enabled: bool,
+    handle: ConnectorHandle,
+    running: Option<Running>,
+}
+
+impl Slot {
+    fn is_active(&self) -> bool {
+        self.running.as_ref().is_some_and(|r| !r.task.is_finished())
+    }
+}
+
+struct Inner {
+    slots: Mutex<Vec<Slot>>,
+    registry: Connectors,
+    process: ConnectorControl,
+    settings: Settings,
+}
+
+/// The connectors of this process and the operations an operator can apply to them.
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+impl Supervisor {
+    /// Builds the set of connectors from the file's and the log's definitions and starts every
+    /// enabled one. `process` is the process-wide stop (signals); each connector gets a child.
+    pub async fn start(
+        file: Vec<ConnectorConfig>,
+        settings: Settings,
+        process: ConnectorControl,
+        registry: Connectors,
+    ) -> Result<Self, StartError> {
+        let replayed = match &settings.log {
+            Some(log) => log.replay()?,
+            None => Default::default(),
+        };
+        if let Some((id, _)) = replayed.created.iter().find(|(id, _)| file.iter().any(|c| c.id == *id)) {
+            return Err(StartError::DefinedTwice(id.clone()));
+        }
+        let from_file = file.into_iter().map(|config| (config.id.clone(), Origin::File, Ok(config)));
+        let from_log = replayed.created.into_iter().map(|(id, text)| {
+            let config = parse_connector(&text).map_err(|problems| {
+                let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                format!("its stored definition no longer loads: {}", problems.join("; "))
+            });
+            (id, Origin::Api, config)
+        });
+        let mut slots = Vec::new();
+        for (id, origin, config) in from_file.chain(from_log) {
+            let handle = registry.add(&id, origin);
+            let enabled = !replayed.disabled.contains(&id);
+            slots.push(Slot { id, origin, config, enabled, handle, running: None });
+        }
+        let supervisor = Self { inner: Arc::new(Inner { slots: Mutex::new(slots), registry, process, settings }) };
+        let mut slots = supervisor.inner.slots.lock().await;
+        for slot in slots.iter_mut() {
+            match (&slot.config, slot.enabled) {
+                (Err(problem), _) => {
+                    error!(connector = %slot.id, "{problem}");
+                    eprintln!("error: connector `{}`: {problem}", slot.id);
+                    slot.handle.ended(Some(problem.clone()));
+                }
+                (Ok(_), false) => {
+                    info!(connector = %slot.id, "disabled through the management API; not starting it");
+                    slot.handle.disabled();
+                }
+                (Ok(_), true) => supervisor.spawn(slot),
+            }
+        }
+        drop(slots);
+        Ok(supervisor)
+    }
+
+    /// Whether operators can change connectors (a definition log is configured).
+    pub fn is_writable(&self) -> bool {
+        self.inner.settings.log.is_some()
+    }
+
+    /// Runs until the connectors have ended: with `until_signal`, until a stop signal has
+    /// ended them (a gateway with a management API serves until then, even with none
+    /// running); otherwise until every connector has ended. Returns how many failed.
+    pub async fn wait(&self, until_signal: bool) -> usize {
+        if until_signal {
+            self.inner.process.shutdown.cancelled().await;
+        }
+        loop {
+            let tasks: Vec<(ConnectorHandle, JoinHandle<()>)> = {
+                let mut slots = self.inner.slots.lock().await;
+                slots.iter_mut().filter_map(|s| Some((s.handle.clone(), s.running.take()?.task))).collect()
+            };
+            if tasks.is_empty() {
+                break;
+            }
+            for (handle, task) in tasks {
+                if let Err(e) = task.await {
+                    eprintln!("error: a connector task panicked: {e}");
+                    handle.ended(Some(format!("the connector task panicked: {e}")));
+                }
+            }
+        }
+        let slots = self.inner.slots.lock().await;
+        slots.iter().filter(|s| matches!(s.handle.state(), ConnectorState::Failed(_))).count()
+    }
+
+    /// Starts the slot's connector in a task of its own.
+    fn spawn(&self, slot: &mut Slot) {
+        let Ok(config) = slot.config.clone() else { return };
+        let process = &self.inner.process;
+        let control = ConnectorControl { shutdown: process.shutdown.child_token(), abort: process.abort.child_token() };
+        let handle = slot.handle.clone();
+        handle.starting();
+        let probe = self.inner.settings.lag_probe_every.map(|every| operations::watch_source_head(handle.clone(), config.source.clone(), every));
+        let id = slot.id.clone();
+        info!(connector = %id, "starting");
+        let own = control.clone();
+        let task = tokio::spawn(async move {
+            let result = run_connector(config, own, |progress| handle.started(progress)).await;
+            if let Some(probe) = probe {
+                probe.abort();
+            }
+            match &result {
+                Ok(()) => info!(connector = %id, "stopped"),
+                Err(e) => {
+                    error!("{e}");
+                    eprintln!("error: {e}");
+                }
+            }
+            handle.ended(result.err().map(|e| e.to_string()));
+        });
+        slot.running = Some(Running { control, task });
+    }
+
+    /// Stops the slot's connector as a stop signal would: it finishes what it read and commits,
+    /// or, past the drain timeout, stops at once (uncommitted work is read again later).
+    async fn stop(&self, slot: &mut Slot) {
+        let Some(Running { control, mut task }) = slot.running.take() else { return };
+        control.shutdown.cancel();
+        if tokio::time::timeout(self.inner.settings.drain_timeout, &mut task).await.is_err() {
+            warn!(connector = %slot.id, "drain took longer than {:?}: stopping now", self.inner.settings.drain_timeout);
+            control.abort.cancel();
+            let _ = task.await;
+        }
+    }
+
+    /// The slots, once management changes are possible: a definition log exists and the
+    /// process is not stopping.
+    async fn writable_slots(&self) -> Result<tokio::sync::MutexGuard<'_, Vec<Slot>>, ManagementError> {
+        if self.inner.settings.log.is_none() {
+            return Err(ManagementError::ReadOnly);
+        }
+        let slots = self.inner.slots.lock().await;
+        if self.inner.process.shutdown.is_cancelled() {
+            return Err(ManagementError::Stopping);
+        }
+        Ok(slots)
+    }
+
+    fn record(&self, id: &str, event: DefinitionEvent) -> Result<(), ManagementError> {
+        let log = self.inner.settings.log.as_ref().ok_or(ManagementError::ReadOnly)?;
+        log.append(id, &event).map_err(ManagementError::Store)
+    }
+
+    fn status(&self, id: &str) -> Value {
+        self.inner.registry.snapshot_of(id).map_or(Value::Null, |s| s.to_json())
+    }
+
+    /// Adds a connector from its definition text (YAML or JSON) and starts it.
+    pub async fn create(&self, definition: &str) -> Result<Value, ManagementError> {
+        let mut slots = self.writable_slots().await?;
+        let config = parse_connector(definition).map_err(ManagementError::Invalid)?;
+        if let Some(existing) = slots.iter().find(|s| s.id == config.id) {
+            return Err(ManagementError::Conflict(format!(
+                "connector `{}` already exists (defined in the {}); choose another id or delete it first",
+                config.id,
+                if existing.origin == Origin::File { "config file" } else { "management API" }
+            )));
+        }
+        self.record(&config.id, DefinitionEvent::Created { definition: definition.to_owned() })?;
+        let id = config.id.clone();
+        let handle = self.inner.registry.add(&id, Origin::Api);
+        slots.push(Slot { id: id.clone(), origin: Origin::Api, config: Ok(config), enabled: true, handle, running: None });
+        let slot = slots.last_mut().expect("just pushed");
+        self.spawn(slot);
+        info!(connector = %id, "created through the management API");
+        Ok(self.status(&id))
+    }
+
+    /// Stops a connector (draining what it read) and keeps it stopped, across restarts too.
+    pub async fn disable(&self, id: &str) -> Result<Value, ManagementError> {
+        let mut slots = self.writable_slots().await?;
+        let slot = find(&mut slots, id)?;
+        self.record(id, DefinitionEvent::Disabled)?;
+        slot.enabled = false;
+        self.stop(slot).await;
+        slot.handle.disabled();
+        info!(connector = %id, "disabled through the management API");
+        Ok(self.status(id))
+    }
+
+    /// Starts a disabled, stopped or failed connector again from its checkpoints; a running
+    /// one is left as it is.
+    pub async fn enable(&self, id: &str) -> Result<Value, ManagementError> {
+        let mut slots = self.writable_slots().await?;
+        let slot = find(&mut slots, id)?;
+        if let Err(problem) = &slot.config {
+            return Err(ManagementError::Conflict(format!("connector `{id}` cannot start: {problem}; delete it and create it again")));
+        }
+        if !slot.is_active() {
+            self.record(id, DefinitionEvent::Enabled)?;
+            slot.enabled = true;
+            if let Some(Running { task, .. }) = slot.running.take() {
+                let _ = task.await;
+            }
+            self.spawn(slot);
+            info!(connector = %id, "enabled through the management API");
+        }
+        Ok(self.status(id))
+    }
+
+    /// Moves the checkpoints of a connector that is not running; answers what they were and
+    /// what they are now.
+    pub async fn reset(&self, id: &str, to: ResetTarget) -> Result<Value, ManagementError> {
+        let mut slots = self.writable_slots().await?;
+        let slot = find(&mut slots, id)?;
+        if slot.is_active() {
+            return Err(ManagementError::Conflict(format!(
+                "connector `{id}` is running; disable it first (POST /connectors/{id}/disable), reset it, then enable it"
+            )));
+        }
+        let config = slot.config.clone().map_err(|problem| ManagementError::Conflict(format!("connector `{id}`: {problem}")))?;
+        let position = match to {
+            ResetTarget::Start => 0,
+            ResetTarget::Position(position) => position,
+            ResetTarget::End => source_head(&config).await?,
+        };
+        let outcome = reset_connector(config, if position == 0 { ResetTo::Start } else { ResetTo::Position(position) })
+            .await
+            .map_err(|e| ManagementError::Failed(e.to_string()))?;
+        self.record(id, DefinitionEvent::Reset { to: if position == 0 { "start".into() } else { position.to_string() } })?;
+        info!(connector = %id, position, "checkpoints reset through the management API");
+        let rows = |rows: &[CheckpointRow]| -> Vec<Value> {
+            rows.iter().map(|r| json!({ "partition": r.partition, "partition_count": r.partition_count, "position": r.position })).collect()
+        };
+        Ok(json!({
+            "id": id,
+            "resumes_after": position,
+            "checkpoints_before": rows(&outcome.before),
+            "checkpoints_after": rows(&outcome.after),
+            "note": "the read model was not cleared: events after this position are applied again when the connector is enabled",
+        }))
+    }
+
+    /// Stops a connector created through the API and forgets it; its checkpoints and read
+    /// model stay in the target.
+    pub async fn delete(&self, id: &str) -> Result<Value, ManagementError> {
+        let mut slots = self.writable_slots().await?;
+        let slot = find(&mut slots, id)?;
+        if slot.origin == Origin::File {
+            return Err(ManagementError::Conflict(format!(
+                "connector `{id}` is defined in the config file; remove it there (or disable it here)"
+            )));
+        }
+        self.record(id, DefinitionEvent::Deleted)?;
+        self.stop(slot).await;
+        slots.retain(|s| s.id != id);
+        self.inner.registry.remove(id);
+        telemetry::forget(id);
+        info!(connector = %id, "deleted through the management API");
+        Ok(json!({ "id": id, "deleted": true, "note": "its checkpoints and read model were left in the target" }))
+    }
+
+    /// Every change recorded for a connector, oldest first.
+    pub async fn history(&self, id: &str) -> Result<Value, ManagementError> {
+        let log = self.inner.settings.log.as_ref().ok_or(ManagementError::ReadOnly)?;
+        let history = log.history(id).map_err(ManagementError::Store)?;
+        if history.is_empty() && self.inner.registry.snapshot_of(id).is_none() {
+            return Err(ManagementError::NotFound(id.to_owned()));
+        }
+        Ok(Value::Array(history))
+    }
+
+    /// The connector's status, as `/connectors` lists it.
+    pub fn get(&self, id: &str) -> Result<Value, ManagementError> {
+        self.inner.registry.snapshot_of(id).map(|s| s.to_json()).ok_or_else(|| ManagementError::NotFound(id.to_owned()))
+    }
+}
+
+fn find<'a>(slots: &'a mut [Slot], id: &str) -> Result<&'a mut Slot, ManagementError> {
+    slots.iter_mut().find(|s| s.id == id).ok_or_else(|| ManagementError::NotFound(id.to_owned()))
+}
+
+/// The last position of the connector's source now.
+async fn source_head(config: &ConnectorConfig) -> Result<u64, ManagementError> {
+    let failed = |e: crate::sources::SourceError| ManagementError::Failed(format!("reading the source's head failed: {e}"));
+    match head::open(&config.source).await.map_err(failed)? {
+        Some(mut probe) => Ok(probe.head(0).await.map_err(failed)?.position),
+        None => Err(ManagementError::BadRequest(format!(
+            "connector `{}`: its source cannot tell its head, so `end` is not available; give a position instead",
+            config.id
+        ))),
+    }
+}
