@@ -317,6 +317,13 @@ fn scenarios(plan: &Plan, dir: &Path, urls: &Urls<'_>, pg_writers: usize, sqlite
         s("raw-sidecar", args("raw-sidecar", "pipeline", "null", "events-main.db", &[]), false),
         s("sqlite-raw-sink", args("sqlite-raw-sink", "raw-sink", "sqlite", "events-main.db", &[]), false),
         s("sqlite-e2e", args("sqlite-e2e", "pipeline", "sqlite", "events-main.db", &[]), false),
+        // The same with trace export on: every span, then 1% of the traces.
+        s("sqlite-traced", args("sqlite-traced", "pipeline", "sqlite", "events-main.db", &[("--traces", "1".into())]), false),
+        s(
+            "sqlite-traced-1pct",
+            args("sqlite-traced-1pct", "pipeline", "sqlite", "events-main.db", &[("--traces", "0.01".into())]),
+            false,
+        ),
         s(
             "sqlite-baseline",
             args("sqlite-baseline", "pipeline", "sqlite", "events-baseline-sqlite.db", &one_at_a_time),
@@ -550,6 +557,17 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
             large.peak_rss_kb as f64 / 1024.0,
             verdict((r - 1.0).abs() <= 0.10)
         );
+    }
+    if let Some(plain) = rate("sqlite-e2e") {
+        for name in ["sqlite-traced", "sqlite-traced-1pct"] {
+            let Some(traced) = ok(name) else { continue };
+            println!(
+                "  {name}: {:.2} x sqlite-e2e with trace export on; the collector received {} spans ({:.2} per event applied)",
+                traced.events_per_s() / plain,
+                traced.spans,
+                traced.spans as f64 / traced.applied.max(1) as f64
+            );
+        }
     }
     if let Some(live) = ok("live") {
         let p99 = live.p99_ms.unwrap_or(f64::NAN);

@@ -10,6 +10,9 @@ mod logs;
 mod mongo;
 mod null_sink;
 mod orchestrator;
+#[path = "../tests/support/otlp.rs"]
+#[allow(dead_code)]
+mod otlp;
 mod pg;
 mod scenarios;
 
@@ -37,18 +40,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let result = match cli.command {
-        Some(Command::Scenario(args)) => {
-            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-            runtime.block_on(scenarios::run(args)).map(|outcome| {
-                println!("RESULT {}", serde_json::to_string(&outcome).expect("serializable"));
-            })
+        Some(Command::Scenario(args)) => scenario(args),
+        None => {
+            init_logs();
+            orchestrator::run(cli.run)
         }
-        None => orchestrator::run(cli.run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -57,4 +54,38 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn init_logs() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Runs one scenario and prints its `RESULT`. With `--traces RATIO` the process exports the
+/// gateway's spans (that share of traces) over OTLP to a collector in this process that only
+/// counts them, as a pod's collector sidecar would take them.
+fn scenario(args: scenarios::ScenarioArgs) -> anyhow::Result<()> {
+    use projector_gateway::traces::{self, ExportSettings};
+
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let tracing = match args.traces {
+        Some(ratio) => Some(runtime.block_on(async {
+            let collector = otlp::Collector::counting().await;
+            let settings = ExportSettings { endpoint: collector.endpoint.clone(), sample_ratio: ratio };
+            traces::init_with("warn", Some(settings)).map(|export| (collector, export))
+        })?),
+        None => {
+            init_logs();
+            None
+        }
+    };
+    let mut outcome = runtime.block_on(scenarios::run(args))?;
+    if let Some((collector, export)) = tracing {
+        export.shutdown();
+        outcome.spans = collector.count();
+    }
+    println!("RESULT {}", serde_json::to_string(&outcome).expect("serializable"));
+    Ok(())
 }

@@ -114,6 +114,10 @@ pub struct ScenarioArgs {
     pub live_rate: u64,
     #[arg(long, default_value_t = 5)]
     pub live_seconds: u64,
+    /// Export the gateway's trace spans over OTLP to a collector in this process, keeping this
+    /// share of traces (1 = every event's and batch's span).
+    #[arg(long)]
+    pub traces: Option<f64>,
 }
 
 /// What a scenario reports.
@@ -139,6 +143,9 @@ pub struct Outcome {
     pub cpu_seconds: f64,
     /// Time spent preparing (raw-sink: reading, reducing and decoding), not in `seconds`.
     pub setup_seconds: f64,
+    /// Trace spans the collector received (`--traces` only).
+    #[serde(default)]
+    pub spans: u64,
 }
 
 impl Outcome {
@@ -267,7 +274,7 @@ async fn raw_sink(args: &ScenarioArgs, db: Option<&ScratchDatabase>) -> anyhow::
             raw_apply(sink, &config).await
         }
         SinkConfig::Postgres(c) => {
-            let sink = projector_gateway::sinks::postgres::PostgresSink::open(c, &config.id).await?;
+            let sink = projector_gateway::sinks::postgres::PostgresSink::open(c, &config.id, None).await?;
             raw_apply(sink, &config).await
         }
         #[allow(unreachable_patterns)]

@@ -6,7 +6,7 @@ mod commands;
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use projector_gateway::traces;
 
 #[derive(Parser)]
 #[command(name = "projector-gateway", version, about = "Builds read models from an event log through a reducer sidecar over gRPC")]
@@ -43,6 +43,11 @@ enum Command {
         /// connectors.
         #[arg(long, env = "PROJECTOR_GATEWAY_MANAGEMENT_TOKEN", hide_env_values = true)]
         management_token: Option<String>,
+        /// This gateway's name among the gateways that run the same leased connectors (high
+        /// availability, `lease:` in a connector); unique per replica. Default: the host name
+        /// (a pod's name) and the process id.
+        #[arg(long, env = "PROJECTOR_GATEWAY_INSTANCE_ID")]
+        instance_id: Option<String>,
     },
     /// Move a connector's checkpoints back to the start of the log (or to a position), so the
     /// next start projects again from there. Stop every gateway running it first.
@@ -108,10 +113,6 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)))
-        .with_writer(std::io::stderr)
-        .init();
     // Several rustls crypto providers are linked (see Cargo.toml); without a process default,
     // rustls refuses to pick one when a TLS connection is made.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -122,16 +123,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Inside the runtime: the trace exporter's connection runs on it.
+    let traces = match runtime.block_on(async { traces::init(default_level) }) {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config, state, drain_timeout_secs, listen, lag_probe_interval_ms, management_token } => {
+            Command::Run { config, state, drain_timeout_secs, listen, lag_probe_interval_ms, management_token, instance_id } => {
                 let endpoint = listen.map(|address| commands::run::Endpoint {
                     address,
                     lag_probe_every: Duration::from_millis(lag_probe_interval_ms),
                     management_token,
                 });
                 let drain_timeout = Duration::from_secs(drain_timeout_secs);
-                commands::run::run(commands::run::RunArgs { config, state, drain_timeout, endpoint }).await
+                let instance_id = instance_id.unwrap_or_else(projector_gateway::lease::default_instance_id);
+                commands::run::run(commands::run::RunArgs { config, state, drain_timeout, endpoint, instance_id }).await
             }
             Command::Reset { config, connector, to_position } => commands::reset::reset(&config, &connector, to_position).await,
             Command::Validate { config } => commands::validate::validate(&config),
@@ -143,6 +153,8 @@ fn main() -> ExitCode {
             Command::ExampleSidecar { address, target } => commands::demo::example_sidecar(&address, target).await,
         }
     });
+    // Flushes the spans not exported yet, while the runtime still runs the exporter.
+    traces.shutdown();
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -61,6 +61,9 @@ pub enum ConnectorState {
     Disabled,
     /// Stopped by an error, with the message the operator sees in the log.
     Failed(String),
+    /// Waiting to take over a connector whose lease another gateway holds (or that this one
+    /// cannot reach); says which.
+    Standby(String),
 }
 
 impl ConnectorState {
@@ -71,6 +74,7 @@ impl ConnectorState {
             Self::Stopped => "stopped",
             Self::Disabled => "disabled",
             Self::Failed(_) => "failed",
+            Self::Standby(_) => "standby",
         }
     }
 }
@@ -121,8 +125,10 @@ impl Snapshot {
     /// counters and lag.
     pub fn to_json(&self) -> Value {
         let mut item = json!({ "id": self.id, "origin": self.origin.name(), "state": self.state.name() });
-        if let ConnectorState::Failed(error) = &self.state {
-            item["error"] = json!(error);
+        match &self.state {
+            ConnectorState::Failed(error) => item["error"] = json!(error),
+            ConnectorState::Standby(why) => item["standby"] = json!(why),
+            _ => {}
         }
         if let (Some(head), Some(positions), Some(seconds)) = (&self.head, self.lag_positions(), self.lag_seconds()) {
             item["source"] = json!({ "head": head.position, "lag_positions": positions, "lag_seconds": seconds });
@@ -199,6 +205,14 @@ impl ConnectorHandle {
     /// The connector ended: cleanly, or with `error`.
     pub fn ended(&self, error: Option<String>) {
         self.entry().state = error.map_or(ConnectorState::Stopped, ConnectorState::Failed);
+    }
+
+    /// The connector waits for its lease, for the reason given.
+    pub fn standby(&self, why: String) {
+        let mut entry = self.entry();
+        entry.state = ConnectorState::Standby(why);
+        entry.progress = None;
+        entry.head = None;
     }
 
     /// An operator disabled the connector (it has ended).
@@ -286,7 +300,7 @@ async fn ready(AxumState(connectors): AxumState<Connectors>) -> Response {
     let not_running: Vec<String> = connectors
         .snapshot()
         .into_iter()
-        .filter(|c| !matches!(c.state, ConnectorState::Running | ConnectorState::Disabled))
+        .filter(|c| !matches!(c.state, ConnectorState::Running | ConnectorState::Disabled | ConnectorState::Standby(_)))
         .map(|c| match &c.state {
             ConnectorState::Failed(error) => format!("{}: failed: {error}", c.id),
             other => format!("{}: {}", c.id, other.name()),
@@ -323,9 +337,13 @@ fn render_metrics(connectors: &[Snapshot]) -> String {
         ("batches_committed_total", "Batches committed with their checkpoints.", |p| p.batches),
     ];
     let mut out = String::new();
-    header_lines(&mut out, "connector_up", "gauge", "1 while the connector runs, 0 when it is starting, stopped or failed.");
+    header_lines(&mut out, "connector_up", "gauge", "1 while the connector runs, 0 when it is starting, standing by, stopped or failed.");
     for c in connectors {
         sample(&mut out, "connector_up", &[("connector", &c.id)], u64::from(c.state == ConnectorState::Running));
+    }
+    header_lines(&mut out, "connector_standby", "gauge", "1 while another gateway holds the connector's lease and this one stands by.");
+    for c in connectors {
+        sample(&mut out, "connector_standby", &[("connector", &c.id)], u64::from(matches!(c.state, ConnectorState::Standby(_))));
     }
     for (name, help, read) in COUNTERS {
         header_lines(&mut out, name, "counter", help);

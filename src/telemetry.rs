@@ -63,6 +63,8 @@ impl Histogram {
 
 /// What one connector records.
 pub struct ConnectorTelemetry {
+    /// The connector's id, for the trace spans its stages open.
+    pub connector: Arc<str>,
     /// Time to apply and commit a batch that succeeded (the last attempt).
     pub batch_apply: Histogram,
     /// Operations per committed batch.
@@ -74,8 +76,9 @@ pub struct ConnectorTelemetry {
 }
 
 impl ConnectorTelemetry {
-    fn new() -> Self {
+    fn new(connector: &str) -> Self {
         Self {
+            connector: connector.into(),
             batch_apply: Histogram::new(SECONDS),
             batch_operations: Histogram::new(OPERATIONS),
             sidecar_round_trip: Histogram::new(SECONDS),
@@ -110,7 +113,7 @@ static REGISTRY: LazyLock<Mutex<HashMap<String, Arc<ConnectorTelemetry>>>> = Laz
 /// The telemetry of connector `id`, created on first use (a connector restarted in the same
 /// process goes on counting, as Prometheus counters should).
 pub fn for_connector(id: &str) -> Arc<ConnectorTelemetry> {
-    REGISTRY.lock().expect("telemetry registry").entry(id.to_owned()).or_insert_with(|| Arc::new(ConnectorTelemetry::new())).clone()
+    REGISTRY.lock().expect("telemetry registry").entry(id.to_owned()).or_insert_with(|| Arc::new(ConnectorTelemetry::new(id))).clone()
 }
 
 /// The telemetry of connector `id`, if it recorded anything.

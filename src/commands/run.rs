@@ -35,6 +35,8 @@ pub struct RunArgs {
     pub state: Option<PathBuf>,
     pub drain_timeout: Duration,
     pub endpoint: Option<Endpoint>,
+    /// This gateway's name among those that share leased connectors.
+    pub instance_id: String,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -72,6 +74,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         drain_timeout: args.drain_timeout,
         lag_probe_every: args.endpoint.as_ref().map(|e| e.lag_probe_every),
         log,
+        instance_id: args.instance_id.clone(),
     };
     let supervisor = match Supervisor::start(file_connectors, settings, control, registry.clone()).await {
         Ok(s) => s,

@@ -144,8 +144,8 @@ fn parse_document(document: Value, mut problems: Vec<ConfigProblem>) -> Result<G
     if problems.is_empty() { Ok(GatewayConfig { connectors: parsed }) } else { Err(problems) }
 }
 
-const CONNECTOR_KEYS: [&str; 8] =
-    ["id", "source", "filter", "sidecar", "partitioning", "batch", "sink", "poison"];
+const CONNECTOR_KEYS: [&str; 9] =
+    ["id", "source", "filter", "sidecar", "partitioning", "batch", "sink", "poison", "lease"];
 
 fn connector(value: &Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Option<ConnectorConfig> {
     let Some(map) = value.as_mapping() else {
@@ -169,6 +169,7 @@ fn connector(value: &Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Op
     let batch = optional::<BatchConfig>(map, "batch", path, problems);
     let sink = required::<SinkConfig>(map, "sink", path, problems);
     let poison = optional::<PoisonPolicy>(map, "poison", path, problems);
+    let lease = optional::<Option<LeaseConfig>>(map, "lease", path, problems);
     if problems.len() > before {
         return None;
     }
@@ -186,6 +187,8 @@ fn connector(value: &Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Op
         batch,
         sink,
         poison: poison?,
+        lease: lease?,
+        tenure: None,
     })
 }
 
@@ -330,6 +333,9 @@ fn validate_connector(c: &ConnectorConfig, path: &str, problems: &mut Vec<Config
         ));
     }
     at_least(c.batch.max_ops as u64, 1, &format!("{path}.batch.max_ops"), problems);
+    if let Some(lease) = &c.lease {
+        validate_lease(lease, &c.sink, &format!("{path}.lease"), problems);
+    }
     match &c.sink {
         SinkConfig::Sqlite(s) => {
             non_empty_path(&s.path, &format!("{path}.sink.sqlite.path"), problems);
@@ -360,6 +366,34 @@ fn validate_connector(c: &ConnectorConfig, path: &str, problems: &mut Vec<Config
         SinkConfig::Elastic(s) => validate_elastic(s, c.mode(), &format!("{path}.sink.elastic"), problems),
         SinkConfig::Console(s) => checkpoint_store(s.checkpoints.as_ref(), c, &format!("{path}.sink.console.checkpoints"), problems),
         SinkConfig::Http(s) => validate_http(s, c, path, problems),
+    }
+}
+
+/// A lease needs a target that can fence a commit with it, and a renewal well within its
+/// lifetime.
+fn validate_lease(lease: &LeaseConfig, sink: &SinkConfig, path: &str, problems: &mut Vec<ConfigProblem>) {
+    if !matches!(sink, SinkConfig::Postgres(_)) {
+        problems.push(problem(
+            path,
+            format!(
+                "a lease is held and fenced in the target database, which only the postgres sink supports yet (this connector's is {}); \
+                 run this connector on one gateway, or remove `lease`",
+                sink.key()
+            ),
+        ));
+    }
+    at_least(lease.ttl_ms, 1_000, &format!("{path}.ttl_ms"), problems);
+    at_least(lease.renew_every_ms, 100, &format!("{path}.renew_every_ms"), problems);
+    if lease.renew_every_ms.saturating_mul(2) > lease.ttl_ms {
+        problems.push(problem(
+            format!("{path}.renew_every_ms"),
+            format!(
+                "{} ms is more than half of ttl_ms ({} ms): one late renewal would lose the lease; renew at most every {} ms",
+                lease.renew_every_ms,
+                lease.ttl_ms,
+                lease.ttl_ms / 2
+            ),
+        ));
     }
 }
 
@@ -707,6 +741,25 @@ connectors:
         ] {
             assert!(found.iter().any(|m| m.starts_with(expected)), "{expected} not in {found:#?}");
         }
+    }
+
+    #[test]
+    fn a_lease_needs_a_postgres_target_and_a_renewal_well_within_its_ttl() {
+        let leased = |sink: &str, lease: &str| {
+            GOOD.replace("{ sqlite: { path: read.db } }", sink) + &format!("    lease: {lease}\n")
+        };
+        let postgres = r#"{ postgres: { url: "postgres://gw@127.0.0.1/rm" } }"#;
+        let config = parse(&leased(postgres, "{}")).unwrap();
+        assert_eq!(config.connectors[0].lease, Some(LeaseConfig { ttl_ms: 15_000, renew_every_ms: 3_000 }));
+        assert_eq!(config.connectors[0].tenure, None);
+        let found = messages(&leased("{ sqlite: { path: read.db } }", "{}"));
+        assert!(found.iter().any(|m| m.starts_with("connectors[0].lease: a lease is held and fenced in the target database, which only the postgres sink supports yet (this connector's is sqlite)")), "{found:#?}");
+        let found = messages(&leased(postgres, "{ ttl_ms: 2000, renew_every_ms: 1500 }"));
+        assert!(found.iter().any(|m| m.starts_with("connectors[0].lease.renew_every_ms: 1500 ms is more than half of ttl_ms (2000 ms)")), "{found:#?}");
+        let found = messages(&leased(postgres, "{ ttl_ms: 10 }"));
+        assert!(found.iter().any(|m| m.starts_with("connectors[0].lease.ttl_ms: 10 is too small")), "{found:#?}");
+        let found = messages(&leased(postgres, "{ tll_ms: 2000 }"));
+        assert!(found.iter().any(|m| m.starts_with("connectors[0].lease.tll_ms: unknown")), "{found:#?}");
     }
 
     #[test]

@@ -38,6 +38,33 @@ pub struct ConnectorConfig {
     pub sink: SinkConfig,
     #[serde(default)]
     pub poison: PoisonPolicy,
+    /// High availability: with a lease, the connector runs on one gateway at a time among all
+    /// those that define it; the others stand by to take over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseConfig>,
+    /// The lease this process holds for the connector while it runs it (set by the
+    /// supervisor, never configured): the sink fences every commit with it.
+    #[serde(skip)]
+    pub tenure: Option<crate::lease::Tenure>,
+}
+
+/// How the lease of a connector run by several gateways behaves.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseConfig {
+    /// How long the lease lasts without a renewal: a gateway that dies or is cut off is
+    /// replaced after at most this long.
+    #[serde(default = "defaults::lease_ttl_ms")]
+    pub ttl_ms: u64,
+    /// How often the holder renews it and a standby gateway tries to take it.
+    #[serde(default = "defaults::lease_renew_every_ms")]
+    pub renew_every_ms: u64,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        Self { ttl_ms: defaults::lease_ttl_ms(), renew_every_ms: defaults::lease_renew_every_ms() }
+    }
 }
 
 /// Where events come from. Exactly one key.
@@ -632,6 +659,12 @@ pub enum PoisonPolicy {
 }
 
 pub(crate) mod defaults {
+    pub fn lease_ttl_ms() -> u64 {
+        15_000
+    }
+    pub fn lease_renew_every_ms() -> u64 {
+        3_000
+    }
     pub fn sqlite_poll_ms() -> u64 {
         5
     }

@@ -20,6 +20,7 @@ use super::{
 use crate::{
     checkpoint::CheckpointRow,
     config::{ConnectorConfig, parse_connector},
+    lease,
     operations::{self, ConnectorHandle, ConnectorState, Connectors, Origin},
     pipeline::{ConnectorControl, ResetTo, reset_connector, run_connector},
     sources::head,
@@ -34,6 +35,8 @@ pub struct Settings {
     pub lag_probe_every: Option<Duration>,
     /// The definition log; without it the management API is read-only.
     pub log: Option<DefinitionLog>,
+    /// This gateway's name among those sharing leased connectors (`--instance-id`).
+    pub instance_id: String,
 }
 
 /// Why the gateway cannot start from its config file and definition log.
@@ -184,8 +187,12 @@ impl Supervisor {
         let id = slot.id.clone();
         info!(connector = %id, "starting");
         let own = control.clone();
+        let instance = self.inner.settings.instance_id.clone();
         let task = tokio::spawn(async move {
-            let result = run_connector(config, own, |progress| handle.started(progress)).await;
+            let result = match config.lease {
+                Some(_) => lease::tenure::run_leased(config, &instance, own, &handle).await,
+                None => run_connector(config, own, |progress| handle.started(progress)).await.map_err(|e| e.to_string()),
+            };
             if let Some(probe) = probe {
                 probe.abort();
             }

@@ -113,7 +113,7 @@ pub async fn with_sink<T: WithSink>(config: ConnectorConfig, task: T) -> Result<
         }
         #[cfg(feature = "postgres")]
         SinkConfig::Postgres(c) => {
-            let sink = crate::sinks::postgres::PostgresSink::open(c, &config.id).await.map_err(sink_error)?;
+            let sink = crate::sinks::postgres::PostgresSink::open(c, &config.id, config.tenure.clone()).await.map_err(sink_error)?;
             task.with(sink, config).await
         }
         #[cfg(feature = "mssql")]
@@ -269,6 +269,7 @@ pub async fn run_with_sink<S: Sink>(
                     input: rx,
                     output,
                     abort: control.abort.clone(),
+                    connector: telemetry.connector.clone(),
                 };
                 tasks.spawn(async move { producer.run().await.map_err(reducer_error) });
             }

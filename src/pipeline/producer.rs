@@ -12,6 +12,7 @@ use crate::{
     config::PoisonPolicy,
     reducer::{ReducerError, RoutedItem, poisoned},
     sinks::{BatchItem, EventRef, Sink},
+    traces,
 };
 
 pub struct PartitionProducer<S: Sink> {
@@ -21,6 +22,8 @@ pub struct PartitionProducer<S: Sink> {
     pub input: mpsc::Receiver<RoutedItem>,
     pub output: mpsc::Sender<BatchItem<S::Op>>,
     pub abort: CancellationToken,
+    /// The connector's id, for the events' trace spans.
+    pub connector: Arc<str>,
 }
 
 impl<S: Sink> PartitionProducer<S> {
@@ -37,7 +40,8 @@ impl<S: Sink> PartitionProducer<S> {
                 None => return Ok(()),
                 Some(RoutedItem::ReadUpTo(position)) => BatchItem::Advance { partition: self.partition, position },
                 Some(RoutedItem::Event(event)) => {
-                    let event = EventRef::new(event, self.partition);
+                    let span = traces::event_span(&self.connector, self.partition, &event);
+                    let event = EventRef::traced(event, self.partition, span);
                     match self.sink.produce(&event) {
                         Ok(ops) => BatchItem::Apply { event, ops },
                         Err(e) => {

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{Instrument, warn};
 
 use super::progress::ProgressSender;
 use crate::{
@@ -15,13 +15,14 @@ use crate::{
     config::{BatchConfig, PoisonPolicy},
     sinks::{ApplyError, Batch, BatchItem, EventRef, SinkWriter},
     telemetry::ConnectorTelemetry,
+    traces,
 };
 
 /// Why a writer stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum WriterError {
     #[error("{event}: applying its operations failed: {error}. The checkpoint stays before this event (poison policy `stop`); fix the cause (or set `poison: skip` or `park`) and restart")]
-    Poisoned { event: EventRef, error: ApplyError },
+    Poisoned { event: Box<EventRef>, error: ApplyError },
     #[error("applying a batch failed: {0}")]
     Batch(ApplyError),
 }
@@ -103,8 +104,9 @@ impl<W: SinkWriter> Writer<W> {
             // Parking itself failed: there is nothing left to fall back to.
             return Err(WriterError::Batch(error));
         };
+        traces::poisoned(&event.span, self.policy, &error.message);
         match self.policy {
-            PoisonPolicy::Stop => Err(WriterError::Poisoned { event, error }),
+            PoisonPolicy::Stop => Err(WriterError::Poisoned { event: Box::new(event), error }),
             PoisonPolicy::Skip => {
                 warn!("skipping {event} (poison policy `skip`): {error}");
                 Ok(BatchItem::Advance { partition: event.partition, position: event.event.position })
@@ -123,21 +125,36 @@ impl<W: SinkWriter> Writer<W> {
     /// leaves the checkpoint before the batch and a restart applies it again.
     async fn apply_retrying(&mut self, batch: &Arc<Batch<W::Op>>) -> Result<(), ApplyError> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        let operations = batch.items.iter().map(BatchItem::op_count).sum::<usize>();
+        let positions = batch.items.first().zip(batch.items.last()).map(|(first, last)| (first.position(), last.position()));
+        let mut attempt_number = 0;
         loop {
+            attempt_number += 1;
+            let span = traces::batch_span(
+                &self.telemetry.connector,
+                batch.items.iter().filter_map(BatchItem::event).map(|e| &e.span),
+                (batch.items.len(), operations),
+                positions,
+                attempt_number,
+            );
             let started = Instant::now();
             let attempt = tokio::select! {
                 biased;
-                result = self.sink.apply(batch.clone()) => result,
+                result = self.sink.apply(batch.clone()).instrument(span.clone()) => result,
                 _ = self.abort.cancelled() => return Err(ApplyError {
                     message: format!("connector stopping: the batch of {} item(s) being applied was not committed (applied again on restart)", batch.items.len()),
                     transient: false,
                     failed_at: None,
                 }),
             };
+            if let Err(e) = &attempt {
+                traces::batch_failed(&span, e);
+            }
+            drop(span);
             match attempt {
                 Ok(()) => {
                     self.telemetry.batch_apply.observe_duration(started.elapsed());
-                    self.telemetry.batch_operations.observe(batch.items.iter().map(BatchItem::op_count).sum::<usize>() as f64);
+                    self.telemetry.batch_operations.observe(operations as f64);
                     return Ok(());
                 }
                 Err(e) if e.transient => {

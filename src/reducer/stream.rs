@@ -20,6 +20,7 @@ use crate::{
     proto::{ProjectionRequest, ProjectionResponse, projection_client::ProjectionClient},
     sinks::{BatchItem, EventRef, Sink},
     telemetry::ConnectorTelemetry,
+    traces,
 };
 
 const ENDED_BY_SIDECAR: &str = "the sidecar ended the stream";
@@ -28,7 +29,7 @@ const ENDED_BY_SIDECAR: &str = "the sidecar ended the stream";
 #[derive(Debug, thiserror::Error)]
 pub enum ReducerError {
     #[error("{event}: {reason}. The checkpoint stays before this event (poison policy `stop`); fix the cause (the sidecar, the sink's configuration), or set `poison: skip` or `park`, and restart")]
-    Poisoned { event: EventRef, reason: String },
+    Poisoned { event: Box<EventRef>, reason: String },
     #[error("partition {0}: the sink writer stopped; see its error")]
     SinkGone(u32),
 }
@@ -121,7 +122,8 @@ impl<S: Sink> PartitionReducer<S> {
                     item = self.input.recv(), if input_open && window.events() < self.config.window => match item {
                         Some(RoutedItem::Event(event)) => {
                             let request = build_request(&event, self.partition, self.config.payload);
-                            window.push_event(event, Instant::now());
+                            let span = traces::event_span(&self.telemetry.connector, self.partition, &event);
+                            window.push_event(event, span, Instant::now());
                             if requests.try_send(request).is_err() {
                                 break StreamEnd::Broken("the request stream closed".into());
                             }
@@ -204,8 +206,9 @@ impl<S: Sink> PartitionReducer<S> {
                 if let Some((_, _, sent_at)) = window.front() {
                     self.telemetry.sidecar_round_trip.observe_duration(sent_at.elapsed());
                 }
-                let event = window.pop_front().expect("classified as front");
-                self.emit(BatchItem::Apply { event: EventRef::new(event, self.partition), ops }).await?;
+                let (event, span) = window.pop_front().expect("classified as front");
+                traces::answered(&span, ops.len());
+                self.emit(BatchItem::Apply { event: EventRef::traced(event, self.partition, span), ops }).await?;
             }
             Err(e) => self.poison(window, format!("the sidecar's answer cannot be applied: {e}")).await?,
         }
@@ -222,7 +225,8 @@ impl<S: Sink> PartitionReducer<S> {
             if window.classify(event_id) == Match::Front {
                 return Ok(());
             }
-            let skipped = window.pop_front().expect("the answered event is still in the window");
+            let (skipped, span) = window.pop_front().expect("the answered event is still in the window");
+            traces::ended_without_applying(&span, "ignored", None);
             debug!(partition = self.partition, event_id = %skipped.event_id, "not answered by the sidecar before a later event: ignored (sidecar.answers: handled)");
             self.emit(BatchItem::Advance { partition: self.partition, position: skipped.position }).await?;
         }
@@ -232,7 +236,8 @@ impl<S: Sink> PartitionReducer<S> {
         match self.config.on_timeout {
             TimeoutPolicy::Retry => {}
             TimeoutPolicy::Ignore => {
-                let event = window.pop_front().expect("an event is in flight");
+                let (event, span) = window.pop_front().expect("an event is in flight");
+                traces::ended_without_applying(&span, "ignored", Some("no answer within the request timeout"));
                 debug!(partition = self.partition, event_id = %event.event_id, "no answer within {timeout:?}: ignored (sidecar.on_timeout: ignore)");
                 self.emit(BatchItem::Advance { partition: self.partition, position: event.position }).await?;
                 // A late answer to it must not meet the next event: start a fresh stream.
@@ -277,8 +282,8 @@ impl<S: Sink> PartitionReducer<S> {
 
     /// Applies the poison policy to the oldest unanswered event.
     async fn poison(&mut self, window: &mut Window, reason: String) -> Result<(), ReducerError> {
-        let event = window.pop_front().expect("an event is in flight");
-        let item = poisoned(self.policy, EventRef::new(event, self.partition), reason)?;
+        let (event, span) = window.pop_front().expect("an event is in flight");
+        let item = poisoned(self.policy, EventRef::traced(event, self.partition, span), reason)?;
         self.emit(item).await
     }
 
@@ -290,8 +295,9 @@ impl<S: Sink> PartitionReducer<S> {
 /// What the poison policy makes of an event that cannot be reduced or produced: an error
 /// (`stop`), a move past it (`skip`) or a parked event (`park`).
 pub fn poisoned<Op>(policy: PoisonPolicy, event: EventRef, reason: String) -> Result<BatchItem<Op>, ReducerError> {
+    traces::poisoned(&event.span, policy, &reason);
     match policy {
-        PoisonPolicy::Stop => Err(ReducerError::Poisoned { event, reason }),
+        PoisonPolicy::Stop => Err(ReducerError::Poisoned { event: Box::new(event), reason }),
         PoisonPolicy::Skip => {
             warn!("skipping {event} (poison policy `skip`): {reason}");
             Ok(BatchItem::Advance { partition: event.partition, position: event.event.position })

@@ -5,12 +5,13 @@
 use std::{collections::VecDeque, sync::Arc};
 
 use tokio::time::Instant;
+use tracing::Span;
 
 use crate::event::{Event, Position};
 
 #[derive(Debug)]
 pub(super) enum Pending {
-    Event { event: Arc<Event>, attempts: u32, sent_at: Instant },
+    Event { event: Arc<Event>, span: Span, attempts: u32, sent_at: Instant },
     ReadUpTo(Position),
 }
 
@@ -41,8 +42,9 @@ impl Window {
         self.items.is_empty()
     }
 
-    pub fn push_event(&mut self, event: Arc<Event>, now: Instant) {
-        self.items.push_back(Pending::Event { event, attempts: 0, sent_at: now });
+    /// Adds an event sent at `now`, with its trace span.
+    pub fn push_event(&mut self, event: Arc<Event>, span: Span, now: Instant) {
+        self.items.push_back(Pending::Event { event, span, attempts: 0, sent_at: now });
         self.events += 1;
     }
 
@@ -68,7 +70,7 @@ impl Window {
     /// The oldest unanswered event with its attempt count and send time.
     pub fn front(&self) -> Option<(&Arc<Event>, u32, Instant)> {
         self.items.iter().find_map(|p| match p {
-            Pending::Event { event, attempts, sent_at } => Some((event, *attempts, *sent_at)),
+            Pending::Event { event, attempts, sent_at, .. } => Some((event, *attempts, *sent_at)),
             Pending::ReadUpTo(_) => None,
         })
     }
@@ -85,13 +87,14 @@ impl Window {
         }
     }
 
-    /// Removes the oldest unanswered event (marks before it must have been taken already).
-    pub fn pop_front(&mut self) -> Option<Arc<Event>> {
+    /// Removes the oldest unanswered event with its trace span (marks before it must have
+    /// been taken already).
+    pub fn pop_front(&mut self) -> Option<(Arc<Event>, Span)> {
         debug_assert!(!matches!(self.items.front(), Some(Pending::ReadUpTo(_))));
         match self.items.pop_front()? {
-            Pending::Event { event, .. } => {
+            Pending::Event { event, span, .. } => {
                 self.events -= 1;
-                Some(event)
+                Some((event, span))
             }
             Pending::ReadUpTo(_) => None,
         }
@@ -153,15 +156,15 @@ mod tests {
         let now = Instant::now();
         let mut w = Window::default();
         w.push_read_up_to(1);
-        w.push_event(event("a", 2), now);
+        w.push_event(event("a", 2), Span::none(), now);
         w.push_read_up_to(3);
         w.push_read_up_to(4);
-        w.push_event(event("b", 5), now);
+        w.push_event(event("b", 5), Span::none(), now);
         assert_eq!(w.take_released_mark(), Some(1));
         assert_eq!(w.classify("b"), Match::Later);
         assert_eq!(w.classify("zzz"), Match::Unknown);
         assert_eq!(w.classify("a"), Match::Front);
-        assert_eq!(w.pop_front().unwrap().event_id, "a");
+        assert_eq!(w.pop_front().unwrap().0.event_id, "a");
         assert_eq!(w.take_released_mark(), Some(4), "consecutive marks collapse");
         assert_eq!(w.events(), 1);
         assert_eq!(w.resend_all(now).map(|e| e.event_id.clone()).collect::<Vec<_>>(), ["b"]);

@@ -32,15 +32,30 @@ pub mod sql;
 pub mod sqlite;
 
 /// An event and the partition it was routed to, as sinks and error messages need it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct EventRef {
     pub event: Arc<Event>,
     pub partition: u32,
+    /// The event's trace span (`traces::event_span`), closed when the last copy of it is
+    /// dropped: after the batch that applied it. Disabled unless traces are exported.
+    pub span: tracing::Span,
 }
 
 impl EventRef {
     pub fn new(event: Arc<Event>, partition: u32) -> Self {
-        Self { event, partition }
+        Self { event, partition, span: tracing::Span::none() }
+    }
+
+    /// The same, carrying the event's trace span.
+    pub fn traced(event: Arc<Event>, partition: u32, span: tracing::Span) -> Self {
+        Self { event, partition, span }
+    }
+}
+
+/// Equal when they name the same event in the same partition (the span is not compared).
+impl PartialEq for EventRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.event == other.event && self.partition == other.partition
     }
 }
 
@@ -79,6 +94,14 @@ impl<Op> BatchItem<Op> {
         match self {
             BatchItem::Apply { event, .. } | BatchItem::Park { event, .. } => event.event.position,
             BatchItem::Advance { position, .. } => *position,
+        }
+    }
+
+    /// The event the item applies or parks (none for an advance).
+    pub fn event(&self) -> Option<&EventRef> {
+        match self {
+            BatchItem::Apply { event, .. } | BatchItem::Park { event, .. } => Some(event),
+            BatchItem::Advance { .. } => None,
         }
     }
 

@@ -194,6 +194,18 @@ pub async fn poll_until<T>(what: &str, within: Duration, mut check: impl FnMut()
     }
 }
 
+/// [`poll_until`] for a check that must await (a database query).
+pub async fn poll_until_async<T, F: Future<Output = Option<T>>>(what: &str, within: Duration, mut check: impl FnMut() -> F) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Checkpoint rows of a SQLite target: (partition_count, partition, position).
 pub fn sqlite_checkpoints(target: &Path, connector: &str) -> Vec<(u32, u32, u64)> {
     let conn = rusqlite::Connection::open(target).expect("target");

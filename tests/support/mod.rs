@@ -14,6 +14,8 @@ pub mod fixtures;
 pub mod http;
 #[cfg(feature = "mongo")]
 pub mod mongo;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 #[cfg(feature = "mssql")]
 pub mod tds;
 pub mod postgres;

@@ -96,6 +96,9 @@ unsafe extern "C" {
 }
 
 pub const SIGTERM: i32 = 15;
+/// Pauses a process (Linux numbering), as a long GC pause or a frozen VM would.
+pub const SIGSTOP: i32 = 19;
+pub const SIGCONT: i32 = 18;
 
 fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();

@@ -41,6 +41,7 @@ use super::{
 };
 use crate::{
     event::Position,
+    lease::{Tenure, postgres::FENCED},
     postgres::{PgEndpoint, describe, is_connection_lost, is_transient},
     sinks::{
         ApplyError, Batch, BatchItem, EventRef, SinkError, SinkWriter,
@@ -61,6 +62,8 @@ pub struct PostgresWriter {
     conn: Option<WriterConnection>,
     /// A batch whose `COMMIT` was sent but whose outcome is unknown (the connection was lost).
     in_doubt: Option<InDoubt>,
+    /// The lease every transaction is fenced with, when the connector runs under one.
+    tenure: Option<Arc<Tenure>>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -80,11 +83,12 @@ impl PostgresWriter {
         endpoint: Arc<PgEndpoint>,
         connector: Arc<str>,
         sql: Arc<GatewaySql>,
+        tenure: Option<Arc<Tenure>>,
     ) -> Result<Self, SinkError> {
-        let conn = WriterConnection::open(&endpoint, &sql).await.map_err(|e| {
+        let conn = WriterConnection::open(&endpoint, &sql, tenure.is_some()).await.map_err(|e| {
             SinkError(format!("cannot connect to the PostgreSQL target {}: {}", endpoint.display(), describe(&e)))
         })?;
-        Ok(Self { endpoint, connector, sql, conn: Some(conn), in_doubt: None })
+        Ok(Self { endpoint, connector, sql, conn: Some(conn), in_doubt: None, tenure })
     }
 
     async fn apply_batch(&mut self, batch: &Batch<SqlOp>) -> Result<(), ApplyError> {
@@ -92,7 +96,7 @@ impl PostgresWriter {
             Some(conn) if !conn.client.is_closed() => conn,
             _ => {
                 self.conn = None;
-                let conn = WriterConnection::open(&self.endpoint, &self.sql).await.map_err(|e| ApplyError {
+                let conn = WriterConnection::open(&self.endpoint, &self.sql, self.tenure.is_some()).await.map_err(|e| ApplyError {
                     message: format!("cannot connect: {}", describe(&e)),
                     transient: is_transient(&e),
                     failed_at: None,
@@ -119,7 +123,7 @@ impl PostgresWriter {
                 }
             }
         }
-        let Err(failure) = conn.apply(&self.connector, batch).await else {
+        let Err(failure) = conn.apply(&self.connector, self.tenure.as_deref(), batch).await else {
             return Ok(());
         };
         if failure.connection_lost || conn.client.is_closed() {
@@ -151,6 +155,8 @@ struct WriterConnection {
     statements: HashMap<String, Statement>,
     upsert_checkpoints: Statement,
     insert_parked: Statement,
+    /// Prepared only under a lease (its table exists then: the lease was taken in it).
+    fence: Option<Statement>,
 }
 
 /// Why a batch failed, and what that means for the connection.
@@ -163,11 +169,19 @@ struct Failure {
 }
 
 impl WriterConnection {
-    async fn open(endpoint: &PgEndpoint, sql: &GatewaySql) -> Result<Self, tokio_postgres::Error> {
+    async fn open(endpoint: &PgEndpoint, sql: &GatewaySql, fenced: bool) -> Result<Self, tokio_postgres::Error> {
         let client = endpoint.connect().await?;
-        let (upsert_checkpoints, insert_parked) =
-            futures::try_join!(client.prepare(&sql.upsert_checkpoints), client.prepare(&sql.insert_parked))?;
-        Ok(Self { client, statements: HashMap::new(), upsert_checkpoints, insert_parked })
+        let (upsert_checkpoints, insert_parked, fence) = futures::try_join!(
+            client.prepare(&sql.upsert_checkpoints),
+            client.prepare(&sql.insert_parked),
+            async {
+                match fenced {
+                    true => client.prepare(&sql.fence).await.map(Some),
+                    false => Ok(None),
+                }
+            }
+        )?;
+        Ok(Self { client, statements: HashMap::new(), upsert_checkpoints, insert_parked, fence })
     }
 
     /// True when the checkpoint rows already hold every position of the batch in doubt.
@@ -185,9 +199,9 @@ impl WriterConnection {
         }))
     }
 
-    async fn apply(&mut self, connector: &str, batch: &Batch<SqlOp>) -> Result<(), Failure> {
+    async fn apply(&mut self, connector: &str, tenure: Option<&Tenure>, batch: &Batch<SqlOp>) -> Result<(), Failure> {
         self.prepare_new_statements(batch).await?;
-        let mut steps = self.plan(connector, batch)?;
+        let mut steps = self.plan(connector, tenure, batch)?;
         let mut start = 0;
         loop {
             let end = steps[start..].iter().position(Step::is_barrier).map_or(steps.len(), |i| start + i);
@@ -268,9 +282,12 @@ impl WriterConnection {
     }
 
     /// The transaction as a list of steps, parameters already converted.
-    fn plan<'b>(&self, connector: &'b str, batch: &'b Batch<SqlOp>) -> Result<Vec<Step<'b>>, Failure> {
-        let mut steps = Vec::with_capacity(batch.items.len() + 3);
+    fn plan<'b>(&self, connector: &'b str, tenure: Option<&'b Tenure>, batch: &'b Batch<SqlOp>) -> Result<Vec<Step<'b>>, Failure> {
+        let mut steps = Vec::with_capacity(batch.items.len() + 4);
         steps.push(Step::Begin);
+        if let Some(tenure) = tenure {
+            steps.push(Step::Fence { connector, tenure });
+        }
         for (item, batch_item) in batch.items.iter().enumerate() {
             match batch_item {
                 BatchItem::Apply { event, ops } => {
@@ -326,6 +343,10 @@ impl WriterConnection {
                 match step {
                     Step::Begin => client.batch_execute("BEGIN").boxed(),
                     Step::Commit => client.batch_execute("COMMIT").boxed(),
+                    Step::Fence { .. } => {
+                        let fence = self.fence.as_ref().expect("prepared on connections of a leased connector");
+                        client.execute(fence, params).map_ok(drop).boxed()
+                    }
                     Step::Raw { sql, .. } => client.batch_execute(sql).boxed(),
                     Step::Execute { statement, .. } => client.execute(statement, params).map_ok(drop).boxed(),
                     Step::Park { .. } => client.execute(&self.insert_parked, params).map_ok(drop).boxed(),
@@ -424,6 +445,8 @@ enum Step<'b> {
         error: &'b str,
     },
     Checkpoints { connector: &'b str, partition_count: i32, partitions: Vec<i32>, positions: Vec<i64> },
+    /// The lease check that precedes everything else in the transaction.
+    Fence { connector: &'b str, tenure: &'b Tenure },
 }
 
 impl Step<'_> {
@@ -447,6 +470,7 @@ impl Step<'_> {
             Step::Checkpoints { connector, partition_count, partitions, positions } => {
                 vec![connector, partition_count, partitions, positions]
             }
+            Step::Fence { connector, tenure } => vec![connector, &tenure.holder, &tenure.epoch],
             _ => Vec::new(),
         }
     }
@@ -476,6 +500,20 @@ impl Step<'_> {
                 commit_sent,
             },
             Step::Begin => whole("BEGIN"),
+            Step::Fence { connector, tenure } if e.code() == Some(FENCED) => Failure {
+                error: ApplyError {
+                    message: format!(
+                        "this gateway ({}) no longer holds the lease of connector `{connector}` (epoch {}): another gateway took it over, \
+                         and nothing of this batch was committed",
+                        tenure.holder, tenure.epoch
+                    ),
+                    transient: false,
+                    failed_at: None,
+                },
+                connection_lost: false,
+                commit_sent,
+            },
+            Step::Fence { .. } => whole("checking the lease"),
             Step::Checkpoints { .. } => whole("writing the checkpoints"),
             Step::Commit => whole("COMMIT"),
         }

@@ -20,6 +20,7 @@ use tokio_postgres::Client;
 use crate::{
     checkpoint::CheckpointRow,
     config::PostgresSinkConfig,
+    lease::Tenure,
     postgres::{PgEndpoint, describe},
     sinks::{DecodeError, Sink, SinkError, sql::{SqlOp, decode_sql_op}},
 };
@@ -35,14 +36,18 @@ pub struct PostgresSink {
     sql: Arc<GatewaySql>,
     allow_raw_sql: bool,
     writers: usize,
+    /// The lease this gateway holds for the connector, when it runs under one: every batch
+    /// transaction is fenced with it.
+    tenure: Option<Arc<Tenure>>,
     /// For reading and deleting checkpoints; reopened if the server dropped it.
     admin: Mutex<Client>,
 }
 
 impl PostgresSink {
     /// Connects to the target, creates the gateway's schema and tables where missing, and runs
-    /// the configured init SQL.
-    pub async fn open(config: &PostgresSinkConfig, connector: &str) -> Result<Self, SinkError> {
+    /// the configured init SQL. With a `tenure`, every commit is fenced by that lease (its
+    /// table exists: the lease was taken in it).
+    pub async fn open(config: &PostgresSinkConfig, connector: &str, tenure: Option<Tenure>) -> Result<Self, SinkError> {
         let endpoint = PgEndpoint::parse(&config.url).map_err(|e| SinkError(format!("sink.postgres.url: {e}")))?;
         let client = connect(&endpoint).await?;
         let sql = GatewaySql::new(&config.schema);
@@ -53,6 +58,7 @@ impl PostgresSink {
             sql: Arc::new(sql),
             allow_raw_sql: config.allow_raw_sql,
             writers: config.writers.max(1),
+            tenure: tenure.map(Arc::new),
             admin: Mutex::new(client),
         })
     }
@@ -153,6 +159,6 @@ impl Sink for PostgresSink {
     }
 
     async fn open_writer(&self) -> Result<PostgresWriter, SinkError> {
-        PostgresWriter::open(self.endpoint.clone(), self.connector.clone(), self.sql.clone()).await
+        PostgresWriter::open(self.endpoint.clone(), self.connector.clone(), self.sql.clone(), self.tenure.clone()).await
     }
 }

@@ -39,6 +39,8 @@ pub(super) struct GatewaySql {
     pub load_checkpoints: String,
     /// `$1` connector, `$2` partition count.
     pub delete_checkpoints: String,
+    /// `$1` connector, `$2` holder, `$3` epoch: fails unless the lease is still theirs.
+    pub fence: String,
 }
 
 impl GatewaySql {
@@ -100,6 +102,7 @@ impl GatewaySql {
             delete_checkpoints: format!(
                 "DELETE FROM {s}.checkpoints WHERE connector = $1 AND partition_count = $2"
             ),
+            fence: crate::lease::postgres::fence_sql(schema),
         }
     }
 }
