@@ -48,6 +48,11 @@ enum Command {
         /// (a pod's name) and the process id.
         #[arg(long, env = "PROJECTOR_GATEWAY_INSTANCE_ID")]
         instance_id: Option<String>,
+        /// With --listen: `/ready` also requires every running connector to be caught up within
+        /// this many seconds (the age of the oldest event it has not committed); off when not
+        /// given.
+        #[arg(long, env = "PROJECTOR_GATEWAY_READY_MAX_LAG_SECS")]
+        ready_max_lag_secs: Option<u64>,
     },
     /// Move a connector's checkpoints back to the start of the log (or to a position), so the
     /// next start projects again from there. Stop every gateway running it first.
@@ -133,11 +138,21 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config, state, drain_timeout_secs, listen, lag_probe_interval_ms, management_token, instance_id } => {
+            Command::Run {
+                config,
+                state,
+                drain_timeout_secs,
+                listen,
+                lag_probe_interval_ms,
+                management_token,
+                instance_id,
+                ready_max_lag_secs,
+            } => {
                 let endpoint = listen.map(|address| commands::run::Endpoint {
                     address,
                     lag_probe_every: Duration::from_millis(lag_probe_interval_ms),
                     management_token,
+                    readiness: projector_gateway::operations::Readiness { max_lag: ready_max_lag_secs.map(Duration::from_secs) },
                 });
                 let drain_timeout = Duration::from_secs(drain_timeout_secs);
                 let instance_id = instance_id.unwrap_or_else(projector_gateway::lease::default_instance_id);

@@ -282,12 +282,19 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(address).await
 }
 
+/// What `/ready` asks of a running connector besides running: with `max_lag`, that the oldest
+/// event it has not committed is younger than that (design §4: caught up within a bound).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Readiness {
+    pub max_lag: Option<std::time::Duration>,
+}
+
 /// Serves the endpoint, and the routes of `more` (the management API), on `listener` until the
 /// task is dropped or aborted.
-pub async fn serve(listener: TcpListener, connectors: Connectors, more: Router) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, connectors: Connectors, readiness: Readiness, more: Router) -> std::io::Result<()> {
     let app = Router::new()
         .route("/health", get(|| async { "ok\n" }))
-        .route("/ready", get(ready))
+        .route("/ready", get(move |AxumState(connectors): AxumState<Connectors>| ready(connectors, readiness)))
         .route("/metrics", get(metrics))
         .route("/connectors", get(connector_list))
         .with_state(connectors)
@@ -295,21 +302,29 @@ pub async fn serve(listener: TcpListener, connectors: Connectors, more: Router) 
     axum::serve(listener, app).await
 }
 
-/// 200 when every connector is running; 503 naming the ones that are not.
-async fn ready(AxumState(connectors): AxumState<Connectors>) -> Response {
-    let not_running: Vec<String> = connectors
-        .snapshot()
-        .into_iter()
-        .filter(|c| !matches!(c.state, ConnectorState::Running | ConnectorState::Disabled | ConnectorState::Standby(_)))
-        .map(|c| match &c.state {
-            ConnectorState::Failed(error) => format!("{}: failed: {error}", c.id),
-            other => format!("{}: {}", c.id, other.name()),
-        })
-        .collect();
+/// 200 when every connector is ready; 503 naming the ones that are not, and why.
+async fn ready(connectors: Connectors, readiness: Readiness) -> Response {
+    let not_running: Vec<String> = connectors.snapshot().iter().filter_map(|c| unready(c, readiness)).collect();
     if not_running.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, format!("not ready:\n{}\n", not_running.join("\n"))).into_response()
+    }
+}
+
+/// Why a connector keeps the gateway from being ready, if it does: it is starting, stopped or
+/// failed, or (with a lag bound) it runs further behind than the bound. Disabled and standby
+/// connectors do not count; a connector whose lag is not known yet (no probe answer, or a
+/// KurrentDB source) is taken as within the bound.
+fn unready(c: &Snapshot, readiness: Readiness) -> Option<String> {
+    match &c.state {
+        ConnectorState::Disabled | ConnectorState::Standby(_) => None,
+        ConnectorState::Running => {
+            let (bound, lag) = (readiness.max_lag?, c.lag_seconds()?);
+            (lag > bound.as_secs_f64()).then(|| format!("{}: lagging: {lag:.1} s behind the source (bound {} s)", c.id, bound.as_secs_f64()))
+        }
+        ConnectorState::Failed(error) => Some(format!("{}: failed: {error}", c.id)),
+        other => Some(format!("{}: {}", c.id, other.name())),
     }
 }
 
@@ -418,6 +433,24 @@ mod tests {
 
     fn progress(positions: Vec<u64>, events: u64) -> Progress {
         Progress { positions, events_applied: events, ops_applied: events * 2, events_parked: 1, batches: 3 }
+    }
+
+    #[test]
+    fn readiness_follows_the_state_and_the_lag_bound() {
+        let running = |head: Option<Head>| Snapshot { id: "c".into(), origin: Origin::File, state: ConnectorState::Running, progress: None, head };
+        let behind = |seconds| Some(Head { position: 9, oldest_pending: Some(Utc::now() - chrono::Duration::seconds(seconds)) });
+        let bound = Readiness { max_lag: Some(std::time::Duration::from_secs(30)) };
+        assert_eq!(unready(&running(behind(5)), bound), None);
+        assert_eq!(unready(&running(Some(Head { position: 9, oldest_pending: None })), bound), None, "caught up");
+        assert_eq!(unready(&running(None), bound), None, "lag not known yet");
+        let late = unready(&running(behind(95)), bound).unwrap();
+        assert!(late.starts_with("c: lagging: 9") && late.ends_with("s behind the source (bound 30 s)"), "{late}");
+        assert_eq!(unready(&running(behind(95)), Readiness::default()), None, "no bound");
+        let with = |state| Snapshot { state, ..running(None) };
+        assert_eq!(unready(&with(ConnectorState::Standby("b holds it".into())), bound), None);
+        assert_eq!(unready(&with(ConnectorState::Disabled), bound), None);
+        assert_eq!(unready(&with(ConnectorState::Starting), bound).unwrap(), "c: starting");
+        assert_eq!(unready(&with(ConnectorState::Failed("boom".into())), bound).unwrap(), "c: failed: boom");
     }
 
     #[test]

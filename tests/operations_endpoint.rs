@@ -30,11 +30,11 @@ async fn metrics_when(address: &str, what: &str, check: impl Fn(&str) -> bool) -
     poll_until(what, WAIT, || get(address, "/metrics").map(|(_, text)| text).filter(|text| check(text))).await
 }
 
-/// `run --config <config> --listen <address>` (sources probed every 50 ms) with its stderr in
-/// the workspace.
-fn gateway_listening(config: &Path, address: &str, dir: &Path) -> Process {
+/// `run --config <config> --listen <address>` (sources probed every 50 ms, plus `extra`
+/// arguments) with its stderr in the workspace.
+fn gateway_listening(config: &Path, address: &str, dir: &Path, extra: &[&str]) -> Process {
     let mut command = Command::new(processes::gateway_bin());
-    command.args(["run", "--config"]).arg(config).args(["--listen", address, "--lag-probe-interval-ms", "50"]).env("RUST_LOG", "info");
+    command.args(["run", "--config"]).arg(config).args(["--listen", address, "--lag-probe-interval-ms", "50"]).args(extra).env("RUST_LOG", "info");
     Process::spawn(command, dir.join("gateway.log"), false)
 }
 
@@ -54,7 +54,7 @@ async fn reports_readiness_metrics_and_status_that_match_the_target() {
     let sidecar = processes::example_sidecar(&format!("127.0.0.1:{}", processes::free_port()), ws.dir.path());
     let config = config_file(&ws, sidecar.address.as_deref().unwrap(), "");
     let address = format!("127.0.0.1:{}", processes::free_port());
-    let mut gateway = gateway_listening(&config, &address, ws.dir.path());
+    let mut gateway = gateway_listening(&config, &address, ws.dir.path(), &[]);
 
     assert_eq!(poll_until("the endpoint to answer /health", WAIT, || get(&address, "/health")).await, (200, "ok\n".into()));
     let ready = poll_until("/ready to say ready", WAIT, || get(&address, "/ready").filter(|(status, _)| *status == 200)).await;
@@ -120,12 +120,14 @@ async fn lag_metrics_follow_the_source_head_and_the_oldest_event_not_applied() {
     let sidecar = processes::example_sidecar(&sidecar_address, ws.dir.path());
     let config = config_file(&ws, sidecar.address.as_deref().unwrap(), "");
     let address = format!("127.0.0.1:{}", processes::free_port());
-    let mut gateway = gateway_listening(&config, &address, ws.dir.path());
+    // `/ready` also asks that no event waits for more than a minute.
+    let mut gateway = gateway_listening(&config, &address, ws.dir.path(), &["--ready-max-lag-secs", "60"]);
     let series = |name: &str| format!("projector_gateway_{name}{{connector=\"bookings\"}}");
 
     let caught_up = |text: &str| metric(text, &series("lag_positions")) == Some(0) && gauge(text, &series("lag_seconds")) == Some(0.0);
     let text = metrics_when(&address, "the lag to reach 0 at the head", caught_up).await;
     assert_eq!(metric(&text, &series("source_head_position")), Some(head));
+    assert_eq!(get(&address, "/ready").unwrap(), (200, "ready\n".into()));
 
     // Without a sidecar nothing more is applied: the lag is the 20 new events, the oldest of
     // which was created at a fixed time long ago.
@@ -147,10 +149,14 @@ async fn lag_metrics_follow_the_source_head_and_the_oldest_event_not_applied() {
     assert!((expected - 60.0..=expected + 1.0).contains(&age), "lag_seconds {age}, the oldest pending event is {expected} s old");
     let list: Value = serde_json::from_str(&get(&address, "/connectors").unwrap().1).unwrap();
     assert_eq!(list[0]["source"]["lag_positions"], new_head - head);
+    let (status, body) = get(&address, "/ready").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("bookings: lagging: ") && body.contains("s behind the source (bound 60 s)"), "{body}");
 
     // The sidecar back: everything is applied and the lag returns to 0.
     let _sidecar = processes::example_sidecar(&sidecar_address, ws.dir.path());
     metrics_when(&address, "the lag to return to 0", caught_up).await;
+    assert_eq!(get(&address, "/ready").unwrap(), (200, "ready\n".into()));
 
     gateway.signal(SIGTERM);
     let status = gateway.wait_exit(Duration::from_secs(30));
@@ -172,7 +178,7 @@ async fn names_a_failed_connector_while_the_others_run_on() {
     );
     let config = config_file(&ws, &sidecar_address, broken.strip_prefix("connectors:\n").unwrap());
     let address = format!("127.0.0.1:{}", processes::free_port());
-    let mut gateway = gateway_listening(&config, &address, ws.dir.path());
+    let mut gateway = gateway_listening(&config, &address, ws.dir.path(), &[]);
 
     // Once the healthy connector runs, /ready names only the failed one, with its reason.
     let (_, not_ready) = poll_until("/ready to name the failed connector alone", WAIT, || {

@@ -27,6 +27,8 @@ pub struct Endpoint {
     pub lag_probe_every: Duration,
     /// The bearer token the management API's changes need, if any.
     pub management_token: Option<String>,
+    /// What `/ready` asks of running connectors.
+    pub readiness: operations::Readiness,
 }
 
 /// What `run` was asked to run.
@@ -88,7 +90,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         info!("operations endpoint (/health, /ready, /metrics, /connectors; management API {writable}) listening on http://{}", endpoint.address);
         let routes = management::api::routes(supervisor.clone(), endpoint.management_token);
         tokio::spawn(async move {
-            if let Err(e) = operations::serve(listener, registry, routes).await {
+            if let Err(e) = operations::serve(listener, registry, endpoint.readiness, routes).await {
                 error!("the operations endpoint stopped: {e}");
             }
         })
