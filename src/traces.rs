@@ -55,6 +55,26 @@ pub fn event_span(connector: &str, partition: u32, event: &Event) -> Span {
     )
 }
 
+/// The W3C `traceparent` of `span` for the sidecar, or empty when the span is not exported
+/// (no export, or the event was not sampled).
+pub fn traceparent(span: &Span) -> String {
+    if span.is_none() {
+        return String::new();
+    }
+    #[cfg(feature = "otlp")]
+    {
+        use opentelemetry::trace::TraceContextExt as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        let context = span.context();
+        let span_context = context.span().span_context().clone();
+        if span_context.is_valid() {
+            // Sampled: the gateway exports every span it builds (it samples before building).
+            return format!("00-{}-{}-01", span_context.trace_id(), span_context.span_id());
+        }
+    }
+    String::new()
+}
+
 /// Records on an event's span that the sidecar answered it with `operations` operations.
 pub fn answered(span: &Span, operations: usize) {
     span.record("operations", operations);

@@ -12,10 +12,14 @@ use std::{
     time::Duration,
 };
 
+use std::sync::Mutex;
+
+use bookings_reducer::proto::{ProjectionRequest, ProjectionResponse};
 use support::{
     fixtures::*,
     otlp::{Collector, ReceivedSpan},
     processes::{self, Process, SIGTERM},
+    sidecars::{self, Script},
 };
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -133,6 +137,46 @@ async fn a_sampler_ratio_traces_that_share_of_the_events_and_only_their_batches(
     assert!(!batches.is_empty());
     for batch in batches {
         assert!(!batch.links.is_empty() && batch.links.iter().all(|(_, id)| events.contains(id.as_slice())), "{batch:?}");
+    }
+}
+
+/// (event id, traceparent) of every request the recording sidecar received.
+static RECEIVED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// Records the request's trace context and ignores the event.
+fn record_traceparent(request: &ProjectionRequest) -> ProjectionResponse {
+    RECEIVED.lock().unwrap().push((request.event_id.clone(), request.traceparent.clone()));
+    ProjectionResponse { event_id: request.event_id.clone(), ..Default::default() }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecar_receives_the_trace_context_of_each_traced_event() {
+    let collector = Collector::start().await;
+    let ws = Workspace::new();
+    let head = ws.log_with_events(400, 40, 9).head().unwrap();
+    let sidecar = sidecars::scripted(Script::Map(record_traceparent)).await;
+    let config = config_file(&ws, &sidecar.address);
+    let sampler = [("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "0.5")];
+    let gateway = gateway_exporting(&config, &collector.endpoint, ws.dir.path(), &sampler);
+    poll_until("the connector to commit the head", WAIT, || (sqlite_low_watermark(&ws.target_path(), "bookings", 4) == head).then_some(())).await;
+    stop(gateway);
+
+    let received: HashMap<String, String> = RECEIVED.lock().unwrap().iter().cloned().collect();
+    assert_eq!(received.len() as u64, head, "the recording sidecar describes nothing, so it gets every event");
+    let spans = collector.spans();
+    let events: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.name == "event").collect();
+    assert!(!events.is_empty() && events.len() < received.len(), "about half the events are traced: {}", events.len());
+    for event in &events {
+        let id = &event.attributes["event.id"];
+        assert_eq!(received[id], format!("00-{}-{}-01", hex(&event.trace_id), hex(&event.span_id)), "event {id}");
+    }
+    let traced: std::collections::HashSet<&String> = events.iter().map(|e| &e.attributes["event.id"]).collect();
+    for (id, traceparent) in &received {
+        assert_eq!(traceparent.is_empty(), !traced.contains(id), "event {id}: {traceparent:?}");
     }
 }
 

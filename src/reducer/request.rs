@@ -30,6 +30,7 @@ pub fn build_request(event: &Event, partition: u32, format: PayloadFormat) -> Pr
         partition,
         payload_json: if raw { event.data.to_vec() } else { Vec::new() },
         content_type: event.content_type.mime().into(),
+        traceparent: String::new(),
     }
 }
 

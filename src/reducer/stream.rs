@@ -75,8 +75,8 @@ impl<S: Sink> PartitionReducer<S> {
         let far = Duration::from_secs(86_400 * 365);
         loop {
             let (requests, outgoing) = mpsc::channel::<ProjectionRequest>(self.config.window + 1);
-            for event in window.resend_all(Instant::now()) {
-                let _ = requests.try_send(build_request(event, self.partition, self.config.payload));
+            for (event, span) in window.resend_all(Instant::now()) {
+                let _ = requests.try_send(traced_request(event, span, self.partition, self.config.payload));
             }
             let mut client = self.client.clone();
             let call = client.project(ReceiverStream::new(outgoing));
@@ -121,8 +121,8 @@ impl<S: Sink> PartitionReducer<S> {
                     },
                     item = self.input.recv(), if input_open && window.events() < self.config.window => match item {
                         Some(RoutedItem::Event(event)) => {
-                            let request = build_request(&event, self.partition, self.config.payload);
                             let span = traces::event_span(&self.telemetry.connector, self.partition, &event);
+                            let request = traced_request(&event, &span, self.partition, self.config.payload);
                             window.push_event(event, span, Instant::now());
                             if requests.try_send(request).is_err() {
                                 break StreamEnd::Broken("the request stream closed".into());
@@ -307,6 +307,13 @@ pub fn poisoned<Op>(policy: PoisonPolicy, event: EventRef, reason: String) -> Re
             Ok(BatchItem::Park { event, error: reason })
         }
     }
+}
+
+/// The request for `event`, carrying the trace context of its span when it is traced.
+fn traced_request(event: &crate::event::Event, span: &tracing::Span, partition: u32, payload: crate::config::PayloadFormat) -> ProjectionRequest {
+    let mut request = build_request(event, partition, payload);
+    request.traceparent = traces::traceparent(span);
+    request
 }
 
 async fn next_message(responses: &mut Option<Streaming<ProjectionResponse>>) -> Result<Option<ProjectionResponse>, Status> {

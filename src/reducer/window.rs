@@ -111,12 +111,13 @@ impl Window {
         0
     }
 
-    /// Every unanswered event, in order, for resending; marks their send time as `now`.
-    pub fn resend_all(&mut self, now: Instant) -> impl Iterator<Item = &Arc<Event>> {
+    /// Every unanswered event with its span, in order, for resending; marks their send time
+    /// as `now`.
+    pub fn resend_all(&mut self, now: Instant) -> impl Iterator<Item = (&Arc<Event>, &Span)> {
         self.items.iter_mut().filter_map(move |p| match p {
-            Pending::Event { event, sent_at, .. } => {
+            Pending::Event { event, span, sent_at, .. } => {
                 *sent_at = now;
-                Some(&*event)
+                Some((&*event, &*span))
             }
             Pending::ReadUpTo(_) => None,
         })
@@ -167,7 +168,7 @@ mod tests {
         assert_eq!(w.pop_front().unwrap().0.event_id, "a");
         assert_eq!(w.take_released_mark(), Some(4), "consecutive marks collapse");
         assert_eq!(w.events(), 1);
-        assert_eq!(w.resend_all(now).map(|e| e.event_id.clone()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(w.resend_all(now).map(|(e, _)| e.event_id.clone()).collect::<Vec<_>>(), ["b"]);
         assert_eq!(w.bump_front_attempts(), 1);
         assert_eq!(w.front().unwrap().1, 1);
     }

@@ -187,7 +187,12 @@ type ProjectionRequest struct {
 	// is `json` or `both`. Cheaper to parse for sidecars that have a fast JSON parser.
 	PayloadJson []byte `protobuf:"bytes,14,opt,name=payloadJson,proto3" json:"payloadJson,omitempty"`
 	// Content type of payloadJson, "application/json" for JSON events.
-	ContentType   string `protobuf:"bytes,15,opt,name=contentType,proto3" json:"contentType,omitempty"`
+	ContentType string `protobuf:"bytes,15,opt,name=contentType,proto3" json:"contentType,omitempty"`
+	// W3C Trace Context `traceparent` of the gateway's span for this event
+	// ("00-<trace id>-<span id>-01"), when the gateway exports traces and traces this event;
+	// empty otherwise. A sidecar that traces can make its own spans children of it (e.g. with
+	// OpenTelemetry's TraceContext propagator), so one trace shows the event across both.
+	Traceparent   string `protobuf:"bytes,16,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -295,6 +300,13 @@ func (x *ProjectionRequest) GetPayloadJson() []byte {
 func (x *ProjectionRequest) GetContentType() string {
 	if x != nil {
 		return x.ContentType
+	}
+	return ""
+}
+
+func (x *ProjectionRequest) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
 	}
 	return ""
 }
@@ -1624,7 +1636,7 @@ const file_projection_proto_rawDesc = "" +
 	"\n" +
 	"eventTypes\x18\x03 \x03(\tR\n" +
 	"eventTypes\x12>\n" +
-	"\x0fresetOperations\x18\x04 \x03(\v2\x14.google.protobuf.AnyR\x0fresetOperations\"\x8e\x04\n" +
+	"\x0fresetOperations\x18\x04 \x03(\v2\x14.google.protobuf.AnyR\x0fresetOperations\"\xb0\x04\n" +
 	"\x11ProjectionRequest\x12\x1c\n" +
 	"\teventType\x18\x01 \x01(\tR\teventType\x12\x18\n" +
 	"\aeventId\x18\x02 \x01(\tR\aeventId\x12\x16\n" +
@@ -1637,7 +1649,8 @@ const file_projection_proto_rawDesc = "" +
 	"\acreated\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x1c\n" +
 	"\tpartition\x18\r \x01(\rR\tpartition\x12 \n" +
 	"\vpayloadJson\x18\x0e \x01(\fR\vpayloadJson\x12 \n" +
-	"\vcontentType\x18\x0f \x01(\tR\vcontentType\x1a;\n" +
+	"\vcontentType\x18\x0f \x01(\tR\vcontentType\x12 \n" +
+	"\vtraceparent\x18\x10 \x01(\tR\vtraceparent\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcf\x02\n" +
