@@ -118,6 +118,10 @@ pub struct ScenarioArgs {
     /// share of traces (1 = every event's and batch's span).
     #[arg(long)]
     pub traces: Option<f64>,
+    /// PostgreSQL target: run under a lease taken before the clock starts, so every batch
+    /// transaction is fenced by it (high availability).
+    #[arg(long, action = clap::ArgAction::Set, default_value_t = false)]
+    pub leased: bool,
 }
 
 /// What a scenario reports.
@@ -226,8 +230,13 @@ struct Targets<'a> {
 async fn pipeline(args: &ScenarioArgs, targets: &Targets<'_>) -> anyhow::Result<Outcome> {
     let head = EventLog::open(&args.log)?.head()?;
     let sidecar = Sidecar::start(args.target).await?;
-    let config = connector_config(args, &sidecar.address, targets)?;
+    let mut config = connector_config(args, &sidecar.address, targets)?;
     match &config.sink {
+        SinkConfig::Postgres(c) if args.leased => {
+            let mut leases = projector_gateway::lease::postgres::PgLeases::open(&c.url, &c.schema).await?;
+            config.tenure = leases.try_acquire(&config.id, "bench", 3_600_000).await?;
+            anyhow::ensure!(config.tenure.is_some(), "the bench's lease is held by another holder");
+        }
         SinkConfig::Elastic(c) => {
             // As in `elastic-raw-bulk`, the gateway's indices and the producer's template
             // exist before the clock starts (creating them is a cluster-state change that

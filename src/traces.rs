@@ -180,6 +180,7 @@ pub struct ExportSettings {
 /// The sampling threshold: an event is traced when the hash of its position is below it.
 static SAMPLE_BELOW: AtomicU64 = AtomicU64::new(u64::MAX);
 
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))] // set by the OTLP export only
 fn set_sample_ratio(ratio: f64) {
     let below = if ratio >= 1.0 { u64::MAX } else { (ratio.max(0.0) * u64::MAX as f64) as u64 };
     SAMPLE_BELOW.store(below, Relaxed);

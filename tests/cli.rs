@@ -135,4 +135,10 @@ fn the_kubernetes_example_agrees_with_the_binary() {
     assert_eq!(pod["metadata"]["annotations"]["prometheus.io/port"].as_str(), Some("9464"));
     assert_eq!(gateway["livenessProbe"]["httpGet"]["path"].as_str(), Some("/health"));
     assert_eq!(gateway["readinessProbe"]["httpGet"]["path"].as_str(), Some("/ready"));
+
+    // More than one replica only when every connector has a lease (else each would run on all).
+    let connectors: serde_yaml::Value = serde_yaml::from_str(of_kind("ConfigMap")["data"]["gateway.yaml"].as_str().unwrap()).unwrap();
+    let replicas = of_kind("Deployment")["spec"]["replicas"].as_u64().unwrap();
+    let leased = connectors["connectors"].as_sequence().unwrap().iter().all(|c| c["lease"].is_mapping());
+    assert!(replicas == 1 || leased, "{replicas} replicas of connectors without a lease");
 }

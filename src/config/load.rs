@@ -533,12 +533,12 @@ fn kurrentdb_connection_string(text: &str, path: &str, problems: &mut Vec<Config
     const EXAMPLE: &str = "e.g. `kurrentdb://admin:changeit@127.0.0.1:2113?tls=false`";
     if text.trim().is_empty() {
         problems.push(problem(path, format!("empty; expected a KurrentDB connection string, {EXAMPLE}")));
-        return;
-    }
-    #[cfg(feature = "kurrentdb")]
-    if let Err(e) = text.parse::<kurrentdb::ClientSettings>() {
-        let detail = e.error().map(|u| format!(" ({u})")).unwrap_or_default();
-        problems.push(problem(path, format!("not a KurrentDB connection string: {}{detail}; {EXAMPLE}", e.message())));
+    } else {
+        #[cfg(feature = "kurrentdb")]
+        if let Err(e) = text.parse::<kurrentdb::ClientSettings>() {
+            let detail = e.error().map(|u| format!(" ({u})")).unwrap_or_default();
+            problems.push(problem(path, format!("not a KurrentDB connection string: {}{detail}; {EXAMPLE}", e.message())));
+        }
     }
 }
 

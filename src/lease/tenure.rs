@@ -4,15 +4,7 @@
 //! connector ends on its own (a stop signal, a disable, an error) the lease is released, so a
 //! standby gateway takes over without waiting for it to expire.
 
-use std::time::Duration;
-
-use tracing::{info, warn};
-
-use crate::{
-    config::ConnectorConfig,
-    operations::ConnectorHandle,
-    pipeline::{ConnectorControl, run_connector},
-};
+use crate::{config::ConnectorConfig, operations::ConnectorHandle, pipeline::ConnectorControl};
 
 /// Runs `config` (which has a lease) as instance `instance` until the process or the operator
 /// stops it, standing by whenever another gateway holds its lease.
@@ -23,8 +15,12 @@ pub async fn run_leased(
     control: ConnectorControl,
     handle: &ConnectorHandle,
 ) -> Result<(), String> {
+    use std::time::Duration;
+
+    use tracing::{info, warn};
+
     use super::postgres::PgLeases;
-    use crate::config::SinkConfig;
+    use crate::{config::SinkConfig, pipeline::run_connector};
 
     let lease = config.lease.clone().expect("run_leased is given a leased connector");
     let SinkConfig::Postgres(sink) = &config.sink else {
@@ -118,6 +114,5 @@ pub async fn run_leased(
 
 #[cfg(not(feature = "postgres"))]
 pub async fn run_leased(config: ConnectorConfig, _: &str, _: ConnectorControl, _: &ConnectorHandle) -> Result<(), String> {
-    let _ = run_connector;
     Err(format!("connector `{}`: a lease needs the postgres feature, which this build lacks", config.id))
 }

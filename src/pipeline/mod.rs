@@ -153,7 +153,10 @@ pub async fn with_sink<T: WithSink>(config: ConnectorConfig, task: T) -> Result<
             task.with(sink, config).await
         }
         #[allow(unreachable_patterns)]
-        _ => Err(sink_error(SinkError("this sink is not built into this binary (see cargo features)".into()))),
+        other => Err(sink_error(SinkError(format!(
+            "the {0} sink is not built into this binary; build it with the cargo feature `{0}` (e.g. `--features sqlite,{0}`)",
+            other.key()
+        )))),
     }
 }
 
