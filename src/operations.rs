@@ -178,7 +178,8 @@ impl Connectors {
 
     /// The connector `id` as it is now.
     pub fn snapshot_of(&self, id: &str) -> Option<Snapshot> {
-        self.snapshot().into_iter().find(|s| s.id == id)
+        let entries = self.entries.lock().expect("connector registry");
+        entries.iter().map(|e| e.lock().expect("connector entry")).find(|e| e.id == id).map(|e| e.snapshot())
     }
 }
 

@@ -113,6 +113,10 @@ pub fn batch_span<'a>(
     positions: Option<(Position, Position)>,
     attempt: u32,
 ) -> Span {
+    // Without export, return before walking the batch's items for a sampled event.
+    if !tracing::enabled!(target: TARGET, Level::DEBUG) {
+        return Span::none();
+    }
     let mut events = events.filter(|span| !span.is_none()).peekable();
     if events.peek().is_none() {
         return Span::none();

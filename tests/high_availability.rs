@@ -14,6 +14,7 @@ use projector_gateway::{
     event::{ContentType, Event},
     lease::{Tenure, postgres::PgLeases},
     sinks::{Batch, BatchItem, EventRef, Sink, SinkWriter, postgres::PostgresSink, sql::SqlOp},
+    sources::sqlite::EventLog,
 };
 use serde_json::Value;
 use support::{
@@ -74,19 +75,39 @@ async fn lease_row(db: &Database) -> (String, i64) {
     (row.get(0), row.get(1))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_standby_takes_over_from_a_killed_holder_and_the_read_model_stays_exact() {
-    let db = Database::fresh("ha_kill").await;
+/// Two gateways on the same leased connector over a fresh log and database: `a` runs it, `b`
+/// stands by (as its status says), and `a` has committed the log.
+struct Pair {
+    db: Database,
+    ws: Workspace,
+    log: EventLog,
+    _sidecar: Process,
+    a: Process,
+    a_address: String,
+    b: Process,
+    b_address: String,
+    /// `b`'s status once it stood by.
+    standby: Value,
+}
+
+async fn pair(hint: &str, seed: u64) -> Pair {
+    let db = Database::fresh(hint).await;
     let ws = Workspace::new();
-    let mut log = ws.log_with_events(2_000, 200, 61);
+    let log = ws.log_with_events(2_000, 200, seed);
     let sidecar = processes::example_sidecar(&format!("127.0.0.1:{}", processes::free_port()), ws.dir.path());
     let config = leased_config(&ws, sidecar.address.as_deref().unwrap(), &db);
     let (a_address, b_address) = (format!("127.0.0.1:{}", processes::free_port()), format!("127.0.0.1:{}", processes::free_port()));
-
-    let mut a = gateway(&config, "a", &a_address, ws.dir.path());
+    let a = gateway(&config, "a", &a_address, ws.dir.path());
     state_becomes(&a_address, "running").await;
     let b = gateway(&config, "b", &b_address, ws.dir.path());
     let standby = state_becomes(&b_address, "standby").await;
+    committed(&db, log.head().unwrap()).await;
+    Pair { db, ws, log, _sidecar: sidecar, a, a_address, b, b_address, standby }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_from_a_killed_holder_and_the_read_model_stays_exact() {
+    let Pair { db, ws, mut log, _sidecar, mut a, b, b_address, standby, .. } = pair("ha_kill", 61).await;
     assert!(standby["standby"].as_str().unwrap().contains("gateway `a` holds the lease"), "{standby}");
     // A standby gateway is ready (it can take over), so a rolling deployment proceeds.
     assert_eq!(get(&b_address, "/ready").unwrap().0, 200);
@@ -94,7 +115,6 @@ async fn a_standby_takes_over_from_a_killed_holder_and_the_read_model_stays_exac
     for line in ["projector_gateway_connector_up{connector=\"bookings\"} 0", "projector_gateway_connector_standby{connector=\"bookings\"} 1"] {
         assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
     }
-    committed(&db, log.head().unwrap()).await;
     assert_eq!(lease_row(&db).await, ("a".into(), 1));
 
     a.kill_hard();
@@ -110,18 +130,7 @@ async fn a_standby_takes_over_from_a_killed_holder_and_the_read_model_stays_exac
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_holder_is_replaced_and_stands_by_when_it_wakes() {
-    let db = Database::fresh("ha_pause").await;
-    let ws = Workspace::new();
-    let mut log = ws.log_with_events(2_000, 200, 63);
-    let sidecar = processes::example_sidecar(&format!("127.0.0.1:{}", processes::free_port()), ws.dir.path());
-    let config = leased_config(&ws, sidecar.address.as_deref().unwrap(), &db);
-    let (a_address, b_address) = (format!("127.0.0.1:{}", processes::free_port()), format!("127.0.0.1:{}", processes::free_port()));
-
-    let a = gateway(&config, "a", &a_address, ws.dir.path());
-    state_becomes(&a_address, "running").await;
-    let b = gateway(&config, "b", &b_address, ws.dir.path());
-    state_becomes(&b_address, "standby").await;
-    committed(&db, log.head().unwrap()).await;
+    let Pair { db, ws, mut log, _sidecar, a, a_address, b, b_address, .. } = pair("ha_pause", 63).await;
 
     // A freezes (a long GC pause, a frozen VM) while events keep coming.
     a.signal(SIGSTOP);

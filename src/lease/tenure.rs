@@ -76,7 +76,7 @@ pub async fn run_leased(
         handle.starting();
         let mut leased = config.clone();
         leased.tenure = Some(tenure.clone());
-        let run_control = ConnectorControl { shutdown: control.shutdown.child_token(), abort: control.abort.child_token() };
+        let run_control = control.child();
         let run = run_connector(leased, run_control.clone(), |progress| handle.started(progress));
         tokio::pin!(run);
         let mut renewal = tokio::time::interval_at(tokio::time::Instant::now() + every, every);

@@ -179,8 +179,7 @@ impl Supervisor {
     /// Starts the slot's connector in a task of its own.
     fn spawn(&self, slot: &mut Slot) {
         let Ok(config) = slot.config.clone() else { return };
-        let process = &self.inner.process;
-        let control = ConnectorControl { shutdown: process.shutdown.child_token(), abort: process.abort.child_token() };
+        let control = self.inner.process.child();
         let handle = slot.handle.clone();
         handle.starting();
         let probe = self.inner.settings.lag_probe_every.map(|every| operations::watch_source_head(handle.clone(), config.source.clone(), every));

@@ -74,6 +74,14 @@ impl Default for ConnectorControl {
     }
 }
 
+impl ConnectorControl {
+    /// Handles that stop when these do, and can also be stopped on their own (one connector
+    /// of a process, one run of a leased connector).
+    pub fn child(&self) -> Self {
+        Self { shutdown: self.shutdown.child_token(), abort: self.abort.child_token() }
+    }
+}
+
 /// Opens the connector's sink and runs it until shutdown or failure. `on_start` receives the
 /// progress channel once checkpoints are loaded.
 pub async fn run_connector(
