@@ -212,15 +212,16 @@ fn commands(batch: &Batch<MongoOp>, connector: &str, checkpoints: &str, max_stat
     let rows: Vec<Bson> = batch
         .checkpoints
         .iter()
-        .map(|(partition, position)| {
+        .map(|c| {
+            let (partition, position) = (c.partition, c.position);
             Bson::Document(doc! {
                 "q": { "_id": format!("{connector}/{}/{partition}", batch.partition_count) },
                 "u": { "$set": {
                     "kind": "checkpoint",
                     "connector": connector,
                     "partitionCount": batch.partition_count as i64,
-                    "partition": *partition as i64,
-                    "position": *position as i64,
+                    "partition": partition as i64,
+                    "position": position as i64,
                     "updatedAt": mongodb::bson::DateTime::now(),
                 } },
                 "upsert": true,

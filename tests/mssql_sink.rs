@@ -148,7 +148,8 @@ async fn a_batch_is_one_sp_executesql_call_holding_the_transaction_and_the_check
          INSERT INTO seen (position) VALUES (@P13)\n;\n\
          MERGE [dbo].[checkpoints] WITH (HOLDLOCK) AS t USING (VALUES (@P16, @P17), (@P18, @P19)) AS s ([partition], position) \
          ON t.connector = @P14 AND t.partition_count = @P15 AND t.[partition] = s.[partition] \
-         WHEN MATCHED THEN UPDATE SET position = s.position, updated_at = SYSUTCDATETIME() \
+         WHEN MATCHED THEN UPDATE SET position = CASE WHEN s.position > t.position THEN s.position ELSE t.position END, \
+         updated_at = SYSUTCDATETIME() \
          WHEN NOT MATCHED THEN INSERT (connector, partition_count, [partition], position, updated_at) \
          VALUES (@P14, @P15, s.[partition], s.position, SYSUTCDATETIME());\n;\n\
          COMMIT TRAN;"
@@ -279,6 +280,34 @@ async fn a_deadlock_is_transient_and_the_same_batch_succeeds_when_retried() {
     assert!(error.message.contains("SQL Server error 1205"), "{error}");
     writer.apply(batch).await.expect("the retry commits");
     assert_eq!(server.checkpoints("bookings"), [(4, 3, 30)]);
+}
+
+/// The checkpoint fence (`sinks::Stored`): each chunk of checkpoint rows is checked under
+/// `UPDLOCK, HOLDLOCK` before its `MERGE`, in the batch's transaction; a row that is not where
+/// the batch was planned from throws, the batch rolls back whole and the writer is told to
+/// re-plan. (The double evaluates the check against its committed rows; the locking itself
+/// needs a real server: `MSSQL_URL`.)
+#[tokio::test]
+async fn a_batch_planned_from_a_checkpoint_that_moved_is_refused_whole() {
+    let server = TdsServer::start().await;
+    let sink = MssqlSink::open(&config(&server, "dbo"), "bookings").await.expect("open");
+    let mut writer = sink.open_writer().await.expect("writer");
+    server.set_checkpoint("bookings", 4, 1, 40);
+    let planned = |stored: &[Option<u64>]| {
+        Arc::new(Batch::fenced(vec![apply(50, 1, vec![statement("UPDATE seen SET position = $1", vec![SqlValue::Int(50)])])], 4, stored))
+    };
+    for (stored, what) in [([None, Some(30)], "planned from position 30"), ([None, None], "planned from no row")] {
+        server.clear_requests();
+        let error = writer.apply(planned(&stored)).await.expect_err(what);
+        assert!(error.checkpoint_moved && !error.transient && error.failed_at.is_none(), "{what}: {error:?}");
+        assert!(error.message.contains("a checkpoint moved since this gateway read it"), "{what}: {error}");
+        let calls = calls(&server);
+        assert!(calls[0].text().contains("THROW 51000"), "{what}: the check runs in the batch's call: {calls:#?}");
+        assert!(matches!(&calls[1], Request::Batch { text, .. } if text == "IF @@TRANCOUNT > 0 ROLLBACK TRAN;"), "{calls:#?}");
+        assert_eq!(server.checkpoints("bookings"), [(4, 1, 40)], "{what}: nothing committed");
+    }
+    writer.apply(planned(&[None, Some(40)])).await.expect("planned from the stored position");
+    assert_eq!(server.checkpoints("bookings"), [(4, 1, 50)]);
 }
 
 #[tokio::test]

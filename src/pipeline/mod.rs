@@ -22,7 +22,7 @@ mod reset;
 mod router;
 mod writer;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -33,7 +33,9 @@ pub use reset::{ResetOutcome, ResetTo, reset_connector};
 pub use writer::WriterError;
 
 use crate::{
+    backoff::Backoff,
     checkpoint::ResumePlan,
+    event::Position,
     config::{ConnectorConfig, SinkConfig},
     filter::EventFilter,
     partition::Partitioner,
@@ -212,118 +214,166 @@ pub async fn run_with_sink<S: Sink>(
     if plan.partition_count_changed() {
         info!(connector = %connector, "the partition count changed to {count}; events applied under the earlier count are skipped");
     }
-    info!(connector = %connector, sink = sink.name(), partitions = count, "resuming after position {}", plan.start());
-
     let (progress_tx, progress_rx) =
         progress::channel((0..count).map(|p| plan.position_of(p).unwrap_or(0)).collect());
     on_start(progress_rx);
-
-    let telemetry = crate::telemetry::for_connector(&connector);
-    let writer_count = sink.writer_count().clamp(1, count as usize);
-    let mut tasks: JoinSet<Result<(), ConnectorError>> = JoinSet::new();
-    let mut writer_inputs = Vec::with_capacity(writer_count);
-    for _ in 0..writer_count {
-        let (tx, rx) = mpsc::channel(config.batch.max_ops.max(64) * 2);
-        writer_inputs.push(tx);
-        let writer = writer::Writer {
-            sink: sink
-                .open_writer()
-                .await
-                .map_err(|source| ConnectorError::Sink { connector: connector.clone(), source })?,
-            input: rx,
-            batch: config.batch.clone(),
-            partition_count: count,
-            policy: config.poison,
-            progress: progress_tx.clone(),
-            abort: control.abort.clone(),
-            telemetry: telemetry.clone(),
-        };
-        let connector = connector.clone();
-        tasks.spawn(async move { writer.run().await.map_err(|source| ConnectorError::Writer { connector, source }) });
-    }
-
-    let reducers = channel.zip(config.sidecar.clone()).map(|(channel, sidecar)| {
-        let client = ProjectionClient::new(channel)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
-        (client, Arc::new(sidecar))
-    });
-    let mut partition_inputs = Vec::with_capacity(count as usize);
-    for partition in 0..count {
-        let output = writer_inputs[partition as usize % writer_count].clone();
-        let connector = connector.clone();
-        let reducer_error = |source| ConnectorError::Reducer { connector, source };
-        match &reducers {
-            Some((client, sidecar)) => {
-                let (tx, rx) = mpsc::channel(sidecar.window.max(16));
-                partition_inputs.push(tx);
-                let reducer = PartitionReducer {
-                    partition,
-                    client: client.clone(),
-                    sink: sink.clone(),
-                    config: sidecar.clone(),
-                    policy: config.poison,
-                    input: rx,
-                    output,
-                    abort: control.abort.clone(),
-                    telemetry: telemetry.clone(),
-                };
-                tasks.spawn(async move { reducer.run().await.map_err(reducer_error) });
-            }
-            None => {
-                let (tx, rx) = mpsc::channel(config.batch.max_ops.max(64));
-                partition_inputs.push(tx);
-                let producer = producer::PartitionProducer {
-                    partition,
-                    sink: sink.clone(),
-                    policy: config.poison,
-                    input: rx,
-                    output,
-                    abort: control.abort.clone(),
-                    connector: telemetry.connector.clone(),
-                };
-                tasks.spawn(async move { producer.run().await.map_err(reducer_error) });
-            }
-        }
-    }
-    drop(writer_inputs);
-
-    let router = router::Router {
-        source,
-        filter,
-        partitioner,
-        plan,
-        partitions: partition_inputs,
-        shutdown: control.shutdown.clone(),
-        abort: control.abort.clone(),
-    };
-    {
-        let connector = connector.clone();
-        tasks.spawn(async move { router.run().await.map_err(|source| ConnectorError::Source { connector, source }) });
-    }
-
-    // The first real failure stops everything; a reducer that only noticed its writer was gone
-    // is a consequence, not the cause, so the writer's own error is preferred.
-    let mut first_error: Option<ConnectorError> = None;
-    while let Some(joined) = tasks.join_next().await {
-        let result = joined.unwrap_or_else(|e| {
-            Err(ConnectorError::Config { connector: connector.clone(), message: format!("a task panicked: {e}") })
-        });
-        if let Err(e) = result {
-            control.abort.cancel();
-            let is_consequence = matches!(&e, ConnectorError::Reducer { source: ReducerError::SinkGone(_), .. });
-            match &first_error {
-                None => first_error = Some(e),
-                Some(ConnectorError::Reducer { source: ReducerError::SinkGone(_), .. }) if !is_consequence => {
-                    first_error = Some(e)
+    let stages = Stages { sink, config, filter, channel, progress: progress_tx, telemetry: crate::telemetry::for_connector(&connector) };
+    let mut replans = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    loop {
+        info!(connector = %connector, sink = stages.sink.name(), partitions = count, "resuming after position {}", plan.start());
+        let run = control.child();
+        match stages.run(plan, source, &run).await {
+            Err(ConnectorError::Writer { source: WriterError::CheckpointMoved(error), .. }) if !control.abort.is_cancelled() => {
+                // Someone else committed for this connector since its checkpoints were read:
+                // whatever this run did not commit is planned again from what is stored now.
+                let delay = replans.next_delay();
+                warn!(connector = %connector, "{error}; re-planning from the stored checkpoints in {delay:?}");
+                tokio::select! {
+                    _ = control.abort.cancelled() => return Ok(()),
+                    _ = control.shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
                 }
-                Some(_) => {}
+                plan = resume_plan(&*stages.sink, &stages.config, count).await.map_err(sink_error)?;
+                stages.progress.send_modify(|p| {
+                    for (partition, slot) in p.positions.iter_mut().enumerate() {
+                        *slot = (*slot).max(plan.position_of(partition as u32).unwrap_or(0));
+                    }
+                });
+                source = sources::open(&stages.config.source, &stages.config.filter, plan.start()).await.map_err(source_error)?;
             }
+            other => return other,
         }
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
+}
+
+/// What every run of a connector shares: the sink, the sidecar channel, the filter, the
+/// progress channel. A run is planned from the stored checkpoints; a run that finds them moved
+/// under it ends, and the next one is planned again (`run_with_sink`).
+struct Stages<S: Sink> {
+    sink: Arc<S>,
+    config: ConnectorConfig,
+    filter: EventFilter,
+    channel: Option<tonic::transport::Channel>,
+    progress: ProgressSender,
+    telemetry: Arc<crate::telemetry::ConnectorTelemetry>,
+}
+
+impl<S: Sink> Stages<S> {
+    /// Runs the stages from `plan` until the source is drained after a shutdown, or a stage
+    /// fails (then every stage of this run is aborted).
+    async fn run(&self, plan: ResumePlan, source: Box<dyn sources::EventSource>, control: &ConnectorControl) -> Result<(), ConnectorError> {
+        let (config, sink) = (&self.config, &self.sink);
+        let connector = config.id.clone();
+        let partitioner = Partitioner::new(&config.partitioning);
+        let count = partitioner.count();
+        let writer_count = sink.writer_count().clamp(1, count as usize);
+        let stored: Vec<Option<Position>> = (0..count).map(|p| plan.position_of(p)).collect();
+        let mut tasks: JoinSet<Result<(), ConnectorError>> = JoinSet::new();
+        let mut writer_inputs = Vec::with_capacity(writer_count);
+        for _ in 0..writer_count {
+            let (tx, rx) = mpsc::channel(config.batch.max_ops.max(64) * 2);
+            writer_inputs.push(tx);
+            let writer = writer::Writer {
+                sink: sink
+                    .open_writer()
+                    .await
+                    .map_err(|source| ConnectorError::Sink { connector: connector.clone(), source })?,
+                input: rx,
+                batch: config.batch.clone(),
+                partition_count: count,
+                stored: stored.clone(),
+                policy: config.poison,
+                progress: self.progress.clone(),
+                abort: control.abort.clone(),
+                telemetry: self.telemetry.clone(),
+            };
+            let connector = connector.clone();
+            tasks.spawn(async move { writer.run().await.map_err(|source| ConnectorError::Writer { connector, source }) });
+        }
+
+        let reducers = self.channel.clone().zip(config.sidecar.clone()).map(|(channel, sidecar)| {
+            let client = ProjectionClient::new(channel)
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20);
+            (client, Arc::new(sidecar))
+        });
+        let mut partition_inputs = Vec::with_capacity(count as usize);
+        for partition in 0..count {
+            let output = writer_inputs[partition as usize % writer_count].clone();
+            let connector = connector.clone();
+            let reducer_error = |source| ConnectorError::Reducer { connector, source };
+            match &reducers {
+                Some((client, sidecar)) => {
+                    let (tx, rx) = mpsc::channel(sidecar.window.max(16));
+                    partition_inputs.push(tx);
+                    let reducer = PartitionReducer {
+                        partition,
+                        client: client.clone(),
+                        sink: sink.clone(),
+                        config: sidecar.clone(),
+                        policy: config.poison,
+                        input: rx,
+                        output,
+                        abort: control.abort.clone(),
+                        telemetry: self.telemetry.clone(),
+                    };
+                    tasks.spawn(async move { reducer.run().await.map_err(reducer_error) });
+                }
+                None => {
+                    let (tx, rx) = mpsc::channel(config.batch.max_ops.max(64));
+                    partition_inputs.push(tx);
+                    let producer = producer::PartitionProducer {
+                        partition,
+                        sink: sink.clone(),
+                        policy: config.poison,
+                        input: rx,
+                        output,
+                        abort: control.abort.clone(),
+                        connector: self.telemetry.connector.clone(),
+                    };
+                    tasks.spawn(async move { producer.run().await.map_err(reducer_error) });
+                }
+            }
+        }
+        drop(writer_inputs);
+
+        let router = router::Router {
+            source,
+            filter: self.filter.clone(),
+            partitioner,
+            plan,
+            partitions: partition_inputs,
+            shutdown: control.shutdown.clone(),
+            abort: control.abort.clone(),
+        };
+        {
+            let connector = connector.clone();
+            tasks.spawn(async move { router.run().await.map_err(|source| ConnectorError::Source { connector, source }) });
+        }
+
+        // The first real failure stops everything; a reducer that only noticed its writer was gone
+        // is a consequence, not the cause, so the writer's own error is preferred.
+        let mut first_error: Option<ConnectorError> = None;
+        while let Some(joined) = tasks.join_next().await {
+            let result = joined.unwrap_or_else(|e| {
+                Err(ConnectorError::Config { connector: connector.clone(), message: format!("a task panicked: {e}") })
+            });
+            if let Err(e) = result {
+                control.abort.cancel();
+                let is_consequence = matches!(&e, ConnectorError::Reducer { source: ReducerError::SinkGone(_), .. });
+                match &first_error {
+                    None => first_error = Some(e),
+                    Some(ConnectorError::Reducer { source: ReducerError::SinkGone(_), .. }) if !is_consequence => {
+                        first_error = Some(e)
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use super::progress::ProgressSender;
 use crate::{
     backoff::Backoff,
     config::{BatchConfig, PoisonPolicy},
+    event::Position,
     sinks::{ApplyError, Batch, BatchItem, EventRef, SinkWriter},
     telemetry::ConnectorTelemetry,
     traces,
@@ -25,6 +26,9 @@ pub enum WriterError {
     Poisoned { event: Box<EventRef>, error: ApplyError },
     #[error("applying a batch failed: {0}")]
     Batch(ApplyError),
+    /// The stored checkpoints are not what this run planned from: the connector re-plans.
+    #[error("{0}")]
+    CheckpointMoved(ApplyError),
 }
 
 pub(super) struct Writer<W: SinkWriter> {
@@ -32,6 +36,9 @@ pub(super) struct Writer<W: SinkWriter> {
     pub input: mpsc::Receiver<BatchItem<W::Op>>,
     pub batch: BatchConfig,
     pub partition_count: u32,
+    /// Per partition, the position stored in the target as this writer last knew it (loaded
+    /// at start, then what it committed): every batch is planned from it (`Batch::fenced`).
+    pub stored: Vec<Option<Position>>,
     pub policy: PoisonPolicy,
     pub progress: ProgressSender,
     pub abort: CancellationToken,
@@ -76,12 +83,26 @@ impl<W: SinkWriter> Writer<W> {
     /// Applies the items, isolating and handing to the poison policy any item that fails.
     async fn apply_all(&mut self, mut items: Vec<BatchItem<W::Op>>) -> Result<(), WriterError> {
         while !items.is_empty() {
-            let batch = Arc::new(Batch::new(items, self.partition_count));
+            let batch = Arc::new(Batch::fenced(items, self.partition_count, &self.stored));
+            if batch.is_empty() {
+                // Only read-progress marks behind what is stored: nothing to write.
+                return Ok(());
+            }
             let Err(error) = self.apply_retrying(&batch).await else {
+                for checkpoint in &batch.checkpoints {
+                    self.stored[checkpoint.partition as usize] = Some(checkpoint.position);
+                }
                 self.publish(&batch);
                 return Ok(());
             };
-            let batch = Arc::try_unwrap(batch).expect("the sink keeps no reference to an applied batch");
+            if error.checkpoint_moved {
+                return Err(WriterError::CheckpointMoved(error));
+            }
+            // A sink that still holds the batch (a request it could not cancel) leaves nothing
+            // to isolate the failing item in: the failure is the batch's.
+            let Some(batch) = Arc::into_inner(batch) else {
+                return Err(WriterError::Batch(error));
+            };
             items = batch.items;
             let Some(failed) = error.failed_at else {
                 return Err(WriterError::Batch(error));
@@ -144,7 +165,7 @@ impl<W: SinkWriter> Writer<W> {
                 _ = self.abort.cancelled() => return Err(ApplyError {
                     message: format!("connector stopping: the batch of {} item(s) being applied was not committed (applied again on restart)", batch.items.len()),
                     transient: false,
-                    failed_at: None,
+                    failed_at: None, checkpoint_moved: false
                 }),
             };
             if let Err(e) = &attempt {
@@ -162,7 +183,7 @@ impl<W: SinkWriter> Writer<W> {
                     let delay = backoff.next_delay();
                     warn!("{e}; retrying the batch of {} item(s) in {delay:?}", batch.items.len());
                     tokio::select! {
-                        _ = self.abort.cancelled() => return Err(ApplyError { message: format!("{e} (gave up: connector stopping)"), transient: false, failed_at: None }),
+                        _ = self.abort.cancelled() => return Err(ApplyError { message: format!("{e} (gave up: connector stopping)"), transient: false, failed_at: None, checkpoint_moved: false }),
                         _ = tokio::time::sleep(delay) => {}
                     }
                 }
@@ -173,9 +194,9 @@ impl<W: SinkWriter> Writer<W> {
 
     fn publish(&self, batch: &Batch<W::Op>) {
         self.progress.send_modify(|p| {
-            for (partition, position) in &batch.checkpoints {
-                if let Some(slot) = p.positions.get_mut(*partition as usize) {
-                    *slot = (*slot).max(*position);
+            for checkpoint in &batch.checkpoints {
+                if let Some(slot) = p.positions.get_mut(checkpoint.partition as usize) {
+                    *slot = (*slot).max(checkpoint.position);
                 }
             }
             for item in &batch.items {

@@ -111,10 +111,10 @@ impl SinkWriter for ConsoleWriter {
         })
         .await
         .expect("console writer thread")
-        .map_err(|e| ApplyError { message: format!("cannot write to standard output: {e}"), transient: false, failed_at: None })?;
+        .map_err(|e| ApplyError { message: format!("cannot write to standard output: {e}"), transient: false, failed_at: None, checkpoint_moved: false })?;
         self.store
-            .save(batch.partition_count, &batch.checkpoints)
+            .save(batch.partition_count, &batch.positions())
             .await
-            .map_err(|message| ApplyError { message, transient: true, failed_at: None })
+            .map_err(|message| ApplyError { message, transient: true, failed_at: None, checkpoint_moved: false })
     }
 }

@@ -115,25 +115,96 @@ impl<Op> BatchItem<Op> {
     }
 }
 
+/// What a batch may assume about a partition's stored checkpoint before it writes a new one.
+///
+/// The writer of a connector knows what it loaded at start and what it committed since; it
+/// states that here, and the sink's checkpoint write succeeds only if the stored row still
+/// says so, checked under a lock inside the batch's own transaction (a compare-and-set). So a
+/// batch planned from a stale read (a restart that raced the killed process's last commit, a
+/// second gateway on the same connector, an in-doubt retry) never commits: the sink reports
+/// [`ApplyError::checkpoint_moved`] and the connector re-plans from what is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The partition has no row yet: the write inserts it, and fails if one appeared.
+    Absent,
+    /// The row holds this position: the write moves it from there, and fails otherwise.
+    At(Position),
+    /// Not checked (tools, tests, and the sinks without transactions): the write never moves
+    /// a stored position backwards, and that is all.
+    Unchecked,
+}
+
+/// One checkpoint row a batch writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointWrite {
+    pub partition: u32,
+    /// The position the partition reaches with this batch.
+    pub position: Position,
+    /// What the stored row must say for the write to go ahead.
+    pub stored: Stored,
+}
+
 /// One transaction's worth of work: consecutive items of some partitions (in order within
 /// each partition) and the position each of those partitions reaches once they are applied.
 #[derive(Debug)]
 pub struct Batch<Op> {
     pub items: Vec<BatchItem<Op>>,
-    /// (partition, position) for every partition the items touch, sorted by partition.
-    pub checkpoints: Vec<(u32, Position)>,
+    /// One row for every partition whose position moves forward, sorted by partition.
+    pub checkpoints: Vec<CheckpointWrite>,
     /// The connector's partition count, stored with each checkpoint row.
     pub partition_count: u32,
 }
 
 impl<Op> Batch<Op> {
+    /// A batch whose checkpoint rows are not checked against what is stored (see
+    /// [`Stored::Unchecked`]).
     pub fn new(items: Vec<BatchItem<Op>>, partition_count: u32) -> Self {
+        let reached = Self::reached(&items);
+        let checkpoints = reached
+            .into_iter()
+            .map(|(partition, position)| CheckpointWrite { partition, position, stored: Stored::Unchecked })
+            .collect();
+        Self { items, checkpoints, partition_count }
+    }
+
+    /// A batch planned from the stored positions `stored` (indexed by partition; `None`: no
+    /// row). A partition whose items do not reach past its stored position writes no row: a
+    /// checkpoint never moves backwards, whatever the items say (a read-progress mark sent
+    /// after a restart can be behind a partition that had already gone further).
+    pub fn fenced(items: Vec<BatchItem<Op>>, partition_count: u32, stored: &[Option<Position>]) -> Self {
+        let reached = Self::reached(&items);
+        let checkpoints = reached
+            .into_iter()
+            .filter_map(|(partition, position)| {
+                let stored = match stored.get(partition as usize).copied().flatten() {
+                    Some(at) if position <= at => return None,
+                    Some(at) => Stored::At(at),
+                    None => Stored::Absent,
+                };
+                Some(CheckpointWrite { partition, position, stored })
+            })
+            .collect();
+        Self { items, checkpoints, partition_count }
+    }
+
+    /// (partition, position) of every row the batch writes.
+    pub fn positions(&self) -> Vec<(u32, Position)> {
+        self.checkpoints.iter().map(|c| (c.partition, c.position)).collect()
+    }
+
+    fn reached(items: &[BatchItem<Op>]) -> std::collections::BTreeMap<u32, Position> {
         let mut reached = std::collections::BTreeMap::new();
-        for item in &items {
+        for item in items {
             let position = reached.entry(item.partition()).or_insert(0);
             *position = item.position().max(*position);
         }
-        Self { items, checkpoints: reached.into_iter().collect(), partition_count }
+        reached
+    }
+
+    /// True when applying the batch would change nothing: no operation, no parked event, no
+    /// checkpoint that moves.
+    pub fn is_empty(&self) -> bool {
+        self.checkpoints.is_empty() && self.items.iter().all(|i| matches!(i, BatchItem::Advance { .. }))
     }
 }
 
@@ -149,6 +220,34 @@ pub struct ApplyError {
     /// pipeline applies the items before it, then hands this one to the poison policy
     /// without trying it again, so a guess would skip or park an innocent event.
     pub failed_at: Option<usize>,
+    /// The batch was planned from a stored checkpoint that has moved since (see [`Stored`]):
+    /// nothing of it was committed, and the connector must re-plan from what is stored.
+    pub checkpoint_moved: bool,
+}
+
+impl ApplyError {
+    /// The failure of a batch whose checkpoint compare-and-set found another position stored.
+    pub fn checkpoint_moved(detail: impl fmt::Display) -> Self {
+        Self {
+            message: format!(
+                "a checkpoint moved since this gateway read it ({detail}): another process committed for this connector \
+                 (the gateway this one replaced, whose last commit was still in flight, or a second gateway running the same \
+                 connector); nothing of this batch was committed"
+            ),
+            transient: false,
+            failed_at: None,
+            checkpoint_moved: true,
+        }
+    }
+}
+
+/// What a checkpoint compare-and-set expected and found, for [`ApplyError::checkpoint_moved`].
+pub fn moved_detail(partition: u32, expected: Stored, found: &str) -> String {
+    let expected = match expected {
+        Stored::At(at) => format!("position {at}"),
+        Stored::Absent | Stored::Unchecked => "no row".to_string(),
+    };
+    format!("partition {partition}: expected {expected}, found {found}")
 }
 
 /// A failure outside of applying a batch: opening, preparing tables, reading checkpoints.
@@ -224,4 +323,39 @@ pub trait SinkWriter: Send + 'static {
     /// Applies the batch and its checkpoints atomically where the database allows it. On error
     /// nothing of the batch is kept (transactional targets).
     fn apply(&mut self, batch: Arc<Batch<Self::Op>>) -> impl Future<Output = Result<(), ApplyError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn advance(partition: u32, position: Position) -> BatchItem<()> {
+        BatchItem::Advance { partition, position }
+    }
+
+    #[test]
+    fn a_fenced_batch_never_moves_a_checkpoint_backwards() {
+        // Partition 0 stored 50, partition 1 stored 10, partition 2 has no row; the batch's
+        // read-progress mark (30) is behind partition 0.
+        let stored = [Some(50), Some(10), None];
+        let batch = Batch::fenced(vec![advance(0, 30), advance(1, 30), advance(2, 30)], 3, &stored);
+        assert_eq!(
+            batch.checkpoints,
+            [
+                CheckpointWrite { partition: 1, position: 30, stored: Stored::At(10) },
+                CheckpointWrite { partition: 2, position: 30, stored: Stored::Absent },
+            ]
+        );
+        assert!(!batch.is_empty());
+        let behind = Batch::fenced(vec![advance(0, 30), advance(0, 50)], 3, &stored);
+        assert!(behind.checkpoints.is_empty());
+        assert!(behind.is_empty(), "marks at or behind what is stored change nothing");
+    }
+
+    #[test]
+    fn an_unfenced_batch_writes_every_partition_it_touches_unchecked() {
+        let batch = Batch::new(vec![advance(1, 7), advance(0, 3), advance(1, 9)], 2);
+        assert_eq!(batch.positions(), [(0, 3), (1, 9)]);
+        assert!(batch.checkpoints.iter().all(|c| c.stored == Stored::Unchecked));
+    }
 }

@@ -40,7 +40,7 @@ use super::{
 use crate::{
     config::ElasticRefresh,
     event::Position,
-    sinks::{ApplyError, Batch, BatchItem, EventRef, SinkError, SinkWriter},
+    sinks::{ApplyError, Batch, BatchItem, CheckpointWrite, EventRef, SinkError, SinkWriter},
 };
 
 /// The operation number that stands for "the event was parked".
@@ -173,7 +173,7 @@ impl ElasticWriter {
                     let error = ApplyError {
                         message: format!("a _bulk request of {item_count} item(s) failed: {}", e.message),
                         transient: e.transient,
-                        failed_at: None,
+                        failed_at: None, checkpoint_moved: false
                     };
                     let items: HashSet<usize> = request.origins.iter().map(Origin::item).collect();
                     return Err(match (e.transient, items.len()) {
@@ -195,7 +195,7 @@ impl ElasticWriter {
                 return Err(Failure::Item(ApplyError {
                     message: format!("the engine answered {} item(s) to a _bulk request of {item_count}", reply.items.len()),
                     transient: true,
-                    failed_at: None,
+                    failed_at: None, checkpoint_moved: false
                 }));
             }
             let mut failed: Option<ApplyError> = None;
@@ -209,7 +209,7 @@ impl ElasticWriter {
                     }
                     Outcome::Transient(message) => transient.push(message),
                     Outcome::Failed(message) => {
-                        failed.get_or_insert(ApplyError { message, transient: false, failed_at: Some(origin.item()) });
+                        failed.get_or_insert(ApplyError { message, transient: false, failed_at: Some(origin.item()), checkpoint_moved: false });
                     }
                 }
             }
@@ -220,7 +220,7 @@ impl ElasticWriter {
                 return Err(Failure::Item(ApplyError {
                     message: format!("{first} ({} item(s) to retry; the applied ones are not sent again)", transient.len()),
                     transient: true,
-                    failed_at: None,
+                    failed_at: None, checkpoint_moved: false
                 }));
             }
         }
@@ -230,17 +230,17 @@ impl ElasticWriter {
     /// One `_bulk` request with a document per partition of the batch.
     async fn write_checkpoints(&self, batch: &Batch<ElasticOp>) -> Result<(), ApplyError> {
         let mut body = Vec::with_capacity(batch.checkpoints.len() * 256);
-        for (partition, position) in &batch.checkpoints {
-            let id = checkpoint_id(&self.connector, batch.partition_count, *partition);
+        for &CheckpointWrite { partition, position, .. } in &batch.checkpoints {
+            let id = checkpoint_id(&self.connector, batch.partition_count, partition);
             action_line(&mut body, "index", &Meta { _index: &self.names.checkpoints, _id: &id, version: None, version_type: None, retry_on_conflict: None });
-            serde_json::to_writer(&mut body, &checkpoint_document(&self.connector, batch.partition_count, *partition, *position))
+            serde_json::to_writer(&mut body, &checkpoint_document(&self.connector, batch.partition_count, partition, position))
                 .expect("JSON");
             body.push(b'\n');
         }
         let failure = |message: String, transient: bool| ApplyError {
             message: format!("writing the checkpoints failed (the batch's operations are applied and are not sent again): {message}"),
             transient,
-            failed_at: None,
+            failed_at: None, checkpoint_moved: false
         };
         let reply = bulk(&self.client, body, ElasticRefresh::False).await.map_err(|e| failure(e.message, e.transient))?;
         if reply.errors {
@@ -361,7 +361,7 @@ fn plan<'b>(
                     write_op(&mut current.body, op, event, names).map_err(|message| ApplyError {
                         message: format!("operation {} of {event}: {message}", number + 1),
                         transient: false,
-                        failed_at: Some(item),
+                        failed_at: Some(item), checkpoint_moved: false
                     })?;
                     current.origins.push(Origin::Op { item, number, event, op });
                     if current.body.len() >= limit && current.origins.len() > 1 && before > 0 {
@@ -452,10 +452,10 @@ pub(super) async fn raw_bulk(client: &Elasticsearch, names: &Names, batch: &Batc
     for request in plan(batch, names, "(raw)", &HashMap::new())? {
         let reply = bulk(client, request.body, names.refresh)
             .await
-            .map_err(|e| ApplyError { message: e.message, transient: e.transient, failed_at: None })?;
+            .map_err(|e| ApplyError { message: e.message, transient: e.transient, failed_at: None, checkpoint_moved: false })?;
         if reply.errors {
             let first = reply.items.iter().flat_map(|i| i.values()).find_map(|i| i.error.as_ref().map(client::describe_error));
-            return Err(ApplyError { message: format!("an item failed: {}", first.unwrap_or_default()), transient: false, failed_at: None });
+            return Err(ApplyError { message: format!("an item failed: {}", first.unwrap_or_default()), transient: false, failed_at: None, checkpoint_moved: false });
         }
     }
     Ok(())

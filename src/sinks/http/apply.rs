@@ -67,10 +67,10 @@ impl HttpWriter {
             HttpMode::Structured | HttpMode::Binary => self.deliver_each(batch).await,
         };
         self.judge(failures)?;
-        self.shared.checkpoints.save(batch.partition_count, &batch.checkpoints).await.map_err(|message| ApplyError {
+        self.shared.checkpoints.save(batch.partition_count, &batch.positions()).await.map_err(|message| ApplyError {
             message: format!("{message} (the endpoint accepted the batch; it is not sent again)"),
             transient: true,
-            failed_at: None,
+            failed_at: None, checkpoint_moved: false
         })?;
         for item in &batch.items {
             self.done.remove(&(item.partition(), item.position()));
@@ -101,7 +101,7 @@ impl HttpWriter {
             message: e.message,
             transient: e.transient,
             // A parked item that fails stops the connector (there is nothing left to fall back to).
-            failed_at: if e.transient { None } else { first },
+            failed_at: if e.transient { None } else { first }, checkpoint_moved: false,
         })?;
         self.done.extend(parked.iter().map(|(event, _)| key(event)));
         Ok(())
@@ -227,11 +227,11 @@ impl HttpWriter {
                     refused.failure.message()
                 ),
                 transient: false,
-                failed_at: None,
+                failed_at: None, checkpoint_moved: false
             });
         }
         if let Some(rejected) = failures.iter().filter(|f| matches!(f.failure, Failure::Rejected { .. })).min_by_key(|f| f.at) {
-            return Err(ApplyError { message: format!("HTTP sink: {}", rejected.failure.message()), transient: false, failed_at: Some(rejected.at) });
+            return Err(ApplyError { message: format!("HTTP sink: {}", rejected.failure.message()), transient: false, failed_at: Some(rejected.at), checkpoint_moved: false });
         }
         let after = failures.iter().filter_map(|f| match f.failure {
             Failure::Transient { after, .. } => after,
@@ -247,7 +247,7 @@ impl HttpWriter {
         Err(ApplyError {
             message: format!("HTTP sink: {}{more}; the events the endpoint accepted are not sent again", failures[0].failure.message()),
             transient: true,
-            failed_at: None,
+            failed_at: None, checkpoint_moved: false
         })
     }
 }

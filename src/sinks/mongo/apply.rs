@@ -44,7 +44,7 @@ use super::{
 };
 use crate::{
     event::Position,
-    sinks::{ApplyError, Batch, BatchItem, EventRef, SinkWriter},
+    sinks::{ApplyError, Batch, BatchItem, CheckpointWrite, EventRef, SinkWriter, Stored, moved_detail},
 };
 
 /// What an attempt that failed applied for sure of one event.
@@ -84,7 +84,7 @@ impl MongoWriter {
     async fn apply_batch(&mut self, batch: &Batch<MongoOp>) -> Result<(), ApplyError> {
         if let Some(doubt) = self.in_doubt.take()
             && doubt.0 == batch.partition_count
-            && doubt.1 == batch.checkpoints
+            && doubt.1 == batch.positions()
         {
             match super::checkpoints_reached(&self.db, &self.names, &self.connector, &doubt).await {
                 Ok(true) => return Ok(()),
@@ -94,17 +94,17 @@ impl MongoWriter {
                     return Err(ApplyError {
                         message: format!("cannot check whether the previous attempt committed: {}", describe_error(&e)),
                         transient: is_transient(&e),
-                        failed_at: None,
+                        failed_at: None, checkpoint_moved: false
                     });
                 }
             }
         }
         let skip = if self.transactional { HashMap::new() } else { self.applied.clone() };
         let (names, connector) = (self.names.clone(), self.connector.clone());
-        let runs = plan(batch, &names, &connector, &skip).map_err(|e| ApplyError {
+        let runs = plan(batch, &names, &connector, &skip, self.transactional).map_err(|e| ApplyError {
             message: e.0,
             transient: false,
-            failed_at: e.1,
+            failed_at: e.1, checkpoint_moved: false
         })?;
         if self.transactional {
             self.apply_in_transaction(batch, &runs).await
@@ -123,7 +123,7 @@ impl MongoWriter {
         let whole = |what: &str, e: &mongodb::error::Error| ApplyError {
             message: format!("{what}: {}", describe_error(e)),
             transient: is_transient(e),
-            failed_at: None,
+            failed_at: None, checkpoint_moved: false
         };
         let mut session = self.client.start_session().await.map_err(|e| whole("cannot start a session", &e))?;
         session.start_transaction().await.map_err(|e| whole("cannot start a transaction", &e))?;
@@ -138,7 +138,7 @@ impl MongoWriter {
         if let Err(e) = session.commit_transaction().await {
             let unknown = e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) || is_network(&e);
             if unknown {
-                self.in_doubt = Some((batch.partition_count, batch.checkpoints.clone()));
+                self.in_doubt = Some((batch.partition_count, batch.positions()));
             }
             let mut error = whole("commit failed", &e);
             error.transient |= unknown || e.contains_label(TRANSIENT_TRANSACTION_ERROR);
@@ -207,6 +207,8 @@ enum Origin<'b> {
     Op { item: usize, number: usize, document: usize, event: &'b EventRef, op: &'b MongoOp },
     Park { item: usize, event: &'b EventRef },
     Checkpoint,
+    /// A checkpoint row written only if it is where the batch was planned from.
+    PlannedCheckpoint(CheckpointWrite),
 }
 
 /// Consecutive statements of one command on one collection.
@@ -252,6 +254,7 @@ impl<'b> Run<'b> {
                 // the run's last event lets the writer apply the events before it on their own,
                 // which narrows the culprit down one event at a time.
                 failed_at: if is_transient(&e) { None } else { self.origins.iter().rev().find_map(Origin::item) },
+                checkpoint_moved: false,
             },
             applied: 0,
         })?;
@@ -272,6 +275,33 @@ impl<'b> Run<'b> {
             }
             return Err(RunFailure { error, applied: index });
         }
+        // A compare-and-set whose filter matched nothing: the row is not where the batch was
+        // planned from (`n` counts the statements that matched).
+        if let Some(Origin::PlannedCheckpoint(first)) = self.origins.first()
+            && self.command == Command::Update
+        {
+            let matched = match reply.get("n") {
+                Some(Bson::Int32(n)) => *n as usize,
+                Some(Bson::Int64(n)) => *n as usize,
+                _ => self.statements.len(),
+            };
+            if matched < self.statements.len() {
+                let partitions: Vec<String> = self
+                    .origins
+                    .iter()
+                    .filter_map(|o| match o {
+                        Origin::PlannedCheckpoint(c) => Some(c.partition.to_string()),
+                        _ => None,
+                    })
+                    .collect();
+                let detail = if partitions.len() == 1 {
+                    moved_detail(first.partition, first.stored, "another position")
+                } else {
+                    format!("{} of partitions {} matched the positions the batch was planned from", matched, partitions.join(", "))
+                };
+                return Err(RunFailure { error: ApplyError::checkpoint_moved(detail), applied: 0 });
+            }
+        }
         if let Ok(concern) = reply.get_document("writeConcernError") {
             let code = concern.get_i32("code").unwrap_or(0);
             let message = concern.get_str("errmsg").unwrap_or("no message");
@@ -284,7 +314,7 @@ impl<'b> Run<'b> {
                     ),
                     // Not confirmed in time: try again; unsatisfiable (79, 100): stop.
                     transient: !matches!(code, 79 | 100),
-                    failed_at: None,
+                    failed_at: None, checkpoint_moved: false
                 },
                 applied: self.statements.len(),
             });
@@ -307,7 +337,7 @@ impl<'b> Run<'b> {
                 Origin::Park { event, .. } => {
                     done.insert((event.partition, event.event.position), Done::Parked);
                 }
-                Origin::Checkpoint => {}
+                Origin::Checkpoint | Origin::PlannedCheckpoint(_) => {}
             }
         }
     }
@@ -317,7 +347,7 @@ impl Origin<'_> {
     fn item(&self) -> Option<usize> {
         match self {
             Origin::Op { item, .. } | Origin::Park { item, .. } => Some(*item),
-            Origin::Checkpoint => None,
+            Origin::Checkpoint | Origin::PlannedCheckpoint(_) => None,
         }
     }
 
@@ -332,17 +362,20 @@ impl Origin<'_> {
             Origin::Op { item, number, event, op, .. } => ApplyError {
                 message: format!("operation {number} of {event} failed: {kind} (code {code}): {message}; {op}"),
                 transient,
-                failed_at: Some(*item),
+                failed_at: Some(*item), checkpoint_moved: false
             },
             Origin::Park { item, event } => ApplyError {
                 message: format!("parking {event} failed: {kind} (code {code}): {message}"),
                 transient,
-                failed_at: Some(*item),
+                failed_at: Some(*item), checkpoint_moved: false
             },
-            Origin::Checkpoint => ApplyError {
+            Origin::PlannedCheckpoint(c) if is_duplicate_key(code) => {
+                ApplyError::checkpoint_moved(moved_detail(c.partition, c.stored, "a row"))
+            }
+            Origin::Checkpoint | Origin::PlannedCheckpoint(_) => ApplyError {
                 message: format!("writing the checkpoints failed: {kind} (code {code}): {message}"),
                 transient,
-                failed_at: None,
+                failed_at: None, checkpoint_moved: false
             },
         }
     }
@@ -409,6 +442,7 @@ fn plan<'b>(
     names: &'b Names,
     connector: &'b str,
     skip: &HashMap<(u32, Position), Done>,
+    transactional: bool,
 ) -> Result<Vec<Run<'b>>, (String, Option<usize>)> {
     let mut writes = Plan::new(names);
     for (item, batch_item) in batch.items.iter().enumerate() {
@@ -490,26 +524,44 @@ fn plan<'b>(
     // The checkpoints come after everything else, even in a collection the operations use.
     let mut runs = writes.into_runs();
     let mut checkpoints = Plan::new(names);
-    for (partition, position) in &batch.checkpoints {
+    for checkpoint in &batch.checkpoints {
+        let id = super::checkpoint_id(connector, batch.partition_count, checkpoint.partition);
+        let position = int64(checkpoint.position).map_err(|m| (m, None))?;
         let row = doc! {
             "kind": "checkpoint",
             "connector": connector,
             "partitionCount": batch.partition_count as i64,
-            "partition": *partition as i64,
-            "position": int64(*position).map_err(|m| (m, None))?,
+            "partition": checkpoint.partition as i64,
             "updatedAt": mongodb::bson::DateTime::now(),
         };
-        checkpoints.push(
-            &names.checkpoints,
-            Command::Update,
-            doc! {
-                "q": { "_id": super::checkpoint_id(connector, batch.partition_count, *partition) },
-                "u": { "$set": row },
-                "upsert": true,
-                "multi": false,
-            },
-            Origin::Checkpoint,
-        );
+        // In a transaction, a row the batch was planned from moves only from the position it
+        // read (a compare-and-set: the server's write conflict detection covers a concurrent
+        // transaction, the filter a committed one); elsewhere, and for unchecked rows, a
+        // stored position never moves backwards (`$max`).
+        let stored = if transactional { checkpoint.stored } else { Stored::Unchecked };
+        let (command, statement) = match stored {
+            Stored::At(at) => {
+                let mut set = row;
+                set.insert("position", position);
+                let at = int64(at).map_err(|m| (m, None))?;
+                (Command::Update, doc! { "q": { "_id": id, "position": at }, "u": { "$set": set }, "upsert": false, "multi": false })
+            }
+            Stored::Absent => {
+                let mut document = doc! { "_id": id };
+                document.extend(row);
+                document.insert("position", position);
+                (Command::Insert, document)
+            }
+            Stored::Unchecked => (
+                Command::Update,
+                doc! { "q": { "_id": id }, "u": { "$set": row, "$max": { "position": position } }, "upsert": true, "multi": false },
+            ),
+        };
+        let origin = match stored {
+            Stored::Unchecked => Origin::Checkpoint,
+            Stored::At(_) | Stored::Absent => Origin::PlannedCheckpoint(*checkpoint),
+        };
+        checkpoints.push(&names.checkpoints, command, statement, origin);
     }
     runs.extend(checkpoints.into_runs());
     Ok(runs)

@@ -17,11 +17,11 @@ use super::{
     batch::{BEGIN_BATCH, COMMIT_BATCH, Chunk, Origin, Plan, ROLLBACK_BATCH, Step},
     connect::{Endpoint, MssqlClient, describe, is_connection_lost, is_transient},
     params::column,
-    schema::{CHECKPOINT_ROWS_PER_MERGE, GatewaySql, load_checkpoints, run_batch},
+    schema::{CHECKPOINT_MOVED, CHECKPOINT_ROWS_PER_MERGE, GatewaySql, load_checkpoints, run_batch},
 };
 use crate::{
     event::Position,
-    sinks::{ApplyError, Batch, BatchItem, SinkError, SinkWriter, sql::SqlOp},
+    sinks::{ApplyError, Batch, BatchItem, CheckpointWrite, SinkError, SinkWriter, Stored, sql::SqlOp},
 };
 
 /// Applies batches on its own connection.
@@ -43,7 +43,7 @@ struct InDoubt {
 
 impl InDoubt {
     fn of(batch: &Batch<SqlOp>) -> Self {
-        Self { partition_count: batch.partition_count, checkpoints: batch.checkpoints.clone() }
+        Self { partition_count: batch.partition_count, checkpoints: batch.positions() }
     }
 }
 
@@ -64,7 +64,7 @@ impl MssqlWriter {
                 let client = self.endpoint.connect().await.map_err(|e| ApplyError {
                     message: format!("cannot connect: {}", describe(&e)),
                     transient: is_transient(&e),
-                    failed_at: None,
+                    failed_at: None, checkpoint_moved: false
                 })?;
                 self.client.insert(client)
             }
@@ -93,7 +93,7 @@ impl MssqlWriter {
                     return Err(ApplyError {
                         message: format!("cannot check whether the previous attempt committed: {}", describe(&e)),
                         transient: is_transient(&e),
-                        failed_at: None,
+                        failed_at: None, checkpoint_moved: false
                     });
                 }
             }
@@ -126,9 +126,12 @@ impl SinkWriter for MssqlWriter {
     }
 }
 
+/// What the checkpoint check is called in messages (and how its failure is recognised).
+const CHECKING_CHECKPOINTS: &str = "checking the checkpoints";
+
 /// The batch's statements, parameters converted, placeholders checked.
 fn plan<'b>(sql: &'b GatewaySql, connector: &'b str, batch: &'b Batch<SqlOp>) -> Result<Vec<Step<'b>>, ApplyError> {
-    let mut steps = Vec::with_capacity(batch.items.len() + 1);
+    let mut steps = Vec::with_capacity(batch.items.len() + 2);
     for (item, batch_item) in batch.items.iter().enumerate() {
         match batch_item {
             BatchItem::Apply { event, ops } => {
@@ -145,7 +148,7 @@ fn plan<'b>(sql: &'b GatewaySql, connector: &'b str, batch: &'b Batch<SqlOp>) ->
                             .map_err(|reason| ApplyError {
                                 message: format!("operation {} of {event} cannot be applied: {reason}; {op}", n + 1),
                                 transient: false,
-                                failed_at: Some(item),
+                                failed_at: Some(item), checkpoint_moved: false
                             })?,
                     });
                 }
@@ -167,14 +170,32 @@ fn plan<'b>(sql: &'b GatewaySql, connector: &'b str, batch: &'b Batch<SqlOp>) ->
             BatchItem::Advance { .. } => {}
         }
     }
+    // The checkpoints last, each chunk checked first (see `GatewaySql::check_checkpoints`):
+    // a batch planned from a stale read throws there, and `XACT_ABORT` rolls it back whole.
     for rows in batch.checkpoints.chunks(CHECKPOINT_ROWS_PER_MERGE) {
+        let planned: Vec<&CheckpointWrite> = rows.iter().filter(|c| c.stored != Stored::Unchecked).collect();
+        if !planned.is_empty() {
+            let mut params = vec![
+                ColumnData::String(Some(connector.into())),
+                ColumnData::I32(Some(batch.partition_count as i32)),
+            ];
+            for c in &planned {
+                params.push(ColumnData::I32(Some(c.partition as i32)));
+                params.push(ColumnData::I64(match c.stored {
+                    Stored::At(at) => Some(bigint(at, None)?),
+                    Stored::Absent | Stored::Unchecked => None,
+                }));
+            }
+            let step = Step::statement(sql.check_checkpoints(planned.len()), params, Origin::Gateway(CHECKING_CHECKPOINTS));
+            steps.push(step.expect("gateway SQL is valid"));
+        }
         let mut params = vec![
             ColumnData::String(Some(connector.into())),
             ColumnData::I32(Some(batch.partition_count as i32)),
         ];
-        for (partition, position) in rows {
-            params.push(ColumnData::I32(Some(*partition as i32)));
-            params.push(ColumnData::I64(Some(bigint(*position, None)?)));
+        for c in rows {
+            params.push(ColumnData::I32(Some(c.partition as i32)));
+            params.push(ColumnData::I64(Some(bigint(c.position, None)?)));
         }
         let step = Step::statement(sql.merge_checkpoints(rows.len()), params, Origin::Gateway("writing the checkpoints"));
         steps.push(step.expect("gateway SQL is valid"));
@@ -187,6 +208,7 @@ fn bigint(position: Position, failed_at: Option<usize>) -> Result<i64, ApplyErro
         message: format!("position {position} does not fit SQL Server's bigint"),
         transient: false,
         failed_at,
+        checkpoint_moved: false,
     })
 }
 
@@ -237,7 +259,7 @@ async fn call(client: &mut MssqlClient, chunk: Chunk<'_>, commits: bool) -> Resu
 fn describe_failure(failure: &Failure, batch: &Batch<SqlOp>) -> ApplyError {
     let transient = is_transient(&failure.error);
     let why = describe(&failure.error);
-    let item_error = |item: usize, message: String| ApplyError { message, transient, failed_at: Some(item) };
+    let item_error = |item: usize, message: String| ApplyError { message, transient, failed_at: Some(item), checkpoint_moved: false };
     match failure.origin {
         Some(Origin::Op { item, number }) => match &batch.items[item] {
             BatchItem::Apply { event, ops } => {
@@ -249,7 +271,21 @@ fn describe_failure(failure: &Failure, batch: &Batch<SqlOp>) -> ApplyError {
             BatchItem::Park { event, .. } => item_error(item, format!("parking {event} failed: {why}")),
             _ => item_error(item, format!("item {item} failed: {why}")),
         },
-        Some(Origin::Gateway(what)) => ApplyError { message: format!("{what} failed: {why}"), transient, failed_at: None },
+        Some(Origin::Gateway(CHECKING_CHECKPOINTS))
+            if matches!(&failure.error, Error::Server(token) if token.code() == CHECKPOINT_MOVED) =>
+        {
+            let partitions: Vec<String> = batch
+                .checkpoints
+                .iter()
+                .filter(|c| c.stored != Stored::Unchecked)
+                .map(|c| c.partition.to_string())
+                .collect();
+            ApplyError::checkpoint_moved(format!(
+                "the batch was planned from the stored rows of partition(s) {}, and at least one of them changed",
+                partitions.join(", ")
+            ))
+        }
+        Some(Origin::Gateway(what)) => ApplyError { message: format!("{what} failed: {why}"), transient, failed_at: None, checkpoint_moved: false },
         None => {
             // A line outside our statements (a trigger's, say): only a batch of one event
             // can still be pinned to its item.
@@ -258,7 +294,7 @@ fn describe_failure(failure: &Failure, batch: &Batch<SqlOp>) -> ApplyError {
                 (Some((item, BatchItem::Apply { event, .. })), None) if !transient => {
                     item_error(item, format!("{event} failed: {why}"))
                 }
-                _ => ApplyError { message: format!("the batch failed: {why}"), transient, failed_at: None },
+                _ => ApplyError { message: format!("the batch failed: {why}"), transient, failed_at: None, checkpoint_moved: false },
             }
         }
     }

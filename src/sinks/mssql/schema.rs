@@ -15,6 +15,9 @@ use crate::{checkpoint::CheckpointRow, config::MssqlSinkConfig, sinks::SinkError
 /// Rows of one checkpoint `MERGE`: 2 + 2 per row parameters, well under the 2,100 of an RPC.
 pub const CHECKPOINT_ROWS_PER_MERGE: usize = 500;
 
+/// The error number `check_checkpoints` throws when a row is not where the batch expects it.
+pub const CHECKPOINT_MOVED: u32 = 51_000;
+
 /// The statements on the gateway's tables, with the schema filled in.
 #[derive(Debug)]
 pub struct GatewaySql {
@@ -67,12 +70,33 @@ impl GatewaySql {
 
     /// The upsert of `rows` checkpoint rows: `@P1` connector, `@P2` partition count, then
     /// (partition, position) per row.
+    /// Checks, under locks held to the end of the transaction, that each of `rows` checkpoint
+    /// rows is where the batch was planned from: parameters `@P1` connector, `@P2` partition
+    /// count, then (partition, expected position) pairs, a null position meaning "no row yet"
+    /// (see `sinks::Stored`). `UPDLOCK, HOLDLOCK` lock the rows (and, for a missing row, its
+    /// key range), so a concurrent commit is waited for and then seen; a mismatch throws
+    /// [`CHECKPOINT_MOVED`], and `XACT_ABORT` rolls the whole batch back.
+    pub fn check_checkpoints(&self, rows: usize) -> String {
+        let values = (0..rows).map(|r| format!("(@P{}, @P{})", 3 + 2 * r, 4 + 2 * r)).collect::<Vec<_>>().join(", ");
+        format!(
+            "IF (SELECT count(*) FROM (VALUES {values}) AS s([partition], expected) \
+             WHERE (s.expected IS NULL AND NOT EXISTS (SELECT 1 FROM {c} t WITH (UPDLOCK, HOLDLOCK) \
+                    WHERE t.connector = @P1 AND t.partition_count = @P2 AND t.[partition] = s.[partition])) \
+                OR EXISTS (SELECT 1 FROM {c} t WITH (UPDLOCK, HOLDLOCK) \
+                    WHERE t.connector = @P1 AND t.partition_count = @P2 AND t.[partition] = s.[partition] AND t.position = s.expected)) <> {rows} \
+             THROW {CHECKPOINT_MOVED}, N'projector-gateway: a checkpoint row is not where this batch was planned from', 1;",
+            c = self.checkpoints
+        )
+    }
+
+    /// Writes `rows` checkpoint rows; a stored position never moves backwards.
     pub fn merge_checkpoints(&self, rows: usize) -> String {
         let values = (0..rows).map(|r| format!("(@P{}, @P{})", 3 + 2 * r, 4 + 2 * r)).collect::<Vec<_>>().join(", ");
         format!(
             "MERGE {} WITH (HOLDLOCK) AS t USING (VALUES {values}) AS s ([partition], position) \
              ON t.connector = @P1 AND t.partition_count = @P2 AND t.[partition] = s.[partition] \
-             WHEN MATCHED THEN UPDATE SET position = s.position, updated_at = SYSUTCDATETIME() \
+             WHEN MATCHED THEN UPDATE SET position = CASE WHEN s.position > t.position THEN s.position ELSE t.position END, \
+               updated_at = SYSUTCDATETIME() \
              WHEN NOT MATCHED THEN INSERT (connector, partition_count, [partition], position, updated_at) \
              VALUES (@P1, @P2, s.[partition], s.position, SYSUTCDATETIME());",
             self.checkpoints

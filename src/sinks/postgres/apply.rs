@@ -33,7 +33,7 @@ use std::{
 
 use futures::{FutureExt, TryFutureExt, future::BoxFuture};
 use postgres_types::ToSql;
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::{Client, Statement, error::SqlState};
 
 use super::{
     schema::GatewaySql,
@@ -44,7 +44,7 @@ use crate::{
     lease::{Tenure, postgres::FENCED},
     postgres::{PgEndpoint, describe, is_connection_lost, is_transient},
     sinks::{
-        ApplyError, Batch, BatchItem, EventRef, SinkError, SinkWriter,
+        ApplyError, Batch, BatchItem, EventRef, SinkError, SinkWriter, Stored,
         sql::{SqlOp, SqlValue},
     },
 };
@@ -74,7 +74,7 @@ struct InDoubt {
 
 impl InDoubt {
     fn of(batch: &Batch<SqlOp>) -> Self {
-        Self { partition_count: batch.partition_count, checkpoints: batch.checkpoints.clone() }
+        Self { partition_count: batch.partition_count, checkpoints: batch.positions() }
     }
 }
 
@@ -99,7 +99,7 @@ impl PostgresWriter {
                 let conn = WriterConnection::open(&self.endpoint, &self.sql, self.tenure.is_some()).await.map_err(|e| ApplyError {
                     message: format!("cannot connect: {}", describe(&e)),
                     transient: is_transient(&e),
-                    failed_at: None,
+                    failed_at: None, checkpoint_moved: false
                 })?;
                 self.conn.insert(conn)
             }
@@ -118,7 +118,7 @@ impl PostgresWriter {
                     return Err(ApplyError {
                         message: format!("cannot check whether the previous attempt committed: {}", describe(&e)),
                         transient: is_transient(&e),
-                        failed_at: None,
+                        failed_at: None, checkpoint_moved: false
                     });
                 }
             }
@@ -153,7 +153,7 @@ impl SinkWriter for PostgresWriter {
 struct WriterConnection {
     client: Client,
     statements: HashMap<String, Statement>,
-    upsert_checkpoints: Statement,
+    write_checkpoints: Statement,
     insert_parked: Statement,
     /// Prepared only under a lease (its table exists then: the lease was taken in it).
     fence: Option<Statement>,
@@ -171,8 +171,8 @@ struct Failure {
 impl WriterConnection {
     async fn open(endpoint: &PgEndpoint, sql: &GatewaySql, fenced: bool) -> Result<Self, tokio_postgres::Error> {
         let client = endpoint.connect().await?;
-        let (upsert_checkpoints, insert_parked, fence) = futures::try_join!(
-            client.prepare(&sql.upsert_checkpoints),
+        let (write_checkpoints, insert_parked, fence) = futures::try_join!(
+            client.prepare(&sql.write_checkpoints),
             client.prepare(&sql.insert_parked),
             async {
                 match fenced {
@@ -181,7 +181,7 @@ impl WriterConnection {
                 }
             }
         )?;
-        Ok(Self { client, statements: HashMap::new(), upsert_checkpoints, insert_parked, fence })
+        Ok(Self { client, statements: HashMap::new(), write_checkpoints, insert_parked, fence })
     }
 
     /// True when the checkpoint rows already hold every position of the batch in doubt.
@@ -262,7 +262,7 @@ impl WriterConnection {
                         error: ApplyError {
                             message: format!("preparing statements failed: {}", describe(&e)),
                             transient: true,
-                            failed_at: None,
+                            failed_at: None, checkpoint_moved: false
                         },
                         connection_lost: true,
                         commit_sent: false,
@@ -287,6 +287,11 @@ impl WriterConnection {
         steps.push(Step::Begin);
         if let Some(tenure) = tenure {
             steps.push(Step::Fence { connector, tenure });
+        }
+        // The checkpoints right after `BEGIN`: their compare-and-set takes the rows' locks
+        // before any operation runs, so a batch planned from a stale read fails at once.
+        if !batch.checkpoints.is_empty() {
+            steps.push(checkpoints_step(connector, batch)?);
         }
         for (item, batch_item) in batch.items.iter().enumerate() {
             match batch_item {
@@ -314,20 +319,6 @@ impl WriterConnection {
                 BatchItem::Advance { .. } => {}
             }
         }
-        if !batch.checkpoints.is_empty() {
-            let positions = batch
-                .checkpoints
-                .iter()
-                .map(|(_, p)| bigint(*p))
-                .collect::<Result<_, _>>()
-                .map_err(|e| unsendable(e, None))?;
-            steps.push(Step::Checkpoints {
-                connector,
-                partition_count: batch.partition_count as i32,
-                partitions: batch.checkpoints.iter().map(|(p, _)| *p as i32).collect(),
-                positions,
-            });
-        }
         steps.push(Step::Commit);
         Ok(steps)
     }
@@ -350,7 +341,7 @@ impl WriterConnection {
                     Step::Raw { sql, .. } => client.batch_execute(sql).boxed(),
                     Step::Execute { statement, .. } => client.execute(statement, params).map_ok(drop).boxed(),
                     Step::Park { .. } => client.execute(&self.insert_parked, params).map_ok(drop).boxed(),
-                    Step::Checkpoints { .. } => client.execute(&self.upsert_checkpoints, params).map_ok(drop).boxed(),
+                    Step::Checkpoints { .. } => client.execute(&self.write_checkpoints, params).map_ok(drop).boxed(),
                     Step::PrepareHere { .. } | Step::Reject { .. } => {
                         unreachable!("barriers are never sent")
                     }
@@ -403,7 +394,7 @@ impl Origin<'_> {
             error: ApplyError {
                 message: format!("operation {} of {} failed: {}; {}", self.number, self.event, describe(e), self.op),
                 transient: is_transient(e),
-                failed_at: Some(self.item),
+                failed_at: Some(self.item), checkpoint_moved: false
             },
             connection_lost: is_connection_lost(e),
             commit_sent,
@@ -415,7 +406,7 @@ impl Origin<'_> {
             error: ApplyError {
                 message: format!("operation {} of {} cannot be applied: {reason}; {}", self.number, self.event, self.op),
                 transient: false,
-                failed_at: Some(self.item),
+                failed_at: Some(self.item), checkpoint_moved: false
             },
             connection_lost: false,
             commit_sent: false,
@@ -444,7 +435,14 @@ enum Step<'b> {
         payload: Cow<'b, str>,
         error: &'b str,
     },
-    Checkpoints { connector: &'b str, partition_count: i32, partitions: Vec<i32>, positions: Vec<i64> },
+    Checkpoints {
+        connector: &'b str,
+        partition_count: i32,
+        partitions: Vec<i32>,
+        positions: Vec<i64>,
+        checked: Vec<bool>,
+        expected: Vec<Option<i64>>,
+    },
     /// The lease check that precedes everything else in the transaction.
     Fence { connector: &'b str, tenure: &'b Tenure },
 }
@@ -467,8 +465,8 @@ impl Step<'_> {
                 payload,
                 error,
             ],
-            Step::Checkpoints { connector, partition_count, partitions, positions } => {
-                vec![connector, partition_count, partitions, positions]
+            Step::Checkpoints { connector, partition_count, partitions, positions, checked, expected } => {
+                vec![connector, partition_count, partitions, positions, checked, expected]
             }
             Step::Fence { connector, tenure } => vec![connector, &tenure.holder, &tenure.epoch],
             _ => Vec::new(),
@@ -480,7 +478,7 @@ impl Step<'_> {
             error: ApplyError {
                 message: format!("{what} failed: {}", describe(e)),
                 transient: is_transient(e),
-                failed_at: None,
+                failed_at: None, checkpoint_moved: false
             },
             connection_lost: is_connection_lost(e),
             commit_sent,
@@ -494,7 +492,7 @@ impl Step<'_> {
                 error: ApplyError {
                     message: format!("parking {event} failed: {}", describe(e)),
                     transient: is_transient(e),
-                    failed_at: Some(*item),
+                    failed_at: Some(*item), checkpoint_moved: false
                 },
                 connection_lost: is_connection_lost(e),
                 commit_sent,
@@ -508,16 +506,56 @@ impl Step<'_> {
                         tenure.holder, tenure.epoch
                     ),
                     transient: false,
-                    failed_at: None,
+                    failed_at: None, checkpoint_moved: false
                 },
                 connection_lost: false,
                 commit_sent,
             },
             Step::Fence { .. } => whole("checking the lease"),
+            Step::Checkpoints { partitions, checked, expected, .. } if e.code() == Some(&SqlState::DIVISION_BY_ZERO) => {
+                let planned: Vec<String> = partitions
+                    .iter()
+                    .zip(checked)
+                    .zip(expected)
+                    .filter(|((_, checked), _)| **checked)
+                    .map(|((p, _), at)| match at {
+                        Some(at) => format!("{p} at {at}"),
+                        None => format!("{p} without a row"),
+                    })
+                    .collect();
+                Failure {
+                    error: ApplyError::checkpoint_moved(format!(
+                        "the batch was planned from partition(s) {}, and at least one of them is no longer there",
+                        planned.join(", ")
+                    )),
+                    connection_lost: false,
+                    commit_sent,
+                }
+            }
             Step::Checkpoints { .. } => whole("writing the checkpoints"),
             Step::Commit => whole("COMMIT"),
         }
     }
+}
+
+/// The step writing the batch's checkpoint rows (see `GatewaySql::write_checkpoints`).
+fn checkpoints_step<'b>(connector: &'b str, batch: &Batch<SqlOp>) -> Result<Step<'b>, Failure> {
+    let rows = &batch.checkpoints;
+    let position = |p: Position| bigint(p).map_err(|e| unsendable(e, None));
+    Ok(Step::Checkpoints {
+        connector,
+        partition_count: batch.partition_count as i32,
+        partitions: rows.iter().map(|c| c.partition as i32).collect(),
+        positions: rows.iter().map(|c| position(c.position)).collect::<Result<_, _>>()?,
+        checked: rows.iter().map(|c| c.stored != Stored::Unchecked).collect(),
+        expected: rows
+            .iter()
+            .map(|c| match c.stored {
+                Stored::At(at) => position(at).map(Some),
+                Stored::Absent | Stored::Unchecked => Ok(None),
+            })
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 /// The step for a prepared statement: its parameters converted to the server's types, or the
@@ -535,7 +573,7 @@ fn bigint(position: Position) -> Result<i64, String> {
 
 fn unsendable(message: String, failed_at: Option<usize>) -> Failure {
     Failure {
-        error: ApplyError { message, transient: false, failed_at },
+        error: ApplyError { message, transient: false, failed_at, checkpoint_moved: false },
         connection_lost: false,
         commit_sent: false,
     }

@@ -31,7 +31,7 @@ pub(super) struct GatewaySql {
     pub delete_all_checkpoints: String,
     create_parked: String,
     /// `$1` connector, `$2` partition count, `$3` partitions (int[]), `$4` positions (bigint[]).
-    pub upsert_checkpoints: String,
+    pub write_checkpoints: String,
     /// `$1` connector, `$2` partition, `$3` position, `$4` event id, `$5` stream, `$6` event
     /// type, `$7` payload, `$8` error.
     pub insert_parked: String,
@@ -86,11 +86,27 @@ impl GatewaySql {
                     error       text        NOT NULL,
                     parked_at   timestamptz NOT NULL DEFAULT now())"#
             ),
-            upsert_checkpoints: format!(
-                r#"INSERT INTO {s}.checkpoints (connector, partition_count, "partition", position, updated_at)
-                   SELECT $1, $2, c.p, c.pos, now() FROM UNNEST($3::int[], $4::bigint[]) AS c(p, pos)
-                   ON CONFLICT (connector, partition_count, "partition")
-                   DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at"#
+            // Every checkpoint row of a batch in one statement (see `sinks::Stored`): rows the
+            // batch was planned from move only from the position it read (`checked`, with
+            // `expected` null for "no row yet"), under the row lock the UPDATE takes, which
+            // waits for a concurrent commit and then re-reads the row; unchecked rows never move
+            // backwards. A checked row that is not where the batch expects it makes the
+            // division fail, which aborts the transaction (SQLSTATE 22012).
+            write_checkpoints: format!(
+                r#"WITH c AS (SELECT * FROM UNNEST($3::int[], $4::bigint[], $5::bool[], $6::bigint[]) AS c(p, pos, checked, expected)),
+                   moved AS (UPDATE {s}.checkpoints t SET position = c.pos, updated_at = now() FROM c
+                             WHERE t.connector = $1 AND t.partition_count = $2 AND t."partition" = c.p
+                               AND c.checked AND t.position = c.expected
+                             RETURNING 1),
+                   added AS (INSERT INTO {s}.checkpoints (connector, partition_count, "partition", position, updated_at)
+                             SELECT $1, $2, c.p, c.pos, now() FROM c WHERE c.checked AND c.expected IS NULL
+                             ON CONFLICT (connector, partition_count, "partition") DO NOTHING
+                             RETURNING 1),
+                   merged AS (INSERT INTO {s}.checkpoints (connector, partition_count, "partition", position, updated_at)
+                              SELECT $1, $2, c.p, c.pos, now() FROM c WHERE NOT c.checked
+                              ON CONFLICT (connector, partition_count, "partition")
+                              DO UPDATE SET position = GREATEST({s}.checkpoints.position, excluded.position), updated_at = excluded.updated_at)
+                   SELECT 1 / ((SELECT count(*) FROM moved) + (SELECT count(*) FROM added) = (SELECT count(*) FROM c WHERE c.checked))::int"#
             ),
             insert_parked: format!(
                 r#"INSERT INTO {s}.parked_events (connector, "partition", position, event_id, stream, event_type, payload, error)

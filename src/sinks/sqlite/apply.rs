@@ -11,7 +11,7 @@ use std::{
 use rusqlite::{Connection, ErrorCode, ToSql, types::ToSqlOutput, types::Value as Sqlite};
 
 use super::checkpointer::Checkpointer;
-use crate::sinks::{ApplyError, Batch, BatchItem, SinkWriter, sql::{SqlOp, SqlValue}};
+use crate::sinks::{ApplyError, Batch, BatchItem, CheckpointWrite, SinkWriter, Stored, moved_detail, sql::{SqlOp, SqlValue}};
 
 pub struct SqliteWriter {
     conn: Arc<Mutex<Connection>>,
@@ -43,7 +43,7 @@ impl SinkWriter for SqliteWriter {
             apply_batch(&mut conn, &connector, &batch)
         })
         .await
-        .map_err(|e| ApplyError { message: e.to_string(), transient: false, failed_at: None })?
+        .map_err(|e| ApplyError { message: e.to_string(), transient: false, failed_at: None, checkpoint_moved: false })?
         .map_err(|mut e| {
             e.message = format!("SQLite target {path}: {}", e.message);
             e
@@ -56,9 +56,13 @@ impl SinkWriter for SqliteWriter {
 }
 
 fn apply_batch(conn: &mut Connection, connector: &str, batch: &Batch<SqlOp>) -> Result<(), ApplyError> {
-    let whole = |e: rusqlite::Error| ApplyError { transient: is_transient(&e), message: e.to_string(), failed_at: None };
+    let whole = |e: rusqlite::Error| ApplyError { transient: is_transient(&e), message: e.to_string(), failed_at: None, checkpoint_moved: false };
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(whole)?;
     let now = chrono::Utc::now().to_rfc3339();
+    // The checkpoints first: the immediate transaction holds the database's write lock, so
+    // what they compare against is what is stored, and a batch planned from a stale read
+    // fails before any of its operations runs.
+    write_checkpoints(&tx, connector, batch, &now)?;
     for (index, item) in batch.items.iter().enumerate() {
         match item {
             BatchItem::Apply { event, ops } => {
@@ -66,7 +70,7 @@ fn apply_batch(conn: &mut Connection, connector: &str, batch: &Batch<SqlOp>) -> 
                     execute(&tx, op).map_err(|e| ApplyError {
                         transient: e.transient,
                         message: format!("operation {} of {event} failed: {}; {op}", n + 1, e.message),
-                        failed_at: Some(index),
+                        failed_at: Some(index), checkpoint_moved: false
                     })?;
                 }
             }
@@ -92,27 +96,64 @@ fn apply_batch(conn: &mut Connection, connector: &str, batch: &Batch<SqlOp>) -> 
                 .map_err(|e| ApplyError {
                     transient: is_transient(&e),
                     message: format!("parking {event} failed: {e}"),
-                    failed_at: Some(index),
+                    failed_at: Some(index), checkpoint_moved: false
                 })?;
             }
         }
     }
-    {
-        let mut upsert = tx
-            .prepare_cached(
-                r#"INSERT INTO checkpoints (connector, partition_count, "partition", position, updated_at)
-                   VALUES (?1, ?2, ?3, ?4, ?5)
-                   ON CONFLICT (connector, partition_count, "partition")
-                   DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at"#,
-            )
-            .map_err(whole)?;
-        for (partition, position) in &batch.checkpoints {
-            upsert
-                .execute(rusqlite::params![connector, batch.partition_count, partition, *position as i64, now])
-                .map_err(whole)?;
+    tx.commit().map_err(whole)
+}
+
+/// Writes the batch's checkpoint rows, each only if the stored row is what the batch was
+/// planned from (see `Stored`).
+fn write_checkpoints(tx: &rusqlite::Transaction<'_>, connector: &str, batch: &Batch<SqlOp>, now: &str) -> Result<(), ApplyError> {
+    let whole = |e: rusqlite::Error| ApplyError {
+        transient: is_transient(&e),
+        message: format!("writing the checkpoints failed: {e}"),
+        failed_at: None,
+        checkpoint_moved: false,
+    };
+    for checkpoint in &batch.checkpoints {
+        let CheckpointWrite { partition, position, stored } = *checkpoint;
+        let (count, position) = (batch.partition_count, position as i64);
+        let written = match stored {
+            Stored::At(at) => tx
+                .prepare_cached(
+                    r#"UPDATE checkpoints SET position = ?4, updated_at = ?5
+                       WHERE connector = ?1 AND partition_count = ?2 AND "partition" = ?3 AND position = ?6"#,
+                )
+                .and_then(|mut s| s.execute(rusqlite::params![connector, count, partition, position, now, at as i64])),
+            Stored::Absent => tx
+                .prepare_cached(
+                    r#"INSERT INTO checkpoints (connector, partition_count, "partition", position, updated_at)
+                       VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (connector, partition_count, "partition") DO NOTHING"#,
+                )
+                .and_then(|mut s| s.execute(rusqlite::params![connector, count, partition, position, now])),
+            Stored::Unchecked => tx
+                .prepare_cached(
+                    r#"INSERT INTO checkpoints (connector, partition_count, "partition", position, updated_at)
+                       VALUES (?1, ?2, ?3, ?4, ?5)
+                       ON CONFLICT (connector, partition_count, "partition")
+                       DO UPDATE SET position = max(position, excluded.position), updated_at = excluded.updated_at"#,
+                )
+                .and_then(|mut s| s.execute(rusqlite::params![connector, count, partition, position, now])),
+        }
+        .map_err(whole)?;
+        if written != 1 && stored != Stored::Unchecked {
+            return Err(ApplyError::checkpoint_moved(moved_detail(partition, stored, &current(tx, connector, count, partition))));
         }
     }
-    tx.commit().map_err(whole)
+    Ok(())
+}
+
+/// What is stored for one partition, for the message of a checkpoint that moved.
+fn current(tx: &rusqlite::Transaction<'_>, connector: &str, count: u32, partition: u32) -> String {
+    tx.query_row(
+        r#"SELECT position FROM checkpoints WHERE connector = ?1 AND partition_count = ?2 AND "partition" = ?3"#,
+        rusqlite::params![connector, count, partition],
+        |row| row.get::<_, i64>(0),
+    )
+    .map_or_else(|_| "no row".to_string(), |p| format!("position {p}"))
 }
 
 pub(super) struct OpError {

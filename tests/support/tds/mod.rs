@@ -16,7 +16,8 @@
 //! transaction as `XACT_ABORT ON` does; and it keeps an in-memory checkpoint table, parked
 //! events and projection versions by reading the parameters of the gateway's own `MERGE` and
 //! `INSERT` statements (their shape is the gateway's, in `src/sinks/mssql/schema.rs`), applied
-//! at commit. It answers the gateway's checkpoint and version `SELECT`s from that state. It
+//! at commit, and it evaluates the gateway's checkpoint check against the committed rows,
+//! answering the error that check throws when a row is not where the batch expects it. It answers the gateway's checkpoint and version `SELECT`s from that state. It
 //! does not parse or run any other SQL: whether a statement is valid T-SQL, whether a
 //! parameter converts to its column, and locking are not tested by it (README: "SQL Server
 //! target").
@@ -259,7 +260,8 @@ impl Session {
             wire::transaction_change(&mut out, 8, descriptor);
             self.transaction = Some((descriptor, Pending::default()));
         }
-        if let Some(error) = self.scripted_error(text) {
+        let scripted = self.scripted_error(text).or_else(|| self.checkpoint_check_fails(text, params));
+        if let Some(error) = scripted {
             let line = text.lines().position(|l| l.contains(&error.when_text_contains)).map_or(1, |i| i as u32 + 1);
             wire::error(&mut out, error.number, 1, error.class, &error.message, line);
             if let Some((descriptor, _)) = self.transaction.take() {
@@ -313,6 +315,41 @@ impl Session {
         }
         wire::done(&mut out, done_kind, 0x0000, 0);
         out
+    }
+
+    /// The gateway's checkpoint check (`GatewaySql::check_checkpoints`), evaluated against the
+    /// committed checkpoints: the error it throws when a row is not where the batch expects
+    /// it (a null expected position: no row).
+    fn checkpoint_check_fails(&self, text: &str, params: &[Param]) -> Option<ScriptedError> {
+        let check = Regex::new(
+            r"IF \(SELECT count\(\*\) FROM \(VALUES ((?:\(@P\d+, @P\d+\)(?:, )?)+)\) AS s\(\[partition\], expected\).*?t\.connector = @P(\d+) AND t\.partition_count = @P(\d+).*?THROW (\d+), N'([^']*)'",
+        )
+        .unwrap();
+        let pair = Regex::new(r"\(@P(\d+), @P(\d+)\)").unwrap();
+        let p = |n: &str| &params[n.parse::<usize>().unwrap() - 1].value;
+        let state = self.state.lock().unwrap();
+        for m in check.captures_iter(text) {
+            let (Value::Text(connector), Value::Int(count)) = (p(&m[2]), p(&m[3])) else { panic!("check parameters: {params:?}") };
+            for row in pair.captures_iter(&m[1]) {
+                let Value::Int(partition) = p(&row[1]) else { panic!("partition parameter: {params:?}") };
+                let stored = state.checkpoints.get(&(connector.clone(), *count, *partition)).copied();
+                let expected = match p(&row[2]) {
+                    Value::Null => None,
+                    Value::Int(at) => Some(*at),
+                    other => panic!("expected position parameter: {other:?}"),
+                };
+                if stored != expected {
+                    return Some(ScriptedError {
+                        when_text_contains: "IF (SELECT count(*)".into(),
+                        number: m[4].parse().unwrap(),
+                        class: 16,
+                        message: m[5].to_string(),
+                        times: None,
+                    });
+                }
+            }
+        }
+        None
     }
 
     fn scripted_error(&self, text: &str) -> Option<ScriptedError> {
