@@ -9,6 +9,7 @@ pub mod filter;
 pub mod lease;
 pub mod management;
 pub mod operations;
+pub mod outage;
 pub mod partition;
 pub mod payload;
 pub mod pipeline;

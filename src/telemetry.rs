@@ -73,6 +73,10 @@ pub struct ConnectorTelemetry {
     pub sidecar_round_trip: Histogram,
     /// Attempts at a batch that failed with a transient error and were retried.
     pub batch_retries: AtomicU64,
+    /// The sidecar as the partition streams see it: one warning per outage.
+    pub sidecar_outage: crate::outage::Outage,
+    /// The target as the writers see it: one warning per outage.
+    pub target_outage: crate::outage::Outage,
 }
 
 impl ConnectorTelemetry {
@@ -83,6 +87,8 @@ impl ConnectorTelemetry {
             batch_operations: Histogram::new(OPERATIONS),
             sidecar_round_trip: Histogram::new(SECONDS),
             batch_retries: AtomicU64::new(0),
+            sidecar_outage: Default::default(),
+            target_outage: Default::default(),
         }
     }
 

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::progress::ProgressSender;
 use crate::{
@@ -24,7 +24,7 @@ use crate::{
 pub enum WriterError {
     #[error("{event}: applying its operations failed: {error}. The checkpoint stays before this event (poison policy `stop`); fix the cause (or set `poison: skip` or `park`) and restart")]
     Poisoned { event: Box<EventRef>, error: ApplyError },
-    #[error("applying a batch failed: {0}")]
+    #[error("applying a batch failed: {0}. The checkpoint stays before this batch, so it is applied again once the cause is fixed and the connector restarted")]
     Batch(ApplyError),
     /// The stored checkpoints are not what this run planned from: the connector re-plans.
     #[error("{0}")]
@@ -174,6 +174,12 @@ impl<W: SinkWriter> Writer<W> {
             drop(span);
             match attempt {
                 Ok(()) => {
+                    if let Some((lasted, repeats)) = self.telemetry.target_outage.succeeded() {
+                        info!(
+                            connector = %self.telemetry.connector,
+                            "the target accepts batches again after {lasted:.1?} ({repeats} more failed attempt(s) while it was failing)"
+                        );
+                    }
                     self.telemetry.batch_apply.observe_duration(started.elapsed());
                     self.telemetry.batch_operations.observe(operations as f64);
                     return Ok(());
@@ -181,7 +187,16 @@ impl<W: SinkWriter> Writer<W> {
                 Err(e) if e.transient => {
                     self.telemetry.batch_retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let delay = backoff.next_delay();
-                    warn!("{e}; retrying the batch of {} item(s) in {delay:?}", batch.items.len());
+                    if self.telemetry.target_outage.failed() {
+                        warn!(
+                            connector = %self.telemetry.connector,
+                            "{e}; retrying the batch of {} item(s) with backoff; repeats are logged at debug level until a \
+                             batch commits",
+                            batch.items.len()
+                        );
+                    } else {
+                        debug!(connector = %self.telemetry.connector, "{e}; retrying the batch of {} item(s) in {delay:?}", batch.items.len());
+                    }
                     tokio::select! {
                         _ = self.abort.cancelled() => return Err(ApplyError { message: format!("{e} (gave up: connector stopping)"), transient: false, failed_at: None, checkpoint_moved: false }),
                         _ = tokio::time::sleep(delay) => {}

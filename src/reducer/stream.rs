@@ -106,6 +106,13 @@ impl<S: Sink> PartitionReducer<S> {
                     message = next_message(&mut responses), if responses.is_some() => match message {
                         Ok(Some(response)) => {
                             backoff.reset();
+                            if let Some((lasted, repeats)) = self.telemetry.sidecar_outage.succeeded() {
+                                info!(
+                                    connector = %self.telemetry.connector,
+                                    address = %self.config.address,
+                                    "the sidecar answers again after {lasted:.1?} ({repeats} more failed attempt(s) across partitions while it was away)"
+                                );
+                            }
                             if let Flow::Restart = self.on_response(response, &mut window).await? {
                                 break StreamEnd::Restart;
                             }
@@ -141,13 +148,21 @@ impl<S: Sink> PartitionReducer<S> {
                 let delay = backoff.next_delay();
                 if reason == ENDED_BY_SIDECAR {
                     info!(partition = self.partition, "the sidecar ended the stream (restarting?); reconnecting in {delay:?} and resending {} unanswered event(s)", window.events());
-                } else {
+                } else if self.telemetry.sidecar_outage.failed() {
                     warn!(
-                    partition = self.partition,
-                    address = %self.config.address,
-                    "sidecar stream failed: {reason}; reconnecting in {delay:?} and resending {} unanswered event(s)",
-                    window.events()
-                );
+                        connector = %self.telemetry.connector,
+                        partition = self.partition,
+                        address = %self.config.address,
+                        "sidecar stream failed: {reason}; every partition reconnects with backoff and resends what is unanswered \
+                         (nothing is lost); further failures are logged at debug level until the sidecar answers again"
+                    );
+                } else {
+                    debug!(
+                        connector = %self.telemetry.connector,
+                        partition = self.partition,
+                        "sidecar stream failed: {reason}; reconnecting in {delay:?} and resending {} unanswered event(s)",
+                        window.events()
+                    );
                 }
                 tokio::select! {
                     _ = self.abort.cancelled() => return Ok(()),

@@ -390,6 +390,10 @@ struct Origin<'b> {
 
 impl Origin<'_> {
     fn failure(&self, e: &tokio_postgres::Error, commit_sent: bool) -> Failure {
+        if is_connection_lost(e) {
+            // Not the operation's fault: whichever statement was on the wire sees it.
+            return connection_lost(e, commit_sent);
+        }
         Failure {
             error: ApplyError {
                 message: format!("operation {} of {} failed: {}; {}", self.number, self.event, describe(e), self.op),
@@ -474,6 +478,9 @@ impl Step<'_> {
     }
 
     fn failure(&self, e: &tokio_postgres::Error, commit_sent: bool) -> Failure {
+        if is_connection_lost(e) && !matches!(self, Step::Reject { .. }) {
+            return connection_lost(e, commit_sent);
+        }
         let whole = |what: &str| Failure {
             error: ApplyError {
                 message: format!("{what} failed: {}", describe(e)),
@@ -556,6 +563,27 @@ fn checkpoints_step<'b>(connector: &'b str, batch: &Batch<SqlOp>) -> Result<Step
             })
             .collect::<Result<_, _>>()?,
     })
+}
+
+/// The connection went away in the middle of a batch: said as what it is, whichever
+/// statement was on the wire, and retried (on a new connection; first checked against the
+/// checkpoints when `COMMIT` had been sent).
+fn connection_lost(e: &tokio_postgres::Error, commit_sent: bool) -> Failure {
+    let outcome = if commit_sent {
+        "after COMMIT was sent, so whether the batch committed is checked before it is applied again"
+    } else {
+        "before COMMIT, so nothing of the batch was committed"
+    };
+    Failure {
+        error: ApplyError {
+            message: format!("the connection to the target was lost while applying a batch ({outcome}): {}", describe(e)),
+            transient: true,
+            failed_at: None,
+            checkpoint_moved: false,
+        },
+        connection_lost: true,
+        commit_sent,
+    }
 }
 
 /// The step for a prepared statement: its parameters converted to the server's types, or the

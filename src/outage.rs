@@ -1,0 +1,69 @@
+//! One report per outage of a dependency, not one per partition stream and retry.
+//!
+//! Every partition of a connector has its own stream to the sidecar, and each retries on its
+//! own: a sidecar that is down for a minute would otherwise print a warning per partition per
+//! backoff step. An [`Outage`] is shared by the partitions of one connector: the first failure
+//! starts the outage and is reported at WARN, the repeats go to DEBUG, and the first success
+//! after it ends the outage with one INFO line saying how long it lasted.
+
+use std::{
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+/// The state of one dependency as its users saw it last.
+#[derive(Debug, Default)]
+pub struct Outage {
+    /// Fast path for [`Outage::succeeded`], called on every answer.
+    down: AtomicBool,
+    since: Mutex<Option<(Instant, u64)>>,
+}
+
+impl Outage {
+    /// Records a failure; true when it starts an outage (report it), false for a repeat.
+    pub fn failed(&self) -> bool {
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *since {
+            Some((_, repeats)) => {
+                *repeats += 1;
+                false
+            }
+            None => {
+                *since = Some((Instant::now(), 0));
+                self.down.store(true, Ordering::Release);
+                true
+            }
+        }
+    }
+
+    /// Records a success; when it ends an outage, how long that lasted and how many failures
+    /// after the first were not reported.
+    pub fn succeeded(&self) -> Option<(Duration, u64)> {
+        if !self.down.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        self.down.store(false, Ordering::Release);
+        since.take().map(|(at, repeats)| (at.elapsed(), repeats))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_is_reported_once_and_its_end_once() {
+        let outage = Outage::default();
+        assert_eq!(outage.succeeded(), None, "no outage yet");
+        assert!(outage.failed(), "the first failure starts it");
+        assert!(!outage.failed() && !outage.failed(), "repeats are not reported");
+        let (_, repeats) = outage.succeeded().expect("the first success ends it");
+        assert_eq!(repeats, 2);
+        assert_eq!(outage.succeeded(), None, "ended once");
+        assert!(outage.failed(), "a new outage is reported again");
+    }
+}
