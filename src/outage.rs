@@ -4,7 +4,10 @@
 //! own: a sidecar that is down for a minute would otherwise print a warning per partition per
 //! backoff step. An [`Outage`] is shared by the partitions of one connector: the first failure
 //! starts the outage and is reported at WARN, the repeats go to DEBUG, and the first success
-//! after it ends the outage with one INFO line saying how long it lasted.
+//! of an attempt made after it began (a stream opened, a batch tried) ends the outage with one
+//! INFO line saying how long it lasted. An answer still in flight on a stream opened before
+//! the outage proves nothing: when a sidecar dies, its last answers and its streams' failures
+//! arrive in the same milliseconds.
 
 use std::{
     sync::{
@@ -39,15 +42,21 @@ impl Outage {
         }
     }
 
-    /// Records a success; when it ends an outage, how long that lasted and how many failures
-    /// after the first were not reported.
-    pub fn succeeded(&self) -> Option<(Duration, u64)> {
+    /// Records a success of an attempt made at `attempt_started`; when it ends an outage, how
+    /// long that lasted and how many failures after the first were not reported.
+    pub fn succeeded(&self, attempt_started: Instant) -> Option<(Duration, u64)> {
         if !self.down.load(Ordering::Acquire) {
             return None;
         }
         let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
-        self.down.store(false, Ordering::Release);
-        since.take().map(|(at, repeats)| (at.elapsed(), repeats))
+        match *since {
+            Some((at, repeats)) if at < attempt_started => {
+                *since = None;
+                self.down.store(false, Ordering::Release);
+                Some((at.elapsed(), repeats))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -58,12 +67,14 @@ mod tests {
     #[test]
     fn an_outage_is_reported_once_and_its_end_once() {
         let outage = Outage::default();
-        assert_eq!(outage.succeeded(), None, "no outage yet");
+        let before = Instant::now();
+        assert_eq!(outage.succeeded(before), None, "no outage yet");
         assert!(outage.failed(), "the first failure starts it");
         assert!(!outage.failed() && !outage.failed(), "repeats are not reported");
-        let (_, repeats) = outage.succeeded().expect("the first success ends it");
+        assert_eq!(outage.succeeded(before), None, "an attempt made before it began ends nothing");
+        let (_, repeats) = outage.succeeded(Instant::now()).expect("the first success of a later attempt ends it");
         assert_eq!(repeats, 2);
-        assert_eq!(outage.succeeded(), None, "ended once");
+        assert_eq!(outage.succeeded(Instant::now()), None, "ended once");
         assert!(outage.failed(), "a new outage is reported again");
     }
 }

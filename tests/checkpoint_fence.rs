@@ -9,14 +9,13 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
-use bytes::Bytes;
 use projector_gateway::{
     config::{MongoSinkConfig, MongoTransactions, SinkConfig},
-    event::{ContentType, Event, Position},
+    event::Position,
     payload::json_to_struct,
     proto::{self, names, pack},
     sinks::{
-        ApplyError, Batch, BatchItem, EventRef, Sink, SinkWriter,
+        ApplyError, Batch, BatchItem, Sink, SinkWriter,
         mongo::MongoSink,
         postgres::PostgresSink,
         sql::{SqlOp, SqlValue},
@@ -34,25 +33,10 @@ use support::{
 const WAIT: Duration = Duration::from_secs(120);
 const SEEN_TABLE: &str = "CREATE TABLE IF NOT EXISTS seen (position bigint NOT NULL)";
 
-fn event(position: Position) -> EventRef {
-    let event = Event {
-        position,
-        stream: format!("s-{position}"),
-        revision: 0,
-        event_type: "Tested".into(),
-        event_id: format!("e-{position}"),
-        data: Bytes::from_static(b"{}"),
-        metadata: None,
-        created: chrono::Utc::now(),
-        content_type: ContentType::Json,
-    };
-    EventRef::new(Arc::new(event), 0)
-}
-
 /// One event on partition 0 of 1 that inserts its position into `seen`, planned from `stored`.
 fn sql_batch(position: Position, stored: Option<Position>) -> Arc<Batch<SqlOp>> {
     let op = SqlOp::Statement { sql: "INSERT INTO seen (position) VALUES ($1)".into(), params: vec![SqlValue::Int(position as i64)] };
-    Arc::new(Batch::fenced(vec![BatchItem::Apply { event: event(position), ops: vec![op] }], 1, &[stored]))
+    Arc::new(Batch::fenced(vec![BatchItem::Apply { event: tested_event(position), ops: vec![op] }], 1, &[stored]))
 }
 
 fn assert_moved(result: Result<(), ApplyError>, what: &str) {
@@ -181,7 +165,7 @@ async fn mongo_with_transactions_commits_a_batch_only_from_the_stored_checkpoint
         let document = json_to_struct(format!(r#"{{"_id": {position}}}"#).as_bytes()).unwrap();
         let op = pack(names::INSERT_ONE, &proto::InsertOne { document: Some(document), ..Default::default() });
         let op = sink.decode(&op).expect("decodes").expect("not Ignore");
-        Arc::new(Batch::fenced(vec![BatchItem::Apply { event: event(position), ops: vec![op] }], 1, &[stored]))
+        Arc::new(Batch::fenced(vec![BatchItem::Apply { event: tested_event(position), ops: vec![op] }], 1, &[stored]))
     };
     let ids = async || -> Vec<i64> {
         db.documents("docs").await.iter().map(|d| d.get_f64("_id").expect("a number") as i64).collect()

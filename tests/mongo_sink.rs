@@ -12,14 +12,12 @@ mod support;
 use std::{sync::Arc, time::Duration};
 
 use bookings_reducer::proto::{ProjectionRequest, ProjectionResponse};
-use bytes::Bytes;
 use mongodb::bson::{Bson, doc};
 use projector_gateway::{
     config::{MongoSinkConfig, MongoTransactions},
-    event::Event,
     payload::json_to_struct,
     proto::{self, names, pack},
-    sinks::{ApplyError, Batch, BatchItem, EventRef, Sink, SinkWriter, mongo::MongoSink},
+    sinks::{ApplyError, Batch, BatchItem, Sink, SinkWriter, mongo::MongoSink},
 };
 use prost_types::{Any, Struct};
 use support::{
@@ -66,20 +64,8 @@ async fn apply(sink: &MongoSink, first_position: u64, events: Vec<Vec<Any>>) -> 
         .into_iter()
         .enumerate()
         .map(|(i, ops)| {
-            let position = first_position + i as u64;
-            let event = Event {
-                position,
-                stream: format!("s-{position}"),
-                revision: 0,
-                event_type: "Tested".into(),
-                event_id: format!("e-{position}"),
-                data: Bytes::from_static(b"{}"),
-                metadata: None,
-                created: chrono::Utc::now(),
-                content_type: projector_gateway::event::ContentType::Json,
-            };
             let ops = ops.iter().map(|op| sink.decode(op).expect("decodes").expect("not Ignore")).collect();
-            BatchItem::Apply { event: EventRef::new(Arc::new(event), 0), ops }
+            BatchItem::Apply { event: tested_event(first_position + i as u64), ops }
         })
         .collect();
     let mut writer = sink.open_writer().await.expect("writer");

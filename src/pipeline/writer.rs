@@ -174,7 +174,7 @@ impl<W: SinkWriter> Writer<W> {
             drop(span);
             match attempt {
                 Ok(()) => {
-                    if let Some((lasted, repeats)) = self.telemetry.target_outage.succeeded() {
+                    if let Some((lasted, repeats)) = self.telemetry.target_outage.succeeded(started.into_std()) {
                         info!(
                             connector = %self.telemetry.connector,
                             "the target accepts batches again after {lasted:.1?} ({repeats} more failed attempt(s) while it was failing)"

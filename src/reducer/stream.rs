@@ -78,6 +78,7 @@ impl<S: Sink> PartitionReducer<S> {
             for (event, span) in window.resend_all(Instant::now()) {
                 let _ = requests.try_send(traced_request(event, span, self.partition, self.config.payload));
             }
+            let opened_at = Instant::now();
             let mut client = self.client.clone();
             let call = client.project(ReceiverStream::new(outgoing));
             tokio::pin!(call);
@@ -106,7 +107,7 @@ impl<S: Sink> PartitionReducer<S> {
                     message = next_message(&mut responses), if responses.is_some() => match message {
                         Ok(Some(response)) => {
                             backoff.reset();
-                            if let Some((lasted, repeats)) = self.telemetry.sidecar_outage.succeeded() {
+                            if let Some((lasted, repeats)) = self.telemetry.sidecar_outage.succeeded(opened_at.into_std()) {
                                 info!(
                                     connector = %self.telemetry.connector,
                                     address = %self.config.address,
@@ -267,8 +268,19 @@ impl<S: Sink> PartitionReducer<S> {
         if attempts > self.config.max_retries {
             let reason = format!("the sidecar did not answer within {timeout:?}, {attempts} time(s)");
             self.poison(window, reason).await?;
+        } else if self.telemetry.sidecar_outage.failed() {
+            warn!(
+                connector = %self.telemetry.connector,
+                partition = self.partition,
+                "the sidecar did not answer within {timeout:?} (attempt {attempts}); reopening the stream and resending; \
+                 further failures are logged at debug level until the sidecar answers again"
+            );
         } else {
-            warn!(partition = self.partition, "the sidecar did not answer within {timeout:?} (attempt {attempts}); reopening the stream and resending");
+            debug!(
+                connector = %self.telemetry.connector,
+                partition = self.partition,
+                "the sidecar did not answer within {timeout:?} (attempt {attempts}); reopening the stream and resending"
+            );
         }
         Ok(Flow::Restart)
     }

@@ -225,3 +225,20 @@ pub fn sqlite_low_watermark(target: &Path, connector: &str, partitions: u32) -> 
     let rows: Vec<_> = sqlite_checkpoints(target, connector).into_iter().filter(|r| r.0 == partitions).collect();
     if rows.len() < partitions as usize { 0 } else { rows.iter().map(|r| r.2).min().unwrap_or(0) }
 }
+
+/// An event of type `Tested` at `position` in stream `s-<position>`, routed to partition 0:
+/// what sink tests apply batches of.
+pub fn tested_event(position: u64) -> projector_gateway::sinks::EventRef {
+    let event = projector_gateway::event::Event {
+        position,
+        stream: format!("s-{position}"),
+        revision: 0,
+        event_type: "Tested".into(),
+        event_id: format!("e-{position}"),
+        data: bytes::Bytes::from_static(b"{}"),
+        metadata: None,
+        created: chrono::Utc::now(),
+        content_type: projector_gateway::event::ContentType::Json,
+    };
+    projector_gateway::sinks::EventRef::new(std::sync::Arc::new(event), 0)
+}

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod bookings_model;
+pub mod chaos;
 #[cfg(feature = "elastic")]
 pub mod elastic;
 #[cfg(feature = "elastic")]
