@@ -10,7 +10,7 @@ mod support;
 use std::{sync::Arc, time::Duration};
 
 use projector_gateway::{
-    config::{MongoSinkConfig, MongoTransactions, SinkConfig},
+    config::SinkConfig,
     event::Position,
     payload::json_to_struct,
     proto::{self, names, pack},
@@ -33,10 +33,18 @@ use support::{
 const WAIT: Duration = Duration::from_secs(120);
 const SEEN_TABLE: &str = "CREATE TABLE IF NOT EXISTS seen (position bigint NOT NULL)";
 
-/// One event on partition 0 of 1 that inserts its position into `seen`, planned from `stored`.
-fn sql_batch(position: Position, stored: Option<Position>) -> Arc<Batch<SqlOp>> {
-    let op = SqlOp::Statement { sql: "INSERT INTO seen (position) VALUES ($1)".into(), params: vec![SqlValue::Int(position as i64)] };
+/// One event at `position` on partition 0 of 1 applying `op`, planned from `stored`.
+fn fenced_batch<Op>(op: Op, position: Position, stored: Option<Position>) -> Arc<Batch<Op>> {
     Arc::new(Batch::fenced(vec![BatchItem::Apply { event: tested_event(position), ops: vec![op] }], 1, &[stored]))
+}
+
+/// The SQL operation of the event at `position`: inserts the position into `seen`.
+fn insert_seen(position: Position) -> SqlOp {
+    SqlOp::Statement { sql: "INSERT INTO seen (position) VALUES ($1)".into(), params: vec![SqlValue::Int(position as i64)] }
+}
+
+fn sql_batch(position: Position, stored: Option<Position>) -> Arc<Batch<SqlOp>> {
+    fenced_batch(insert_seen(position), position, stored)
 }
 
 fn assert_moved(result: Result<(), ApplyError>, what: &str) {
@@ -46,20 +54,22 @@ fn assert_moved(result: Result<(), ApplyError>, what: &str) {
     assert!(error.message.contains("a checkpoint moved since this gateway read it"), "{what}: {}", error.message);
 }
 
-/// What every SQL target must do with a batch: commit it when the stored row is what it was
-/// planned from, refuse it whole otherwise.
-async fn the_fence_holds<S: Sink<Op = SqlOp>>(sink: &S, seen: impl AsyncFn() -> Vec<i64>) {
+/// What every transactional target must do with a batch: commit it when the stored row is
+/// what it was planned from, refuse it whole otherwise. `op` is the operation of the event at
+/// a position; `seen` lists the positions whose operation was applied.
+async fn the_fence_holds<S: Sink>(sink: &S, op: impl Fn(Position) -> S::Op, seen: impl AsyncFn() -> Vec<i64>) {
+    let batch = |position, stored| fenced_batch(op(position), position, stored);
     let mut writer = sink.open_writer().await.expect("writer");
-    writer.apply(sql_batch(10, None)).await.expect("the first batch, planned from no row");
-    assert_moved(writer.apply(sql_batch(20, None)).await, "planned from no row, but a row exists");
-    assert_moved(writer.apply(sql_batch(20, Some(5))).await, "planned from a position that is not stored");
+    writer.apply(batch(10, None)).await.expect("the first batch, planned from no row");
+    assert_moved(writer.apply(batch(20, None)).await, "planned from no row, but a row exists");
+    assert_moved(writer.apply(batch(20, Some(5))).await, "planned from a position that is not stored");
     assert_eq!(seen().await, [10], "a refused batch applies none of its operations");
-    writer.apply(sql_batch(20, Some(10))).await.expect("planned from the stored position");
+    writer.apply(batch(20, Some(10))).await.expect("planned from the stored position");
     assert_eq!(seen().await, [10, 20]);
     let rows = sink.load_checkpoints().await.expect("checkpoints");
     assert_eq!(rows.iter().map(|r| (r.partition, r.position)).collect::<Vec<_>>(), [(0, 20)]);
     // Unchecked writes (tools, the sinks without transactions) never move a row backwards.
-    let behind = Batch::new(vec![BatchItem::<SqlOp>::Advance { partition: 0, position: 15 }], 1);
+    let behind = Batch::new(vec![BatchItem::<S::Op>::Advance { partition: 0, position: 15 }], 1);
     writer.apply(Arc::new(behind)).await.expect("an unchecked advance");
     let rows = sink.load_checkpoints().await.expect("checkpoints");
     assert_eq!(rows[0].position, 20, "an unchecked write moved the checkpoint backwards");
@@ -77,7 +87,7 @@ async fn sqlite_commits_a_batch_only_from_the_stored_checkpoint() {
     );
     let SinkConfig::Sqlite(config) = parse_connector(&yaml).sink else { unreachable!() };
     let sink = SqliteSink::open(&config, "fenced").await.expect("open");
-    the_fence_holds(&sink, async || {
+    the_fence_holds(&sink, insert_seen, async || {
         let conn = rusqlite::Connection::open(&target).unwrap();
         let mut stmt = conn.prepare("SELECT position FROM seen ORDER BY position").unwrap();
         stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
@@ -105,7 +115,7 @@ async fn pg_seen(db: &Database) -> Vec<i64> {
 async fn postgres_commits_a_batch_only_from_the_stored_checkpoint() {
     let db = Database::fresh("fence").await;
     let sink = postgres_sink(&db).await;
-    the_fence_holds(&sink, async || pg_seen(&db).await).await;
+    the_fence_holds(&sink, insert_seen, async || pg_seen(&db).await).await;
 }
 
 /// The race behind a restart that double-applied a batch: the new process read the checkpoint
@@ -144,39 +154,20 @@ async fn postgres_a_batch_racing_an_in_flight_commit_is_refused_once_that_commit
     assert_eq!(pg_seen(&db).await, [10, 20], "event 20 applied once, by the commit that was in flight");
 }
 
-fn mongo_config(db: &MongoDb) -> MongoSinkConfig {
-    MongoSinkConfig {
-        url: db.server.url().to_string(),
-        database: db.name.clone(),
-        collection: "docs".into(),
-        checkpoints_collection: "checkpoints".into(),
-        parked_collection: "parked_events".into(),
-        transactions: MongoTransactions::Auto,
-        writers: 1,
-    }
-}
-
 #[tokio::test]
 async fn mongo_with_transactions_commits_a_batch_only_from_the_stored_checkpoint() {
     let db = MongoDb::fresh(Server::Secantus, "fence").await;
-    let sink = MongoSink::open(&mongo_config(&db), "fenced").await.expect("open");
+    let sink = MongoSink::open(&db.sink_config(), "fenced").await.expect("open");
     assert!(sink.transactional(), "SecantusDB has transactions");
-    let batch = |position: Position, stored: Option<Position>| {
+    let insert = |position: Position| {
         let document = json_to_struct(format!(r#"{{"_id": {position}}}"#).as_bytes()).unwrap();
         let op = pack(names::INSERT_ONE, &proto::InsertOne { document: Some(document), ..Default::default() });
-        let op = sink.decode(&op).expect("decodes").expect("not Ignore");
-        Arc::new(Batch::fenced(vec![BatchItem::Apply { event: tested_event(position), ops: vec![op] }], 1, &[stored]))
+        sink.decode(&op).expect("decodes").expect("not Ignore")
     };
-    let ids = async || -> Vec<i64> {
+    the_fence_holds(&sink, insert, async || {
         db.documents("docs").await.iter().map(|d| d.get_f64("_id").expect("a number") as i64).collect()
-    };
-    let mut writer = sink.open_writer().await.expect("writer");
-    writer.apply(batch(10, None)).await.expect("the first batch, planned from no row");
-    assert_moved(writer.apply(batch(20, None)).await, "planned from no row, but a row exists");
-    assert_moved(writer.apply(batch(20, Some(5))).await, "planned from a position that is not stored");
-    assert_eq!(ids().await, [10], "a refused batch applies none of its operations");
-    writer.apply(batch(20, Some(10))).await.expect("planned from the stored position");
-    assert_eq!(ids().await, [10, 20]);
+    })
+    .await;
     assert_eq!(db.checkpoints("fenced").await.into_values().collect::<Vec<_>>(), [20]);
 }
 

@@ -14,7 +14,7 @@ use std::{sync::Arc, time::Duration};
 use bookings_reducer::proto::{ProjectionRequest, ProjectionResponse};
 use mongodb::bson::{Bson, doc};
 use projector_gateway::{
-    config::{MongoSinkConfig, MongoTransactions},
+    config::MongoTransactions,
     payload::json_to_struct,
     proto::{self, names, pack},
     sinks::{ApplyError, Batch, BatchItem, Sink, SinkWriter, mongo::MongoSink},
@@ -38,20 +38,8 @@ fn st(json: &str) -> Struct {
     json_to_struct(json.as_bytes()).unwrap()
 }
 
-fn config(db: &MongoDb) -> MongoSinkConfig {
-    MongoSinkConfig {
-        url: db.server.url().to_string(),
-        database: db.name.clone(),
-        collection: "docs".into(),
-        checkpoints_collection: "checkpoints".into(),
-        parked_collection: "parked_events".into(),
-        transactions: MongoTransactions::Auto,
-        writers: 1,
-    }
-}
-
 async fn open(db: &MongoDb) -> MongoSink {
-    let sink = MongoSink::open(&config(db), "ops").await.expect("open the sink");
+    let sink = MongoSink::open(&db.sink_config(), "ops").await.expect("open the sink");
     if let Some(expected) = db.server.expects_transactions() {
         assert_eq!(sink.transactional(), expected, "transactions detected on {}", db.server.name());
     }
@@ -229,7 +217,7 @@ async fn invalid_update_documents_are_named(server: Server) {
 
 async fn an_unreachable_server_fails_the_start_with_a_clear_message(server: Server) {
     let db = MongoDb::fresh(server, "unreachable").await;
-    let mut c = config(&db);
+    let mut c = db.sink_config();
     c.url = format!("mongodb://127.0.0.1:{}/?directConnection=true&serverSelectionTimeoutMS=500", free_port());
     let e = MongoSink::open(&c, "ops").await.err().expect("cannot open").0;
     assert!(e.starts_with("cannot reach the MongoDB target `127.0.0.1:"), "{e}");
@@ -239,7 +227,7 @@ async fn an_unreachable_server_fails_the_start_with_a_clear_message(server: Serv
 async fn write_concern_errors_are_named(server: Server) {
     let db = MongoDb::fresh(server, "concern").await;
     for transactions in [MongoTransactions::Auto, MongoTransactions::Off] {
-        let mut c = config(&db);
+        let mut c = db.sink_config();
         c.url = server.url_with("w=5");
         c.transactions = transactions;
         let sink = MongoSink::open(&c, "ops").await.expect("open");
@@ -378,7 +366,7 @@ async fn events_failing_after_a_first_operation_are_parked_once(server: Server) 
         let streams = db.documents("firsts").await.len();
         assert_eq!(db.documents("parked_events").await.len(), 300 - streams, "{transactions}: each failing event parked once");
         let counted: i64 = db.documents("counts").await.iter().map(|d| int64(d, "n")).sum();
-        let transactional = transactions == "auto" && MongoSink::open(&config(&db), "x").await.unwrap().transactional();
+        let transactional = transactions == "auto" && MongoSink::open(&db.sink_config(), "x").await.unwrap().transactional();
         // In a transaction a parked event's first operation is rolled back with it; without,
         // it stays, applied once (not again when the events before it are applied alone).
         let expected = if transactional { streams as i64 } else { 300 };

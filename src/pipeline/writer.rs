@@ -165,7 +165,8 @@ impl<W: SinkWriter> Writer<W> {
                 _ = self.abort.cancelled() => return Err(ApplyError {
                     message: format!("connector stopping: the batch of {} item(s) being applied was not committed (applied again on restart)", batch.items.len()),
                     transient: false,
-                    failed_at: None, checkpoint_moved: false
+                    failed_at: None,
+                    checkpoint_moved: false,
                 }),
             };
             if let Err(e) = &attempt {

@@ -134,6 +134,21 @@ pub enum Stored {
     Unchecked,
 }
 
+impl Stored {
+    /// True when the write must find the stored row as stated (a compare-and-set).
+    pub fn is_checked(self) -> bool {
+        self != Stored::Unchecked
+    }
+
+    /// The stored position the write expects, if it expects one.
+    pub fn position(self) -> Option<Position> {
+        match self {
+            Stored::At(at) => Some(at),
+            Stored::Absent | Stored::Unchecked => None,
+        }
+    }
+}
+
 /// One checkpoint row a batch writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointWrite {
@@ -243,10 +258,7 @@ impl ApplyError {
 
 /// What a checkpoint compare-and-set expected and found, for [`ApplyError::checkpoint_moved`].
 pub fn moved_detail(partition: u32, expected: Stored, found: &str) -> String {
-    let expected = match expected {
-        Stored::At(at) => format!("position {at}"),
-        Stored::Absent | Stored::Unchecked => "no row".to_string(),
-    };
+    let expected = expected.position().map_or("no row".to_string(), |at| format!("position {at}"));
     format!("partition {partition}: expected {expected}, found {found}")
 }
 

@@ -732,6 +732,16 @@ impl Runner {
         self.start_gateway(None);
     }
 
+    /// Waits (up to `within`) for the newest gateway to commit, noting it under `what` if it
+    /// does not, then runs for a random delay out of `range`.
+    async fn run_after_recovery(&mut self, within: Duration, what: &str, range: (u64, u64)) {
+        if !self.until_recovered(within).await {
+            self.notes.push(format!("{what}: the restarted gateway did not commit within {} s", within.as_secs()));
+        }
+        let d = self.delay(range);
+        self.run_for(d).await;
+    }
+
     /// Runs until a random delay out of `range` has passed since the newest gateway started.
     async fn run_since_newest_start(&mut self, range: (u64, u64)) {
         let d = self.delay(range);
@@ -864,11 +874,7 @@ impl Runner {
             Fault::RecoveryKills { kills, after_commit_ms } => {
                 self.ensure_gateway().await;
                 for _ in 0..kills {
-                    if !self.until_recovered(Duration::from_secs(120)).await {
-                        self.notes.push("recovery kills: the restarted gateway did not commit within 120 s".into());
-                    }
-                    let d = self.delay(after_commit_ms);
-                    self.run_for(d).await;
+                    self.run_after_recovery(Duration::from_secs(120), "recovery kills", after_commit_ms).await;
                     self.kill_newest("sigkill-in-recovery").await;
                     self.restart_gateway().await;
                 }
@@ -879,11 +885,7 @@ impl Runner {
                     self.run_since_newest_start(kill_after_ms).await;
                     self.kill_newest("sigkill").await;
                     self.restart_gateway().await;
-                    if !self.until_recovered(Duration::from_secs(120)).await {
-                        self.notes.push("kill then term: the restarted gateway did not commit within 120 s".into());
-                    }
-                    let d = self.delay(term_after_ms);
-                    self.run_for(d).await;
+                    self.run_after_recovery(Duration::from_secs(120), "kill then term", term_after_ms).await;
                     self.refresh().await;
                     self.count_fault("sigterm-after-restart");
                     let last = self.gateways.len() - 1;
@@ -909,11 +911,7 @@ impl Runner {
                 self.slow_commits(true).await;
                 self.restart_gateway().await;
                 for _ in 0..kills {
-                    if !self.until_recovered(Duration::from_secs(60)).await {
-                        self.notes.push("slow commits: a gateway did not commit within 60 s".into());
-                    }
-                    let d = self.delay(after_ms);
-                    self.run_for(d).await;
+                    self.run_after_recovery(Duration::from_secs(60), "slow commits", after_ms).await;
                     self.kill_newest("sigkill-slow-commit").await;
                     if restart_pause_ms > 0 {
                         tokio::time::sleep(Duration::from_millis(restart_pause_ms)).await;

@@ -114,6 +114,20 @@ impl MongoDb {
         Self { server, name, db }
     }
 
+    /// The sink's configuration for this database: collection `docs`, the default gateway
+    /// collections, transactions where the server has them, one writer.
+    pub fn sink_config(&self) -> projector_gateway::config::MongoSinkConfig {
+        projector_gateway::config::MongoSinkConfig {
+            url: self.server.url().to_string(),
+            database: self.name.clone(),
+            collection: "docs".into(),
+            checkpoints_collection: "checkpoints".into(),
+            parked_collection: "parked_events".into(),
+            transactions: projector_gateway::config::MongoTransactions::Auto,
+            writers: 1,
+        }
+    }
+
     /// The sink section for this database, `extra` lines appended (8 spaces of indent).
     pub fn sink_yaml(&self, extra: &str) -> String {
         format!(

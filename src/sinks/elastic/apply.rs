@@ -173,7 +173,8 @@ impl ElasticWriter {
                     let error = ApplyError {
                         message: format!("a _bulk request of {item_count} item(s) failed: {}", e.message),
                         transient: e.transient,
-                        failed_at: None, checkpoint_moved: false
+                        failed_at: None,
+                        checkpoint_moved: false,
                     };
                     let items: HashSet<usize> = request.origins.iter().map(Origin::item).collect();
                     return Err(match (e.transient, items.len()) {
@@ -195,7 +196,8 @@ impl ElasticWriter {
                 return Err(Failure::Item(ApplyError {
                     message: format!("the engine answered {} item(s) to a _bulk request of {item_count}", reply.items.len()),
                     transient: true,
-                    failed_at: None, checkpoint_moved: false
+                    failed_at: None,
+                    checkpoint_moved: false,
                 }));
             }
             let mut failed: Option<ApplyError> = None;
@@ -220,7 +222,8 @@ impl ElasticWriter {
                 return Err(Failure::Item(ApplyError {
                     message: format!("{first} ({} item(s) to retry; the applied ones are not sent again)", transient.len()),
                     transient: true,
-                    failed_at: None, checkpoint_moved: false
+                    failed_at: None,
+                    checkpoint_moved: false,
                 }));
             }
         }
@@ -240,7 +243,8 @@ impl ElasticWriter {
         let failure = |message: String, transient: bool| ApplyError {
             message: format!("writing the checkpoints failed (the batch's operations are applied and are not sent again): {message}"),
             transient,
-            failed_at: None, checkpoint_moved: false
+            failed_at: None,
+            checkpoint_moved: false,
         };
         let reply = bulk(&self.client, body, ElasticRefresh::False).await.map_err(|e| failure(e.message, e.transient))?;
         if reply.errors {
@@ -361,7 +365,8 @@ fn plan<'b>(
                     write_op(&mut current.body, op, event, names).map_err(|message| ApplyError {
                         message: format!("operation {} of {event}: {message}", number + 1),
                         transient: false,
-                        failed_at: Some(item), checkpoint_moved: false
+                        failed_at: Some(item),
+                        checkpoint_moved: false,
                     })?;
                     current.origins.push(Origin::Op { item, number, event, op });
                     if current.body.len() >= limit && current.origins.len() > 1 && before > 0 {

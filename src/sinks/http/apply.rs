@@ -70,7 +70,8 @@ impl HttpWriter {
         self.shared.checkpoints.save(batch.partition_count, &batch.positions()).await.map_err(|message| ApplyError {
             message: format!("{message} (the endpoint accepted the batch; it is not sent again)"),
             transient: true,
-            failed_at: None, checkpoint_moved: false
+            failed_at: None,
+            checkpoint_moved: false,
         })?;
         for item in &batch.items {
             self.done.remove(&(item.partition(), item.position()));
@@ -227,7 +228,8 @@ impl HttpWriter {
                     refused.failure.message()
                 ),
                 transient: false,
-                failed_at: None, checkpoint_moved: false
+                failed_at: None,
+                checkpoint_moved: false,
             });
         }
         if let Some(rejected) = failures.iter().filter(|f| matches!(f.failure, Failure::Rejected { .. })).min_by_key(|f| f.at) {
@@ -247,7 +249,8 @@ impl HttpWriter {
         Err(ApplyError {
             message: format!("HTTP sink: {}{more}; the events the endpoint accepted are not sent again", failures[0].failure.message()),
             transient: true,
-            failed_at: None, checkpoint_moved: false
+            failed_at: None,
+            checkpoint_moved: false,
         })
     }
 }

@@ -94,7 +94,8 @@ impl MongoWriter {
                     return Err(ApplyError {
                         message: format!("cannot check whether the previous attempt committed: {}", describe_error(&e)),
                         transient: is_transient(&e),
-                        failed_at: None, checkpoint_moved: false
+                        failed_at: None,
+                        checkpoint_moved: false,
                     });
                 }
             }
@@ -104,7 +105,8 @@ impl MongoWriter {
         let runs = plan(batch, &names, &connector, &skip, self.transactional).map_err(|e| ApplyError {
             message: e.0,
             transient: false,
-            failed_at: e.1, checkpoint_moved: false
+            failed_at: e.1,
+            checkpoint_moved: false,
         })?;
         if self.transactional {
             self.apply_in_transaction(batch, &runs).await
@@ -123,7 +125,8 @@ impl MongoWriter {
         let whole = |what: &str, e: &mongodb::error::Error| ApplyError {
             message: format!("{what}: {}", describe_error(e)),
             transient: is_transient(e),
-            failed_at: None, checkpoint_moved: false
+            failed_at: None,
+            checkpoint_moved: false,
         };
         let mut session = self.client.start_session().await.map_err(|e| whole("cannot start a session", &e))?;
         session.start_transaction().await.map_err(|e| whole("cannot start a transaction", &e))?;
@@ -314,7 +317,8 @@ impl<'b> Run<'b> {
                     ),
                     // Not confirmed in time: try again; unsatisfiable (79, 100): stop.
                     transient: !matches!(code, 79 | 100),
-                    failed_at: None, checkpoint_moved: false
+                    failed_at: None,
+                    checkpoint_moved: false,
                 },
                 applied: self.statements.len(),
             });
@@ -362,12 +366,14 @@ impl Origin<'_> {
             Origin::Op { item, number, event, op, .. } => ApplyError {
                 message: format!("operation {number} of {event} failed: {kind} (code {code}): {message}; {op}"),
                 transient,
-                failed_at: Some(*item), checkpoint_moved: false
+                failed_at: Some(*item),
+                checkpoint_moved: false,
             },
             Origin::Park { item, event } => ApplyError {
                 message: format!("parking {event} failed: {kind} (code {code}): {message}"),
                 transient,
-                failed_at: Some(*item), checkpoint_moved: false
+                failed_at: Some(*item),
+                checkpoint_moved: false,
             },
             Origin::PlannedCheckpoint(c) if is_duplicate_key(code) => {
                 ApplyError::checkpoint_moved(moved_detail(c.partition, c.stored, "a row"))
@@ -375,7 +381,8 @@ impl Origin<'_> {
             Origin::Checkpoint | Origin::PlannedCheckpoint(_) => ApplyError {
                 message: format!("writing the checkpoints failed: {kind} (code {code}): {message}"),
                 transient,
-                failed_at: None, checkpoint_moved: false
+                failed_at: None,
+                checkpoint_moved: false,
             },
         }
     }

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     event::Position,
-    sinks::{ApplyError, Batch, BatchItem, CheckpointWrite, SinkError, SinkWriter, Stored, sql::SqlOp},
+    sinks::{ApplyError, Batch, BatchItem, CheckpointWrite, SinkError, SinkWriter, sql::SqlOp},
 };
 
 /// Applies batches on its own connection.
@@ -64,7 +64,8 @@ impl MssqlWriter {
                 let client = self.endpoint.connect().await.map_err(|e| ApplyError {
                     message: format!("cannot connect: {}", describe(&e)),
                     transient: is_transient(&e),
-                    failed_at: None, checkpoint_moved: false
+                    failed_at: None,
+                    checkpoint_moved: false,
                 })?;
                 self.client.insert(client)
             }
@@ -93,7 +94,8 @@ impl MssqlWriter {
                     return Err(ApplyError {
                         message: format!("cannot check whether the previous attempt committed: {}", describe(&e)),
                         transient: is_transient(&e),
-                        failed_at: None, checkpoint_moved: false
+                        failed_at: None,
+                        checkpoint_moved: false,
                     });
                 }
             }
@@ -148,7 +150,8 @@ fn plan<'b>(sql: &'b GatewaySql, connector: &'b str, batch: &'b Batch<SqlOp>) ->
                             .map_err(|reason| ApplyError {
                                 message: format!("operation {} of {event} cannot be applied: {reason}; {op}", n + 1),
                                 transient: false,
-                                failed_at: Some(item), checkpoint_moved: false
+                                failed_at: Some(item),
+                                checkpoint_moved: false,
                             })?,
                     });
                 }
@@ -173,7 +176,7 @@ fn plan<'b>(sql: &'b GatewaySql, connector: &'b str, batch: &'b Batch<SqlOp>) ->
     // The checkpoints last, each chunk checked first (see `GatewaySql::check_checkpoints`):
     // a batch planned from a stale read throws there, and `XACT_ABORT` rolls it back whole.
     for rows in batch.checkpoints.chunks(CHECKPOINT_ROWS_PER_MERGE) {
-        let planned: Vec<&CheckpointWrite> = rows.iter().filter(|c| c.stored != Stored::Unchecked).collect();
+        let planned: Vec<&CheckpointWrite> = rows.iter().filter(|c| c.stored.is_checked()).collect();
         if !planned.is_empty() {
             let mut params = vec![
                 ColumnData::String(Some(connector.into())),
@@ -181,10 +184,7 @@ fn plan<'b>(sql: &'b GatewaySql, connector: &'b str, batch: &'b Batch<SqlOp>) ->
             ];
             for c in &planned {
                 params.push(ColumnData::I32(Some(c.partition as i32)));
-                params.push(ColumnData::I64(match c.stored {
-                    Stored::At(at) => Some(bigint(at, None)?),
-                    Stored::Absent | Stored::Unchecked => None,
-                }));
+                params.push(ColumnData::I64(c.stored.position().map(|at| bigint(at, None)).transpose()?));
             }
             let step = Step::statement(sql.check_checkpoints(planned.len()), params, Origin::Gateway(CHECKING_CHECKPOINTS));
             steps.push(step.expect("gateway SQL is valid"));
@@ -277,7 +277,7 @@ fn describe_failure(failure: &Failure, batch: &Batch<SqlOp>) -> ApplyError {
             let partitions: Vec<String> = batch
                 .checkpoints
                 .iter()
-                .filter(|c| c.stored != Stored::Unchecked)
+                .filter(|c| c.stored.is_checked())
                 .map(|c| c.partition.to_string())
                 .collect();
             ApplyError::checkpoint_moved(format!(

@@ -44,7 +44,7 @@ use crate::{
     lease::{Tenure, postgres::FENCED},
     postgres::{PgEndpoint, describe, is_connection_lost, is_transient},
     sinks::{
-        ApplyError, Batch, BatchItem, EventRef, SinkError, SinkWriter, Stored,
+        ApplyError, Batch, BatchItem, EventRef, SinkError, SinkWriter,
         sql::{SqlOp, SqlValue},
     },
 };
@@ -99,7 +99,8 @@ impl PostgresWriter {
                 let conn = WriterConnection::open(&self.endpoint, &self.sql, self.tenure.is_some()).await.map_err(|e| ApplyError {
                     message: format!("cannot connect: {}", describe(&e)),
                     transient: is_transient(&e),
-                    failed_at: None, checkpoint_moved: false
+                    failed_at: None,
+                    checkpoint_moved: false,
                 })?;
                 self.conn.insert(conn)
             }
@@ -118,7 +119,8 @@ impl PostgresWriter {
                     return Err(ApplyError {
                         message: format!("cannot check whether the previous attempt committed: {}", describe(&e)),
                         transient: is_transient(&e),
-                        failed_at: None, checkpoint_moved: false
+                        failed_at: None,
+                        checkpoint_moved: false,
                     });
                 }
             }
@@ -262,7 +264,8 @@ impl WriterConnection {
                         error: ApplyError {
                             message: format!("preparing statements failed: {}", describe(&e)),
                             transient: true,
-                            failed_at: None, checkpoint_moved: false
+                            failed_at: None,
+                            checkpoint_moved: false,
                         },
                         connection_lost: true,
                         commit_sent: false,
@@ -398,7 +401,8 @@ impl Origin<'_> {
             error: ApplyError {
                 message: format!("operation {} of {} failed: {}; {}", self.number, self.event, describe(e), self.op),
                 transient: is_transient(e),
-                failed_at: Some(self.item), checkpoint_moved: false
+                failed_at: Some(self.item),
+                checkpoint_moved: false,
             },
             connection_lost: is_connection_lost(e),
             commit_sent,
@@ -410,7 +414,8 @@ impl Origin<'_> {
             error: ApplyError {
                 message: format!("operation {} of {} cannot be applied: {reason}; {}", self.number, self.event, self.op),
                 transient: false,
-                failed_at: Some(self.item), checkpoint_moved: false
+                failed_at: Some(self.item),
+                checkpoint_moved: false,
             },
             connection_lost: false,
             commit_sent: false,
@@ -485,7 +490,8 @@ impl Step<'_> {
             error: ApplyError {
                 message: format!("{what} failed: {}", describe(e)),
                 transient: is_transient(e),
-                failed_at: None, checkpoint_moved: false
+                failed_at: None,
+                checkpoint_moved: false,
             },
             connection_lost: is_connection_lost(e),
             commit_sent,
@@ -499,7 +505,8 @@ impl Step<'_> {
                 error: ApplyError {
                     message: format!("parking {event} failed: {}", describe(e)),
                     transient: is_transient(e),
-                    failed_at: Some(*item), checkpoint_moved: false
+                    failed_at: Some(*item),
+                    checkpoint_moved: false,
                 },
                 connection_lost: is_connection_lost(e),
                 commit_sent,
@@ -513,7 +520,8 @@ impl Step<'_> {
                         tenure.holder, tenure.epoch
                     ),
                     transient: false,
-                    failed_at: None, checkpoint_moved: false
+                    failed_at: None,
+                    checkpoint_moved: false,
                 },
                 connection_lost: false,
                 commit_sent,
@@ -554,14 +562,8 @@ fn checkpoints_step<'b>(connector: &'b str, batch: &Batch<SqlOp>) -> Result<Step
         partition_count: batch.partition_count as i32,
         partitions: rows.iter().map(|c| c.partition as i32).collect(),
         positions: rows.iter().map(|c| position(c.position)).collect::<Result<_, _>>()?,
-        checked: rows.iter().map(|c| c.stored != Stored::Unchecked).collect(),
-        expected: rows
-            .iter()
-            .map(|c| match c.stored {
-                Stored::At(at) => position(at).map(Some),
-                Stored::Absent | Stored::Unchecked => Ok(None),
-            })
-            .collect::<Result<_, _>>()?,
+        checked: rows.iter().map(|c| c.stored.is_checked()).collect(),
+        expected: rows.iter().map(|c| c.stored.position().map(position).transpose()).collect::<Result<_, _>>()?,
     })
 }
 

@@ -70,7 +70,8 @@ fn apply_batch(conn: &mut Connection, connector: &str, batch: &Batch<SqlOp>) -> 
                     execute(&tx, op).map_err(|e| ApplyError {
                         transient: e.transient,
                         message: format!("operation {} of {event} failed: {}; {op}", n + 1, e.message),
-                        failed_at: Some(index), checkpoint_moved: false
+                        failed_at: Some(index),
+                        checkpoint_moved: false,
                     })?;
                 }
             }
@@ -96,7 +97,8 @@ fn apply_batch(conn: &mut Connection, connector: &str, batch: &Batch<SqlOp>) -> 
                 .map_err(|e| ApplyError {
                     transient: is_transient(&e),
                     message: format!("parking {event} failed: {e}"),
-                    failed_at: Some(index), checkpoint_moved: false
+                    failed_at: Some(index),
+                    checkpoint_moved: false,
                 })?;
             }
         }
@@ -139,7 +141,7 @@ fn write_checkpoints(tx: &rusqlite::Transaction<'_>, connector: &str, batch: &Ba
                 .and_then(|mut s| s.execute(rusqlite::params![connector, count, partition, position, now])),
         }
         .map_err(whole)?;
-        if written != 1 && stored != Stored::Unchecked {
+        if written != 1 && stored.is_checked() {
             return Err(ApplyError::checkpoint_moved(moved_detail(partition, stored, &current(tx, connector, count, partition))));
         }
     }
