@@ -564,10 +564,7 @@ fn plan<'b>(
                 doc! { "q": { "_id": id }, "u": { "$set": row, "$max": { "position": position } }, "upsert": true, "multi": false },
             ),
         };
-        let origin = match stored {
-            Stored::Unchecked => Origin::Checkpoint,
-            Stored::At(_) | Stored::Absent => Origin::PlannedCheckpoint(*checkpoint),
-        };
+        let origin = if stored.is_checked() { Origin::PlannedCheckpoint(*checkpoint) } else { Origin::Checkpoint };
         checkpoints.push(&names.checkpoints, command, statement, origin);
     }
     runs.extend(checkpoints.into_runs());
