@@ -35,7 +35,9 @@ enum Command {
         /// this address, e.g. 0.0.0.0:9464 in a pod; off when not given.
         #[arg(long, env = "PROJECTOR_GATEWAY_LISTEN")]
         listen: Option<std::net::SocketAddr>,
-        /// With --listen: how often each connector's source is asked for its head (lag metrics).
+        /// How often each connector's source is asked for its head, on a connection of its own,
+        /// for the lag in the metrics and the progress output; only with --listen or progress
+        /// shown (not --quiet).
         #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
         lag_probe_interval_ms: u64,
         /// With --listen and --state: the bearer token the management API's changes need
@@ -53,6 +55,15 @@ enum Command {
         /// given.
         #[arg(long, env = "PROJECTOR_GATEWAY_READY_MAX_LAG_SECS")]
         ready_max_lag_secs: Option<u64>,
+        /// When stderr is not a terminal (a pod, a pipe, CI): log one progress line per
+        /// connector this often (position, head and lag, events/s, state). On a terminal a live
+        /// display shows the same instead.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        progress_interval_secs: u64,
+        /// No progress output: neither the live display nor the progress lines (the other log
+        /// lines are unchanged; RUST_LOG sets those).
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Move a connector's checkpoints back to the start of the log (or to a position), so the
     /// next start projects again from there. Stop every gateway running it first.
@@ -118,6 +129,13 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
+    // Chosen before the log is set up: on a terminal, the log lines go above `run`'s bars.
+    let progress = match &cli.command {
+        Command::Run { quiet, progress_interval_secs, .. } => {
+            commands::progress::Display::choose(*quiet, Duration::from_secs(*progress_interval_secs))
+        }
+        _ => commands::progress::Display::Off,
+    };
     // Several rustls crypto providers are linked (see Cargo.toml); without a process default,
     // rustls refuses to pick one when a TLS connection is made.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -129,7 +147,7 @@ fn main() -> ExitCode {
         }
     };
     // Inside the runtime: the trace exporter's connection runs on it.
-    let traces = match runtime.block_on(async { traces::init(default_level) }) {
+    let traces = match runtime.block_on(async { traces::init(default_level, progress.log_output()) }) {
         Ok(traces) => traces,
         Err(e) => {
             eprintln!("error: {e}");
@@ -147,16 +165,19 @@ fn main() -> ExitCode {
                 management_token,
                 instance_id,
                 ready_max_lag_secs,
+                progress_interval_secs: _,
+                quiet: _,
             } => {
                 let endpoint = listen.map(|address| commands::run::Endpoint {
                     address,
-                    lag_probe_every: Duration::from_millis(lag_probe_interval_ms),
                     management_token,
                     readiness: projector_gateway::operations::Readiness { max_lag: ready_max_lag_secs.map(Duration::from_secs) },
                 });
                 let drain_timeout = Duration::from_secs(drain_timeout_secs);
                 let instance_id = instance_id.unwrap_or_else(projector_gateway::lease::default_instance_id);
-                commands::run::run(commands::run::RunArgs { config, state, drain_timeout, endpoint, instance_id }).await
+                let lag_probe_every = Duration::from_millis(lag_probe_interval_ms);
+                let args = commands::run::RunArgs { config, state, drain_timeout, endpoint, lag_probe_every, instance_id, progress };
+                commands::run::run(args).await
             }
             Command::Reset { config, connector, to_position } => commands::reset::reset(&config, &connector, to_position).await,
             Command::Validate { config } => commands::validate::validate(&config),

@@ -67,7 +67,8 @@ pub enum ConnectorState {
 }
 
 impl ConnectorState {
-    fn name(&self) -> &'static str {
+    /// The state as `/connectors` names it (`running`, `standby`, ...).
+    pub fn name(&self) -> &'static str {
         match self {
             Self::Starting => "starting",
             Self::Running => "running",
@@ -110,13 +111,31 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn state(&self) -> &ConnectorState {
+        &self.state
+    }
+
+    /// What the connector has committed, once it runs.
+    pub fn progress(&self) -> Option<&Progress> {
+        self.progress.as_ref()
+    }
+
+    /// The source's head at the last probe, when a probe runs and has answered.
+    pub fn head(&self) -> Option<&Head> {
+        self.head.as_ref()
+    }
+
     /// Positions between the committed low watermark and the source's head.
-    fn lag_positions(&self) -> Option<u64> {
+    pub fn lag_positions(&self) -> Option<u64> {
         Some(self.head.as_ref()?.position.saturating_sub(self.progress.as_ref()?.low_watermark()))
     }
 
     /// Age of the oldest event not committed yet (0 when there is none).
-    fn lag_seconds(&self) -> Option<f64> {
+    pub fn lag_seconds(&self) -> Option<f64> {
         let head = self.head.as_ref()?;
         Some(head.oldest_pending.map_or(0.0, |created| (Utc::now() - created).as_seconds_f64().max(0.0)))
     }
@@ -250,7 +269,12 @@ pub fn watch_source_head(handle: ConnectorHandle, source: SourceConfig, every: D
             ticks.tick().await;
             let after = match handle.position() {
                 (ConnectorState::Running, Some(after)) => after,
-                (ConnectorState::Starting, _) => continue,
+                (ConnectorState::Starting, _) => {
+                    // Look again soon rather than a whole interval later, so the lag is known
+                    // from the moment the connector runs.
+                    ticks.reset_after(every.min(Duration::from_millis(100)));
+                    continue;
+                }
                 _ => return,
             };
             if probe.is_none() {

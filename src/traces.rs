@@ -15,12 +15,16 @@
 //! one of its events was sampled.
 
 use std::{
-    fmt,
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    fmt, io,
+    sync::{
+        OnceLock,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
 };
 
+use indicatif::MultiProgress;
 use tracing::{Level, Span, field::Empty};
-use tracing_subscriber::{EnvFilter, Layer, Registry, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{EnvFilter, Layer, Registry, filter::Targets, fmt::MakeWriter, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::{
     config::PoisonPolicy,
@@ -259,21 +263,118 @@ impl ExportSettings {
     }
 }
 
-/// Installs the process's subscriber: the log lines (`RUST_LOG`, else `default_level`) on
-/// stderr and, when the environment configures OTLP export ([`ExportSettings::from_env`]), the
-/// trace spans to the collector. Must run inside the runtime (the exporter's connection is
-/// spawned on it).
-pub fn init(default_level: &str) -> Result<TraceExport, TraceSetupError> {
-    init_with(default_level, ExportSettings::from_env()?)
+/// Where the log lines go: stderr, or, while `run` shows its live progress bars on a terminal,
+/// above them ([`LogOutput::above`]), so a line never lands in the middle of a bar and a bar
+/// redrawn never overwrites a line.
+#[derive(Clone, Default)]
+pub struct LogOutput {
+    bars: Option<MultiProgress>,
+    to: Destination,
 }
 
-/// [`init`] with the export given rather than read from the environment.
+/// Where the lines are written in the end.
+#[derive(Clone, Default)]
+enum Destination {
+    #[default]
+    Stderr,
+    /// Kept in memory, with what the bars drew (tests).
+    #[cfg(test)]
+    Recording(std::sync::Arc<std::sync::Mutex<Vec<String>>>),
+}
+
+impl LogOutput {
+    /// Each log line written above `bars`: the bars are cleared, the line written to stderr as
+    /// it is (`MultiProgress::suspend`), and the bars drawn again below it.
+    pub fn above(bars: MultiProgress) -> Self {
+        Self { bars: Some(bars), to: Destination::Stderr }
+    }
+
+    fn write_out(&self, line: &[u8]) -> io::Result<()> {
+        match &self.to {
+            Destination::Stderr => io::Write::write_all(&mut io::stderr(), line),
+            #[cfg(test)]
+            Destination::Recording(recording) => {
+                recording.lock().expect("recording").push(String::from_utf8_lossy(line).into_owned());
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogOutput {
+    type Writer = LogLine<'a>;
+
+    fn make_writer(&'a self) -> LogLine<'a> {
+        match &self.bars {
+            Some(bars) if !bars.is_hidden() => LogLine::Above { output: self, bars, line: Vec::new() },
+            _ => LogLine::Direct(self),
+        }
+    }
+}
+
+/// One log line on its way out. The fmt layer formats a whole event, writes it and drops the
+/// writer, so a line meant for above the bars is collected and written when dropped.
+pub enum LogLine<'a> {
+    Direct(&'a LogOutput),
+    Above { output: &'a LogOutput, bars: &'a MultiProgress, line: Vec<u8> },
+}
+
+impl io::Write for LogLine<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Direct(output) => output.write_out(buf).map(|()| buf.len()),
+            Self::Above { line, .. } => {
+                line.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine<'_> {
+    fn drop(&mut self) {
+        if let Self::Above { output, bars, line } = self
+            && !line.is_empty()
+        {
+            let _ = bars.suspend(|| output.write_out(line));
+        }
+    }
+}
+
+static OUTPUT: OnceLock<LogOutput> = OnceLock::new();
+
+/// Writes `line` (and a newline) to stderr as the log lines are written: above the progress
+/// bars while there are some. For the `error: ...` lines printed besides the log.
+pub fn eprint_line(line: &str) {
+    let output = OUTPUT.get_or_init(LogOutput::default);
+    let mut writer = output.make_writer();
+    let _ = io::Write::write_all(&mut writer, format!("{line}\n").as_bytes());
+}
+
+/// Installs the process's subscriber: the log lines (`RUST_LOG`, else `default_level`) on
+/// stderr (through `output`) and, when the environment configures OTLP export
+/// ([`ExportSettings::from_env`]), the trace spans to the collector. Must run inside the runtime
+/// (the exporter's connection is spawned on it).
+pub fn init(default_level: &str, output: LogOutput) -> Result<TraceExport, TraceSetupError> {
+    init_to(default_level, ExportSettings::from_env()?, output)
+}
+
+/// [`init`] with the export given rather than read from the environment, the log on stderr.
 pub fn init_with(default_level: &str, export: Option<ExportSettings>) -> Result<TraceExport, TraceSetupError> {
+    init_to(default_level, export, LogOutput::default())
+}
+
+fn init_to(default_level: &str, export: Option<ExportSettings>, output: LogOutput) -> Result<TraceExport, TraceSetupError> {
+    let _ = OUTPUT.set(output.clone());
     let logs = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(default_level))
         .add_directive(format!("{TARGET}=off").parse().expect("a valid directive"));
     let log_layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(output)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_filter(logs);
     let (trace_layer, export) = match export {
@@ -361,6 +462,63 @@ mod tests {
         assert_eq!(sampled("parentbased_always_on", "").unwrap(), 1.0);
         assert!(sampled("traceidratio", "2").unwrap_err().to_string().contains("OTEL_TRACES_SAMPLER_ARG=2 is not a ratio"));
         assert!(sampled("jaeger_remote", "").unwrap_err().to_string().contains("OTEL_TRACES_SAMPLER=jaeger_remote is not supported"));
+    }
+
+    /// A terminal that records what is written to it, one entry per write.
+    #[derive(Debug, Clone, Default)]
+    struct Screen(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            100
+        }
+        fn move_cursor_up(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> io::Result<()> {
+            self.write_str(s)
+        }
+        fn write_str(&self, s: &str) -> io::Result<()> {
+            self.0.lock().unwrap().push(s.to_owned());
+            Ok(())
+        }
+        fn clear_line(&self) -> io::Result<()> {
+            self.write_str("<clear>")
+        }
+        fn flush(&self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn log_lines_are_written_whole_above_the_progress_bars() {
+        use std::io::Write as _;
+        let screen = Screen::default();
+        let bars = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        let bar = bars.add(indicatif::ProgressBar::new(10).with_style(indicatif::ProgressStyle::with_template("bar {msg}").unwrap()));
+        bar.set_message("orders");
+        bar.tick();
+        let output = LogOutput { to: Destination::Recording(screen.0.clone()), ..LogOutput::above(bars) };
+        {
+            // The fmt layer may write a line in pieces; it goes out once, whole.
+            let mut line = output.make_writer();
+            line.write_all(b"INFO progress: ").unwrap();
+            line.write_all(b"position 7\n").unwrap();
+        }
+        let written = screen.0.lock().unwrap().clone();
+        let at = written.iter().position(|w| w == "INFO progress: position 7\n").unwrap_or_else(|| panic!("{written:?}"));
+        let cleared = written[..at].iter().rposition(|w| w == "bar orders").zip(written[..at].iter().rposition(|w| w == "<clear>"));
+        assert!(cleared.is_some_and(|(drawn, cleared)| cleared > drawn), "the bar is cleared before the line: {written:?}");
+        assert!(written[at + 1..].iter().any(|w| w == "bar orders"), "and drawn again below it: {written:?}");
     }
 
     #[test]

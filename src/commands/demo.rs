@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use projector_gateway::{
     config,
     demo::BookingsGenerator,
@@ -22,6 +22,8 @@ use projector_gateway::{
 };
 use tokio::{net::TcpListener, sync::oneshot};
 use tokio_util::sync::CancellationToken;
+
+use super::progress::{bar_style, count, per_second, rate};
 
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -117,10 +119,11 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let catch_up = started.elapsed();
     let snapshot = progress.borrow().clone();
     println!(
-        "caught up   {head} events, {} operations in {:.2}s: {:.0} events/s",
-        snapshot.ops_applied,
+        "caught up   {} events, {} operations in {:.2}s: {} events/s",
+        count(head),
+        count(snapshot.ops_applied),
         catch_up.as_secs_f64(),
-        head as f64 / catch_up.as_secs_f64()
+        rate(per_second(head, catch_up))
     );
 
     // Live.
@@ -128,8 +131,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if !latencies.is_empty() {
         println!(
             "live        {} events appended at {}/s: append -> applied p50 {:.1} ms, p99 {:.1} ms",
-            latencies.len(),
-            args.live_rate,
+            count(latencies.len() as u64),
+            count(args.live_rate),
             percentile(&latencies, 0.50),
             percentile(&latencies, 0.99)
         );
@@ -268,13 +271,7 @@ fn summary(target: &Path, config: &Path, progress: &Progress) -> anyhow::Result<
 }
 
 fn bar(len: u64, message: &'static str) -> ProgressBar {
-    let bar = ProgressBar::new(len).with_message(message);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>22} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar
+    ProgressBar::new(len).with_message(message).with_style(bar_style("{msg:>22} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})"))
 }
 
 fn percentile(values: &[f64], q: f64) -> f64 {

@@ -3,6 +3,7 @@
 
 pub mod append;
 pub mod demo;
+pub mod progress;
 pub mod reset;
 pub mod run;
 pub mod validate;

@@ -21,10 +21,9 @@ use tracing::{error, info};
 /// Exit code when the operations endpoint cannot listen on its address.
 const CANNOT_LISTEN: u8 = 3;
 
-/// The operations endpoint: where it listens, and how often the lag metrics probe sources.
+/// The operations endpoint: where it listens, who may change connectors, what ready means.
 pub struct Endpoint {
     pub address: SocketAddr,
-    pub lag_probe_every: Duration,
     /// The bearer token the management API's changes need, if any.
     pub management_token: Option<String>,
     /// What `/ready` asks of running connectors.
@@ -37,8 +36,13 @@ pub struct RunArgs {
     pub state: Option<PathBuf>,
     pub drain_timeout: Duration,
     pub endpoint: Option<Endpoint>,
+    /// How often each source is asked for its head, when the endpoint or the progress output
+    /// shows the lag.
+    pub lag_probe_every: Duration,
     /// This gateway's name among those that share leased connectors.
     pub instance_id: String,
+    /// The progress output (`--quiet`, `--progress-interval-secs`).
+    pub progress: super::progress::Display,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -59,6 +63,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(super::validate::INVALID_CONFIG));
         }
     };
+    // A console sink prints its events on stdout, which the bars would garble on a terminal.
+    let writes_stdout = file_connectors.iter().any(|c| matches!(c.sink, config::SinkConfig::Console(_)));
+    let progress = args.progress.sharing_stdout(writes_stdout);
     let registry = Connectors::default();
     let listener = match &args.endpoint {
         Some(endpoint) => match operations::bind(endpoint.address).await {
@@ -74,7 +81,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     watch_signals(control.clone(), args.drain_timeout);
     let settings = Settings {
         drain_timeout: args.drain_timeout,
-        lag_probe_every: args.endpoint.as_ref().map(|e| e.lag_probe_every),
+        // The same probe feeds the endpoint's lag and the progress output's.
+        lag_probe_every: (args.endpoint.is_some() || progress.is_on()).then_some(args.lag_probe_every),
         log,
         instance_id: args.instance_id.clone(),
     };
@@ -85,6 +93,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(super::validate::INVALID_CONFIG));
         }
     };
+    let progress = progress.start(registry.clone());
     let endpoint_task = listener.zip(args.endpoint).map(|(listener, endpoint)| {
         let writable = if supervisor.is_writable() { "read-write" } else { "read-only: no --state" };
         info!("operations endpoint (/health, /ready, /metrics, /connectors; management API {writable}) listening on http://{}", endpoint.address);
@@ -98,6 +107,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // A gateway an operator can change keeps serving until it is told to stop, even when no
     // connector runs; otherwise it ends with its last connector.
     let failed = supervisor.wait(supervisor.is_writable() && endpoint_task.is_some()).await;
+    progress.finish().await;
     if let Some(task) = endpoint_task {
         task.abort();
     }

@@ -25,13 +25,15 @@ use crate::{
     pipeline::{ConnectorControl, ResetTo, reset_connector, run_connector},
     sources::head,
     telemetry,
+    traces,
 };
 
 /// How the supervisor runs its connectors.
 pub struct Settings {
     /// How long a disabled or deleted connector may take to finish what it read.
     pub drain_timeout: Duration,
-    /// How often the lag metrics probe each source (`None`: no probing, no endpoint).
+    /// How often each source is probed for its head, for the lag the operations endpoint and
+    /// `run`'s progress output show (`None`: neither is on, no probing).
     pub lag_probe_every: Option<Duration>,
     /// The definition log; without it the management API is read-only.
     pub log: Option<DefinitionLog>,
@@ -131,7 +133,7 @@ impl Supervisor {
             match (&slot.config, slot.enabled) {
                 (Err(problem), _) => {
                     error!(connector = %slot.id, "{problem}");
-                    eprintln!("error: connector `{}`: {problem}", slot.id);
+                    traces::eprint_line(&format!("error: connector `{}`: {problem}", slot.id));
                     slot.handle.ended(Some(problem.clone()));
                 }
                 (Ok(_), false) => {
@@ -167,7 +169,7 @@ impl Supervisor {
             }
             for (handle, task) in tasks {
                 if let Err(e) = task.await {
-                    eprintln!("error: a connector task panicked: {e}");
+                    traces::eprint_line(&format!("error: a connector task panicked: {e}"));
                     handle.ended(Some(format!("the connector task panicked: {e}")));
                 }
             }
@@ -199,7 +201,7 @@ impl Supervisor {
                 Ok(()) => info!(connector = %id, "stopped"),
                 Err(e) => {
                     error!("{e}");
-                    eprintln!("error: {e}");
+                    traces::eprint_line(&format!("error: {e}"));
                 }
             }
             handle.ended(result.err().map(|e| e.to_string()));
