@@ -1,7 +1,8 @@
 //! Sidecars written for the Eventuous Connector answer only the events they handle. With
-//! `sidecar.answers: handled` a response for a later event acknowledges the earlier unanswered
-//! ones as ignored, and `sidecar.on_timeout` decides about an unanswered tail; with the
-//! default contract the same silence is an error.
+//! `sidecar.answers: handled` a response for a later event (or to a probe, at the end of a
+//! backlog) acknowledges the earlier unanswered ones as ignored, and `sidecar.on_timeout`
+//! decides only about a sidecar that answers nothing, not even the probe; with the default
+//! contract the same silence is an error.
 
 mod support;
 
@@ -50,18 +51,20 @@ async fn with_the_default_contract_the_same_silence_stops_the_connector() {
     let running = Running::start(parse_connector(&yaml)).await;
     let message = running.ended(WAIT).await.expect_err("must stop").to_string();
     assert!(
-        message.contains("answered event") && message.contains("responses must come back in request order"),
+        message.contains("answered event")
+            && message.contains("responses must come back in request order")
+            && message.contains("set `sidecar.answers: handled`"),
         "{message}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_timeout_stop_poisons_an_unanswered_tail_at_once() {
+async fn on_timeout_stop_poisons_at_once_when_not_even_the_probe_is_answered() {
     let ws = Workspace::new();
     ws.log_with_events(600, 60, 64);
-    let sidecar = sidecars::scripted(Script::SilentFor("GuestCheckedIn")).await;
+    let sidecar = sidecars::scripted(Script::HangAt("GuestCheckedIn")).await;
     let setup = Setup { request_timeout_ms: 300, max_retries: 5, partitions: 1, ..Setup::default() };
-    // One partition and a window of 1: every unanswered event is a tail.
+    // One partition and a window of 1: every unanswered event is a tail, and is probed.
     let setup = Setup { window: 1, ..setup };
     let yaml = yaml_for(&ws, &sidecar.address, "      answers: handled\n      on_timeout: stop\n", &setup);
     let running = Running::start(parse_connector(&yaml)).await;

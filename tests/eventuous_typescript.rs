@@ -8,17 +8,24 @@
 //!
 //! Each time the read model is exactly what the events say, and every partition's checkpoint
 //! reaches the log head although the log (and some partitions) end with unanswered events.
-//! The sample's own unit tests (`node --test`) run here too.
+//! Silences are settled without waiting for a timeout (a partition ending in 100 unanswered
+//! events reaches the head within a round trip or two, live unanswered events too), and a
+//! sidecar paused past the request timeout loses nothing. The sample's own unit tests
+//! (`node --test`) run here too.
 
 mod support;
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use projector_gateway::sources::sqlite::{EventLog, NewEvent};
 use support::{
     example_sidecars::{self, LogsOnFailure, TYPESCRIPT_EVENTUOUS, wait_until_applied},
     fixtures::*,
-    processes::{self, Process, SIGTERM},
+    processes::{self, Process, SIGCONT, SIGSTOP, SIGTERM},
 };
 
 /// Event types the sample has no handler for (from Eventuous's hotel-booking domain).
@@ -166,7 +173,13 @@ fn setup() -> Setup {
 }
 
 fn connector(log: &Path, sidecar: &str, sink_yaml: &str) -> String {
-    let yaml = connector_yaml(log, sidecar, sink_yaml, &setup())
+    connector_with(log, sidecar, sink_yaml, &setup())
+}
+
+/// As [`connector`], with `on_timeout: ignore` as translated Eventuous files once had it: it
+/// must be safe now.
+fn connector_with(log: &Path, sidecar: &str, sink_yaml: &str, setup: &Setup) -> String {
+    let yaml = connector_yaml(log, sidecar, sink_yaml, setup)
         .replacen("      window:", "      answers: handled\n      on_timeout: ignore\n      window:", 1);
     assert!(yaml.contains("answers: handled"), "{yaml}");
     yaml
@@ -307,6 +320,129 @@ async fn an_eventuous_style_sidecar_projects_insert_one_and_update_one_into_mong
     assert_eq!(rows.len(), partitions as usize, "{rows:?}");
     assert!(rows.iter().all(|((count, _), position)| *count == partitions && *position == head as i64), "every partition at {head}: {rows:?}");
     stop(&mut sidecar, "sidecar");
+}
+
+/// The sample with a SQLite target, and the gateway running `setup`'s connector.
+struct SqliteRun {
+    ws: Workspace,
+    log: EventLog,
+    sidecar: Process,
+    gateway: Process,
+    _logs: LogsOnFailure,
+}
+
+impl SqliteRun {
+    fn start(initial: &[Ev], setup: &Setup) -> Self {
+        Self::start_with(initial, |log, sidecar, sink| connector_with(log, sidecar, sink, setup))
+    }
+
+    /// With the gateway's config from `yaml(log, sidecar address, sink section)`.
+    fn start_with(initial: &[Ev], yaml: impl FnOnce(&Path, &str, &str) -> String) -> Self {
+        let ws = Workspace::new();
+        let mut log = EventLog::open(&ws.log_path()).unwrap();
+        append(&mut log, initial);
+        let sidecar = TYPESCRIPT_EVENTUOUS.spawn("127.0.0.1:0", ws.dir.path(), "sidecar");
+        let schema = processes::repo_root().join("sidecar-examples/typescript-eventuous/bookings.sql");
+        let sink = format!("      sqlite:\n        path: \"{}\"\n        init_sql_file: \"{}\"\n", ws.target_path().display(), schema.display());
+        let config = ws.path("gateway.yaml");
+        std::fs::write(&config, yaml(&ws.log_path(), sidecar.address.as_deref().unwrap(), &sink)).unwrap();
+        let gateway = processes::gateway_run(&config, ws.dir.path(), "gateway");
+        let _logs = LogsOnFailure(vec![gateway.stderr_path.clone(), sidecar.stderr_path.clone()]);
+        Self { ws, log, sidecar, gateway, _logs }
+    }
+
+    /// How long every partition's checkpoint takes to reach the head `head`.
+    async fn time_to(&mut self, head: u64, partitions: u32) -> Duration {
+        let started = Instant::now();
+        wait_until_applied(&self.ws.target_path(), head, partitions, &mut self.gateway, &mut self.sidecar).await;
+        started.elapsed()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_tails_and_live_unanswered_events_settle_within_round_trips_not_timeouts() {
+    // A timeout as long as the default: each silent event used to wait for all of it.
+    let setup = Setup { request_timeout_ms: 30_000, ..Setup::default() };
+    let bound = Duration::from_millis(setup.request_timeout_ms / 6);
+    let mut all = events(1, 40);
+    let mut run = SqliteRun::start(&all, &setup);
+    let head = run.log.head().unwrap();
+    let catch_up = run.time_to(head, setup.partitions).await;
+    assert!(catch_up < bound, "the catch-up, whose partitions end with unanswered events, took {catch_up:?}");
+
+    // One partition's last 100 events are unanswered.
+    let mut tail = vec![Ev::Booked { id: 41, guest: "guest-41".into(), price: 10.0, prepaid: 0.0 }];
+    tail.extend((0..100).map(|_| Ev::Unhandled { id: 41, event_type: UNHANDLED[1] }));
+    let head = append(&mut run.log, &tail);
+    all.extend(tail);
+    let settled = run.time_to(head, setup.partitions).await;
+    println!("silent tail: a partition ending with 100 unanswered events reached the head in {settled:?} (request_timeout_ms {})", setup.request_timeout_ms);
+    assert!(settled < bound, "a silent tail of 100 events took {settled:?}");
+
+    // Live appends of unanswered types only, on a partition whose last answer is old.
+    for id in [3, 41] {
+        let head = append(&mut run.log, &[Ev::Unhandled { id, event_type: UNHANDLED[0] }]);
+        let live = run.time_to(head, setup.partitions).await;
+        assert!(live < bound, "one live unanswered event held the checkpoint for {live:?}");
+    }
+    let started = Instant::now();
+    stop(&mut run.gateway, "gateway");
+    assert!(started.elapsed() < bound, "SIGTERM took {:?}", started.elapsed());
+    assert_eq!(sqlite_bookings(&run.ws.target_path()), expected(&all));
+    let gateway_log = std::fs::read_to_string(&run.gateway.stderr_path).unwrap();
+    assert!(gateway_log.contains("the sidecar does not answer events of type `V1.OutstandingAmountChanged`"), "{gateway_log}");
+    let warnings: Vec<&str> = gateway_log.lines().filter(|l| l.contains("WARN")).collect();
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("`sidecar.on_timeout: ignore` no longer skips"),
+        "only the warning about the old setting, none for a sidecar that works as it should: {warnings:#?}"
+    );
+    stop(&mut run.sidecar, "sidecar");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_paused_past_the_request_timeout_loses_no_answer() {
+    let setup = Setup { request_timeout_ms: 1_000, max_retries: 5, ..Setup::default() };
+    let mut all = events(1, 20);
+    let mut run = SqliteRun::start(&all, &setup);
+    let head = run.log.head().unwrap();
+    run.time_to(head, setup.partitions).await;
+
+    // Paused, as a long GC pause or a frozen VM would: the answers come after the timeout.
+    run.sidecar.signal(SIGSTOP);
+    let paused = vec![
+        Ev::Booked { id: 21, guest: "guest-21".into(), price: 80.0, prepaid: 0.0 },
+        Ev::Paid { id: 21, amount: 30.0, outstanding: 50.0 },
+        Ev::Booked { id: 22, guest: "guest-22".into(), price: 90.0, prepaid: 10.0 },
+    ];
+    let head = append(&mut run.log, &paused);
+    all.extend(paused);
+    poll_until("the gateway to report the request timeout", Duration::from_secs(30), || {
+        std::fs::read_to_string(&run.gateway.stderr_path).unwrap().contains("did not answer within").then_some(())
+    })
+    .await;
+    run.sidecar.signal(SIGCONT);
+    run.time_to(head, setup.partitions).await;
+    stop(&mut run.gateway, "gateway");
+    assert_eq!(sqlite_bookings(&run.ws.target_path()), expected(&all), "every answer that came late is applied");
+    stop(&mut run.sidecar, "sidecar");
+}
+
+#[test]
+fn run_as_if_it_answered_every_event_the_connector_stops_and_names_answers_handled() {
+    let setup = Setup { request_timeout_ms: 5_000, ..Setup::default() };
+    let events = [
+        Ev::Booked { id: 1, guest: "guest-1".into(), price: 10.0, prepaid: 0.0 },
+        Ev::Unhandled { id: 1, event_type: UNHANDLED[1] },
+        Ev::Paid { id: 1, amount: 10.0, outstanding: 0.0 },
+    ];
+    let mut run = SqliteRun::start_with(&events, |log, sidecar, sink| connector_yaml(log, sidecar, sink, &setup));
+    let status = run.gateway.wait_exit(Duration::from_secs(60));
+    let log = std::fs::read_to_string(&run.gateway.stderr_path).unwrap();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("responses must come back in request order") && log.contains("set `sidecar.answers: handled`"), "{log}");
+    let rows = sqlite_checkpoints(&run.ws.target_path(), "bookings");
+    assert_eq!(rows.iter().map(|r| r.2).min(), Some(1), "the stream's partition stays before the unanswered event: {rows:?}");
+    stop(&mut run.sidecar, "sidecar");
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! `validate`: loads a config and prints every problem, or a one-line summary.
+//! `validate`: loads a config and prints every problem, or a one-line summary and, offline,
+//! what a connector taking over an Eventuous checkpoint will do at its first start.
 
 use std::{path::Path, process::ExitCode};
 
@@ -12,6 +13,15 @@ pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
         Ok(config) => {
             let ids: Vec<_> = config.connectors.iter().map(|c| c.id.as_str()).collect();
             println!("{}: ok, {} connector(s): {}", path.display(), ids.len(), ids.join(", "));
+            for c in &config.connectors {
+                if let Some(checkpoint) = c.eventuous_checkpoint.as_ref().and_then(|e| e.resolve(&c.sink)) {
+                    println!(
+                        "connector {}: on its first start (no checkpoint of its own) resumes after the Eventuous checkpoint `{}` \
+                         in the {}, or starts from the beginning of the log if there is none",
+                        c.id, checkpoint.id, checkpoint.place
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -1,9 +1,9 @@
 //! Reads the Eventuous Connector's own configuration file (`connector`, `source`, `target`,
 //! `grpc` keys, as in Eventuous/connectors' `config-project.yaml` files), so a user switches by
 //! pointing the gateway at the file they have. It becomes one of our connectors with the
-//! settings an Eventuous sidecar needs (`answers: handled`, `on_timeout: ignore`: Eventuous
-//! sidecars do not answer events they have no handler for), and problems are reported with the
-//! Eventuous file's own key paths.
+//! settings an Eventuous sidecar needs (`answers: handled`: Eventuous sidecars do not answer
+//! events they have no handler for), and problems are reported with the Eventuous file's own
+//! key paths.
 
 use serde_yaml::{Mapping, Value};
 
@@ -81,6 +81,10 @@ pub(super) fn translate(root: &Mapping, problems: &mut Vec<ConfigProblem>) -> Op
     let (id, events, sidecar) = (id?, events?, sidecar?);
 
     let mut ours = Mapping::new();
+    // The Eventuous Connector subscribes with `connectorId` as the subscription id, which is
+    // the id of its checkpoint in the target: the first start resumes after it.
+    ours.insert("eventuous_checkpoint".into(), single("id", id.clone().into()));
+    origins.push(("connectors[0].eventuous_checkpoint".to_owned(), "connector.connectorId".to_owned()));
     ours.insert("id".into(), id.into());
     ours.insert("source".into(), single("kurrentdb", single("connection_string", events.into())));
     if let Some(limit) = source.get("concurrencyLimit") {
@@ -106,16 +110,30 @@ fn sidecar(root: &Mapping, optional: bool, origins: &mut Vec<(String, String)>, 
         let uri = text(grpc, key, "uri", problems)?;
         match grpc.get("credentials").and_then(Value::as_str) {
             Some("insecure") | None => Some(uri),
-            Some(_) => Some(uri.replacen("http://", "https://", 1)),
+            Some(other) => {
+                problems.push(problem(
+                    format!("{key}.credentials"),
+                    format!(
+                        "`{other}`: TLS to the sidecar is not supported yet; run the sidecar next to the gateway (same pod) \
+                         with `credentials: insecure`"
+                    ),
+                ));
+                return None;
+            }
         }
     };
     origins.push(("connectors[0].sidecar.address".to_owned(), format!("{key}.uri")));
     let mut sidecar = Mapping::new();
     sidecar.insert("address".into(), uri?.into());
+    // Eventuous sidecars send nothing for events they have no handler for; such silences are
+    // settled by later answers and probes, never by a timer (reducer/silence.rs).
     sidecar.insert("answers".into(), "handled".into());
-    sidecar.insert("on_timeout".into(), "ignore".into());
     Some(Some(Value::Mapping(sidecar)))
 }
+
+/// The schema of the gateway's own tables in a SQL Server target translated from an
+/// EsdbSqlServer file.
+const GATEWAY_SQL_SERVER_SCHEMA: &str = "projector_gateway";
 
 /// Where Eventuous.Connector.EsdbElastic calls its sidecar (it has no setting for it).
 const ELASTIC_SIDECAR: &str = "http://localhost:9091";
@@ -139,8 +157,9 @@ fn mongo_target(target: &Mapping, origins: &mut Vec<(String, String)>, problems:
 }
 
 /// EsdbSqlServer's target: its connection string, as SQL Server users write it. The sidecar's
-/// raw `Execute` statements stay allowed (that is what Eventuous sidecars send); the gateway's
-/// tables go in `dbo` as Eventuous's `Checkpoints` table does.
+/// raw `Execute` statements stay allowed (that is what Eventuous sidecars send). The gateway's
+/// tables go in a schema of their own: in `dbo`, its `checkpoints` would be the Connector's
+/// `Checkpoints` table (SQL Server compares names without case), which it takes over.
 fn sql_server_target(target: &Mapping, origins: &mut Vec<(String, String)>, problems: &mut Vec<ConfigProblem>) -> Value {
     for key in ["database", "collection", "connectorMode", "dataStream", "cloudId", "apiKey"] {
         if target.contains_key(key) {
@@ -149,7 +168,10 @@ fn sql_server_target(target: &Mapping, origins: &mut Vec<(String, String)>, prob
     }
     origins.push(("connectors[0].sink.mssql.connection_string".to_owned(), "target.connectionString".to_owned()));
     let url = text(target, "target", "connectionString", problems).unwrap_or_default();
-    single("mssql", single("connection_string", url.into()))
+    let mut mssql = Mapping::new();
+    mssql.insert("connection_string".into(), url.into());
+    mssql.insert("schema".into(), GATEWAY_SQL_SERVER_SCHEMA.into());
+    single("mssql", Value::Mapping(mssql))
 }
 
 /// EsdbElastic's target: `connectorMode: project` (the sidecar's operations, into
@@ -411,7 +433,7 @@ grpc:
         assert_eq!(c.partitioning.count, 1);
         let sidecar = c.sidecar.as_ref().unwrap();
         assert_eq!(sidecar.address, "http://localhost:9091");
-        assert_eq!((sidecar.answers, sidecar.on_timeout), (Answers::Handled, TimeoutPolicy::Ignore));
+        assert_eq!((sidecar.answers, sidecar.on_timeout), (Answers::Handled, TimeoutPolicy::Retry));
         let SinkConfig::Mongo(mongo) = &c.sink else { panic!("{:?}", c.sink) };
         assert_eq!((mongo.url.as_str(), mongo.database.as_str(), mongo.collection.as_str()), (
             "mongodb://mongoadmin:secret@localhost:27017",
@@ -421,6 +443,14 @@ grpc:
         // Older files call the sidecar section `filter`.
         let older = ESDB_MONGO.replace("grpc:", "filter:");
         assert_eq!(parse(&older).unwrap().connectors[0].sidecar.as_ref().unwrap().address, "http://localhost:9091");
+    }
+
+    #[test]
+    fn ssl_credentials_are_refused_with_the_way_out_not_turned_into_an_address_that_cannot_connect() {
+        let errors = parse(&ESDB_MONGO.replace("credentials: \"insecure\"", "credentials: ssl")).unwrap_err();
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(messages.len(), 1, "{messages:#?}");
+        assert!(messages[0].starts_with("grpc.credentials: `ssl`: TLS to the sidecar is not supported yet"), "{messages:#?}");
     }
 
     /// Eventuous/connectors' EsdbElastic `config-project.yaml`: no sidecar section (the
@@ -482,7 +512,7 @@ target:
         let c = &config.connectors[0];
         let sidecar = c.sidecar.as_ref().expect("a projector");
         assert_eq!(sidecar.address, "http://localhost:9091");
-        assert_eq!((sidecar.answers, sidecar.on_timeout), (Answers::Handled, TimeoutPolicy::Ignore));
+        assert_eq!((sidecar.answers, sidecar.on_timeout), (Answers::Handled, TimeoutPolicy::Retry));
         let SinkConfig::Elastic(elastic) = &c.sink else { panic!("{:?}", c.sink) };
         assert_eq!((elastic.url.as_str(), elastic.index.as_deref(), elastic.producer.is_none()), ("http://localhost:9200", Some("test"), true));
         // A `grpc` section, when a file has one, is used.

@@ -10,7 +10,7 @@ use std::{collections::HashSet, fmt, path::Path};
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
-use super::{eventuous, *};
+use super::{eventuous, eventuous_checkpoint, *};
 
 /// One thing wrong with a configuration, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,8 +144,8 @@ fn parse_document(document: Value, mut problems: Vec<ConfigProblem>) -> Result<G
     if problems.is_empty() { Ok(GatewayConfig { connectors: parsed }) } else { Err(problems) }
 }
 
-const CONNECTOR_KEYS: [&str; 9] =
-    ["id", "source", "filter", "sidecar", "partitioning", "batch", "sink", "poison", "lease"];
+const CONNECTOR_KEYS: [&str; 10] =
+    ["id", "source", "filter", "sidecar", "partitioning", "batch", "sink", "poison", "lease", "eventuous_checkpoint"];
 
 fn connector(value: &Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Option<ConnectorConfig> {
     let Some(map) = value.as_mapping() else {
@@ -170,6 +170,7 @@ fn connector(value: &Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Op
     let sink = required::<SinkConfig>(map, "sink", path, problems);
     let poison = optional::<PoisonPolicy>(map, "poison", path, problems);
     let lease = optional::<Option<LeaseConfig>>(map, "lease", path, problems);
+    let eventuous_checkpoint = optional::<Option<EventuousCheckpointConfig>>(map, "eventuous_checkpoint", path, problems);
     if problems.len() > before {
         return None;
     }
@@ -188,6 +189,7 @@ fn connector(value: &Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Op
         sink,
         poison: poison?,
         lease: lease?,
+        eventuous_checkpoint: eventuous_checkpoint?,
         tenure: None,
     })
 }
@@ -302,9 +304,15 @@ fn validate_connector(c: &ConnectorConfig, path: &str, problems: &mut Vec<Config
     }
     if let Some(sidecar) = &c.sidecar {
         let address = &sidecar.address;
-        if !(address.starts_with("http://") || address.starts_with("https://"))
-            || address.parse::<tonic::transport::Uri>().is_err()
-        {
+        if address.starts_with("https://") {
+            problems.push(problem(
+                format!("{path}.sidecar.address"),
+                format!(
+                    "`{address}`: TLS to the sidecar is not supported yet, so an `https://` address could never connect; \
+                     run the sidecar next to the gateway (same pod) and use `http://`"
+                ),
+            ));
+        } else if !address.starts_with("http://") || address.parse::<tonic::transport::Uri>().is_err() {
             problems.push(problem(
                 format!("{path}.sidecar.address"),
                 format!("`{address}` is not a gRPC endpoint; expected e.g. `http://127.0.0.1:50051`"),
@@ -336,6 +344,9 @@ fn validate_connector(c: &ConnectorConfig, path: &str, problems: &mut Vec<Config
     if let Some(lease) = &c.lease {
         validate_lease(lease, &c.sink, &format!("{path}.lease"), problems);
     }
+    if let Some(checkpoint) = &c.eventuous_checkpoint {
+        validate_eventuous_checkpoint(checkpoint, &c.sink, path, problems);
+    }
     match &c.sink {
         SinkConfig::Sqlite(s) => {
             non_empty_path(&s.path, &format!("{path}.sink.sqlite.path"), problems);
@@ -366,6 +377,77 @@ fn validate_connector(c: &ConnectorConfig, path: &str, problems: &mut Vec<Config
         SinkConfig::Elastic(s) => validate_elastic(s, c.mode(), &format!("{path}.sink.elastic"), problems),
         SinkConfig::Console(s) => checkpoint_store(s.checkpoints.as_ref(), c, &format!("{path}.sink.console.checkpoints"), problems),
         SinkConfig::Http(s) => validate_http(s, c, path, problems),
+    }
+}
+
+/// An Eventuous checkpoint to take over: an id, and only the names the connector's target
+/// has (a table, a collection or an index), on a target where Eventuous keeps checkpoints, in
+/// a table that is not one of the gateway's own.
+fn validate_eventuous_checkpoint(c: &EventuousCheckpointConfig, sink: &SinkConfig, connector_path: &str, problems: &mut Vec<ConfigProblem>) {
+    let path = &format!("{connector_path}.eventuous_checkpoint");
+    let Some(keys) = eventuous_checkpoint::keys_for(sink) else {
+        problems.push(problem(
+            path,
+            format!(
+                "the {} sink has no Eventuous checkpoint to take over (Eventuous keeps them in MongoDB, SQL Server, PostgreSQL, \
+                 SQLite and Elasticsearch targets); remove this key",
+                sink.key()
+            ),
+        ));
+        return;
+    };
+    if c.id.trim().is_empty() {
+        problems.push(problem(format!("{path}.id"), "empty; expected the Eventuous checkpoint id (the Eventuous Connector's `connectorId`)"));
+    }
+    let given = [("table", &c.table), ("schema", &c.schema), ("collection", &c.collection), ("index", &c.index)];
+    for (key, value) in given {
+        let Some(name) = value else { continue };
+        let at = format!("{path}.{key}");
+        if !keys.contains(&key) {
+            let message = if key == "schema" && matches!(sink, SinkConfig::Sqlite(_)) {
+                "SQLite has no schemas (Eventuous.Sqlite's schema is the prefix of the table name, as in `eventuous_checkpoints`); \
+                 give the whole name in `table`"
+                    .to_string()
+            } else {
+                let takes: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+                format!("not a setting of the {} sink's Eventuous checkpoint; it takes {}", sink.key(), takes.join(" and "))
+            };
+            problems.push(problem(at, message));
+            continue;
+        }
+        match key {
+            "collection" => mongo_name(name, &at, "collection", problems),
+            "index" => {
+                if let Some(reason) = elastic_index_problem(name) {
+                    problems.push(problem(at, format!("`{name}` is not a valid index name: it {reason}")));
+                }
+            }
+            _ => identifier(name, &at, problems),
+        }
+    }
+    // The gateway's own tables are `checkpoints`, `parked_events` and `projections` in the
+    // sink's schema; SQL Server's default collations and SQLite compare names without case,
+    // and PostgreSQL folds Eventuous's unquoted names to lowercase.
+    let Some(EventuousPlace::Table { database, schema, table }) = c.resolve(sink).map(|r| r.place) else { return };
+    let own_schema = match sink {
+        SinkConfig::Mssql(s) => Some((s.schema.as_str(), "mssql")),
+        SinkConfig::Postgres(s) => Some((s.schema.as_str(), "postgres")),
+        _ => None,
+    };
+    let own_table = ["checkpoints", "parked_events", "projections"].into_iter().find(|t| t.eq_ignore_ascii_case(&table));
+    match (own_table, own_schema, schema) {
+        (Some(own), Some((own_schema, key)), Some(schema)) if own_schema.eq_ignore_ascii_case(&schema) => problems.push(problem(
+            format!("{connector_path}.sink.{key}.schema"),
+            format!(
+                "the gateway keeps its own `{own}` table in `{own_schema}`, which is the Eventuous checkpoint table `{schema}.{table}` \
+                 ({database} compares names without case); put the gateway's tables in a schema of their own, e.g. `projector_gateway`"
+            ),
+        )),
+        (Some(own), None, None) => problems.push(problem(
+            format!("{path}.table"),
+            format!("`{table}` is the gateway's own `{own}` table in this target ({database} compares names without case); the Eventuous checkpoints cannot be there"),
+        )),
+        _ => {}
     }
 }
 
@@ -741,6 +823,13 @@ connectors:
         ] {
             assert!(found.iter().any(|m| m.starts_with(expected)), "{expected} not in {found:#?}");
         }
+    }
+
+    #[test]
+    fn an_https_sidecar_address_is_refused_until_the_channel_has_tls() {
+        let found = messages(&GOOD.replace("http://127.0.0.1:50051", "https://reducer.example:443"));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].starts_with("connectors[0].sidecar.address: `https://reducer.example:443`: TLS to the sidecar is not supported yet"), "{found:#?}");
     }
 
     #[test]

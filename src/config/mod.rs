@@ -3,12 +3,14 @@
 //! connector definition means the same thing wherever it comes from.
 
 mod eventuous;
+mod eventuous_checkpoint;
 mod load;
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use eventuous_checkpoint::{EventuousCheckpoint, EventuousPlace};
 pub use load::{ConfigError, ConfigProblem, load_file, parse, parse_connector};
 
 /// A whole gateway: the connectors one process runs.
@@ -42,10 +44,40 @@ pub struct ConnectorConfig {
     /// those that define it; the others stand by to take over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseConfig>,
+    /// Taking over from the Eventuous Connector: where its checkpoint is in the target. On a
+    /// start without checkpoints of its own, the connector resumes after that position and
+    /// stores it as its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eventuous_checkpoint: Option<EventuousCheckpointConfig>,
     /// The lease this process holds for the connector while it runs it (set by the
     /// supervisor, never configured): the sink fences every commit with it.
     #[serde(skip)]
     pub tenure: Option<crate::lease::Tenure>,
+}
+
+/// The checkpoint an Eventuous Connector (or an Eventuous subscription) stored in the target,
+/// which a connector replacing it resumes after on its first start. Only the keys of the
+/// connector's target apply; each defaults to what Eventuous uses there
+/// (`eventuous_checkpoint.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EventuousCheckpointConfig {
+    /// The checkpoint's id: Eventuous's subscription id, which the Eventuous Connector sets to
+    /// its `connector.connectorId`.
+    pub id: String,
+    /// SQL Server, PostgreSQL, SQLite: the table (`Checkpoints`, `checkpoints`,
+    /// `eventuous_checkpoints`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// SQL Server, PostgreSQL: the table's schema (`dbo`, `eventuous`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// MongoDB: the collection (`checkpoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection: Option<String>,
+    /// Elasticsearch: the index (`checkpoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
 }
 
 /// How the lease of a connector run by several gateways behaves.
@@ -222,7 +254,9 @@ pub enum TimeoutPolicy {
     /// policy.
     #[default]
     Retry,
-    /// Treat it as ignored (what an Eventuous sidecar's silence means) and move on.
+    /// Accepted for old files; means `retry`. It once skipped the event, which lost the answer
+    /// of a sidecar that was only slow; a sidecar's silences are settled by probes now
+    /// (`answers: handled`).
     Ignore,
     /// Apply the poison policy at once.
     Stop,

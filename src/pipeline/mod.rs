@@ -20,6 +20,7 @@ mod producer;
 mod progress;
 mod reset;
 mod router;
+mod takeover;
 mod writer;
 
 use std::{sync::Arc, time::Duration};
@@ -192,6 +193,8 @@ pub async fn run_with_sink<S: Sink>(
     let mut filter = EventFilter::new(&config.filter).map_err(|e| config_error(format!("filter: {e}")))?;
     // The source is opened before the sidecar is asked anything, so a log that cannot be read
     // is reported at once, whether or not the sidecar is up yet.
+    // Only here, at the start: a rebuild below, or a re-plan, finds no rows for other reasons.
+    takeover::take_over_eventuous_checkpoint(&*sink, &config, count).await.map_err(sink_error)?;
     let mut plan = resume_plan(&*sink, &config, count).await.map_err(sink_error)?;
     let mut source = sources::open(&config.source, &config.filter, plan.start()).await.map_err(source_error)?;
     if let Some(channel) = &channel {
@@ -217,7 +220,12 @@ pub async fn run_with_sink<S: Sink>(
     let (progress_tx, progress_rx) =
         progress::channel((0..count).map(|p| plan.position_of(p).unwrap_or(0)).collect());
     on_start(progress_rx);
-    let stages = Stages { sink, config, filter, channel, progress: progress_tx, telemetry: crate::telemetry::for_connector(&connector) };
+    let telemetry = crate::telemetry::for_connector(&connector);
+    let answered = reducer::Answered::new(telemetry.connector.clone());
+    if let Some(sidecar) = &config.sidecar {
+        reducer::announce_answers(&connector, sidecar);
+    }
+    let stages = Stages { sink, config, filter, channel, progress: progress_tx, telemetry, answered };
     let mut replans = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         info!(connector = %connector, sink = stages.sink.name(), partitions = count, "resuming after position {}", plan.start());
@@ -256,6 +264,8 @@ struct Stages<S: Sink> {
     channel: Option<tonic::transport::Channel>,
     progress: ProgressSender,
     telemetry: Arc<crate::telemetry::ConnectorTelemetry>,
+    /// What the partitions learn of the sidecar's answers, kept across re-plans.
+    answered: Arc<reducer::Answered>,
 }
 
 impl<S: Sink> Stages<S> {
@@ -316,6 +326,7 @@ impl<S: Sink> Stages<S> {
                         output,
                         abort: control.abort.clone(),
                         telemetry: self.telemetry.clone(),
+                        silence: reducer::Silence::new(self.answered.clone(), Duration::from_millis(sidecar.request_timeout_ms)),
                     };
                     tasks.spawn(async move { reducer.run().await.map_err(reducer_error) });
                 }

@@ -10,7 +10,7 @@ use crate::{
     config::ConnectorConfig,
     event::Position,
     partition::Partitioner,
-    sinks::{Batch, BatchItem, Sink, SinkError, SinkWriter},
+    sinks::{ApplyError, Batch, BatchItem, Sink, SinkError, SinkWriter},
 };
 
 /// Where the connector resumes after the reset.
@@ -30,8 +30,11 @@ pub struct ResetOutcome {
 }
 
 /// Deletes every checkpoint of the connector, then, for `ResetTo::Position`, stores that
-/// position for each partition of its current partition count. Stop every gateway running the
-/// connector first: one still running would write its own checkpoints again.
+/// position for each partition of its current partition count. A connector taking over an
+/// Eventuous checkpoint (`eventuous_checkpoint`) reset to the start gets position 0 stored
+/// instead of no rows, so its next start projects the log from its beginning rather than take
+/// the Eventuous checkpoint again. Stop every gateway running the connector first: one still
+/// running would write its own checkpoints again.
 pub async fn reset_connector(config: ConnectorConfig, to: ResetTo) -> Result<ResetOutcome, ConnectorError> {
     with_sink(config, Reset(to)).await
 }
@@ -48,20 +51,43 @@ impl WithSink for Reset {
         for count in counts {
             sink.delete_checkpoints(count).await.map_err(failed)?;
         }
-        if let ResetTo::Position(position) = self.0
-            && position > 0
-        {
-            // A batch that only advances every partition: the sink stores it as it stores the
-            // checkpoints of any batch.
+        let position = match self.0 {
+            ResetTo::Position(position) if position > 0 => Some(position),
+            _ if config.eventuous_checkpoint.is_some() => Some(0),
+            _ => None,
+        };
+        if let Some(position) = position {
             let count = Partitioner::new(&config.partitioning).count();
-            let items = (0..count).map(|partition| BatchItem::Advance { partition, position }).collect();
-            let mut writer = sink.open_writer().await.map_err(failed)?;
-            writer
-                .apply(Arc::new(Batch::new(items, count)))
+            store_position(&sink, count, position, None)
                 .await
                 .map_err(|e| failed(SinkError(format!("storing the new checkpoints failed: {e}"))))?;
         }
         let after = sink.load_checkpoints().await.map_err(failed)?;
         Ok(ResetOutcome { before, after })
     }
+}
+
+/// Stores `position` as the checkpoint of every partition of `count`, as a batch that only
+/// advances them, through one of the sink's writers: the sink stores it as it stores the
+/// checkpoints of any batch (its own rows, documents, file or stream; in its transaction, with
+/// its fences). `planned_from`: what each partition's row is expected to hold (see
+/// `sinks::Stored`); `None` writes unchecked, as tools do.
+pub(super) async fn store_position<S: Sink>(
+    sink: &S,
+    count: u32,
+    position: Position,
+    planned_from: Option<&[Option<Position>]>,
+) -> Result<(), ApplyError> {
+    let items = (0..count).map(|partition| BatchItem::Advance { partition, position }).collect();
+    let batch = match planned_from {
+        Some(stored) => Batch::fenced(items, count, stored),
+        None => Batch::new(items, count),
+    };
+    let mut writer = sink.open_writer().await.map_err(|e| ApplyError {
+        message: e.to_string(),
+        transient: false,
+        failed_at: None,
+        checkpoint_moved: false,
+    })?;
+    writer.apply(Arc::new(batch)).await
 }

@@ -6,10 +6,13 @@
 //! partition's sink writer in order. A broken stream is reopened with backoff and every
 //! unanswered event is sent again, in order. An event the sidecar cannot handle (wrong or
 //! out-of-order answer, unknown operation, reported error, no answer in time) goes to the
-//! connector's poison policy.
+//! connector's poison policy. A sidecar that answers only the events it handles
+//! (`answers: handled`) has its silences settled by later answers or by probes, never by a
+//! timer (`silence.rs`).
 
 mod describe;
 mod request;
+mod silence;
 mod stream;
 mod window;
 
@@ -17,10 +20,16 @@ use std::{sync::Arc, time::Duration};
 
 use tonic::transport::{Channel, Endpoint};
 
-use crate::{config::SidecarConfig, event::{Event, Position}};
+use tracing::{info, warn};
+
+use crate::{
+    config::{Answers, SidecarConfig, TimeoutPolicy},
+    event::{Event, Position},
+};
 
 pub use describe::{Described, describe};
 pub use request::build_request;
+pub use silence::{Answered, Silence};
 pub use stream::{PartitionReducer, ReducerError, poisoned};
 
 /// What the router hands a partition.
@@ -31,6 +40,32 @@ pub enum RoutedItem {
     /// The log has been read up to this position: once everything before it in this
     /// partition is done, the partition's checkpoint may move here.
     ReadUpTo(Position),
+}
+
+/// Says at a connector's start how its sidecar's answers are read, and what an old
+/// `on_timeout: ignore` means now.
+pub fn announce_answers(connector: &str, config: &SidecarConfig) {
+    match config.answers {
+        Answers::All => info!(
+            connector,
+            address = %config.address,
+            "the sidecar answers every event, in order (`sidecar.answers: all`)"
+        ),
+        Answers::Handled => info!(
+            connector,
+            address = %config.address,
+            "the sidecar answers only the events it handles (`sidecar.answers: handled`): an unanswered event counts as ignored once the \
+             sidecar answers a request sent after it (at the end of a backlog, a probe: an event it answered before, sent again), \
+             never because a timer ran out"
+        ),
+    }
+    if config.on_timeout == TimeoutPolicy::Ignore {
+        warn!(
+            connector,
+            "`sidecar.on_timeout: ignore` no longer skips an event whose answer is late (a slow sidecar's answers were lost that way); \
+             it now means `retry`. Remove it: with `sidecar.answers: handled`, events the sidecar does not answer are settled without it"
+        );
+    }
 }
 
 /// A lazily connected channel to the sidecar; all partitions share its HTTP/2 connection.

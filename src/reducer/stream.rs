@@ -1,5 +1,6 @@
 //! One partition's conversation with the sidecar: a pipelined bidirectional stream with a
-//! credit window, strict in-order matching, deadlines, reconnection with resend, and the
+//! credit window, strict in-order matching, deadlines, reconnection with resend, probes that
+//! settle the events an `answers: handled` sidecar leaves silent (`silence.rs`), and the
 //! poison policy for events the sidecar cannot handle.
 
 use std::{sync::Arc, time::Duration};
@@ -12,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     RoutedItem, build_request,
+    silence::Silence,
     window::{Match, Window},
 };
 use crate::{
@@ -62,6 +64,8 @@ pub struct PartitionReducer<S: Sink> {
     /// Cancelled when the connector must stop now (error elsewhere, or shutdown deadline).
     pub abort: CancellationToken,
     pub telemetry: Arc<ConnectorTelemetry>,
+    /// What this partition knows of the sidecar's silences (probe material, when to probe).
+    pub silence: Silence,
 }
 
 impl<S: Sink> PartitionReducer<S> {
@@ -73,8 +77,10 @@ impl<S: Sink> PartitionReducer<S> {
         let mut backoff = Backoff::default();
         let timeout = Duration::from_millis(self.config.request_timeout_ms);
         let far = Duration::from_secs(86_400 * 365);
+        let handled = self.config.answers == Answers::Handled;
         loop {
-            let (requests, outgoing) = mpsc::channel::<ProjectionRequest>(self.config.window + 1);
+            // Room for a full window and one probe.
+            let (requests, outgoing) = mpsc::channel::<ProjectionRequest>(self.config.window + 2);
             for (event, span) in window.resend_all(Instant::now()) {
                 let _ = requests.try_send(traced_request(event, span, self.partition, self.config.payload));
             }
@@ -92,8 +98,17 @@ impl<S: Sink> PartitionReducer<S> {
                     return Ok(());
                 }
                 // Counted from the send time, whether or not the response headers have come:
-                // some servers (grpcio) send them only with their first answer.
-                let deadline = window.front().map(|(_, _, sent_at)| sent_at + timeout);
+                // some servers (grpcio) send them only with their first answer. A sidecar that
+                // answers only what it handles has until its probe's answer is late.
+                let deadline = match window.probe() {
+                    Some((_, probe_sent)) => Some(probe_sent + timeout),
+                    None => window.front().map(|(_, _, sent_at)| sent_at + timeout),
+                };
+                let silent = if handled && window.probe().is_none() { window.front() } else { None };
+                let probe_at = silent
+                    .filter(|_| self.silence.has_probe_material())
+                    .map(|(_, _, oldest_sent)| self.silence.probe_due(oldest_sent));
+                let awaiting_material = silent.is_some() && probe_at.is_none();
                 tokio::select! {
                     biased;
                     _ = self.abort.cancelled() => return Ok(()),
@@ -131,7 +146,9 @@ impl<S: Sink> PartitionReducer<S> {
                         Some(RoutedItem::Event(event)) => {
                             let span = traces::event_span(&self.telemetry.connector, self.partition, &event);
                             let request = traced_request(&event, &span, self.partition, self.config.payload);
-                            window.push_event(event, span, Instant::now());
+                            let now = Instant::now();
+                            window.push_event(event, span, now);
+                            self.silence.sent(now);
                             if requests.try_send(request).is_err() {
                                 break StreamEnd::Broken("the request stream closed".into());
                             }
@@ -139,6 +156,18 @@ impl<S: Sink> PartitionReducer<S> {
                         Some(RoutedItem::ReadUpTo(position)) => window.push_read_up_to(position),
                         None => input_open = false,
                     },
+                    _ = tokio::time::sleep_until(probe_at.unwrap_or_else(|| Instant::now() + far)), if probe_at.is_some() => {
+                        if let Some(material) = self.silence.probe_material() {
+                            let now = Instant::now();
+                            debug!(partition = self.partition, probe = %material.event_id, unanswered = window.events(), "probing the sidecar's silence");
+                            window.push_probe(material.event_id.clone(), now);
+                            self.silence.sent(now);
+                            if requests.try_send(build_request(&material, self.partition, self.config.payload)).is_err() {
+                                break StreamEnd::Broken("the request stream closed".into());
+                            }
+                        }
+                    },
+                    _ = self.silence.material_offered(), if awaiting_material => {},
                 }
             };
             let end = match end {
@@ -174,14 +203,25 @@ impl<S: Sink> PartitionReducer<S> {
     }
 
     async fn on_response(&mut self, response: ProjectionResponse, window: &mut Window) -> Result<Flow, ReducerError> {
-        match window.classify(&response.event_id) {
+        let matched = window.classify(&response.event_id);
+        if matched != Match::Unknown {
+            self.silence.answer(Instant::now());
+        }
+        match matched {
             Match::Front => {}
+            Match::Probe => {
+                // Probes are sent only to a sidecar that answers what it handles; the answer
+                // is discarded, whatever it says.
+                self.settle(window, &response.event_id).await?;
+                return Ok(Flow::Continue);
+            }
             Match::Later if self.config.answers == Answers::Handled => {
-                self.acknowledge_skipped(window, &response.event_id).await?;
+                self.settle(window, &response.event_id).await?;
             }
             Match::Later => {
                 let reason = format!(
-                    "the sidecar answered event `{}`, sent after this one, before answering this one; responses must come back in request order",
+                    "the sidecar answered event `{}`, sent after this one, before answering this one; responses must come back in request order. \
+                     If the sidecar sends no answer for events it has no handler for (as Eventuous Connector sidecars do), set `sidecar.answers: handled`",
                     response.event_id
                 );
                 self.poison(window, reason).await?;
@@ -223,6 +263,7 @@ impl<S: Sink> PartitionReducer<S> {
                     self.telemetry.sidecar_round_trip.observe_duration(sent_at.elapsed());
                 }
                 let (event, span) = window.pop_front().expect("classified as front");
+                self.silence.answered(&event);
                 traces::answered(&span, ops.len());
                 self.emit(BatchItem::Apply { event: EventRef::traced(event, self.partition, span), ops }).await?;
             }
@@ -231,42 +272,50 @@ impl<S: Sink> PartitionReducer<S> {
         Ok(Flow::Continue)
     }
 
-    /// `answers: handled`: the sidecar answered `event_id`, so it skipped every event before
-    /// it on this stream; those are ignored (their positions still count).
-    async fn acknowledge_skipped(&mut self, window: &mut Window, event_id: &str) -> Result<(), ReducerError> {
-        loop {
-            if let Some(position) = window.take_released_mark() {
-                self.emit(BatchItem::Advance { partition: self.partition, position }).await?;
-            }
-            if window.classify(event_id) == Match::Front {
-                return Ok(());
-            }
-            let (skipped, span) = window.pop_front().expect("the answered event is still in the window");
-            traces::ended_without_applying(&span, "ignored", None);
-            debug!(partition = self.partition, event_id = %skipped.event_id, "not answered by the sidecar before a later event: ignored (sidecar.answers: handled)");
-            self.emit(BatchItem::Advance { partition: self.partition, position: skipped.position }).await?;
+    /// `answers: handled`: the sidecar answered `event_id`, a request sent after the oldest
+    /// unanswered event, so it saw every event before that request and answered none: they
+    /// are ignored (their positions still count).
+    async fn settle(&mut self, window: &mut Window, event_id: &str) -> Result<(), ReducerError> {
+        let settled = window.settle_before(event_id);
+        for (event, span) in &settled.ignored {
+            traces::ended_without_applying(span, "ignored", None);
+            self.silence.ignored(event);
+        }
+        match settled.up_to {
+            Some(position) => self.emit(BatchItem::Advance { partition: self.partition, position }).await,
+            None => Ok(()),
         }
     }
 
     async fn on_timeout(&mut self, window: &mut Window, timeout: Duration) -> Result<Flow, ReducerError> {
-        match self.config.on_timeout {
-            TimeoutPolicy::Retry => {}
-            TimeoutPolicy::Ignore => {
-                let (event, span) = window.pop_front().expect("an event is in flight");
-                traces::ended_without_applying(&span, "ignored", Some("no answer within the request timeout"));
-                debug!(partition = self.partition, event_id = %event.event_id, "no answer within {timeout:?}: ignored (sidecar.on_timeout: ignore)");
-                self.emit(BatchItem::Advance { partition: self.partition, position: event.position }).await?;
-                // A late answer to it must not meet the next event: start a fresh stream.
-                return Ok(Flow::Restart);
-            }
-            TimeoutPolicy::Stop => {
-                self.poison(window, format!("the sidecar did not answer within {timeout:?} (sidecar.on_timeout: stop)")).await?;
-                return Ok(Flow::Restart);
-            }
+        let handled = self.config.answers == Answers::Handled;
+        if handled && window.probe().is_none() && !self.silence.sidecar_answered_any() {
+            // Nothing to probe with: silence cannot be told from a stuck sidecar. Wait (the
+            // checkpoint stays before these events), never guess.
+            warn!(
+                connector = %self.telemetry.connector,
+                partition = self.partition,
+                "{} event(s) have had no answer for {timeout:?}, and the sidecar has answered no event of this connector since it started, \
+                 so nothing proves it left them unanswered on purpose (`sidecar.answers: handled`) rather than being stuck; the checkpoint \
+                 stays before them. They are settled as soon as the sidecar answers any event; sending them again",
+                window.events()
+            );
+            return Ok(Flow::Restart);
+        }
+        if let Some((probe, _)) = window.probe() {
+            let probe = probe.to_owned();
+            self.silence.distrust(&probe);
+        }
+        // `ignore` once skipped the event on this timer, losing answers that came late; it
+        // now retries (the connector says so at start).
+        if self.config.on_timeout == TimeoutPolicy::Stop {
+            let reason = format!("the sidecar did not answer within {timeout:?} (sidecar.on_timeout: stop){}", self.answers_hint(window));
+            self.poison(window, reason).await?;
+            return Ok(Flow::Restart);
         }
         let attempts = window.bump_front_attempts();
         if attempts > self.config.max_retries {
-            let reason = format!("the sidecar did not answer within {timeout:?}, {attempts} time(s)");
+            let reason = format!("the sidecar did not answer within {timeout:?}, {attempts} time(s){}", self.answers_hint(window));
             self.poison(window, reason).await?;
         } else if self.telemetry.sidecar_outage.failed() {
             warn!(
@@ -305,6 +354,19 @@ impl<S: Sink> PartitionReducer<S> {
             return Ok(StreamEnd::Restart);
         }
         Ok(StreamEnd::Broken(format!("{status} (attempt {attempts} at the oldest unanswered event)")))
+    }
+
+    /// For a sidecar configured to answer every event that leaves one unanswered while it
+    /// answers others: the setting that fits it.
+    fn answers_hint(&self, window: &Window) -> String {
+        match window.front() {
+            Some((event, _, _)) if self.config.answers == Answers::All && self.silence.sidecar_answered_any() => format!(
+                ". The sidecar answers other events; if it sends no answer for event types it has no handler for (`{}` here), \
+                 as Eventuous Connector sidecars do, set `sidecar.answers: handled`",
+                event.event_type
+            ),
+            _ => String::new(),
+        }
     }
 
     /// Applies the poison policy to the oldest unanswered event.

@@ -12,6 +12,7 @@ use prost_types::Any;
 
 use crate::{
     checkpoint::CheckpointRow,
+    config::EventuousCheckpoint,
     event::{Event, Position},
 };
 
@@ -19,6 +20,7 @@ use crate::{
 pub mod elastic;
 pub mod checkpoint_store;
 pub mod console;
+pub mod eventuous;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "mongo")]
@@ -320,6 +322,22 @@ pub trait Sink: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), SinkError>> + Send {
         let _ = (projection, version, reset);
         async { Err(SinkError("this target does not record projection versions".into())) }
+    }
+
+    /// The position an Eventuous checkpoint store (the Eventuous Connector's) left in this
+    /// target under `checkpoint`, for a connector taking over from it (`eventuous_checkpoint`).
+    /// `Ok(None)` when it holds none: no such table, collection, index or document, or a null
+    /// or -1 position ([`eventuous::position`]).
+    fn eventuous_checkpoint(
+        &self,
+        checkpoint: &EventuousCheckpoint,
+    ) -> impl Future<Output = Result<Option<Position>, SinkError>> + Send {
+        let refused = SinkError(format!(
+            "the {} sink has no Eventuous checkpoint to take over ({}); remove `eventuous_checkpoint`",
+            self.name(),
+            checkpoint.place
+        ));
+        async move { Err(refused) }
     }
 
     /// How many writers may apply batches at the same time (each owns fixed partitions).

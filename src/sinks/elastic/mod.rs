@@ -35,8 +35,9 @@ use tracing::info;
 
 use crate::{
     checkpoint::CheckpointRow,
-    config::{ConnectorMode, ElasticRefresh, ElasticSinkConfig},
-    sinks::{DecodeError, EventRef, Sink, SinkError},
+    config::{ConnectorMode, ElasticRefresh, ElasticSinkConfig, EventuousCheckpoint, EventuousPlace},
+    event::Position,
+    sinks::{DecodeError, EventRef, Sink, SinkError, eventuous},
 };
 
 pub use apply::ElasticWriter;
@@ -186,6 +187,40 @@ impl Sink for ElasticSink {
             checkpoints::delete_all(&self.client, &self.names, &self.connector).await?;
         }
         checkpoints::record_version(&self.client, &self.names, &self.connector, projection, version).await
+    }
+
+    /// `GET <index>/_doc/<id>` (real time: no refresh needed); 404, for a missing document or
+    /// index, is no checkpoint. NEST serializes Eventuous's `Checkpoint(Id, Position)` with
+    /// camel-cased names (`position`); `Position` is read too.
+    async fn eventuous_checkpoint(&self, checkpoint: &EventuousCheckpoint) -> Result<Option<Position>, SinkError> {
+        let EventuousPlace::Index(index) = &checkpoint.place else {
+            return Err(eventuous::not_here(checkpoint, self.name()));
+        };
+        let unreadable = |e: client::RequestError| {
+            eventuous::unreadable(checkpoint, format!("Elasticsearch target `{}`: {}", self.names.display, e.message))
+        };
+        let path = format!("/{}/_doc/{}", client::encode_segment(index), client::encode_segment(&checkpoint.id));
+        let response = self
+            .client
+            .send(elasticsearch::http::Method::Get, &path, Default::default(), Option::<&()>::None, Option::<Vec<u8>>::None, None)
+            .await
+            .map_err(|e| unreadable(client::transport_error(&e)))?;
+        if client::is_not_found(response.status_code()) {
+            return Ok(None);
+        }
+        if !response.status_code().is_success() {
+            return Err(unreadable(client::response_error(response).await));
+        }
+        let document: serde_json::Value = response.json().await.map_err(|e| unreadable(client::transport_error(&e)))?;
+        let source = &document["_source"];
+        let stored = source.get("position").or_else(|| source.get("Position")).unwrap_or(&serde_json::Value::Null);
+        match stored {
+            serde_json::Value::Null => Ok(None),
+            value => match value.as_i64() {
+                Some(p) => eventuous::position(Some(p), checkpoint),
+                None => Err(eventuous::unexpected(checkpoint, format!("`position: {value}`"))),
+            },
+        }
     }
 
     fn writer_count(&self) -> usize {

@@ -33,9 +33,9 @@ use tracing::info;
 
 use crate::{
     checkpoint::CheckpointRow,
-    config::{MongoSinkConfig, MongoTransactions},
+    config::{EventuousCheckpoint, EventuousPlace, MongoSinkConfig, MongoTransactions},
     event::Position,
-    sinks::{DecodeError, Sink, SinkError},
+    sinks::{DecodeError, Sink, SinkError, eventuous},
 };
 
 pub use apply::MongoWriter;
@@ -344,6 +344,29 @@ impl Sink for MongoSink {
             s.commit_transaction().await.map_err(|e| self.error("cannot commit", &e))?;
         }
         Ok(())
+    }
+
+    /// The document `{_id: <id>}` of the collection (none, or no collection: no checkpoint),
+    /// and its `Position` (the Mongo C# driver's default element name for Eventuous's
+    /// `Checkpoint.Position`; `position` too, for a camel-case convention).
+    async fn eventuous_checkpoint(&self, checkpoint: &EventuousCheckpoint) -> Result<Option<Position>, SinkError> {
+        let EventuousPlace::Collection(collection) = &checkpoint.place else {
+            return Err(eventuous::not_here(checkpoint, self.name()));
+        };
+        let found = self
+            .db
+            .collection::<Document>(collection)
+            .find_one(doc! { "_id": &checkpoint.id })
+            .await
+            .map_err(|e| eventuous::unreadable(checkpoint, format!("MongoDB target `{}`: {}", self.names.display, describe_error(&e))))?;
+        let Some(document) = found else { return Ok(None) };
+        match document.get("Position").or_else(|| document.get("position")) {
+            None | Some(Bson::Null) => Ok(None),
+            Some(Bson::Int64(p)) => eventuous::position(Some(*p), checkpoint),
+            Some(Bson::Int32(p)) => eventuous::position(Some(i64::from(*p)), checkpoint),
+            Some(Bson::Double(p)) if p.fract() == 0.0 && p.abs() < 9.0e15 => eventuous::position(Some(*p as i64), checkpoint),
+            Some(other) => Err(eventuous::unexpected(checkpoint, format!("`Position: {other}` (BSON {:?})", other.element_type()))),
+        }
     }
 
     fn writer_count(&self) -> usize {

@@ -31,15 +31,16 @@ use tokio::sync::Mutex;
 
 use crate::{
     checkpoint::CheckpointRow,
-    config::MssqlSinkConfig,
-    sinks::{DecodeError, Sink, SinkError, sql::{SqlOp, decode_sql_op}},
+    config::{EventuousCheckpoint, EventuousPlace, MssqlSinkConfig},
+    event::Position,
+    sinks::{DecodeError, Sink, SinkError, eventuous, sql::{SqlOp, decode_sql_op}},
 };
 
 pub use apply::MssqlWriter;
 pub use connect::{TRANSIENT_ERRORS, parse_connection_string};
 
 use batch::{Origin, Plan, ROLLBACK_BATCH, Step};
-use connect::{Endpoint, MssqlClient, describe, is_connection_lost};
+use connect::{Endpoint, MssqlClient, describe, is_connection_lost, quote_ident};
 use schema::GatewaySql;
 
 pub struct MssqlSink {
@@ -184,6 +185,43 @@ impl Sink for MssqlSink {
             }
         })
         .await
+    }
+
+    /// `SELECT Position FROM [<schema>].[<table>] WHERE ID = @P1`; a table that does not exist
+    /// (error 208, "Invalid object name") is no checkpoint. Names and columns compare without
+    /// case under SQL Server's default collations, so the Connector's `Checkpoints (ID,
+    /// Position)` and Eventuous.SqlServer's `Checkpoints (Id, Position)` read alike.
+    async fn eventuous_checkpoint(&self, checkpoint: &EventuousCheckpoint) -> Result<Option<Position>, SinkError> {
+        /// SQL Server's "Invalid object name".
+        const NO_SUCH_OBJECT: u32 = 208;
+        let EventuousPlace::Table { schema, table, .. } = &checkpoint.place else {
+            return Err(eventuous::not_here(checkpoint, self.name()));
+        };
+        let table = match schema {
+            Some(schema) => format!("{}.{}", quote_ident(schema), quote_ident(table)),
+            None => quote_ident(table),
+        };
+        let what = format!("cannot read the Eventuous checkpoint `{}` in the {}", checkpoint.id, checkpoint.place);
+        let row = self
+            .with_admin(&what, async |client| {
+                let mut query = Query::new(format!("SELECT Position FROM {table} WHERE ID = @P1"));
+                query.bind(checkpoint.id.as_str());
+                let read = async { query.query(client).await?.into_row().await };
+                match read.await {
+                    Err(tiberius::error::Error::Server(e)) if e.code() == NO_SUCH_OBJECT => Ok(None),
+                    other => other,
+                }
+            })
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let stored = match row.try_get::<i64, _>(0) {
+            Ok(stored) => stored,
+            Err(_) => match row.try_get::<i32, _>(0) {
+                Ok(stored) => stored.map(i64::from),
+                Err(e) => return Err(eventuous::unexpected(checkpoint, format!("a `Position` that is not a bigint ({e})"))),
+            },
+        };
+        eventuous::position(stored, checkpoint)
     }
 
     fn writer_count(&self) -> usize {

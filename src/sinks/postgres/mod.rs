@@ -19,10 +19,11 @@ use tokio_postgres::Client;
 
 use crate::{
     checkpoint::CheckpointRow,
-    config::PostgresSinkConfig,
+    config::{EventuousCheckpoint, PostgresSinkConfig},
+    event::Position,
     lease::Tenure,
     postgres::{PgEndpoint, describe},
-    sinks::{DecodeError, Sink, SinkError, sql::{SqlOp, decode_sql_op}},
+    sinks::{DecodeError, Sink, SinkError, eventuous, sql::{SqlOp, decode_sql_op}},
 };
 
 pub use apply::PostgresWriter;
@@ -152,6 +153,30 @@ impl Sink for PostgresSink {
             .await
             .map_err(|e| self.error("cannot record the projection version", &e))?;
         tx.commit().await.map_err(|e| self.error("cannot commit", &e))
+    }
+
+    /// `SELECT position FROM <schema>.<table> WHERE id = $1`; a missing table or schema is no
+    /// checkpoint. The names are plain identifiers (the validator's rule) and left unquoted, so
+    /// they fold to lowercase as Eventuous's own unquoted `CREATE TABLE` did.
+    async fn eventuous_checkpoint(&self, checkpoint: &EventuousCheckpoint) -> Result<Option<Position>, SinkError> {
+        let Some(table) = checkpoint.place.qualified_table() else {
+            return Err(eventuous::not_here(checkpoint, self.name()));
+        };
+        let client = self.admin().await?;
+        let unreadable = |e: &tokio_postgres::Error| {
+            eventuous::unreadable(checkpoint, format!("PostgreSQL target {}: {}", self.endpoint.display(), describe(e)))
+        };
+        let sql = format!("SELECT position FROM {table} WHERE id = $1");
+        let row = match client.query_opt(&sql, &[&checkpoint.id]).await {
+            Ok(row) => row,
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => return Ok(None),
+            Err(e) => return Err(unreadable(&e)),
+        };
+        match row.map(|r| r.try_get::<_, Option<i64>>(0)) {
+            None => Ok(None),
+            Some(Ok(stored)) => eventuous::position(stored, checkpoint),
+            Some(Err(e)) => Err(eventuous::unexpected(checkpoint, format!("a `position` that is not a bigint ({e})"))),
+        }
     }
 
     fn writer_count(&self) -> usize {

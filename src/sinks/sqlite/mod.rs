@@ -19,8 +19,9 @@ use tracing::warn;
 
 use crate::{
     checkpoint::CheckpointRow,
-    config::SqliteSinkConfig,
-    sinks::{DecodeError, Sink, SinkError,
+    config::{EventuousCheckpoint, EventuousPlace, SqliteSinkConfig},
+    event::Position,
+    sinks::{DecodeError, Sink, SinkError, eventuous,
         sql::{SqlOp, decode_sql_op}},
 };
 
@@ -145,6 +146,37 @@ impl Sink for SqliteSink {
         })
         .await
         .map_err(|e| SinkError(e.to_string()))?
+    }
+
+    /// `SELECT position FROM <table> WHERE id = ?`, after looking the table up (none: no
+    /// checkpoint). SQLite's names and columns are case-insensitive, so Eventuous.Sqlite's
+    /// `eventuous_checkpoints (id, position)` and the Connector's `Checkpoints (ID, Position)`
+    /// read alike.
+    async fn eventuous_checkpoint(&self, checkpoint: &EventuousCheckpoint) -> Result<Option<Position>, SinkError> {
+        let EventuousPlace::Table { table, .. } = &checkpoint.place else {
+            return Err(eventuous::not_here(checkpoint, self.name()));
+        };
+        let (conn, table, id) = (self.conn.clone(), table.clone(), checkpoint.id.clone());
+        let stored = tokio::task::spawn_blocking(move || {
+            use rusqlite::{OptionalExtension, types::Value};
+            let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            let exists = conn
+                .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE", [&table], |_| Ok(()))
+                .optional()?;
+            if exists.is_none() {
+                return Ok(None);
+            }
+            let sql = format!("SELECT position FROM \"{}\" WHERE id = ?1", table.replace('"', "\"\""));
+            conn.query_row(&sql, [&id], |row| row.get::<_, Value>(0)).optional()
+        })
+        .await
+        .map_err(|e| SinkError(e.to_string()))?
+        .map_err(|e| eventuous::unreadable(checkpoint, format!("SQLite target {}: {e}", self.path.display())))?;
+        match stored {
+            None | Some(rusqlite::types::Value::Null) => Ok(None),
+            Some(rusqlite::types::Value::Integer(p)) => eventuous::position(Some(p), checkpoint),
+            Some(other) => Err(eventuous::unexpected(checkpoint, format!("a position of type {:?}", other.data_type()))),
+        }
     }
 
     fn writer_count(&self) -> usize {

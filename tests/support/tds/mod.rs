@@ -18,6 +18,10 @@
 //! `INSERT` statements (their shape is the gateway's, in `src/sinks/mssql/schema.rs`), applied
 //! at commit, and it evaluates the gateway's checkpoint check against the committed rows,
 //! answering the error that check throws when a row is not where the batch expects it. It answers the gateway's checkpoint and version `SELECT`s from that state. It
+//! also keeps the Eventuous Connector's `Checkpoints` table (its `SqlCheckpointStore`'s exact
+//! `CREATE TABLE`, `INSERT` and `UPDATE`, with tiberius's `@Pn` for ADO.NET's named
+//! parameters), and answers the gateway's `SELECT Position FROM ... WHERE ID = @P1` from it,
+//! or with error 208 (Invalid object name) before that table was created. It
 //! does not parse or run any other SQL: whether a statement is valid T-SQL, whether a
 //! parameter converts to its column, and locking are not tested by it (README: "SQL Server
 //! target").
@@ -78,6 +82,8 @@ struct State {
     parked: Vec<ParkedRow>,
     /// connector → (projection, version).
     versions: BTreeMap<String, (String, String)>,
+    /// The Eventuous Connector's checkpoint tables: table (`dbo.checkpoints`) → id → position.
+    eventuous: BTreeMap<String, BTreeMap<String, Option<i64>>>,
     next_descriptor: u64,
     connections: u32,
 }
@@ -89,6 +95,10 @@ struct Pending {
     deletes: Vec<(String, Option<i64>)>,
     parked: Vec<ParkedRow>,
     versions: Vec<(String, (String, String))>,
+    /// Eventuous Connector checkpoint tables created.
+    eventuous_tables: Vec<String>,
+    /// Eventuous Connector checkpoint rows: (table, id, position, inserted (else updated)).
+    eventuous_rows: Vec<(String, String, Option<i64>, bool)>,
 }
 
 /// The running double; stops when dropped.
@@ -160,6 +170,25 @@ impl TdsServer {
     pub fn version(&self, connector: &str) -> Option<(String, String)> {
         self.state.lock().unwrap().versions.get(connector).cloned()
     }
+
+    /// The Eventuous Connector's checkpoint rows of a table (`Checkpoints`, `dbo.Checkpoints`).
+    pub fn eventuous_checkpoints(&self, table: &str) -> BTreeMap<String, Option<i64>> {
+        self.state.lock().unwrap().eventuous.get(&eventuous_table(table)).cloned().unwrap_or_default()
+    }
+}
+
+/// An Eventuous checkpoint table's name as the double keys it: brackets dropped, lowercase
+/// (SQL Server's default collations), `dbo.` when it names no schema.
+fn eventuous_table(name: &str) -> String {
+    let name = name.replace(['[', ']'], "").to_lowercase();
+    if name.contains('.') { name } else { format!("dbo.{name}") }
+}
+
+/// The gateway's read of an Eventuous checkpoint: (table, parameter number of the id).
+fn eventuous_select(text: &str) -> Option<(String, usize)> {
+    let select = Regex::new(r"^SELECT Position FROM (\S+) WHERE ID = @P(\d+)$").unwrap();
+    let m = select.captures(text.trim())?;
+    Some((eventuous_table(&m[1]), m[2].parse().unwrap()))
 }
 
 struct Session {
@@ -260,7 +289,10 @@ impl Session {
             wire::transaction_change(&mut out, 8, descriptor);
             self.transaction = Some((descriptor, Pending::default()));
         }
-        let scripted = self.scripted_error(text).or_else(|| self.checkpoint_check_fails(text, params));
+        let scripted = self
+            .scripted_error(text)
+            .or_else(|| self.checkpoint_check_fails(text, params))
+            .or_else(|| self.missing_eventuous_table(text));
         if let Some(error) = scripted {
             let line = text.lines().position(|l| l.contains(&error.when_text_contains)).map_or(1, |i| i as u32 + 1);
             wire::error(&mut out, error.number, 1, error.class, &error.message, line);
@@ -278,6 +310,8 @@ impl Session {
                 open.deletes.extend(pending.deletes);
                 open.parked.extend(pending.parked);
                 open.versions.extend(pending.versions);
+                open.eventuous_tables.extend(pending.eventuous_tables);
+                open.eventuous_rows.extend(pending.eventuous_rows);
             }
             None => self.state.lock().unwrap().apply(pending),
         }
@@ -297,6 +331,11 @@ impl Session {
                 &[Column::Int("partition_count"), Column::Int("partition"), Column::BigInt("position")],
                 &rows,
             );
+        } else if let Some((table, id)) = eventuous_select(text) {
+            let id = text_param(params, id - 1);
+            let position = self.state.lock().unwrap().eventuous.get(&table).and_then(|rows| rows.get(&id).copied());
+            let rows: Vec<Vec<Cell>> = position.map(|p| vec![p.map_or(Cell::Null, Cell::BigInt)]).into_iter().collect();
+            wire::result_set(&mut out, &[Column::BigInt("Position")], &rows);
         } else if upper.trim_start().starts_with("SELECT VERSION FROM") {
             let connector = text_param(params, 0);
             let rows: Vec<Vec<Cell>> =
@@ -352,6 +391,23 @@ impl Session {
         None
     }
 
+    /// SQL Server's answer to the gateway's read of an Eventuous checkpoint table that was
+    /// never created.
+    fn missing_eventuous_table(&self, text: &str) -> Option<ScriptedError> {
+        let (table, _) = eventuous_select(text)?;
+        if self.state.lock().unwrap().eventuous.contains_key(&table) {
+            return None;
+        }
+        let named = Regex::new(r"FROM (\S+)").unwrap().captures(text).map(|m| m[1].replace(['[', ']'], "")).unwrap_or_default();
+        Some(ScriptedError {
+            when_text_contains: "SELECT Position".into(),
+            number: 208,
+            class: 16,
+            message: format!("Invalid object name '{named}'."),
+            times: None,
+        })
+    }
+
     fn scripted_error(&self, text: &str) -> Option<ScriptedError> {
         let mut state = self.state.lock().unwrap();
         let index = state.errors.iter().position(|e| text.contains(&e.when_text_contains) && e.times != Some(0))?;
@@ -371,6 +427,18 @@ impl State {
         self.checkpoints.extend(pending.checkpoints);
         self.parked.extend(pending.parked);
         self.versions.extend(pending.versions);
+        for table in pending.eventuous_tables {
+            self.eventuous.entry(table).or_default();
+        }
+        for (table, id, position, inserted) in pending.eventuous_rows {
+            let Some(rows) = self.eventuous.get_mut(&table) else { panic!("the Eventuous table {table} does not exist") };
+            match (inserted, rows.get_mut(&id)) {
+                (true, Some(_)) => panic!("duplicate key {id} in {table}"),
+                (true, None) => drop(rows.insert(id, position)),
+                (false, Some(stored)) => *stored = position,
+                (false, None) => {}
+            }
+        }
     }
 }
 
@@ -423,5 +491,22 @@ fn interpret(text: &str, params: &[Param], pending: &mut Pending) {
     let version = Regex::new(r"MERGE \S+\.\[projections\] WITH \(HOLDLOCK\) AS t USING \(VALUES \(@P(\d+), @P(\d+), @P(\d+)\)\)").unwrap();
     for m in version.captures_iter(text) {
         pending.versions.push((text_of(p(&m[1])), (text_of(p(&m[2])), text_of(p(&m[3])))));
+    }
+    // The Eventuous Connector's `SqlCheckpointStore` (EsdbSqlServer), statement for statement.
+    let position_of = |v: &Value| match v {
+        Value::Null => None,
+        other => Some(int_of(other)),
+    };
+    let create = Regex::new(r"CREATE TABLE (\S+) \(ID VARCHAR\(100\) NOT NULL PRIMARY KEY, Position BIGINT\)").unwrap();
+    for m in create.captures_iter(text) {
+        pending.eventuous_tables.push(eventuous_table(&m[1]));
+    }
+    let insert = Regex::new(r"INSERT INTO (\S+) \(ID, Position\) VALUES \(@P(\d+), @P(\d+)\)").unwrap();
+    for m in insert.captures_iter(text) {
+        pending.eventuous_rows.push((eventuous_table(&m[1]), text_of(p(&m[2])), position_of(p(&m[3])), true));
+    }
+    let update = Regex::new(r"UPDATE (\S+) SET Position = @P(\d+) WHERE ID = @P(\d+)").unwrap();
+    for m in update.captures_iter(text) {
+        pending.eventuous_rows.push((eventuous_table(&m[1]), text_of(p(&m[3])), position_of(p(&m[2])), false));
     }
 }

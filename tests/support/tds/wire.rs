@@ -188,6 +188,8 @@ pub enum Cell {
     Int(i32),
     BigInt(i64),
     Text(String),
+    /// NULL in an `Int` or `BigInt` column.
+    Null,
 }
 
 /// COLMETADATA, the rows, DONEINPROC with the row count.
@@ -227,6 +229,7 @@ pub fn result_set(out: &mut Vec<u8>, columns: &[Column], rows: &[Vec<Cell>]) {
                     out.push(8);
                     out.extend_from_slice(&v.to_le_bytes());
                 }
+                Cell::Null => out.push(0),
                 Cell::Text(s) => {
                     let mut bytes = Vec::new();
                     put_utf16(&mut bytes, s);
