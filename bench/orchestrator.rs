@@ -46,7 +46,7 @@ pub struct RunArgs {
     large_events: Option<usize>,
     /// `sink.postgres.writers` for the PostgreSQL scenarios (the baseline always uses 1). The
     /// bookings read model's `guest_stats` rows are shared across partitions, so parallel
-    /// writers deadlock on them (see README); 1 by default.
+    /// writers deadlock on them (see docs/operations.md, "Parallel writers"); 1 by default.
     #[arg(long, default_value_t = 1)]
     pg_writers: usize,
     /// SQL run on every SQLite target before the read model's schema, e.g.

@@ -34,7 +34,7 @@ use projector_gateway::{
     demo::BookingsGenerator,
     event::Event,
     partition::Partitioner,
-    pipeline::{ConnectorControl, ConnectorError, Progress, ProgressReceiver, run_connector, run_with_sink},
+    pipeline::{ConnectorControl, ConnectorError, Progress, ProgressReceiver, RunContext, run_connector_in, run_with_sink},
     reducer::build_request,
     sinks::{Batch, BatchItem, EventRef, Sink, SinkWriter, sql::SqlOp},
     sources::sqlite::{EventLog, SqliteSource},
@@ -230,12 +230,13 @@ struct Targets<'a> {
 async fn pipeline(args: &ScenarioArgs, targets: &Targets<'_>) -> anyhow::Result<Outcome> {
     let head = EventLog::open(&args.log)?.head()?;
     let sidecar = Sidecar::start(args.target).await?;
-    let mut config = connector_config(args, &sidecar.address, targets)?;
+    let config = connector_config(args, &sidecar.address, targets)?;
+    let mut context = RunContext::default();
     match &config.sink {
         SinkConfig::Postgres(c) if args.leased => {
             let mut leases = projector_gateway::lease::postgres::PgLeases::open(&c.url, &c.schema).await?;
-            config.tenure = leases.try_acquire(&config.id, "bench", 3_600_000).await?;
-            anyhow::ensure!(config.tenure.is_some(), "the bench's lease is held by another holder");
+            context.tenure = leases.try_acquire(&config.id, "bench", 3_600_000).await?;
+            anyhow::ensure!(context.tenure.is_some(), "the bench's lease is held by another holder");
         }
         SinkConfig::Elastic(c) => {
             // As in `elastic-raw-bulk`, the gateway's indices and the producer's template
@@ -250,7 +251,7 @@ async fn pipeline(args: &ScenarioArgs, targets: &Targets<'_>) -> anyhow::Result<
         _ => {}
     }
     let (started, cpu) = (Instant::now(), cpu_seconds());
-    let mut running = Running::start(config, args.target == Target::Null).await?;
+    let mut running = Running::start(config, context, args.target == Target::Null).await?;
     running.wait_for(head, Duration::from_secs(3600)).await?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = cpu_seconds() - cpu;
@@ -432,7 +433,7 @@ async fn live(args: &ScenarioArgs) -> anyhow::Result<Outcome> {
     let sidecar = Sidecar::start(args.target).await?;
     let config = connector_config(args, &sidecar.address, &Targets { db: None, indices: None, mongo: None })?;
     let partitioner = Partitioner::new(&config.partitioning);
-    let mut running = Running::start(config, false).await?;
+    let mut running = Running::start(config, RunContext::default(), false).await?;
     running.wait_for(head, Duration::from_secs(60)).await?;
 
     let count = (args.live_rate * args.live_seconds) as usize;
@@ -577,7 +578,7 @@ struct Running {
 }
 
 impl Running {
-    async fn start(config: ConnectorConfig, null_sink: bool) -> anyhow::Result<Self> {
+    async fn start(config: ConnectorConfig, context: RunContext, null_sink: bool) -> anyhow::Result<Self> {
         let control = ConnectorControl::default();
         let (tx, rx) = oneshot::channel();
         let on_start = move |progress| {
@@ -586,7 +587,7 @@ impl Running {
         let task = if null_sink {
             tokio::spawn(run_with_sink(NullSink, config, control.clone(), on_start))
         } else {
-            tokio::spawn(run_connector(config, control.clone(), on_start))
+            tokio::spawn(run_connector_in(config, context, control.clone(), on_start))
         };
         match rx.await {
             Ok(progress) => Ok(Self { control, task, progress }),

@@ -11,9 +11,10 @@
 #
 # The engines (the engine defaults to elasticsearch):
 # - elasticsearch: Elasticsearch's own `integ-test-zip` distribution (the server with only the
-#   modules its REST tests need: no ingest, painless, reindex or ILM; see README), from Maven
-#   Central with Maven (`org.elasticsearch.distribution.integ-test-zip:elasticsearch`), the
-#   newest 8.x: 9.x needs Java 21 and this machine has Java 17.
+#   modules its REST tests need: no ingest, painless, reindex or ILM; see
+#   docs/targets/elasticsearch.md), from Maven Central with Maven
+#   (`org.elasticsearch.distribution.integ-test-zip:elasticsearch`), the newest 8.x: 9.x needs
+#   Java 21 and this machine has Java 17.
 # - opensearch: OpenSearch's `integ-test-zip` (`org.opensearch.distribution.integ-test-zip:opensearch`).
 # Both run on the system's Java (no JDK is bundled in these zips). The engines refuse to run as
 # root: when this script runs as root, the engine runs as `nobody`.

@@ -171,7 +171,7 @@ fn main() -> ExitCode {
                 let endpoint = listen.map(|address| commands::run::Endpoint {
                     address,
                     management_token,
-                    readiness: projector_gateway::operations::Readiness { max_lag: ready_max_lag_secs.map(Duration::from_secs) },
+                    readiness: projector_gateway::status::endpoint::Readiness { max_lag: ready_max_lag_secs.map(Duration::from_secs) },
                 });
                 let drain_timeout = Duration::from_secs(drain_timeout_secs);
                 let instance_id = instance_id.unwrap_or_else(projector_gateway::lease::default_instance_id);

@@ -1,20 +1,27 @@
-//! Distributions the operations endpoint exports as Prometheus histograms: how long a batch
-//! takes to commit, how many operations it carries, how long the sidecar takes to answer an
-//! event, and how often a batch had to be retried.
+//! Distributions `/metrics` exports as Prometheus histograms: how long a batch takes to
+//! commit, how many operations it carries, how long the sidecar takes to answer an event, and
+//! how often a batch had to be retried.
 //!
-//! Recording is a few relaxed atomic additions, cheap enough for every event. The figures live
-//! in a process-wide registry keyed by connector id (as the `prometheus` crate's default
-//! registry does), so the pipeline's stages record without being handed anything new and the
-//! endpoint finds them by the connector's id.
+//! Recording is a few relaxed atomic additions, cheap enough for every event: the histograms
+//! are our own (prometheus-client's `Histogram` takes a mutex per observation), and only their
+//! encoding goes through prometheus-client ([`EncodeMetric`]), so `/metrics` writes them as it
+//! writes every other family. The figures live in a process-wide registry keyed by connector id
+//! (as the `prometheus` crate's default registry does), so the pipeline's stages record without
+//! being handed anything new and the endpoint finds them by the connector's id.
 
 use std::{
     collections::HashMap,
-    fmt::Write as _,
     sync::{
         Arc, LazyLock, Mutex,
         atomic::{AtomicU64, Ordering::Relaxed},
     },
     time::Duration,
+};
+
+use prometheus_client::{
+    encoding::{EncodeMetric, MetricEncoder, NoLabelSet},
+    metrics::{MetricType, counter::Counter},
+    registry::Unit,
 };
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -25,6 +32,7 @@ const OPERATIONS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.
 const SUM_SCALE: f64 = 1e6;
 
 /// A histogram with fixed buckets.
+#[derive(Debug)]
 pub struct Histogram {
     bounds: &'static [f64],
     /// Observations per bucket (not cumulative); the last one is above every bound.
@@ -46,18 +54,20 @@ impl Histogram {
     pub fn observe_duration(&self, elapsed: Duration) {
         self.observe(elapsed.as_secs_f64());
     }
+}
 
-    /// Appends the `_bucket`, `_sum` and `_count` lines of `name` with label `connector`.
-    fn render(&self, out: &mut String, name: &str, connector: &str) {
-        let mut cumulative = 0;
-        let bounds = self.bounds.iter().map(|b| b.to_string()).chain(std::iter::once("+Inf".to_owned()));
-        for (bound, count) in bounds.zip(&self.counts) {
-            cumulative += count.load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{connector=\"{connector}\",le=\"{bound}\"}} {cumulative}");
-        }
+/// The `_bucket`, `_sum` and `_count` lines, written by prometheus-client's encoder. Each bucket
+/// is read once and the count is their total, so `le="+Inf"` and `_count` always agree.
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let counts: Vec<u64> = self.counts.iter().map(|c| c.load(Relaxed)).collect();
+        let buckets: Vec<(f64, u64)> = self.bounds.iter().copied().zip(counts.iter().copied()).collect();
         let sum = self.sum_millionths.load(Relaxed) as f64 / SUM_SCALE;
-        let _ = writeln!(out, "{name}_sum{{connector=\"{connector}\"}} {sum}");
-        let _ = writeln!(out, "{name}_count{{connector=\"{connector}\"}} {cumulative}");
+        encoder.encode_histogram::<NoLabelSet>(sum, counts.iter().sum(), &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
     }
 }
 
@@ -72,7 +82,7 @@ pub struct ConnectorTelemetry {
     /// From sending an event to the sidecar to its answer.
     pub sidecar_round_trip: Histogram,
     /// Attempts at a batch that failed with a transient error and were retried.
-    pub batch_retries: AtomicU64,
+    pub batch_retries: Counter,
     /// The sidecar as the partition streams see it: one warning per outage.
     pub sidecar_outage: crate::outage::Outage,
     /// The target as the writers see it: one warning per outage.
@@ -86,32 +96,54 @@ impl ConnectorTelemetry {
             batch_apply: Histogram::new(SECONDS),
             batch_operations: Histogram::new(OPERATIONS),
             sidecar_round_trip: Histogram::new(SECONDS),
-            batch_retries: AtomicU64::new(0),
+            batch_retries: Counter::default(),
             sidecar_outage: Default::default(),
             target_outage: Default::default(),
         }
     }
-
-    /// Appends the lines of series `index` of [`SERIES`] for this connector: `name` is the
-    /// series' full name, `connector` the label value, already escaped.
-    pub fn render_series(&self, index: usize, out: &mut String, name: &str, connector: &str) {
-        match index {
-            0 => self.batch_apply.render(out, name, connector),
-            1 => self.batch_operations.render(out, name, connector),
-            2 => self.sidecar_round_trip.render(out, name, connector),
-            _ => {
-                let _ = writeln!(out, "{name}{{connector=\"{connector}\"}} {}", self.batch_retries.load(Relaxed));
-            }
-        }
-    }
 }
 
-/// Name, type and help of each series [`ConnectorTelemetry::render_series`] writes.
-pub const SERIES: [(&str, &str, &str); 4] = [
-    ("batch_apply_seconds", "histogram", "Time to apply and commit a batch, checkpoints included (the attempt that succeeded)."),
-    ("batch_operations", "histogram", "Operations per committed batch."),
-    ("sidecar_round_trip_seconds", "histogram", "From sending an event to the sidecar to its answer."),
-    ("batch_retries_total", "counter", "Batch attempts that failed with a transient error and were retried."),
+/// One family a connector's telemetry exports: its name (without the gateway's prefix, the
+/// unit and a counter's `_total`, which the encoder adds), unit, type, help, and which of the
+/// connector's metrics it is.
+pub struct Series {
+    pub name: &'static str,
+    pub unit: Option<Unit>,
+    pub kind: MetricType,
+    pub help: &'static str,
+    pub metric: fn(&ConnectorTelemetry) -> &dyn EncodeMetric,
+}
+
+/// Every family of [`ConnectorTelemetry`], in the order `/metrics` lists them.
+pub const SERIES: [Series; 4] = [
+    Series {
+        name: "batch_apply",
+        unit: Some(Unit::Seconds),
+        kind: MetricType::Histogram,
+        help: "Time to apply and commit a batch, checkpoints included (the attempt that succeeded).",
+        metric: |t| &t.batch_apply,
+    },
+    Series {
+        name: "batch_operations",
+        unit: None,
+        kind: MetricType::Histogram,
+        help: "Operations per committed batch.",
+        metric: |t| &t.batch_operations,
+    },
+    Series {
+        name: "sidecar_round_trip",
+        unit: Some(Unit::Seconds),
+        kind: MetricType::Histogram,
+        help: "From sending an event to the sidecar to its answer.",
+        metric: |t| &t.sidecar_round_trip,
+    },
+    Series {
+        name: "batch_retries",
+        unit: None,
+        kind: MetricType::Counter,
+        help: "Batch attempts that failed with a transient error and were retried.",
+        metric: |t| &t.batch_retries,
+    },
 ];
 
 static REGISTRY: LazyLock<Mutex<HashMap<String, Arc<ConnectorTelemetry>>>> = LazyLock::new(Default::default);
@@ -143,11 +175,25 @@ mod tests {
         for v in [0.5, 1.0, 3.0, 20.0] {
             h.observe(v);
         }
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("x", "An x", h);
         let mut out = String::new();
-        h.render(&mut out, "x", "c");
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).unwrap();
         assert_eq!(
             out,
-            "x_bucket{connector=\"c\",le=\"1\"} 2\nx_bucket{connector=\"c\",le=\"10\"} 3\nx_bucket{connector=\"c\",le=\"+Inf\"} 4\nx_sum{connector=\"c\"} 24.5\nx_count{connector=\"c\"} 4\n"
+            "# HELP x An x.\n# TYPE x histogram\nx_bucket{le=\"1\"} 2\nx_bucket{le=\"10\"} 3\nx_bucket{le=\"+Inf\"} 4\nx_sum 24.5\nx_count 4\n"
         );
+    }
+
+    #[test]
+    fn a_connector_restarted_goes_on_counting_and_a_deleted_one_starts_from_zero() {
+        let id = "telemetry-test-connector";
+        for_connector(id).batch_retries.inc();
+        for_connector(id).batch_retries.inc();
+        assert_eq!(of_connector(id).unwrap().batch_retries.get(), 2);
+        forget(id);
+        assert!(of_connector(id).is_none());
+        assert_eq!(for_connector(id).batch_retries.get(), 0);
+        forget(id);
     }
 }

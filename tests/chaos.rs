@@ -150,9 +150,10 @@ async fn sidecar_faults_sqlite() {
     );
 }
 
-/// Two gateways started on one connector without a lease (a deployment mistake the README
-/// warns about: "Without `lease:` ... run one replica"), both running for a while, then one
-/// killed. The checkpoint fence refuses every batch of one that the other already committed.
+/// Two gateways started on one connector without a lease (a deployment mistake
+/// docs/operations.md warns about: "Without `lease:` ... run one replica"), both running for
+/// a while, then one killed. The checkpoint fence refuses every batch of one that the other
+/// already committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_sqlite() {
     let _serial = serial().await;

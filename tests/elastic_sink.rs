@@ -1,6 +1,6 @@
 //! The Elasticsearch target against real engines started by `scripts/elastic.sh`, the whole
 //! suite once per engine: Elasticsearch 8 (its `integ-test-zip` distribution) and OpenSearch 2
-//! (README.md, "Elasticsearch target", says what these distributions lack). Operations through
+//! (docs/targets/elasticsearch.md says what these distributions lack). Operations through
 //! the sink's writer, external versions under replay, item-level failures, an engine that goes
 //! away, parking, checkpoints across restarts, producer mode with templates and data streams,
 //! and the whole gateway with a scripted sidecar.

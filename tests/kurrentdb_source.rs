@@ -1,7 +1,7 @@
 //! The KurrentDB `$all` source, through the real `kurrentdb` client. Each case runs against the
 //! in-repo test server (`tests/support/kurrentdb`, the official gRPC protos; no KurrentDB server
 //! can be installed here) and, in `real_server`, against a real KurrentDB / EventStoreDB when
-//! `KURRENTDB_URL` is set (skipped otherwise; README, "KurrentDB source"): catch-up then live
+//! `KURRENTDB_URL` is set (skipped otherwise; docs/sources.md, "KurrentDB"): catch-up then live
 //! and a restart after the checkpoint, server-side filters and the checkpoints that move a
 //! connector that matches nothing, events that are not JSON, credentials, the checkpoint
 //! stream of producers, an Eventuous Connector file. Resubscription after drops ("consumer too

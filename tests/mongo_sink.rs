@@ -2,7 +2,7 @@
 //! whole suite once per server: SecantusDB (a single-node replica set: batches and checkpoints
 //! commit in one transaction) and FerretDB v1 on SQLite (no transactions: checkpoints right
 //! after the batch). Where a server lacks a feature, the test says so and checks what it can
-//! (README.md, "MongoDB target", lists the gaps). With `MONGODB_URL` set, the same suite also
+//! (docs/targets/mongodb.md lists the gaps). With `MONGODB_URL` set, the same suite also
 //! runs against that real MongoDB (module `external`; skipped otherwise).
 
 #![cfg(feature = "mongo")]

@@ -5,7 +5,7 @@
 //! `MERGE`, round trips per batch, table creation, errors and retries, checkpoint loading).
 //! What SQL Server itself would do with that T-SQL is tested only by the opt-in suite at the
 //! end (`real_server`: the cases of `tests/postgres_sink.rs`), which runs when `MSSQL_URL`
-//! names a real server (README, "SQL Server target").
+//! names a real server (docs/targets/mssql.md).
 
 mod support;
 
@@ -418,7 +418,7 @@ async fn an_invalid_connection_string_and_an_unreachable_server_are_one_clear_er
     assert!(!message.contains("hunter2"), "{message}");
 }
 
-/// The opt-in suite against a real SQL Server (README, "SQL Server target"): the cases of
+/// The opt-in suite against a real SQL Server (docs/targets/mssql.md): the cases of
 /// `tests/postgres_sink.rs`, with the bookings read model written by a T-SQL reducer. Set
 /// `MSSQL_URL` to an ADO.NET connection string of a login that may create databases and kill
 /// sessions (`sa` in the official container); each test makes a database of its own, named

@@ -10,7 +10,7 @@
 //! `connector` field and goes wherever the log goes. `--quiet` turns both off.
 //!
 //! The figures are read from the registry the operations endpoint reads
-//! (`operations::Connectors`: each connector's state, its progress channel and the source's
+//! (`status::Connectors`: each connector's state, its progress channel and the source's
 //! head from its probe task), so connectors created later through the management API are
 //! shown too, and reading never touches a connector's data path.
 
@@ -22,7 +22,7 @@ use std::{
 
 use indicatif::{HumanCount, MultiProgress, ProgressBar, ProgressStyle};
 use projector_gateway::{
-    operations::{ConnectorState, Connectors, Snapshot},
+    status::{ConnectorState, Connectors, Snapshot},
     traces::LogOutput,
 };
 use tokio::task::JoinHandle;

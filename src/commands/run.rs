@@ -12,9 +12,9 @@ use std::{
 use projector_gateway::{
     config,
     management::{self, Settings, Supervisor, store::DefinitionLog},
-    operations::{self, Connectors},
     pipeline::ConnectorControl,
     shutdown::watch_signals,
+    status::{Connectors, endpoint},
 };
 use tracing::{error, info};
 
@@ -27,7 +27,7 @@ pub struct Endpoint {
     /// The bearer token the management API's changes need, if any.
     pub management_token: Option<String>,
     /// What `/ready` asks of running connectors.
-    pub readiness: operations::Readiness,
+    pub readiness: endpoint::Readiness,
 }
 
 /// What `run` was asked to run.
@@ -68,7 +68,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let progress = args.progress.sharing_stdout(writes_stdout);
     let registry = Connectors::default();
     let listener = match &args.endpoint {
-        Some(endpoint) => match operations::bind(endpoint.address).await {
+        Some(endpoint) => match endpoint::bind(endpoint.address).await {
             Ok(listener) => Some(listener),
             Err(e) => {
                 eprintln!("error: --listen {}: cannot listen there: {e}. Choose a free address or port.", endpoint.address);
@@ -99,7 +99,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         info!("operations endpoint (/health, /ready, /metrics, /connectors; management API {writable}) listening on http://{}", endpoint.address);
         let routes = management::api::routes(supervisor.clone(), endpoint.management_token);
         tokio::spawn(async move {
-            if let Err(e) = operations::serve(listener, registry, endpoint.readiness, routes).await {
+            if let Err(e) = endpoint::serve(listener, registry, endpoint.readiness, routes).await {
                 error!("the operations endpoint stopped: {e}");
             }
         })

@@ -7,7 +7,7 @@
 
 use serde_yaml::{Mapping, Value};
 
-use super::load::{ConfigProblem, problem};
+use super::problem::{ConfigProblem, problem};
 
 /// Whether the document is an Eventuous Connector file rather than ours.
 pub(super) fn is_eventuous(root: &Mapping) -> bool {

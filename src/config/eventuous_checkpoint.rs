@@ -1,7 +1,8 @@
 //! Where the Eventuous Connector keeps its checkpoint in each target, so that a connector
-//! replacing it starts where it stopped instead of at the beginning of the log (README,
-//! "Eventuous Connector files"). Resolved from the configuration alone, so `validate` can say
-//! where a connector will look without connecting, and the sinks read what it names.
+//! replacing it starts where it stopped instead of at the beginning of the log
+//! (docs/configuration.md, "Taking over the Eventuous Connector's checkpoint"). Resolved from
+//! the configuration alone, so `validate` can say where a connector will look without
+//! connecting, and the sinks read what it names.
 //!
 //! The names and defaults are Eventuous's own:
 //! - MongoDB: `Eventuous.Projections.MongoDB`'s `MongoCheckpointStore`: collection

@@ -5,30 +5,16 @@
 //! (regexes, URLs, ranges, duplicate ids). `${VAR}` in string values is replaced by the
 //! environment variable, so secrets need not live in the file.
 
-use std::{collections::HashSet, fmt, path::Path};
+use std::{collections::HashSet, path::Path};
 
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
-use super::{eventuous, eventuous_checkpoint, *};
-
-/// One thing wrong with a configuration, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// Key path, e.g. `connectors[0].sink.postgres.url`; empty for the document itself.
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
+use super::{
+    eventuous, eventuous_checkpoint,
+    problem::{at_least, identifier, problem},
+    *,
+};
 
 /// A configuration that could not be loaded: every problem found.
 #[derive(Debug, thiserror::Error)]
@@ -177,7 +163,7 @@ fn connector(value: &Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Op
     let (mut batch, sink) = (batch?, sink?);
     let max_ops_given = map.get("batch").and_then(Value::as_mapping).is_some_and(|b| b.contains_key("max_ops"));
     if !max_ops_given {
-        batch.max_ops = defaults::max_ops_for(&sink);
+        batch.max_ops = sink.settings().default_max_ops();
     }
     Some(ConnectorConfig {
         id: id?,
@@ -190,7 +176,6 @@ fn connector(value: &Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Op
         poison: poison?,
         lease: lease?,
         eventuous_checkpoint: eventuous_checkpoint?,
-        tenure: None,
     })
 }
 
@@ -277,23 +262,7 @@ fn validate_connector(c: &ConnectorConfig, path: &str, problems: &mut Vec<Config
             format!("`{}` is not a valid id; use 1-100 letters, digits, `-`, `_` or `.`", c.id),
         ));
     }
-    match &c.source {
-        SourceConfig::Sqlite(s) => {
-            non_empty_path(&s.path, &format!("{path}.source.sqlite.path"), problems);
-            at_least(s.batch_size as u64, 1, &format!("{path}.source.sqlite.batch_size"), problems);
-        }
-        SourceConfig::Postgres(s) => {
-            postgres_url(&s.url, &format!("{path}.source.postgres.url"), problems);
-            identifier(&s.schema, &format!("{path}.source.postgres.schema"), problems);
-            at_least(s.batch_size as u64, 1, &format!("{path}.source.postgres.batch_size"), problems);
-        }
-        SourceConfig::Kurrentdb(s) => {
-            let at = |key: &str| format!("{path}.source.kurrentdb.{key}");
-            kurrentdb_connection_string(&s.connection_string, &at("connection_string"), problems);
-            at_least(s.checkpoint_interval as u64, 1, &at("checkpoint_interval"), problems);
-            at_least(s.batch_size as u64, 1, &at("batch_size"), problems);
-        }
-    }
+    c.source.settings().validate(path, problems);
     for (key, pattern) in [
         ("include_stream_regex", &c.filter.include_stream_regex),
         ("exclude_stream_regex", &c.filter.exclude_stream_regex),
@@ -347,37 +316,7 @@ fn validate_connector(c: &ConnectorConfig, path: &str, problems: &mut Vec<Config
     if let Some(checkpoint) = &c.eventuous_checkpoint {
         validate_eventuous_checkpoint(checkpoint, &c.sink, path, problems);
     }
-    match &c.sink {
-        SinkConfig::Sqlite(s) => {
-            non_empty_path(&s.path, &format!("{path}.sink.sqlite.path"), problems);
-        }
-        SinkConfig::Postgres(s) => {
-            postgres_url(&s.url, &format!("{path}.sink.postgres.url"), problems);
-            identifier(&s.schema, &format!("{path}.sink.postgres.schema"), problems);
-            at_least(s.writers as u64, 1, &format!("{path}.sink.postgres.writers"), problems);
-        }
-        SinkConfig::Mssql(s) => {
-            mssql_connection_string(&s.connection_string, &format!("{path}.sink.mssql.connection_string"), problems);
-            identifier(&s.schema, &format!("{path}.sink.mssql.schema"), problems);
-            at_least(s.writers as u64, 1, &format!("{path}.sink.mssql.writers"), problems);
-        }
-        SinkConfig::Mongo(s) => {
-            let at = |key: &str| format!("{path}.sink.mongo.{key}");
-            mongo_url(&s.url, &at("url"), problems);
-            mongo_name(&s.database, &at("database"), "database", problems);
-            for (key, name) in [
-                ("collection", &s.collection),
-                ("checkpoints_collection", &s.checkpoints_collection),
-                ("parked_collection", &s.parked_collection),
-            ] {
-                mongo_name(name, &at(key), "collection", problems);
-            }
-            at_least(s.writers as u64, 1, &at("writers"), problems);
-        }
-        SinkConfig::Elastic(s) => validate_elastic(s, c.mode(), &format!("{path}.sink.elastic"), problems),
-        SinkConfig::Console(s) => checkpoint_store(s.checkpoints.as_ref(), c, &format!("{path}.sink.console.checkpoints"), problems),
-        SinkConfig::Http(s) => validate_http(s, c, path, problems),
-    }
+    c.sink.settings().validate(c, path, problems);
 }
 
 /// An Eventuous checkpoint to take over: an id, and only the names the connector's target
@@ -416,9 +355,9 @@ fn validate_eventuous_checkpoint(c: &EventuousCheckpointConfig, sink: &SinkConfi
             continue;
         }
         match key {
-            "collection" => mongo_name(name, &at, "collection", problems),
+            "collection" => crate::sinks::settings::mongo::name(name, &at, "collection", problems),
             "index" => {
-                if let Some(reason) = elastic_index_problem(name) {
+                if let Some(reason) = crate::sinks::settings::elastic::index_problem(name) {
                     problems.push(problem(at, format!("`{name}` is not a valid index name: it {reason}")));
                 }
             }
@@ -479,240 +418,6 @@ fn validate_lease(lease: &LeaseConfig, sink: &SinkConfig, path: &str, problems: 
     }
 }
 
-fn validate_elastic(s: &ElasticSinkConfig, mode: ConnectorMode, path: &str, problems: &mut Vec<ConfigProblem>) {
-    let at = |key: &str| format!("{path}.{key}");
-    if s.url.trim().is_empty() {
-        problems.push(problem(at("url"), "empty; expected e.g. `http://127.0.0.1:9200`"));
-    } else if let Some(reason) = elastic_url_problem(&s.url) {
-        problems.push(problem(at("url"), reason));
-    }
-    let mut names = vec![("checkpoints_index", s.checkpoints_index.clone()), ("parked_index", s.parked_index.clone())];
-    names.extend(s.index.clone().map(|i| ("index", i)));
-    if s.producer.is_some() && mode == ConnectorMode::Projector {
-        problems.push(problem(
-            at("producer"),
-            "only for a producer connector (one without `sidecar`, whose events are indexed as they are); remove `producer` or `sidecar`",
-        ));
-    }
-    if let Some(p) = &s.producer {
-        // `{category}` becomes a lowercase word; check the rest of the name.
-        names.push(("producer.index", p.index.replace("{category}", "category")));
-        if p.index.matches("{category}").count() > 1 {
-            problems.push(problem(at("producer.index"), "holds `{category}` more than once"));
-        }
-        if let Some(t) = &p.template {
-            names.push(("producer.template", t.clone()));
-        }
-        if let Some(lifecycle) = &p.lifecycle_policy {
-            if lifecycle.name.trim().is_empty() {
-                problems.push(problem(at("producer.lifecycle_policy.name"), "empty"));
-            }
-            if !lifecycle.policy.get("phases").is_some_and(serde_json::Value::is_object) {
-                problems.push(problem(
-                    at("producer.lifecycle_policy.policy"),
-                    "expected an object with `phases` (the `policy` of Elasticsearch's `PUT _ilm/policy/<name>`)",
-                ));
-            }
-        }
-    }
-    for (key, name) in names {
-        if let Some(reason) = elastic_index_problem(&name) {
-            problems.push(problem(at(key), format!("`{name}` is not a valid index name: it {reason}")));
-        }
-    }
-    at_least(s.max_bulk_bytes as u64, 1024, &at("max_bulk_bytes"), problems);
-    at_least(s.request_timeout_ms, 1, &at("request_timeout_ms"), problems);
-    at_least(s.writers as u64, 1, &at("writers"), problems);
-}
-
-#[cfg(feature = "elastic")]
-fn elastic_url_problem(url: &str) -> Option<String> {
-    crate::sinks::elastic::parse_url(url).err()
-}
-
-#[cfg(not(feature = "elastic"))]
-fn elastic_url_problem(_: &str) -> Option<String> {
-    None
-}
-
-#[cfg(feature = "elastic")]
-fn elastic_index_problem(name: &str) -> Option<String> {
-    crate::sinks::elastic::index_name_problem(name)
-}
-
-#[cfg(not(feature = "elastic"))]
-fn elastic_index_problem(_: &str) -> Option<String> {
-    None
-}
-
-/// The HTTP sink: an http(s) URL, headers HTTP accepts (and none the sink sets itself), and
-/// somewhere to park events when the poison policy is `park`.
-fn validate_http(s: &HttpSinkConfig, c: &ConnectorConfig, connector_path: &str, problems: &mut Vec<ConfigProblem>) {
-    let path = format!("{connector_path}.sink.http");
-    let at = |key: &str| format!("{path}.{key}");
-    if s.url.trim().is_empty() {
-        problems.push(problem(at("url"), "empty; expected e.g. `https://events.example.com/ingest`"));
-    } else if let Some(reason) = http_url_problem(&s.url) {
-        problems.push(problem(at("url"), reason));
-    }
-    for (name, value) in &s.headers {
-        if let Some(reason) = http_header_problem(name, value) {
-            problems.push(problem(at(&format!("headers.{name}")), reason));
-        }
-    }
-    if s.source.as_deref().is_some_and(|source| source.trim().is_empty()) {
-        problems.push(problem(at("source"), "empty; leave it out for `projector-gateway/<connector id>`, or give a URI reference"));
-    }
-    at_least(s.timeout_ms, 1, &at("timeout_ms"), problems);
-    at_least(s.max_batch_events as u64, 1, &at("max_batch_events"), problems);
-    checkpoint_store(s.checkpoints.as_ref(), c, &at("checkpoints"), problems);
-    if c.poison == PoisonPolicy::Park && s.checkpoints.is_none() {
-        problems.push(problem(
-            format!("{connector_path}.poison"),
-            "`park` needs somewhere durable to park events: the HTTP sink parks them beside its checkpoints; set `sink.http.checkpoints` (or use `stop` or `skip`)",
-        ));
-    }
-}
-
-#[cfg(feature = "http")]
-fn http_url_problem(url: &str) -> Option<String> {
-    crate::sinks::http::url_problem(url)
-}
-
-#[cfg(not(feature = "http"))]
-fn http_url_problem(_: &str) -> Option<String> {
-    None
-}
-
-#[cfg(feature = "http")]
-fn http_header_problem(name: &str, value: &str) -> Option<String> {
-    crate::sinks::http::header_problem(name, value)
-}
-
-#[cfg(not(feature = "http"))]
-fn http_header_problem(_: &str, _: &str) -> Option<String> {
-    None
-}
-
-/// A producer sink's checkpoint store: a file path, or a KurrentDB to write to.
-fn checkpoint_store(store: Option<&CheckpointStoreConfig>, c: &ConnectorConfig, path: &str, problems: &mut Vec<ConfigProblem>) {
-    match store {
-        Some(CheckpointStoreConfig::File(file)) => non_empty_path(file, &format!("{path}.file"), problems),
-        Some(CheckpointStoreConfig::Kurrentdb { connection_string: Some(url), .. }) => {
-            kurrentdb_connection_string(url, &format!("{path}.kurrentdb.connection_string"), problems)
-        }
-        Some(CheckpointStoreConfig::Kurrentdb { connection_string: None, .. }) if !matches!(c.source, SourceConfig::Kurrentdb(_)) => {
-            problems.push(problem(
-                format!("{path}.kurrentdb.connection_string"),
-                "missing; without it the checkpoints go to the source's KurrentDB, but this connector's source is not KurrentDB",
-            ))
-        }
-        _ => {}
-    }
-}
-
-fn kurrentdb_connection_string(text: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
-    const EXAMPLE: &str = "e.g. `kurrentdb://admin:changeit@127.0.0.1:2113?tls=false`";
-    if text.trim().is_empty() {
-        problems.push(problem(path, format!("empty; expected a KurrentDB connection string, {EXAMPLE}")));
-    } else {
-        #[cfg(feature = "kurrentdb")]
-        if let Err(e) = text.parse::<kurrentdb::ClientSettings>() {
-            let detail = e.error().map(|u| format!(" ({u})")).unwrap_or_default();
-            problems.push(problem(path, format!("not a KurrentDB connection string: {}{detail}; {EXAMPLE}", e.message())));
-        }
-    }
-}
-
-fn mongo_url(url: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
-    if url.trim().is_empty() {
-        problems.push(problem(path, "empty; expected e.g. `mongodb://127.0.0.1:27017/?directConnection=true`"));
-    } else if !url.starts_with("mongodb://") && !url.starts_with("mongodb+srv://") {
-        problems.push(problem(path, format!("`{url}` is not a MongoDB connection string; expected `mongodb://host:port/...`")));
-    } else if let Some(reason) = mongo_url_problem(url) {
-        problems.push(problem(path, reason));
-    }
-}
-
-#[cfg(feature = "mongo")]
-fn mongo_url_problem(url: &str) -> Option<String> {
-    if url.starts_with("mongodb+srv://") {
-        return Some("`mongodb+srv://` URLs need DNS SRV lookups, which this build leaves out; list the hosts with `mongodb://`".into());
-    }
-    crate::sinks::mongo::parse_url(url).err()
-}
-
-#[cfg(not(feature = "mongo"))]
-fn mongo_url_problem(_: &str) -> Option<String> {
-    None
-}
-
-/// Database and collection names: not empty, no characters MongoDB forbids in them.
-fn mongo_name(name: &str, path: &str, what: &str, problems: &mut Vec<ConfigProblem>) {
-    let forbidden: &[char] = if what == "database" { &['/', '\\', '.', ' ', '"', '$', '\0'] } else { &['$', '\0'] };
-    if name.is_empty() {
-        problems.push(problem(path, format!("empty; expected a {what} name")));
-    } else if name.contains(forbidden) || (what == "collection" && name.starts_with("system.")) {
-        problems.push(problem(path, format!("`{name}` is not a valid MongoDB {what} name")));
-    }
-}
-
-fn non_empty_path(p: &Path, path: &str, problems: &mut Vec<ConfigProblem>) {
-    if p.as_os_str().is_empty() {
-        problems.push(problem(path, "empty; expected a file path"));
-    }
-}
-
-fn at_least(value: u64, min: u64, path: &str, problems: &mut Vec<ConfigProblem>) {
-    if value < min {
-        problems.push(problem(path, format!("{value} is too small; expected at least {min}")));
-    }
-}
-
-fn identifier(name: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
-    let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !ok {
-        problems.push(problem(path, format!("`{name}` is not a plain SQL identifier (letters, digits, `_`)")));
-    }
-}
-
-fn mssql_connection_string(s: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
-    if s.trim().is_empty() {
-        problems.push(problem(path, "empty; expected e.g. `Server=tcp:127.0.0.1,1433;Database=app;User Id=gw;Password=...`"));
-    } else if let Some(reason) = mssql_connection_string_problem(s) {
-        problems.push(problem(path, reason));
-    }
-}
-
-#[cfg(feature = "mssql")]
-fn mssql_connection_string_problem(s: &str) -> Option<String> {
-    crate::sinks::mssql::parse_connection_string(s).err()
-}
-
-#[cfg(not(feature = "mssql"))]
-fn mssql_connection_string_problem(_: &str) -> Option<String> {
-    None
-}
-
-fn postgres_url(url: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
-    if url.trim().is_empty() {
-        problems.push(problem(path, "empty; expected e.g. `postgres://user:password@127.0.0.1:5432/db`"));
-    } else if let Some(reason) = postgres_url_problem(url) {
-        problems.push(problem(path, reason));
-    }
-}
-
-#[cfg(feature = "postgres")]
-fn postgres_url_problem(url: &str) -> Option<String> {
-    url.parse::<tokio_postgres::Config>().err().map(|e| format!("not a PostgreSQL connection string: {e}"))
-}
-
-#[cfg(not(feature = "postgres"))]
-fn postgres_url_problem(_: &str) -> Option<String> {
-    None
-}
-
 /// Replaces `${NAME}` in every string value with the environment variable `NAME`.
 fn expand_env(value: &mut Value, path: &str, problems: &mut Vec<ConfigProblem>) {
     match value {
@@ -761,10 +466,6 @@ fn key_name(key: &Value) -> String {
         Value::String(s) => s.clone(),
         other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
     }
-}
-
-pub(super) fn problem(path: impl Into<String>, message: impl Into<String>) -> ConfigProblem {
-    ConfigProblem { path: path.into(), message: message.into() }
 }
 
 #[cfg(test)]
@@ -840,7 +541,6 @@ connectors:
         let postgres = r#"{ postgres: { url: "postgres://gw@127.0.0.1/rm" } }"#;
         let config = parse(&leased(postgres, "{}")).unwrap();
         assert_eq!(config.connectors[0].lease, Some(LeaseConfig { ttl_ms: 15_000, renew_every_ms: 3_000 }));
-        assert_eq!(config.connectors[0].tenure, None);
         let found = messages(&leased("{ sqlite: { path: read.db } }", "{}"));
         assert!(found.iter().any(|m| m.starts_with("connectors[0].lease: a lease is held and fenced in the target database, which only the postgres sink supports yet (this connector's is sqlite)")), "{found:#?}");
         let found = messages(&leased(postgres, "{ ttl_ms: 2000, renew_every_ms: 1500 }"));

@@ -5,13 +5,32 @@
 mod eventuous;
 mod eventuous_checkpoint;
 mod load;
-
-use std::path::PathBuf;
+pub mod problem;
 
 use serde::{Deserialize, Serialize};
 
 pub use eventuous_checkpoint::{EventuousCheckpoint, EventuousPlace};
-pub use load::{ConfigError, ConfigProblem, load_file, parse, parse_connector};
+pub use load::{ConfigError, load_file, parse, parse_connector};
+pub use problem::ConfigProblem;
+pub use crate::sources::settings::{
+    kurrentdb::{KurrentdbSourceConfig, NonJsonEvents},
+    postgres::PostgresSourceConfig,
+    sqlite::SqliteSourceConfig,
+};
+// Each sink's settings live in its folder; named here as well so the rest of the code finds
+// the whole configuration model in one place.
+pub use crate::sinks::{
+    checkpoint_store::CheckpointStoreConfig,
+    settings::{
+        console::ConsoleSinkConfig,
+        elastic::{ElasticLifecyclePolicy, ElasticPayloadMapping, ElasticProducerConfig, ElasticRefresh, ElasticSinkConfig},
+        http::{HttpMode, HttpSinkConfig},
+        mongo::{MongoSinkConfig, MongoTransactions},
+        mssql::MssqlSinkConfig,
+        postgres::PostgresSinkConfig,
+        sqlite::SqliteSinkConfig,
+    },
+};
 
 /// A whole gateway: the connectors one process runs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -49,10 +68,6 @@ pub struct ConnectorConfig {
     /// stores it as its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eventuous_checkpoint: Option<EventuousCheckpointConfig>,
-    /// The lease this process holds for the connector while it runs it (set by the
-    /// supervisor, never configured): the sink fences every commit with it.
-    #[serde(skip)]
-    pub tenure: Option<crate::lease::Tenure>,
 }
 
 /// The checkpoint an Eventuous Connector (or an Eventuous subscription) stored in the target,
@@ -97,84 +112,6 @@ impl Default for LeaseConfig {
     fn default() -> Self {
         Self { ttl_ms: defaults::lease_ttl_ms(), renew_every_ms: defaults::lease_renew_every_ms() }
     }
-}
-
-/// Where events come from. Exactly one key.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum SourceConfig {
-    /// The embedded SQLite event log (`projector-gateway append` writes to it).
-    Sqlite(SqliteSourceConfig),
-    /// An Eventuous event store in PostgreSQL (`<schema>.messages`).
-    Postgres(PostgresSourceConfig),
-    /// KurrentDB (EventStoreDB): a catch-up subscription to `$all`, then live.
-    Kurrentdb(KurrentdbSourceConfig),
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SqliteSourceConfig {
-    /// Path of the event log database file.
-    pub path: PathBuf,
-    /// How often to look for new events when caught up (appends in the same process wake the
-    /// reader at once).
-    #[serde(default = "defaults::sqlite_poll_ms")]
-    pub poll_interval_ms: u64,
-    /// Events read per query.
-    #[serde(default = "defaults::read_batch")]
-    pub batch_size: usize,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresSourceConfig {
-    /// libpq-style URL or key/value string, e.g. `postgres://user:pw@host:5432/db`.
-    pub url: String,
-    /// Schema holding Eventuous's `messages` and `streams` tables.
-    #[serde(default = "defaults::eventuous_schema")]
-    pub schema: String,
-    #[serde(default = "defaults::postgres_poll_ms")]
-    pub poll_interval_ms: u64,
-    #[serde(default = "defaults::read_batch")]
-    pub batch_size: usize,
-    /// Longest time to hold back at a gap in global positions (a transaction that took a lower
-    /// position and has not committed yet) before treating it as a rolled-back hole, when the
-    /// database cannot prove it sooner.
-    #[serde(default = "defaults::gap_timeout_ms")]
-    pub gap_timeout_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct KurrentdbSourceConfig {
-    /// The connection string as KurrentDB clients take it, e.g.
-    /// `kurrentdb://admin:changeit@db:2113?tls=false`, `esdb://a:2113,b:2113,c:2113?nodePreference=leader`
-    /// or `esdb+discover://cluster.example:2113`.
-    pub connection_string: String,
-    /// The server reports how far it has read `$all` at least every this many events that do
-    /// not pass its filter, so a connector that matches few events still moves its checkpoint.
-    #[serde(default = "defaults::kurrentdb_checkpoint_interval")]
-    pub checkpoint_interval: u32,
-    /// Most events handed to the pipeline at once.
-    #[serde(default = "defaults::read_batch")]
-    pub batch_size: usize,
-    /// What to do with events whose content type is not JSON.
-    #[serde(default)]
-    pub non_json: NonJsonEvents,
-    /// Deliver the events that link events (`$>`) point to, instead of the links.
-    #[serde(default)]
-    pub resolve_links: bool,
-}
-
-/// What a KurrentDB source does with an event that is not JSON.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum NonJsonEvents {
-    /// Send it to the sidecar as raw bytes (`payloadJson`, `contentType: application/octet-stream`).
-    #[default]
-    Pass,
-    /// Leave it out (its position still counts for the checkpoint).
-    Skip,
 }
 
 /// Which events reach the sidecar. Includes are applied first (empty = everything), then
@@ -320,90 +257,93 @@ impl Default for BatchConfig {
     }
 }
 
-/// Where operations are applied. Exactly one key.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum SinkConfig {
-    Sqlite(SqliteSinkConfig),
-    Postgres(PostgresSinkConfig),
-    /// SQL Server or Azure SQL.
-    Mssql(MssqlSinkConfig),
-    Mongo(MongoSinkConfig),
-    Elastic(ElasticSinkConfig),
-    /// A producer sink: one JSON line per event on standard output.
-    Console(ConsoleSinkConfig),
-    /// A producer sink: every event POSTed to an HTTP endpoint as a CloudEvent.
-    Http(HttpSinkConfig),
+/// What a sink's settings (`sinks/<sink>/config.rs`) tell the loader.
+pub trait SinkSettings {
+    /// Whether the sink runs connectors of this mode.
+    fn supports(&self, mode: ConnectorMode) -> bool;
+
+    /// `batch.max_ops` when the file does not say.
+    fn default_max_ops(&self) -> usize {
+        defaults::max_ops()
+    }
+
+    /// Checks what serde cannot judge; `connector_path` is the connector's key path
+    /// (`connectors[0]`), under which the sink's section is `.sink.<key>`.
+    fn validate(&self, connector: &ConnectorConfig, connector_path: &str, problems: &mut Vec<ConfigProblem>);
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ConsoleSinkConfig {
-    /// Where the connector's checkpoints are kept; none: every run starts from the beginning.
-    #[serde(default)]
-    pub checkpoints: Option<CheckpointStoreConfig>,
+/// The `sink` section: one variant per line of `sinks/registry.rs`, each holding that sink's
+/// settings (`sinks/<sink>/config.rs`).
+macro_rules! sink_config {
+    ($($variant:ident $key:literal ($($cfg:tt)*) $settings:ty => $runtime:ty;)*) => {
+        /// Where operations are applied. Exactly one key.
+        #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        pub enum SinkConfig {
+            $(#[serde(rename = $key)] $variant($settings),)*
+        }
+
+        impl SinkConfig {
+            /// The sink's key in the configuration, e.g. `sqlite`.
+            pub fn key(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $key,)*
+                }
+            }
+
+            /// The sink's settings, whichever sink it is.
+            pub fn settings(&self) -> &dyn SinkSettings {
+                match self {
+                    $(Self::$variant(settings) => settings,)*
+                }
+            }
+        }
+    };
+}
+crate::sinks::registry::each_sink!(sink_config);
+
+impl SinkConfig {
+    /// Whether this sink can run a connector of that mode.
+    pub fn supports(&self, mode: ConnectorMode) -> bool {
+        self.settings().supports(mode)
+    }
 }
 
-/// The HTTP producer sink: every event is POSTed to `url` as a CloudEvent 1.0.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct HttpSinkConfig {
-    /// The endpoint, `http(s)://host[:port]/path`; credentials in the URL are sent as Basic
-    /// authentication.
-    pub url: String,
-    /// Headers sent with every request (e.g. `authorization: Bearer ${TOKEN}`); the sink sets
-    /// `content-type` and the `ce-` headers itself.
-    #[serde(default)]
-    pub headers: std::collections::BTreeMap<String, String>,
-    /// Time allowed for one request, connecting included, before it is retried.
-    #[serde(default = "defaults::http_timeout_ms")]
-    pub timeout_ms: u64,
-    /// How events are put into requests.
-    #[serde(default)]
-    pub mode: HttpMode,
-    /// `batch` mode: most events per request (a larger pipeline batch is sent as several
-    /// requests, in order).
-    #[serde(default = "defaults::http_batch_events")]
-    pub max_batch_events: usize,
-    /// The CloudEvents `source` attribute; default `projector-gateway/<connector id>`.
-    #[serde(default)]
-    pub source: Option<String>,
-    /// Where the connector's checkpoints are kept (parked events go beside them); none: every
-    /// run starts from the beginning.
-    #[serde(default)]
-    pub checkpoints: Option<CheckpointStoreConfig>,
+/// What a source's settings (`sources/<source>/config.rs`) tell the loader.
+pub trait SourceSettings {
+    /// Checks what serde cannot judge; `connector_path` is the connector's key path
+    /// (`connectors[0]`), under which the source's section is `.source.<key>`.
+    fn validate(&self, connector_path: &str, problems: &mut Vec<ConfigProblem>);
 }
 
-/// The CloudEvents HTTP binding the HTTP sink uses.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum HttpMode {
-    /// One request per event, the whole CloudEvent as the JSON body
-    /// (`application/cloudevents+json`).
-    #[default]
-    Structured,
-    /// One request per event, the attributes as `ce-` headers and the payload as the body.
-    Binary,
-    /// One request per batch of events, a JSON array of CloudEvents
-    /// (`application/cloudevents-batch+json`).
-    Batch,
-}
+/// The `source` section: one variant per line of `sources/registry.rs`.
+macro_rules! source_config {
+    ($($variant:ident $key:literal ($($cfg:tt)*) $settings:ty => $runtime:ty;)*) => {
+        /// Where events come from. Exactly one key.
+        #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        pub enum SourceConfig {
+            $(#[serde(rename = $key)] $variant($settings),)*
+        }
 
-/// Where a producer sink without a database of its own keeps its checkpoints.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum CheckpointStoreConfig {
-    /// A local JSON file, replaced atomically at each save.
-    File(PathBuf),
-    /// A stream in KurrentDB (`$connectors/<id>/checkpoints` unless `stream` says otherwise),
-    /// by default in the KurrentDB the connector reads.
-    Kurrentdb {
-        #[serde(default)]
-        connection_string: Option<String>,
-        #[serde(default)]
-        stream: Option<String>,
-    },
+        impl SourceConfig {
+            /// The source's key in the configuration, e.g. `sqlite`.
+            pub fn key(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $key,)*
+                }
+            }
+
+            /// The source's settings, whichever source it is.
+            pub fn settings(&self) -> &dyn SourceSettings {
+                match self {
+                    $(Self::$variant(settings) => settings,)*
+                }
+            }
+        }
+    };
 }
+crate::sources::registry::each_source!(source_config);
 
 /// What a connector does with an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -418,265 +358,6 @@ impl ConnectorConfig {
     pub fn mode(&self) -> ConnectorMode {
         if self.sidecar.is_some() { ConnectorMode::Projector } else { ConnectorMode::Producer }
     }
-}
-
-impl SinkConfig {
-    /// The sink's key in the configuration, e.g. `sqlite`.
-    pub fn key(&self) -> &'static str {
-        match self {
-            SinkConfig::Sqlite(_) => "sqlite",
-            SinkConfig::Postgres(_) => "postgres",
-            SinkConfig::Mssql(_) => "mssql",
-            SinkConfig::Mongo(_) => "mongo",
-            SinkConfig::Elastic(_) => "elastic",
-            SinkConfig::Console(_) => "console",
-            SinkConfig::Http(_) => "http",
-        }
-    }
-
-    /// Whether this sink can run a connector of that mode.
-    pub fn supports(&self, mode: ConnectorMode) -> bool {
-        match self {
-            SinkConfig::Sqlite(_) | SinkConfig::Postgres(_) | SinkConfig::Mssql(_) | SinkConfig::Mongo(_) => {
-                mode == ConnectorMode::Projector
-            }
-            // Projector with a sidecar; producer without one (every event indexed as a document).
-            SinkConfig::Elastic(_) => true,
-            SinkConfig::Console(_) | SinkConfig::Http(_) => mode == ConnectorMode::Producer,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SqliteSinkConfig {
-    /// Path of the read-model database file (created if missing).
-    pub path: PathBuf,
-    /// SQL run once at start, e.g. `CREATE TABLE IF NOT EXISTS ...` for the read model.
-    #[serde(default)]
-    pub init_sql: Option<String>,
-    /// A file whose SQL is run once at start (after `init_sql`).
-    #[serde(default)]
-    pub init_sql_file: Option<PathBuf>,
-    /// Accept Eventuous's raw `Execute{sql}` operation.
-    #[serde(default = "defaults::yes")]
-    pub allow_raw_sql: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresSinkConfig {
-    pub url: String,
-    /// Schema for the gateway's own tables (`checkpoints`, `parked_events`).
-    #[serde(default = "defaults::public_schema")]
-    pub schema: String,
-    #[serde(default)]
-    pub init_sql: Option<String>,
-    #[serde(default)]
-    pub init_sql_file: Option<PathBuf>,
-    #[serde(default = "defaults::yes")]
-    pub allow_raw_sql: bool,
-    /// Connections applying batches in parallel; each owns a fixed set of partitions.
-    #[serde(default = "defaults::pg_writers")]
-    pub writers: usize,
-}
-
-/// The SQL Server (or Azure SQL) target.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct MssqlSinkConfig {
-    /// ADO.NET connection string, e.g.
-    /// `Server=tcp:host,1433;Database=app;User Id=gw;Password=...;Encrypt=true`.
-    pub connection_string: String,
-    /// Schema for the gateway's own tables (`checkpoints`, `parked_events`, `projections`).
-    #[serde(default = "defaults::mssql_schema")]
-    pub schema: String,
-    #[serde(default)]
-    pub init_sql: Option<String>,
-    #[serde(default)]
-    pub init_sql_file: Option<PathBuf>,
-    #[serde(default = "defaults::yes")]
-    pub allow_raw_sql: bool,
-    /// Connections applying batches in parallel; each owns a fixed set of partitions.
-    #[serde(default = "defaults::pg_writers")]
-    pub writers: usize,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct MongoSinkConfig {
-    /// MongoDB connection string, e.g. `mongodb://127.0.0.1:27017/?directConnection=true`.
-    pub url: String,
-    /// The database holding the read model and the gateway's collections.
-    pub database: String,
-    /// The collection an operation acts on when it names none (`collection` field).
-    pub collection: String,
-    /// The gateway's checkpoint documents.
-    #[serde(default = "defaults::mongo_checkpoints")]
-    pub checkpoints_collection: String,
-    /// Events parked by the poison policy `park`.
-    #[serde(default = "defaults::mongo_parked")]
-    pub parked_collection: String,
-    /// Whether a batch and its checkpoints go in one multi-document transaction.
-    #[serde(default)]
-    pub transactions: MongoTransactions,
-    /// Clients applying batches in parallel; each owns a fixed set of partitions.
-    #[serde(default = "defaults::pg_writers")]
-    pub writers: usize,
-}
-
-/// Whether the MongoDB target uses multi-document transactions.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum MongoTransactions {
-    /// Use them when the server supports them (a replica set or sharded cluster that runs a
-    /// test transaction), else write the checkpoints right after the batch.
-    #[default]
-    Auto,
-    /// Require them: refuse to start on a server without transactions.
-    On,
-    /// Never: checkpoints right after the batch (at-least-once).
-    Off,
-}
-
-/// The Elasticsearch (or OpenSearch) target: a projector applying the sidecar's document
-/// operations, or, with `producer`, an archive of the events themselves.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ElasticSinkConfig {
-    /// `http(s)://[user:password@]host:port[/path]`; credentials in the URL are sent as Basic
-    /// authentication.
-    pub url: String,
-    /// An API key (the base64 `id:key` form Elasticsearch returns as `encoded`), sent as
-    /// `Authorization: ApiKey ...`.
-    #[serde(default)]
-    pub api_key: Option<String>,
-    /// The index an operation acts on when it names none (`index` field).
-    #[serde(default)]
-    pub index: Option<String>,
-    /// The gateway's checkpoint (and projection version) documents.
-    #[serde(default = "defaults::elastic_checkpoints")]
-    pub checkpoints_index: String,
-    /// Events parked by the poison policy `park`.
-    #[serde(default = "defaults::elastic_parked")]
-    pub parked_index: String,
-    /// The `refresh` of each batch's `_bulk` request: `false` (the default: documents become
-    /// searchable at the next refresh), `true` or `wait_for`.
-    #[serde(default)]
-    pub refresh: ElasticRefresh,
-    /// Largest `_bulk` request body; a batch above it is sent as several requests, in order.
-    #[serde(default = "defaults::elastic_bulk_bytes")]
-    pub max_bulk_bytes: usize,
-    /// Time allowed for one request before it counts as failed (and is retried).
-    #[serde(default = "defaults::elastic_timeout_ms")]
-    pub request_timeout_ms: u64,
-    /// Writers applying batches in parallel (one shared HTTP connection pool); each owns a
-    /// fixed set of partitions.
-    #[serde(default = "defaults::pg_writers")]
-    pub writers: usize,
-    /// Producer mode's settings (a connector without a `sidecar`: every event is indexed as a
-    /// document); defaults when left out.
-    #[serde(default)]
-    pub producer: Option<ElasticProducerConfig>,
-}
-
-/// The `refresh` parameter of the `_bulk` requests.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ElasticRefresh {
-    #[default]
-    False,
-    True,
-    WaitFor,
-}
-
-impl<'de> Deserialize<'de> for ElasticRefresh {
-    /// Accepts YAML booleans as well as the words.
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Written {
-            Bool(bool),
-            Word(String),
-        }
-        match Written::deserialize(deserializer)? {
-            Written::Bool(false) => Ok(ElasticRefresh::False),
-            Written::Bool(true) => Ok(ElasticRefresh::True),
-            Written::Word(w) => match w.as_str() {
-                "false" => Ok(ElasticRefresh::False),
-                "true" => Ok(ElasticRefresh::True),
-                "wait_for" => Ok(ElasticRefresh::WaitFor),
-                other => Err(serde::de::Error::custom(format!("`{other}` is not a refresh policy; expected false, true or wait_for"))),
-            },
-        }
-    }
-}
-
-/// Producer mode of the Elasticsearch target.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ElasticProducerConfig {
-    /// Where events go: an index (or data stream) name, where `{category}` stands for the
-    /// event's stream category (the part of the stream name before the first `-`, lowercased).
-    #[serde(default = "defaults::elastic_events_index")]
-    pub index: String,
-    /// Write into data streams (append-only, `@timestamp`, backing indices managed by the
-    /// engine) instead of plain indices.
-    #[serde(default = "defaults::yes")]
-    pub data_stream: bool,
-    /// How the template maps the payload: `object` (every field indexed with its own type) or
-    /// `flattened` (the whole payload as one field of keywords: no mapping conflicts between
-    /// event types, no mapping explosion).
-    #[serde(default)]
-    pub payload: ElasticPayloadMapping,
-    /// Name of the index template created (or replaced) at start; default
-    /// `projector-gateway-<index>` with `{category}` written as `category`.
-    #[serde(default)]
-    pub template: Option<String>,
-    /// Priority of the template among those matching the same names.
-    #[serde(default = "defaults::elastic_template_priority")]
-    pub template_priority: u32,
-    /// Extra index settings of the template, e.g. `index.lifecycle.name` for a lifecycle
-    /// policy that moves old events to a cheaper tier, or `index.number_of_replicas`.
-    #[serde(default)]
-    pub settings: std::collections::BTreeMap<String, serde_json::Value>,
-    /// An index lifecycle policy (Elasticsearch ILM) created at start when it does not exist
-    /// yet, and named in the template's `index.lifecycle.name`.
-    #[serde(default)]
-    pub lifecycle_policy: Option<ElasticLifecyclePolicy>,
-}
-
-impl Default for ElasticProducerConfig {
-    fn default() -> Self {
-        Self {
-            index: defaults::elastic_events_index(),
-            data_stream: true,
-            payload: ElasticPayloadMapping::default(),
-            template: None,
-            template_priority: defaults::elastic_template_priority(),
-            settings: Default::default(),
-            lifecycle_policy: None,
-        }
-    }
-}
-
-/// An Elasticsearch index lifecycle policy: its name and the body of `PUT _ilm/policy/<name>`'s
-/// `policy` (`{"phases": {"hot": {...}, "warm": {...}}}`), as Elasticsearch documents it. An
-/// existing policy of that name is left as it is (an operator may have tuned it).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ElasticLifecyclePolicy {
-    pub name: String,
-    pub policy: serde_json::Value,
-}
-
-/// How the producer's index template maps the event payload.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ElasticPayloadMapping {
-    #[default]
-    Object,
-    Flattened,
 }
 
 /// What happens to an event that cannot be reduced or applied.
@@ -699,29 +380,8 @@ pub(crate) mod defaults {
     pub fn lease_renew_every_ms() -> u64 {
         3_000
     }
-    pub fn sqlite_poll_ms() -> u64 {
-        5
-    }
-    pub fn postgres_poll_ms() -> u64 {
-        50
-    }
     pub fn read_batch() -> usize {
         1000
-    }
-    pub fn eventuous_schema() -> String {
-        "eventuous".into()
-    }
-    pub fn public_schema() -> String {
-        "public".into()
-    }
-    pub fn mssql_schema() -> String {
-        "dbo".into()
-    }
-    pub fn kurrentdb_checkpoint_interval() -> u32 {
-        1000
-    }
-    pub fn gap_timeout_ms() -> u64 {
-        10_000
     }
     pub fn window() -> usize {
         256
@@ -738,47 +398,8 @@ pub(crate) mod defaults {
     pub fn max_ops() -> usize {
         500
     }
-    /// `batch.max_ops` when the file does not say. Elasticsearch takes larger batches: a
-    /// `_bulk` request is cheap per item and dear per request (its guidance is requests of
-    /// several MB), and each batch costs one more request for its checkpoints; 2,000 bookings
-    /// operations are about 0.8 MB, under `max_bulk_bytes`.
-    pub fn max_ops_for(sink: &super::SinkConfig) -> usize {
-        match sink {
-            super::SinkConfig::Elastic(_) => 2000,
-            _ => max_ops(),
-        }
-    }
-    pub fn mongo_checkpoints() -> String {
-        "checkpoints".into()
-    }
-    pub fn mongo_parked() -> String {
-        "parked_events".into()
-    }
-    pub fn elastic_checkpoints() -> String {
-        "checkpoints".into()
-    }
-    pub fn elastic_parked() -> String {
-        "parked_events".into()
-    }
-    pub fn elastic_bulk_bytes() -> usize {
-        5 << 20
-    }
-    pub fn elastic_timeout_ms() -> u64 {
-        60_000
-    }
-    pub fn elastic_events_index() -> String {
-        "events-{category}".into()
-    }
-    pub fn elastic_template_priority() -> u32 {
-        200
-    }
-    pub fn http_timeout_ms() -> u64 {
-        30_000
-    }
-    pub fn http_batch_events() -> usize {
-        100
-    }
-    pub fn pg_writers() -> usize {
+    /// Connections (or clients) applying batches in parallel, for every sink that has them.
+    pub fn writers() -> usize {
         1
     }
     pub fn yes() -> bool {

@@ -4,7 +4,7 @@
 //! connector ends on its own (a stop signal, a disable, an error) the lease is released, so a
 //! standby gateway takes over without waiting for it to expire.
 
-use crate::{config::ConnectorConfig, operations::ConnectorHandle, pipeline::ConnectorControl};
+use crate::{config::ConnectorConfig, pipeline::ConnectorControl, status::ConnectorHandle};
 
 /// Runs `config` (which has a lease) as instance `instance` until the process or the operator
 /// stops it, standing by whenever another gateway holds its lease.
@@ -20,7 +20,10 @@ pub async fn run_leased(
     use tracing::{info, warn};
 
     use super::postgres::PgLeases;
-    use crate::{config::SinkConfig, pipeline::run_connector};
+    use crate::{
+        config::SinkConfig,
+        pipeline::{RunContext, run_connector_in},
+    };
 
     let lease = config.lease.clone().expect("run_leased is given a leased connector");
     let SinkConfig::Postgres(sink) = &config.sink else {
@@ -74,10 +77,9 @@ pub async fn run_leased(
         info!(connector = %id, holder = %tenure.holder, epoch = tenure.epoch, "took the lease; starting the connector");
         let leases = store.as_mut().expect("the lease was taken through it");
         handle.starting();
-        let mut leased = config.clone();
-        leased.tenure = Some(tenure.clone());
+        let context = RunContext { tenure: Some(tenure.clone()) };
         let run_control = control.child();
-        let run = run_connector(leased, run_control.clone(), |progress| handle.started(progress));
+        let run = run_connector_in(config.clone(), context, run_control.clone(), |progress| handle.started(progress));
         tokio::pin!(run);
         let mut renewal = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let mut lost = false;

@@ -17,7 +17,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{ManagementError, ResetTarget, Supervisor};
-use crate::operations::json_response;
+use crate::status::endpoint::json_response;
 
 #[derive(Clone)]
 struct Api {

@@ -21,9 +21,9 @@ use crate::{
     checkpoint::CheckpointRow,
     config::{ConnectorConfig, parse_connector},
     lease,
-    operations::{self, ConnectorHandle, ConnectorState, Connectors, Origin},
     pipeline::{ConnectorControl, ResetTo, reset_connector, run_connector},
     sources::head,
+    status::{ConnectorHandle, ConnectorState, Connectors, Origin, head_probe},
     telemetry,
     traces,
 };
@@ -184,7 +184,7 @@ impl Supervisor {
         let control = self.inner.process.child();
         let handle = slot.handle.clone();
         handle.starting();
-        let probe = self.inner.settings.lag_probe_every.map(|every| operations::watch_source_head(handle.clone(), config.source.clone(), every));
+        let probe = self.inner.settings.lag_probe_every.map(|every| head_probe::watch_source_head(handle.clone(), config.source.clone(), every));
         let id = slot.id.clone();
         info!(connector = %id, "starting");
         let own = control.clone();

@@ -23,6 +23,8 @@ mod router;
 mod takeover;
 mod writer;
 
+pub use crate::run_context::RunContext;
+
 use std::{sync::Arc, time::Duration};
 
 use tokio::{sync::mpsc, task::JoinSet};
@@ -43,7 +45,7 @@ use crate::{
     proto::projection_client::ProjectionClient,
     proto::DescribeResponse,
     reducer::{self, Described, PartitionReducer, ReducerError},
-    sinks::{Sink, SinkError},
+    sinks::{OpenSink, Sink, SinkError},
     sources::{self, SourceError},
 };
 
@@ -92,6 +94,16 @@ pub async fn run_connector(
     control: ConnectorControl,
     on_start: impl FnOnce(ProgressReceiver) + Send,
 ) -> Result<(), ConnectorError> {
+    run_connector_in(config, RunContext::default(), control, on_start).await
+}
+
+/// [`run_connector`] in a context (a leased run).
+pub async fn run_connector_in(
+    config: ConnectorConfig,
+    context: RunContext,
+    control: ConnectorControl,
+    on_start: impl FnOnce(ProgressReceiver) + Send,
+) -> Result<(), ConnectorError> {
     struct Run<F> {
         control: ConnectorControl,
         on_start: F,
@@ -102,7 +114,7 @@ pub async fn run_connector(
             run_with_sink(sink, config, self.control, self.on_start).await
         }
     }
-    with_sink(config, Run { control, on_start }).await
+    with_sink(config, &context, Run { control, on_start }).await
 }
 
 /// Something to do with a connector's sink, whichever kind it is (the sinks are different
@@ -112,64 +124,31 @@ pub trait WithSink: Send {
     fn with<S: Sink>(self, sink: S, config: ConnectorConfig) -> impl Future<Output = Result<Self::Output, ConnectorError>> + Send;
 }
 
-/// Opens the connector's sink and hands it to `task`.
-pub async fn with_sink<T: WithSink>(config: ConnectorConfig, task: T) -> Result<T::Output, ConnectorError> {
-    let connector = config.id.clone();
-    let sink_error = |source| ConnectorError::Sink { connector: connector.clone(), source };
-    match &config.sink {
-        #[cfg(feature = "sqlite")]
-        SinkConfig::Sqlite(c) => {
-            let sink = crate::sinks::sqlite::SqliteSink::open(c, &config.id).await.map_err(sink_error)?;
-            task.with(sink, config).await
+/// `with_sink`, generated from the list of sinks (`sinks/registry.rs`).
+macro_rules! with_sink {
+    ($($variant:ident $key:literal ($($cfg:tt)*) $settings:ty => $runtime:ty;)*) => {
+        /// Opens the connector's sink and hands it to `task`.
+        pub async fn with_sink<T: WithSink>(config: ConnectorConfig, context: &RunContext, task: T) -> Result<T::Output, ConnectorError> {
+            let connector = config.id.clone();
+            let sink_error = |source| ConnectorError::Sink { connector: connector.clone(), source };
+            match &config.sink {
+                $(
+                    #[cfg($($cfg)*)]
+                    SinkConfig::$variant(settings) => {
+                        let sink = <$runtime as OpenSink>::open(settings, &config, context).await.map_err(sink_error)?;
+                        task.with(sink, config).await
+                    }
+                )*
+                #[allow(unreachable_patterns)]
+                other => Err(sink_error(SinkError(format!(
+                    "the {0} sink is not built into this binary; build it with the cargo feature `{0}` (e.g. `--features sqlite,{0}`)",
+                    other.key()
+                )))),
+            }
         }
-        #[cfg(feature = "postgres")]
-        SinkConfig::Postgres(c) => {
-            let sink = crate::sinks::postgres::PostgresSink::open(c, &config.id, config.tenure.clone()).await.map_err(sink_error)?;
-            task.with(sink, config).await
-        }
-        #[cfg(feature = "mssql")]
-        SinkConfig::Mssql(c) => {
-            let sink = crate::sinks::mssql::MssqlSink::open(c, &config.id).await.map_err(sink_error)?;
-            task.with(sink, config).await
-        }
-        #[cfg(feature = "mongo")]
-        SinkConfig::Mongo(c) => {
-            let sink = crate::sinks::mongo::MongoSink::open(c, &config.id).await.map_err(sink_error)?;
-            task.with(sink, config).await
-        }
-        #[cfg(feature = "elastic")]
-        SinkConfig::Elastic(c) => {
-            let sink = crate::sinks::elastic::ElasticSink::open(c, &config.id, config.mode()).await.map_err(sink_error)?;
-            task.with(sink, config).await
-        }
-        SinkConfig::Console(c) => {
-            let source = match &config.source {
-                #[cfg(feature = "kurrentdb")]
-                crate::config::SourceConfig::Kurrentdb(k) => Some(k.connection_string.as_str()),
-                _ => None,
-            };
-            let store = crate::sinks::checkpoint_store::CheckpointStore::open(c.checkpoints.as_ref(), &config.id, source)
-                .await
-                .map_err(sink_error)?;
-            task.with(crate::sinks::console::ConsoleSink::new(store), config).await
-        }
-        #[cfg(feature = "http")]
-        SinkConfig::Http(c) => {
-            let source = match &config.source {
-                #[cfg(feature = "kurrentdb")]
-                crate::config::SourceConfig::Kurrentdb(k) => Some(k.connection_string.as_str()),
-                _ => None,
-            };
-            let sink = crate::sinks::http::HttpSink::open(c, &config.id, source).await.map_err(sink_error)?;
-            task.with(sink, config).await
-        }
-        #[allow(unreachable_patterns)]
-        other => Err(sink_error(SinkError(format!(
-            "the {0} sink is not built into this binary; build it with the cargo feature `{0}` (e.g. `--features sqlite,{0}`)",
-            other.key()
-        )))),
-    }
+    };
 }
+crate::sinks::registry::each_sink!(with_sink);
 
 /// Runs a connector on an already opened sink.
 pub async fn run_with_sink<S: Sink>(

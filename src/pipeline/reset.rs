@@ -36,7 +36,7 @@ pub struct ResetOutcome {
 /// the Eventuous checkpoint again. Stop every gateway running the connector first: one still
 /// running would write its own checkpoints again.
 pub async fn reset_connector(config: ConnectorConfig, to: ResetTo) -> Result<ResetOutcome, ConnectorError> {
-    with_sink(config, Reset(to)).await
+    with_sink(config, &super::RunContext::default(), Reset(to)).await
 }
 
 struct Reset(ResetTo);

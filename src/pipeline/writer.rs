@@ -186,7 +186,7 @@ impl<W: SinkWriter> Writer<W> {
                     return Ok(());
                 }
                 Err(e) if e.transient => {
-                    self.telemetry.batch_retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.telemetry.batch_retries.inc();
                     let delay = backoff.next_delay();
                     if self.telemetry.target_outage.failed() {
                         warn!(

@@ -9,7 +9,14 @@ use std::{collections::BTreeMap, path::PathBuf, sync::Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{checkpoint::CheckpointRow, config::CheckpointStoreConfig, event::Position};
+use crate::{
+    checkpoint::CheckpointRow,
+    config::{
+        ConnectorConfig,
+        problem::{ConfigProblem, non_empty_path, problem},
+    },
+    event::Position,
+};
 
 use super::SinkError;
 
@@ -204,5 +211,47 @@ mod stream {
                 .map(|_| ())
                 .map_err(|e| format!("cannot save checkpoints to stream `{}`: {e}", self.stream))
         }
+    }
+}
+
+/// The KurrentDB a connector reads, when it reads one: the default home of its checkpoints.
+pub fn source_kurrentdb(connector: &ConnectorConfig) -> Option<&str> {
+    match &connector.source {
+        #[cfg(feature = "kurrentdb")]
+        crate::config::SourceConfig::Kurrentdb(k) => Some(k.connection_string.as_str()),
+        _ => None,
+    }
+}
+
+/// Where a producer sink without a database of its own keeps its checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum CheckpointStoreConfig {
+    /// A local JSON file, replaced atomically at each save.
+    File(PathBuf),
+    /// A stream in KurrentDB (`$connectors/<id>/checkpoints` unless `stream` says otherwise),
+    /// by default in the KurrentDB the connector reads.
+    Kurrentdb {
+        #[serde(default)]
+        connection_string: Option<String>,
+        #[serde(default)]
+        stream: Option<String>,
+    },
+}
+
+/// A producer sink's checkpoint store: a file path, or a KurrentDB to write to.
+pub fn validate(store: Option<&CheckpointStoreConfig>, c: &ConnectorConfig, path: &str, problems: &mut Vec<ConfigProblem>) {
+    match store {
+        Some(CheckpointStoreConfig::File(file)) => non_empty_path(file, &format!("{path}.file"), problems),
+        Some(CheckpointStoreConfig::Kurrentdb { connection_string: Some(url), .. }) => {
+            crate::sources::settings::kurrentdb::connection_string(url, &format!("{path}.kurrentdb.connection_string"), problems)
+        }
+        Some(CheckpointStoreConfig::Kurrentdb { connection_string: None, .. }) if !matches!(c.source, crate::config::SourceConfig::Kurrentdb(_)) => {
+            problems.push(problem(
+                format!("{path}.kurrentdb.connection_string"),
+                "missing; without it the checkpoints go to the source's KurrentDB, but this connector's source is not KurrentDB",
+            ))
+        }
+        _ => {}
     }
 }

@@ -12,7 +12,8 @@ use prost_types::Any;
 
 use crate::{
     checkpoint::CheckpointRow,
-    config::EventuousCheckpoint,
+    config::{ConnectorConfig, EventuousCheckpoint},
+    run_context::RunContext,
     event::{Event, Position},
 };
 
@@ -21,6 +22,8 @@ pub mod elastic;
 pub mod checkpoint_store;
 pub mod console;
 pub mod eventuous;
+pub mod registry;
+pub mod settings;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "mongo")]
@@ -32,6 +35,7 @@ pub mod postgres;
 pub mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
 
 /// An event and the partition it was routed to, as sinks and error messages need it.
 #[derive(Debug, Clone)]
@@ -344,6 +348,15 @@ pub trait Sink: Send + Sync + 'static {
     fn writer_count(&self) -> usize;
 
     fn open_writer(&self) -> impl Future<Output = Result<Self::Writer, SinkError>> + Send;
+}
+
+/// How the pipeline opens a sink from its settings (one line per sink in `registry.rs`).
+pub trait OpenSink: Sink + Sized {
+    /// The sink's settings (`<sink>/config.rs`).
+    type Settings;
+
+    /// Opens the sink for `connector`, whose sink section `settings` is, in a run `context`.
+    fn open(settings: &Self::Settings, connector: &ConnectorConfig, context: &RunContext) -> impl Future<Output = Result<Self, SinkError>> + Send;
 }
 
 /// Applies batches, one at a time.

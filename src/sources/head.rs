@@ -27,12 +27,5 @@ pub trait HeadProbe: Send {
 /// the head of `$all` also moves with system events and checkpoint streams the connector
 /// never sees, so head minus checkpoint would not be a lag).
 pub async fn open(config: &SourceConfig) -> Result<Option<Box<dyn HeadProbe>>, SourceError> {
-    match config {
-        #[cfg(feature = "sqlite")]
-        SourceConfig::Sqlite(c) => Ok(Some(Box::new(super::sqlite::SqliteHead::open(&c.path)?))),
-        #[cfg(feature = "postgres")]
-        SourceConfig::Postgres(c) => Ok(Some(Box::new(super::postgres::PostgresHead::open(c).await?))),
-        #[allow(unreachable_patterns)]
-        _ => Ok(None),
-    }
+    super::open_head(config).await
 }

@@ -12,6 +12,8 @@ use crate::{
 };
 
 pub mod head;
+pub mod registry;
+pub mod settings;
 #[cfg(feature = "kurrentdb")]
 pub mod kurrentdb;
 #[cfg(feature = "postgres")]
@@ -54,22 +56,46 @@ pub trait EventSource: Send + Sync {
     fn next_batch(&mut self) -> BoxFuture<'_, Result<SourceBatch, SourceError>>;
 }
 
-/// Opens the configured source, positioned to read events after `after`. Sources that can
-/// filter on the server side (KurrentDB) narrow what they read with the connector's `filter`.
-#[cfg_attr(not(feature = "kurrentdb"), allow(unused_variables))]
-pub async fn open(config: &SourceConfig, filter: &FilterConfig, after: Position) -> Result<Box<dyn EventSource>, SourceError> {
-    match config {
-        #[cfg(feature = "sqlite")]
-        SourceConfig::Sqlite(c) => Ok(Box::new(sqlite::SqliteSource::open(c, after)?)),
-        #[cfg(not(feature = "sqlite"))]
-        SourceConfig::Sqlite(_) => Err(SourceError::NotBuilt("sqlite")),
-        #[cfg(feature = "postgres")]
-        SourceConfig::Postgres(c) => Ok(Box::new(postgres::PostgresSource::open(c, after).await?)),
-        #[cfg(not(feature = "postgres"))]
-        SourceConfig::Postgres(_) => Err(SourceError::NotBuilt("postgres")),
-        #[cfg(feature = "kurrentdb")]
-        SourceConfig::Kurrentdb(c) => Ok(Box::new(kurrentdb::KurrentdbSource::open(c, filter, after).await?)),
-        #[cfg(not(feature = "kurrentdb"))]
-        SourceConfig::Kurrentdb(_) => Err(SourceError::NotBuilt("kurrentdb")),
-    }
+/// How the pipeline opens a source from its settings (one line per source in `registry.rs`).
+pub trait OpenSource: EventSource + Sized + 'static {
+    /// The source's settings (`<source>/config.rs`).
+    type Settings;
+
+    /// Opens the log positioned to read events after `after`. Sources that can filter on the
+    /// server side (KurrentDB) narrow what they read with the connector's `filter`.
+    fn open(settings: &Self::Settings, filter: &FilterConfig, after: Position) -> impl std::future::Future<Output = Result<Self, SourceError>> + Send;
+
+    /// A probe of the log's head on a connection of its own (lag metrics), or `None` for a
+    /// source that has none.
+    fn head(settings: &Self::Settings) -> impl std::future::Future<Output = Result<Option<Box<dyn head::HeadProbe>>, SourceError>> + Send;
 }
+
+/// `open` and `head::open`, generated from the list of sources (`registry.rs`).
+macro_rules! open_source {
+    ($($variant:ident $key:literal ($($cfg:tt)*) $settings:ty => $runtime:ty;)*) => {
+        /// Opens the configured source, positioned to read events after `after`.
+        pub async fn open(config: &SourceConfig, filter: &FilterConfig, after: Position) -> Result<Box<dyn EventSource>, SourceError> {
+            match config {
+                $(
+                    #[cfg($($cfg)*)]
+                    SourceConfig::$variant(settings) => Ok(Box::new(<$runtime as OpenSource>::open(settings, filter, after).await?)),
+                )*
+                #[allow(unreachable_patterns)]
+                other => Err(SourceError::NotBuilt(other.key())),
+            }
+        }
+
+        /// A probe of the configured source's head, or `None` for a source that has none.
+        pub async fn open_head(config: &SourceConfig) -> Result<Option<Box<dyn head::HeadProbe>>, SourceError> {
+            match config {
+                $(
+                    #[cfg($($cfg)*)]
+                    SourceConfig::$variant(settings) => <$runtime as OpenSource>::head(settings).await,
+                )*
+                #[allow(unreachable_patterns)]
+                _ => Ok(None),
+            }
+        }
+    };
+}
+registry::each_source!(open_source);

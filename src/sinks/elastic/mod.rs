@@ -11,7 +11,7 @@
 //! The engine has no transactions: a batch's checkpoints are written by a second request once
 //! every operation of the batch is applied, so the checkpoint never passes an unapplied
 //! operation, and a crash between the two applies the batch again after the restart
-//! (at-least-once; README, "Elasticsearch target", says which operations are idempotent).
+//! (at-least-once; docs/targets/elasticsearch.md says which operations are idempotent).
 //!
 //! - `client.rs`: the client, the engine, error lines and which errors are transient;
 //! - `json.rs`: Struct -> JSON, whole numbers as integers;
@@ -131,6 +131,14 @@ pub fn index_name_problem(name: &str) -> Option<String> {
         Some("is longer than 255 bytes".into())
     } else {
         None
+    }
+}
+
+impl super::OpenSink for ElasticSink {
+    type Settings = crate::config::ElasticSinkConfig;
+
+    async fn open(settings: &Self::Settings, connector: &crate::config::ConnectorConfig, _: &crate::run_context::RunContext) -> Result<Self, SinkError> {
+        Self::open(settings, &connector.id, connector.mode()).await
     }
 }
 

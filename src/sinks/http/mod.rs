@@ -96,6 +96,14 @@ impl HttpSink {
     }
 }
 
+impl super::OpenSink for HttpSink {
+    type Settings = crate::config::HttpSinkConfig;
+
+    async fn open(settings: &Self::Settings, connector: &crate::config::ConnectorConfig, _: &crate::run_context::RunContext) -> Result<Self, SinkError> {
+        Self::open(settings, &connector.id, super::checkpoint_store::source_kurrentdb(connector)).await
+    }
+}
+
 impl Sink for HttpSink {
     type Op = HttpOp;
     type Writer = HttpWriter;

@@ -262,6 +262,14 @@ pub(crate) fn is_transient_code(code: i32) -> bool {
     matches!(code, 6 | 7 | 64 | 89 | 91 | 112 | 189 | 262 | 9001 | 10107 | 11600 | 11602 | 13435 | 13436)
 }
 
+impl super::OpenSink for MongoSink {
+    type Settings = crate::config::MongoSinkConfig;
+
+    async fn open(settings: &Self::Settings, connector: &crate::config::ConnectorConfig, _: &crate::run_context::RunContext) -> Result<Self, SinkError> {
+        Self::open(settings, &connector.id).await
+    }
+}
+
 impl Sink for MongoSink {
     type Op = MongoOp;
     type Writer = MongoWriter;

@@ -106,6 +106,14 @@ async fn connect(endpoint: &Endpoint) -> Result<MssqlClient, SinkError> {
     })
 }
 
+impl super::OpenSink for MssqlSink {
+    type Settings = crate::config::MssqlSinkConfig;
+
+    async fn open(settings: &Self::Settings, connector: &crate::config::ConnectorConfig, _: &crate::run_context::RunContext) -> Result<Self, SinkError> {
+        Self::open(settings, &connector.id).await
+    }
+}
+
 impl Sink for MssqlSink {
     type Op = SqlOp;
     type Writer = MssqlWriter;

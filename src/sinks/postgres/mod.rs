@@ -84,6 +84,14 @@ async fn connect(endpoint: &PgEndpoint) -> Result<Client, SinkError> {
     })
 }
 
+impl super::OpenSink for PostgresSink {
+    type Settings = crate::config::PostgresSinkConfig;
+
+    async fn open(settings: &Self::Settings, connector: &crate::config::ConnectorConfig, context: &crate::run_context::RunContext) -> Result<Self, SinkError> {
+        Self::open(settings, &connector.id, context.tenure.clone()).await
+    }
+}
+
 impl Sink for PostgresSink {
     type Op = SqlOp;
     type Writer = PostgresWriter;

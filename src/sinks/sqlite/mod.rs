@@ -77,6 +77,14 @@ impl SqliteSink {
     }
 }
 
+impl super::OpenSink for SqliteSink {
+    type Settings = crate::config::SqliteSinkConfig;
+
+    async fn open(settings: &Self::Settings, connector: &crate::config::ConnectorConfig, _: &crate::run_context::RunContext) -> Result<Self, SinkError> {
+        Self::open(settings, &connector.id).await
+    }
+}
+
 impl Sink for SqliteSink {
     type Op = SqlOp;
     type Writer = SqliteWriter;

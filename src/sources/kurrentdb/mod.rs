@@ -38,6 +38,20 @@ pub struct KurrentdbSource {
     location: String,
 }
 
+impl crate::sources::OpenSource for KurrentdbSource {
+    type Settings = crate::config::KurrentdbSourceConfig;
+
+    async fn open(settings: &Self::Settings, filter: &crate::config::FilterConfig, after: Position) -> Result<Self, SourceError> {
+        Self::open(settings, filter, after).await
+    }
+
+    /// `$all`'s head also moves with system events and checkpoint streams the connector never
+    /// sees, so head minus checkpoint would not be a lag: no probe.
+    async fn head(_settings: &Self::Settings) -> Result<Option<Box<dyn crate::sources::head::HeadProbe>>, SourceError> {
+        Ok(None)
+    }
+}
+
 impl KurrentdbSource {
     /// Connects (checking that the server answers and lets these credentials read `$all`) and
     /// subscribes after `after` (0: from the start of `$all`).

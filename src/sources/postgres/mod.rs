@@ -41,6 +41,18 @@ pub struct PostgresSource {
     gaps: GapTracker,
 }
 
+impl crate::sources::OpenSource for PostgresSource {
+    type Settings = crate::config::PostgresSourceConfig;
+
+    async fn open(settings: &Self::Settings, _filter: &crate::config::FilterConfig, after: Position) -> Result<Self, SourceError> {
+        Self::open(settings, after).await
+    }
+
+    async fn head(settings: &Self::Settings) -> Result<Option<Box<dyn crate::sources::head::HeadProbe>>, SourceError> {
+        Ok(Some(Box::new(PostgresHead::open(settings).await?)))
+    }
+}
+
 impl PostgresSource {
     /// Connects and checks that the schema holds Eventuous's tables.
     pub async fn open(config: &PostgresSourceConfig, after: Position) -> Result<Self, SourceError> {

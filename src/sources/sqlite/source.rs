@@ -30,6 +30,18 @@ pub struct SqliteSource {
     wake: Arc<Notify>,
 }
 
+impl crate::sources::OpenSource for SqliteSource {
+    type Settings = crate::config::SqliteSourceConfig;
+
+    async fn open(settings: &Self::Settings, _filter: &crate::config::FilterConfig, after: Position) -> Result<Self, SourceError> {
+        Self::open(settings, after)
+    }
+
+    async fn head(settings: &Self::Settings) -> Result<Option<Box<dyn crate::sources::head::HeadProbe>>, SourceError> {
+        Ok(Some(Box::new(super::SqliteHead::open(&settings.path)?)))
+    }
+}
+
 impl SqliteSource {
     pub fn open(config: &SqliteSourceConfig, after: Position) -> Result<Self, SourceError> {
         let location = config.path.display().to_string();

@@ -23,8 +23,7 @@
 //! parameters), and answers the gateway's `SELECT Position FROM ... WHERE ID = @P1` from it,
 //! or with error 208 (Invalid object name) before that table was created. It
 //! does not parse or run any other SQL: whether a statement is valid T-SQL, whether a
-//! parameter converts to its column, and locking are not tested by it (README: "SQL Server
-//! target").
+//! parameter converts to its column, and locking are not tested by it (docs/targets/mssql.md).
 
 pub mod wire;
 

@@ -46,6 +46,15 @@ pub fn event_line(event: &EventRef) -> String {
     line.to_string()
 }
 
+impl super::OpenSink for ConsoleSink {
+    type Settings = crate::config::ConsoleSinkConfig;
+
+    async fn open(settings: &Self::Settings, connector: &crate::config::ConnectorConfig, _: &crate::run_context::RunContext) -> Result<Self, SinkError> {
+        let source = super::checkpoint_store::source_kurrentdb(connector);
+        Ok(Self::new(CheckpointStore::open(settings.checkpoints.as_ref(), &connector.id, source).await?))
+    }
+}
+
 impl Sink for ConsoleSink {
     type Op = String;
     type Writer = ConsoleWriter;
