@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// `mongo-ferret-*` scenarios are skipped.
     #[arg(long, env = "BENCH_FERRET_URL")]
     ferret_url: Option<String>,
+    /// URL of a Redis server (scripts/redis.sh start); without it the `redis-*` scenarios are
+    /// skipped.
+    #[arg(long, env = "BENCH_REDIS_URL")]
+    redis_url: Option<String>,
     /// Events in the main log (default 1,000,000; 100,000 with --quick).
     #[arg(long)]
     events: Option<usize>,
@@ -77,6 +81,8 @@ struct Plan {
     secantus_baseline: usize,
     ferret: usize,
     ferret_baseline: usize,
+    /// Events of the log the Redis scenarios read.
+    redis: usize,
     live_seconds: u64,
     live_rate: u64,
     partitions: u32,
@@ -89,6 +95,7 @@ struct Scenario {
     needs_elastic: bool,
     /// The MongoDB-wire server the scenario runs against.
     needs_mongo: Option<MongoServer>,
+    needs_redis: bool,
     /// Reported from this scenario's process when it ran (same configuration, same log).
     same_as: Option<&'static str>,
     /// Run twice, keeping the better run: a run of a second or two on a shared 2-core machine
@@ -121,6 +128,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         secantus_baseline: if args.quick { 1_000 } else { 2_000 }.min(events),
         ferret: if args.quick { 2_000 } else { 5_000 }.min(events),
         ferret_baseline: if args.quick { 500 } else { 1_000 }.min(events),
+        redis: if args.quick { 50_000 } else { 200_000 }.min(events),
         live_seconds: if args.quick { 3 } else { 5 },
         live_rate: 1000,
         partitions: 16,
@@ -140,6 +148,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         elastic: args.elastic_url.as_deref(),
         secantus: mongo_url(MongoServer::Secantus),
         ferret: mongo_url(MongoServer::Ferret),
+        redis: args.redis_url.as_deref(),
     };
     let scenarios = scenarios(&plan, &dir, &urls, args.pg_writers, args.sqlite_init.as_deref());
     let wanted = |s: &Scenario| args.only.is_empty() || args.only.iter().any(|o| o == s.name);
@@ -158,6 +167,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ("events-baseline-secantus.db", plan.secantus_baseline),
         ("events-ferret.db", plan.ferret),
         ("events-baseline-ferret.db", plan.ferret_baseline),
+        ("events-redis.db", plan.redis),
     ] {
         if uses(file) {
             targets.push(LogTarget { path: dir.join(file), limit });
@@ -191,6 +201,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             eprintln!("bench: skipping {} (no --{name}-url: start one with scripts/mongo.sh start {name})", s.name);
             continue;
         }
+        if s.needs_redis && args.redis_url.is_none() {
+            eprintln!("bench: skipping {} (no --redis-url: start one with scripts/redis.sh start)", s.name);
+            continue;
+        }
         if let Some(ran) = s.same_as.and_then(|other| results.get(other)) {
             eprintln!("bench: {} is measured by the {} process", s.name, s.same_as.unwrap_or_default());
             let outcome = ran.outcome.clone();
@@ -213,7 +227,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // of a few seconds against a JVM (JIT, segment merges, GC), or of a second in process, is
     // too noisy to compare on its own, and the first Elasticsearch scenario would pay the
     // engine's warm-up for the others.
-    for s in selected.iter().filter(|s| s.best_of_two && (!s.needs_elastic || args.elastic_url.is_some())) {
+    for s in selected
+        .iter()
+        .filter(|s| s.best_of_two && (!s.needs_elastic || args.elastic_url.is_some()) && (!s.needs_redis || args.redis_url.is_some()))
+    {
         eprintln!("bench: running {} again (best of two)", s.name);
         let started = Instant::now();
         let outcome = run_child(&exe, s);
@@ -253,6 +270,7 @@ struct Urls<'a> {
     elastic: Option<&'a str>,
     secantus: Option<&'a str>,
     ferret: Option<&'a str>,
+    redis: Option<&'a str>,
 }
 
 fn scenarios(plan: &Plan, dir: &Path, urls: &Urls<'_>, pg_writers: usize, sqlite_init: Option<&str>) -> Vec<Scenario> {
@@ -298,6 +316,7 @@ fn scenarios(plan: &Plan, dir: &Path, urls: &Urls<'_>, pg_writers: usize, sqlite
         needs_pg,
         needs_elastic: false,
         needs_mongo: None,
+        needs_redis: false,
         same_as: None,
         best_of_two: false,
     };
@@ -318,6 +337,11 @@ fn scenarios(plan: &Plan, dir: &Path, urls: &Urls<'_>, pg_writers: usize, sqlite
             overrides.extend(one_at_a_time.iter().cloned());
         }
         Scenario { needs_mongo: Some(server), ..s(name, args(name, kind, "mongo", log, &overrides), false) }
+    };
+    // Redis: raw MULTI/EXEC batches and end to end, one writer, best of two (a few seconds each).
+    let redis = |name: &'static str, kind: &str| {
+        let overrides = [("--redis-url", urls.redis.unwrap_or_default().to_string()), ("--writers", "1".into())];
+        Scenario { needs_redis: true, best_of_two: true, ..s(name, args(name, kind, "redis", "events-redis.db", &overrides), false) }
     };
     let mut all = vec![
         s("raw-sidecar", args("raw-sidecar", "pipeline", "null", "events-main.db", &[]), false),
@@ -379,6 +403,8 @@ fn scenarios(plan: &Plan, dir: &Path, urls: &Urls<'_>, pg_writers: usize, sqlite
         all.push(mongo(e2e, "pipeline", server, log, false));
         all.push(mongo(baseline, "pipeline", server, baseline_log, true));
     }
+    all.push(redis("redis-raw", "raw-sink"));
+    all.push(redis("redis-e2e", "pipeline"));
     all
 }
 
@@ -437,6 +463,7 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
         ("elastic-producer", rate("elastic-producer-raw-bulk")),
         ("mongo-secantus", rate("mongo-secantus-raw-bulk")),
         ("mongo-ferret", rate("mongo-ferret-raw-bulk")),
+        ("redis", rate("redis-raw")),
     ]
     .into();
     let ceiling_ratio = |name: &str| {
@@ -526,6 +553,10 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
         if let Some(baseline) = rate(&format!("{target}-baseline")) {
             println!("    raw / baseline = {:.1}x (the most e2e / baseline can reach)", raw / baseline);
         }
+    }
+    if let (Some(Some(raw)), Some(r)) = (ceilings.get("redis"), ceiling_ratio("redis-e2e")) {
+        println!("  redis: raw MULTI/EXEC {raw:.0} events/s (same commands, same client, checkpoint HSET included, no WATCH)");
+        println!("    e2e / raw      = {r:.2}  (target >= 0.80: {})", verdict(r >= 0.8));
     }
     for target in ["sqlite", "postgres"] {
         let Some(Some(ceiling)) = ceilings.get(target) else { continue };

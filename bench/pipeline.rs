@@ -14,6 +14,7 @@ mod orchestrator;
 #[allow(dead_code)]
 mod otlp;
 mod pg;
+mod redis;
 mod scenarios;
 
 use std::process::ExitCode;

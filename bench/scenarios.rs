@@ -15,6 +15,8 @@
 //!   requests (`ElasticSink::raw_bulk`: same client, same request bodies, no checkpoints).
 //! - `raw-sink` on the mongo target: the same, but the timed part is the driver alone sending
 //!   the operations as ordered write commands with the checkpoint write (`mongo::raw_bulk`).
+//! - `raw-sink` on the redis target: the same, the client alone sending each batch's commands
+//!   and checkpoint HSET as one MULTI/EXEC (`redis::raw_multi_exec`).
 //! - `live`: catch up a small log, then append single events at a fixed rate from another
 //!   thread (in-process, which wakes the source) and time each append until its partition's
 //!   committed position passes it.
@@ -45,7 +47,7 @@ use serde_json::json;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::{elastic::ScratchIndices, mongo::ScratchMongo, null_sink::NullSink, pg::ScratchDatabase};
+use crate::{elastic::ScratchIndices, mongo::ScratchMongo, null_sink::NullSink, pg::ScratchDatabase, redis::ScratchRedis};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Kind {
@@ -66,6 +68,9 @@ pub enum Target {
     ElasticProducer,
     /// A MongoDB-wire server: the bookings reducer's MongoDB upserts (`REDUCER_TARGET=mongo`).
     Mongo,
+    /// Redis: the bookings read model as hashes, counters and streams
+    /// (`tests/support/redis_bookings.rs`).
+    Redis,
 }
 
 /// What one scenario runs; also usable by hand: `pipeline scenario --help`.
@@ -94,6 +99,10 @@ pub struct ScenarioArgs {
     /// created on it and dropped after.
     #[arg(long)]
     pub mongo_url: Option<String>,
+    /// URL of a Redis server (scripts/redis.sh); the scenario writes under a key prefix of
+    /// its own, deleted after.
+    #[arg(long)]
+    pub redis_url: Option<String>,
     #[arg(long, default_value_t = 16)]
     pub partitions: u32,
     /// Reducer credit window per partition.
@@ -180,7 +189,14 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<Outcome> {
         }
         _ => None,
     };
-    let targets = Targets { db: scratch.as_ref(), indices: indices.as_ref(), mongo: mongo.as_ref() };
+    let redis = match args.target {
+        Target::Redis => {
+            let url = args.redis_url.as_deref().context("--redis-url is required for --target redis")?;
+            Some(ScratchRedis::new(url, &args.name))
+        }
+        _ => None,
+    };
+    let targets = Targets { db: scratch.as_ref(), indices: indices.as_ref(), mongo: mongo.as_ref(), redis: redis.as_ref() };
     let result = match (args.kind, args.target) {
         (Kind::Pipeline, _) => pipeline(&args, &targets).await,
         (Kind::RawSink, Target::Elastic | Target::ElasticProducer) => {
@@ -191,6 +207,10 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<Outcome> {
         }
         (Kind::RawSink, Target::Mongo) => match connector_config(&args, "http://127.0.0.1:1", &targets) {
             Ok(config) => crate::mongo::raw_bulk(&config).await,
+            Err(e) => Err(e),
+        },
+        (Kind::RawSink, Target::Redis) => match connector_config(&args, "http://127.0.0.1:1", &targets) {
+            Ok(config) => crate::redis::raw_multi_exec(&config).await,
             Err(e) => Err(e),
         },
         (Kind::RawSink, _) => raw_sink(&args, scratch.as_ref()).await,
@@ -207,6 +227,12 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<Outcome> {
         }
         mongo.drop().await?;
     }
+    if let Some(redis) = redis {
+        if let (Ok(outcome), Ok((bookings, guests))) = (&result, redis.sizes().await) {
+            eprintln!("[{}] read model: {bookings} booking hashes, {guests} guest hashes ({} ops)", args.name, outcome.ops);
+        }
+        redis.drop().await?;
+    }
     if let Some(db) = scratch {
         if let Ok(mb) = db.size_mb().await {
             eprintln!("[{}] target database size {mb:.0} MB", args.name);
@@ -218,12 +244,13 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
-/// The scratch targets of a scenario: a PostgreSQL database, Elasticsearch indices or a
-/// MongoDB database of its own.
+/// The scratch targets of a scenario: a PostgreSQL database, Elasticsearch indices, a
+/// MongoDB database or Redis keys of its own.
 struct Targets<'a> {
     db: Option<&'a ScratchDatabase>,
     indices: Option<&'a ScratchIndices>,
     mongo: Option<&'a ScratchMongo>,
+    redis: Option<&'a ScratchRedis>,
 }
 
 /// The connector as the product runs it, timed until the whole log is applied.
@@ -277,7 +304,7 @@ async fn pipeline(args: &ScenarioArgs, targets: &Targets<'_>) -> anyhow::Result<
 
 /// The sink writers alone, on precomputed operations and batches.
 async fn raw_sink(args: &ScenarioArgs, db: Option<&ScratchDatabase>) -> anyhow::Result<Outcome> {
-    let config = connector_config(args, "http://127.0.0.1:1", &Targets { db, indices: None, mongo: None })?;
+    let config = connector_config(args, "http://127.0.0.1:1", &Targets { db, indices: None, mongo: None, redis: None })?;
     match &config.sink {
         SinkConfig::Sqlite(c) => {
             let sink = projector_gateway::sinks::sqlite::SqliteSink::open(c, &config.id).await?;
@@ -431,7 +458,7 @@ async fn live(args: &ScenarioArgs) -> anyhow::Result<Outcome> {
     }
     let head = log.head()?;
     let sidecar = Sidecar::start(args.target).await?;
-    let config = connector_config(args, &sidecar.address, &Targets { db: None, indices: None, mongo: None })?;
+    let config = connector_config(args, &sidecar.address, &Targets { db: None, indices: None, mongo: None, redis: None })?;
     let partitioner = Partitioner::new(&config.partitioning);
     let mut running = Running::start(config, RunContext::default(), false).await?;
     running.wait_for(head, Duration::from_secs(60)).await?;
@@ -528,6 +555,7 @@ fn connector_config(args: &ScenarioArgs, sidecar: &str, targets: &Targets<'_>) -
         (Target::Elastic | Target::ElasticProducer, None, _) => bail!("no search engine for the elastic targets"),
         (Target::Mongo, _, Some(m)) => m.sink(args.writers),
         (Target::Mongo, _, None) => bail!("no MongoDB-wire server for the mongo target"),
+        (Target::Redis, _, _) => targets.redis.context("no Redis server for the redis target")?.sink(args.writers),
         (target, _, _) => sql_sink(args, target, targets.db)?,
     };
     let mut connector = json!({
@@ -636,7 +664,7 @@ struct Sidecar {
 }
 
 impl Sidecar {
-    /// The SQL reducer, or its Elasticsearch or MongoDB form for those targets (a producer
+    /// The SQL reducer, or its Elasticsearch, MongoDB or Redis form for those targets (a producer
     /// has no sidecar: this one then serves nobody).
     async fn start(target: Target) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -645,6 +673,7 @@ impl Sidecar {
         let task = match target {
             Target::Elastic => tokio::spawn(crate::elastic::serve(listener, stop.clone().cancelled_owned())),
             Target::Mongo => tokio::spawn(crate::mongo::serve(listener, stop.clone().cancelled_owned())),
+            Target::Redis => tokio::spawn(crate::redis::serve(listener, stop.clone().cancelled_owned())),
             _ => tokio::spawn(bookings_reducer::serve(listener, stop.clone().cancelled_owned())),
         };
         Ok(Self { address, stop, task })

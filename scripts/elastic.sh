@@ -22,7 +22,9 @@
 # Environment:
 #   ELASTIC_BASE_DIR     data, logs, config copies, pid and lock files
 #                        (default /tmp/projector-gateway-elastic)
-#   ELASTIC_TOOLS_DIR    where the distributions are unpacked (default <repo>/target/elastic-tools)
+#   ELASTIC_TOOLS_DIR    where the distributions are unpacked (default <base dir>/tools: outside
+#                        the checkout, which may sit in a folder `nobody` cannot enter, e.g.
+#                        under /root or a mktemp -d folder)
 #   ELASTICSEARCH_VERSION (default 8.19.21), OPENSEARCH_VERSION (default 2.19.6)
 #   ELASTICSEARCH_PORT   default 9327 (transport: +100)
 #   OPENSEARCH_PORT      default 9328 (transport: +100)
@@ -37,7 +39,7 @@ set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BASE_DIR="${ELASTIC_BASE_DIR:-/tmp/projector-gateway-elastic}"
-TOOLS_DIR="${ELASTIC_TOOLS_DIR:-$REPO_DIR/target/elastic-tools}"
+TOOLS_DIR="${ELASTIC_TOOLS_DIR:-$BASE_DIR/tools}"
 HOST=127.0.0.1
 HEAP="${ELASTIC_HEAP:-512m}"
 START_TIMEOUT_SECS="${ELASTIC_START_TIMEOUT_SECS:-180}"
@@ -79,6 +81,9 @@ CONSOLE_LOG="$DIR/console.log"
 
 take_lock() {
   mkdir -p "$BASE_DIR"
+  # The engine runs as `nobody` under root: it must be able to enter every folder it uses,
+  # whatever the umask that created them.
+  chmod a+rx "$BASE_DIR"
   exec 9>>"$LOCK_FILE"
   if command -v flock >/dev/null 2>&1; then
     flock -w 900 9 || die "timed out waiting for the lock $LOCK_FILE"
@@ -118,6 +123,7 @@ install_engine() {
   command -v unzip >/dev/null 2>&1 || die "unzip is needed to unpack $ARTIFACT"
   local downloads="$TOOLS_DIR/downloads"
   mkdir -p "$downloads"
+  chmod a+rx "$TOOLS_DIR"
   log "fetching $ARTIFACT from Maven Central into $downloads"
   mvn -B -q -Dstyle.color=never dependency:copy -Dartifact="$ARTIFACT" -DoutputDirectory="$downloads" -Dmdep.overWriteIfNewer=true >&2 ||
     die "mvn could not fetch $ARTIFACT"

@@ -57,3 +57,21 @@ impl Event {
         self.event_type.starts_with('$') || self.stream.starts_with('$')
     }
 }
+
+#[cfg(test)]
+impl Event {
+    /// An event for unit tests: `{}` on stream `s`, created now.
+    pub fn sample(event_id: &str, event_type: &str, position: Position) -> Self {
+        Self {
+            position,
+            stream: "s".into(),
+            revision: 0,
+            event_type: event_type.into(),
+            event_id: event_id.into(),
+            data: "{}".into(),
+            metadata: None,
+            created: chrono::Utc::now(),
+            content_type: ContentType::Json,
+        }
+    }
+}

@@ -10,12 +10,11 @@
 //! arrive in the same milliseconds.
 
 use std::{
-    sync::{
-        Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
+
+use parking_lot::Mutex;
 
 /// The state of one dependency as its users saw it last.
 #[derive(Debug, Default)]
@@ -28,7 +27,7 @@ pub struct Outage {
 impl Outage {
     /// Records a failure; true when it starts an outage (report it), false for a repeat.
     pub fn failed(&self) -> bool {
-        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        let mut since = self.since.lock();
         match &mut *since {
             Some((_, repeats)) => {
                 *repeats += 1;
@@ -48,7 +47,7 @@ impl Outage {
         if !self.down.load(Ordering::Acquire) {
             return None;
         }
-        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        let mut since = self.since.lock();
         match *since {
             Some((at, repeats)) if at < attempt_started => {
                 *since = None;

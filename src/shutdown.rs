@@ -11,11 +11,13 @@ use crate::pipeline::ConnectorControl;
 /// Spawns the signal watcher for `control`.
 pub fn watch_signals(control: ConnectorControl, drain_deadline: Duration) {
     tokio::spawn(async move {
-        wait_for_signal().await;
+        // Listening from now on: a second signal sent right after the first is not missed.
+        let mut signals = StopSignals::new();
+        signals.recv().await;
         info!("stopping: finishing the events already read (signal again to stop at once)");
         control.shutdown.cancel();
         tokio::select! {
-            _ = wait_for_signal() => warn!("second signal: stopping now"),
+            _ = signals.recv() => warn!("second signal: stopping now"),
             _ = tokio::time::sleep(drain_deadline) => warn!("drain took longer than {drain_deadline:?}: stopping now"),
             _ = control.abort.cancelled() => return,
         }
@@ -23,16 +25,35 @@ pub fn watch_signals(control: ConnectorControl, drain_deadline: Duration) {
     });
 }
 
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM, each received from the moment this is made.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+                terminate: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+            }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

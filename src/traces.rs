@@ -279,7 +279,7 @@ enum Destination {
     Stderr,
     /// Kept in memory, with what the bars drew (tests).
     #[cfg(test)]
-    Recording(std::sync::Arc<std::sync::Mutex<Vec<String>>>),
+    Recording(std::sync::Arc<parking_lot::Mutex<Vec<String>>>),
 }
 
 impl LogOutput {
@@ -294,7 +294,7 @@ impl LogOutput {
             Destination::Stderr => io::Write::write_all(&mut io::stderr(), line),
             #[cfg(test)]
             Destination::Recording(recording) => {
-                recording.lock().expect("recording").push(String::from_utf8_lossy(line).into_owned());
+                recording.lock().push(String::from_utf8_lossy(line).into_owned());
                 Ok(())
             }
         }
@@ -466,7 +466,7 @@ mod tests {
 
     /// A terminal that records what is written to it, one entry per write.
     #[derive(Debug, Clone, Default)]
-    struct Screen(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+    struct Screen(std::sync::Arc<parking_lot::Mutex<Vec<String>>>);
 
     impl indicatif::TermLike for Screen {
         fn width(&self) -> u16 {
@@ -488,7 +488,7 @@ mod tests {
             self.write_str(s)
         }
         fn write_str(&self, s: &str) -> io::Result<()> {
-            self.0.lock().unwrap().push(s.to_owned());
+            self.0.lock().push(s.to_owned());
             Ok(())
         }
         fn clear_line(&self) -> io::Result<()> {
@@ -514,7 +514,7 @@ mod tests {
             line.write_all(b"INFO progress: ").unwrap();
             line.write_all(b"position 7\n").unwrap();
         }
-        let written = screen.0.lock().unwrap().clone();
+        let written = screen.0.lock().clone();
         let at = written.iter().position(|w| w == "INFO progress: position 7\n").unwrap_or_else(|| panic!("{written:?}"));
         let cleared = written[..at].iter().rposition(|w| w == "bar orders").zip(written[..at].iter().rposition(|w| w == "<clear>"));
         assert!(cleared.is_some_and(|(drawn, cleared)| cleared > drawn), "the bar is cleared before the line: {written:?}");

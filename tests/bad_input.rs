@@ -1,6 +1,8 @@
 //! A sidecar that answers wrongly, an operation the database rejects, a response that never
 //! comes: the connector reports one precise error naming the connector, partition, event and
 //! position; the checkpoint never passes that event; the poison policy decides what follows.
+//! A hostile sidecar (answers the gateway cannot read, answers nobody asked for) is in
+//! `hostile_sidecar.rs`; arbitrary operations, payloads and configs in `fuzz.rs`.
 
 mod support;
 

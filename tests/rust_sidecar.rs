@@ -119,3 +119,65 @@ fn the_gateway_s_example_sidecar_refuses_an_unknown_target() {
 fn convert<A: prost::Message, B: prost::Message + Default>(message: &A) -> B {
     B::decode(message.encode_to_vec().as_slice()).expect("the same proto")
 }
+
+/// A stream a gateway holds open never ends by itself, so a stop signal must not wait for it
+/// for ever: the example sidecars (the gateway's bundled one and the standalone crate) stop
+/// within their 5 s drain after one SIGTERM, and at once after a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_sidecars_stop_despite_a_stream_held_open() {
+    let dir = tempfile::tempdir().unwrap();
+    fn bundled() -> Command {
+        gateway_example_sidecar("sql")
+    }
+    fn standalone() -> Command {
+        let mut command = RUST.command();
+        command.args(["--address", "127.0.0.1:0"]);
+        command
+    }
+    /// What is checked: how the sidecar is started, and whether a second signal follows.
+    type Case = (&'static str, fn() -> Command, bool);
+    let cases: [Case; 4] = [
+        ("bundled, one signal", bundled, false),
+        ("bundled, two signals", bundled, true),
+        ("standalone, one signal", standalone, false),
+        ("standalone, two signals", standalone, true),
+    ];
+    for (n, (case, command, twice)) in cases.into_iter().enumerate() {
+        let mut sidecar = Process::spawn(command(), dir.path().join(format!("{n}.log")), true);
+        let _logs = LogsOnFailure(vec![sidecar.stderr_path.clone()]);
+        let channel = tonic::transport::Endpoint::from_shared(sidecar.address.clone().expect("sidecar address"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect to the sidecar");
+        // One request answered, then the stream stays open, as a gateway's does.
+        let (requests, outgoing) = tokio::sync::mpsc::channel(1);
+        requests.send(gw::ProjectionRequest { event_type: "Unknown".into(), event_id: "e-1".into(), ..Default::default() }).await.unwrap();
+        let mut responses = gw::projection_client::ProjectionClient::new(channel)
+            .project(tokio_stream::wrappers::ReceiverStream::new(outgoing))
+            .await
+            .expect("Project")
+            .into_inner();
+        let answered = tokio::time::timeout(Duration::from_secs(30), responses.message()).await.expect("an answer in time");
+        assert!(answered.expect("a response").is_some(), "{case}");
+
+        let started = std::time::Instant::now();
+        sidecar.signal(processes::SIGTERM);
+        if twice {
+            // A signal sent while the same one is still pending merges with it: wait until
+            // the first was taken, as a person's second Ctrl-C would.
+            let log = sidecar.stderr_path.clone();
+            support::fixtures::poll_until(&format!("{case}: the first signal taken"), Duration::from_secs(5), || {
+                std::fs::read_to_string(&log).unwrap_or_default().contains("signal again").then_some(())
+            })
+            .await;
+            sidecar.signal(processes::SIGTERM);
+        }
+        let status = sidecar.wait_exit(Duration::from_secs(20));
+        let took = started.elapsed();
+        assert!(status.success(), "{case}: {status:?}\n{}", sidecar.stderr());
+        let bound = if twice { Duration::from_secs(3) } else { Duration::from_secs(10) };
+        assert!(took < bound, "{case}: stopped after {took:?}");
+        drop(requests);
+    }
+}

@@ -145,13 +145,18 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Serves the bundled example reducer for `target` (`--target` or `REDUCER_TARGET`: `sql`,
-/// `mongo` or `elastic`) until SIGINT/SIGTERM.
+/// `mongo` or `elastic`) until SIGINT/SIGTERM. The first signal stops accepting connections
+/// and lets open streams end; a gateway keeps its streams open, so a second signal, or 5 s,
+/// stops at once (exit 0 either way: the gateway resends what was not answered).
 pub async fn example_sidecar(address: &str, target: bookings_reducer::Target) -> anyhow::Result<ExitCode> {
     let listener = TcpListener::bind(address).await.with_context(|| format!("listening on {address}"))?;
     println!("listening on {}", listener.local_addr()?);
     let control = ConnectorControl::default();
     watch_signals(control.clone(), Duration::from_secs(5));
-    bookings_reducer::serve_target(listener, target, control.shutdown.cancelled_owned()).await?;
+    tokio::select! {
+        served = bookings_reducer::serve_target(listener, target, control.shutdown.cancelled_owned()) => served?,
+        _ = control.abort.cancelled() => {}
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -56,7 +56,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
         None => Vec::new(),
     };
-    let log = match args.state.as_deref().map(open_log).transpose() {
+    let opened = match args.state.as_deref() {
+        Some(path) => Some(open_log(path).await),
+        None => None,
+    };
+    let log = match opened.transpose() {
         Ok(log) => log,
         Err(message) => {
             eprintln!("error: {message}");
@@ -114,6 +118,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn open_log(path: &Path) -> Result<DefinitionLog, String> {
-    DefinitionLog::open(path).map_err(|e| format!("--state {}: {e}", path.display()))
+async fn open_log(path: &Path) -> Result<DefinitionLog, String> {
+    DefinitionLog::open(path).await.map_err(|e| format!("--state {}: {e}", path.display()))
 }

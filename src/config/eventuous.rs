@@ -7,7 +7,7 @@
 
 use serde_yaml::{Mapping, Value};
 
-use super::problem::{ConfigProblem, problem};
+use super::problem::{ConfigProblem, key_name, problem};
 
 /// Whether the document is an Eventuous Connector file rather than ours.
 pub(super) fn is_eventuous(root: &Mapping) -> bool {
@@ -37,8 +37,8 @@ const SECTIONS: [&str; 5] = ["connector", "source", "target", "grpc", "filter"];
 pub(super) fn translate(root: &Mapping, problems: &mut Vec<ConfigProblem>) -> Option<Translated> {
     let before = problems.len();
     for key in root.keys() {
-        let name = key.as_str().unwrap_or_default();
-        if !SECTIONS.contains(&name) {
+        let name = key_name(key);
+        if !SECTIONS.contains(&name.as_str()) {
             problems.push(problem(name, format!("unknown key in an Eventuous Connector file; expected {}", SECTIONS.join(", "))));
         }
     }
@@ -234,8 +234,8 @@ fn elastic_target(target: &Mapping, origins: &mut Vec<(String, String)>, problem
 fn elastic_producer(data_stream: &Mapping, index: String, problems: &mut Vec<ConfigProblem>) -> Option<Value> {
     let at = "target.dataStream";
     for k in data_stream.keys() {
-        let name = k.as_str().unwrap_or_default();
-        if !["indexName", "template", "lifecycle"].contains(&name) {
+        let name = key_name(k);
+        if !["indexName", "template", "lifecycle"].contains(&name.as_str()) {
             problems.push(problem(format!("{at}.{name}"), "unknown key; expected one of indexName, template, lifecycle"));
         }
     }
@@ -330,8 +330,8 @@ fn mapping<'a>(value: &'a Value, at: &str, known: &[&str], problems: &mut Vec<Co
         return None;
     };
     for k in map.keys() {
-        let name = k.as_str().unwrap_or_default();
-        if !known.contains(&name) {
+        let name = key_name(k);
+        if !known.contains(&name.as_str()) {
             problems.push(problem(format!("{at}.{name}"), format!("unknown key; expected one of {}", known.join(", "))));
         }
     }

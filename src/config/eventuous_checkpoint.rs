@@ -81,7 +81,7 @@ pub(super) fn keys_for(sink: &SinkConfig) -> Option<&'static [&'static str]> {
         SinkConfig::Sqlite(_) => Some(&["table"]),
         SinkConfig::Mongo(_) => Some(&["collection"]),
         SinkConfig::Elastic(_) => Some(&["index"]),
-        SinkConfig::Console(_) | SinkConfig::Http(_) => None,
+        SinkConfig::Console(_) | SinkConfig::Http(_) | SinkConfig::Redis(_) => None,
     }
 }
 
@@ -107,7 +107,7 @@ impl EventuousCheckpointConfig {
             }
             SinkConfig::Mongo(_) => EventuousPlace::Collection(named(&self.collection, "checkpoint")),
             SinkConfig::Elastic(_) => EventuousPlace::Index(named(&self.index, "checkpoint")),
-            SinkConfig::Console(_) | SinkConfig::Http(_) => return None,
+            SinkConfig::Console(_) | SinkConfig::Http(_) | SinkConfig::Redis(_) => return None,
         };
         Some(EventuousCheckpoint { id: self.id.clone(), place })
     }

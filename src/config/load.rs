@@ -12,7 +12,7 @@ use serde_yaml::{Mapping, Value};
 
 use super::{
     eventuous, eventuous_checkpoint,
-    problem::{at_least, identifier, problem},
+    problem::{at_least, identifier, key_name, problem},
     *,
 };
 
@@ -230,7 +230,7 @@ fn decode<T: DeserializeOwned>(value: &Value, path: &str, problems: &mut Vec<Con
             let message = if let Some(field) = between(&message, "missing field `", "`") {
                 at = format!("{at}.{field}");
                 "missing".to_string()
-            } else if let Some(field) = between(&message, "unknown field `", "`") {
+            } else if let Some(field) = unknown_field(&message) {
                 // Some versions of serde_path_to_error include the unknown key in the path.
                 if !at.ends_with(&format!(".{field}")) {
                     at = format!("{at}.{field}");
@@ -244,6 +244,13 @@ fn decode<T: DeserializeOwned>(value: &Value, path: &str, problems: &mut Vec<Con
             None
         }
     }
+}
+
+/// The key serde names in "unknown field `x`, expected ..." (a key may hold backticks itself).
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.split_once("unknown field `")?.1;
+    let end = rest.find("`, expected").or_else(|| rest.find("`, there are no fields")).or_else(|| rest.rfind('`'))?;
+    Some(&rest[..end])
 }
 
 fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
@@ -461,12 +468,6 @@ fn expand_env(value: &mut Value, path: &str, problems: &mut Vec<ConfigProblem>) 
     }
 }
 
-fn key_name(key: &Value) -> String {
-    match key {
-        Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -272,27 +272,27 @@ pub trait SinkSettings {
     fn validate(&self, connector: &ConnectorConfig, connector_path: &str, problems: &mut Vec<ConfigProblem>);
 }
 
-/// The `sink` section: one variant per line of `sinks/registry.rs`, each holding that sink's
-/// settings (`sinks/<sink>/config.rs`).
-macro_rules! sink_config {
-    ($($variant:ident $key:literal ($($cfg:tt)*) $settings:ty => $runtime:ty;)*) => {
-        /// Where operations are applied. Exactly one key.
+/// A component section (`sink`, `source`): one variant per line of the component's registry
+/// (`sinks/registry.rs`, `sources/registry.rs`), each holding that component's settings.
+macro_rules! component_config {
+    ($name:ident $settings_trait:ident $doc:literal; $($variant:ident $key:literal ($($cfg:tt)*) $settings:ty => $runtime:ty;)*) => {
+        #[doc = $doc]
         #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
         #[serde(deny_unknown_fields)]
-        pub enum SinkConfig {
+        pub enum $name {
             $(#[serde(rename = $key)] $variant($settings),)*
         }
 
-        impl SinkConfig {
-            /// The sink's key in the configuration, e.g. `sqlite`.
+        impl $name {
+            /// The component's key in the configuration, e.g. `sqlite`.
             pub fn key(&self) -> &'static str {
                 match self {
                     $(Self::$variant(_) => $key,)*
                 }
             }
 
-            /// The sink's settings, whichever sink it is.
-            pub fn settings(&self) -> &dyn SinkSettings {
+            /// The component's settings, whichever it is.
+            pub fn settings(&self) -> &dyn $settings_trait {
                 match self {
                     $(Self::$variant(settings) => settings,)*
                 }
@@ -300,7 +300,7 @@ macro_rules! sink_config {
         }
     };
 }
-crate::sinks::registry::each_sink!(sink_config);
+crate::sinks::registry::each_sink!(component_config, SinkConfig, SinkSettings, "Where operations are applied. Exactly one key.");
 
 impl SinkConfig {
     /// Whether this sink can run a connector of that mode.
@@ -316,34 +316,7 @@ pub trait SourceSettings {
     fn validate(&self, connector_path: &str, problems: &mut Vec<ConfigProblem>);
 }
 
-/// The `source` section: one variant per line of `sources/registry.rs`.
-macro_rules! source_config {
-    ($($variant:ident $key:literal ($($cfg:tt)*) $settings:ty => $runtime:ty;)*) => {
-        /// Where events come from. Exactly one key.
-        #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-        #[serde(deny_unknown_fields)]
-        pub enum SourceConfig {
-            $(#[serde(rename = $key)] $variant($settings),)*
-        }
-
-        impl SourceConfig {
-            /// The source's key in the configuration, e.g. `sqlite`.
-            pub fn key(&self) -> &'static str {
-                match self {
-                    $(Self::$variant(_) => $key,)*
-                }
-            }
-
-            /// The source's settings, whichever source it is.
-            pub fn settings(&self) -> &dyn SourceSettings {
-                match self {
-                    $(Self::$variant(settings) => settings,)*
-                }
-            }
-        }
-    };
-}
-crate::sources::registry::each_source!(source_config);
+crate::sources::registry::each_source!(component_config, SourceConfig, SourceSettings, "Where events come from. Exactly one key.");
 
 /// What a connector does with an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,6 +27,14 @@ pub fn problem(path: impl Into<String>, message: impl Into<String>) -> ConfigPro
     ConfigProblem { path: path.into(), message: message.into() }
 }
 
+/// A mapping key as a key path shows it (a key that is not a string, as YAML writes it).
+pub fn key_name(key: &serde_yaml::Value) -> String {
+    match key {
+        serde_yaml::Value::String(s) => s.clone(),
+        other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+    }
+}
+
 /// A path that must not be empty.
 pub fn non_empty_path(p: &Path, path: &str, problems: &mut Vec<ConfigProblem>) {
     if p.as_os_str().is_empty() {

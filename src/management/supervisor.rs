@@ -107,7 +107,7 @@ impl Supervisor {
         registry: Connectors,
     ) -> Result<Self, StartError> {
         let replayed = match &settings.log {
-            Some(log) => log.replay()?,
+            Some(log) => log.replay().await?,
             None => Default::default(),
         };
         if let Some((id, _)) = replayed.created.iter().find(|(id, _)| file.iter().any(|c| c.id == *id)) {
@@ -133,7 +133,6 @@ impl Supervisor {
             match (&slot.config, slot.enabled) {
                 (Err(problem), _) => {
                     error!(connector = %slot.id, "{problem}");
-                    traces::eprint_line(&format!("error: connector `{}`: {problem}", slot.id));
                     slot.handle.ended(Some(problem.clone()));
                 }
                 (Ok(_), false) => {
@@ -199,10 +198,8 @@ impl Supervisor {
             }
             match &result {
                 Ok(()) => info!(connector = %id, "stopped"),
-                Err(e) => {
-                    error!("{e}");
-                    traces::eprint_line(&format!("error: {e}"));
-                }
+                // Once, as a log line with the connector's field (the message names it too).
+                Err(e) => error!(connector = %id, "{e}"),
             }
             handle.ended(result.err().map(|e| e.to_string()));
         });
@@ -234,9 +231,9 @@ impl Supervisor {
         Ok(slots)
     }
 
-    fn record(&self, id: &str, event: DefinitionEvent) -> Result<(), ManagementError> {
+    async fn record(&self, id: &str, event: DefinitionEvent) -> Result<(), ManagementError> {
         let log = self.inner.settings.log.as_ref().ok_or(ManagementError::ReadOnly)?;
-        log.append(id, &event).map_err(ManagementError::Store)
+        log.append(id, &event).await.map_err(ManagementError::Store)
     }
 
     fn status(&self, id: &str) -> Value {
@@ -254,7 +251,7 @@ impl Supervisor {
                 if existing.origin == Origin::File { "config file" } else { "management API" }
             )));
         }
-        self.record(&config.id, DefinitionEvent::Created { definition: definition.to_owned() })?;
+        self.record(&config.id, DefinitionEvent::Created { definition: definition.to_owned() }).await?;
         let id = config.id.clone();
         let handle = self.inner.registry.add(&id, Origin::Api);
         slots.push(Slot { id: id.clone(), origin: Origin::Api, config: Ok(config), enabled: true, handle, running: None });
@@ -268,7 +265,7 @@ impl Supervisor {
     pub async fn disable(&self, id: &str) -> Result<Value, ManagementError> {
         let mut slots = self.writable_slots().await?;
         let slot = find(&mut slots, id)?;
-        self.record(id, DefinitionEvent::Disabled)?;
+        self.record(id, DefinitionEvent::Disabled).await?;
         slot.enabled = false;
         self.stop(slot).await;
         slot.handle.disabled();
@@ -285,7 +282,7 @@ impl Supervisor {
             return Err(ManagementError::Conflict(format!("connector `{id}` cannot start: {problem}; delete it and create it again")));
         }
         if !slot.is_active() {
-            self.record(id, DefinitionEvent::Enabled)?;
+            self.record(id, DefinitionEvent::Enabled).await?;
             slot.enabled = true;
             if let Some(Running { task, .. }) = slot.running.take() {
                 let _ = task.await;
@@ -315,7 +312,7 @@ impl Supervisor {
         let outcome = reset_connector(config, if position == 0 { ResetTo::Start } else { ResetTo::Position(position) })
             .await
             .map_err(|e| ManagementError::Failed(e.to_string()))?;
-        self.record(id, DefinitionEvent::Reset { to: if position == 0 { "start".into() } else { position.to_string() } })?;
+        self.record(id, DefinitionEvent::Reset { to: if position == 0 { "start".into() } else { position.to_string() } }).await?;
         info!(connector = %id, position, "checkpoints reset through the management API");
         let rows = |rows: &[CheckpointRow]| -> Vec<Value> {
             rows.iter().map(|r| json!({ "partition": r.partition, "partition_count": r.partition_count, "position": r.position })).collect()
@@ -339,7 +336,7 @@ impl Supervisor {
                 "connector `{id}` is defined in the config file; remove it there (or disable it here)"
             )));
         }
-        self.record(id, DefinitionEvent::Deleted)?;
+        self.record(id, DefinitionEvent::Deleted).await?;
         self.stop(slot).await;
         slots.retain(|s| s.id != id);
         self.inner.registry.remove(id);
@@ -351,7 +348,7 @@ impl Supervisor {
     /// Every change recorded for a connector, oldest first.
     pub async fn history(&self, id: &str) -> Result<Value, ManagementError> {
         let log = self.inner.settings.log.as_ref().ok_or(ManagementError::ReadOnly)?;
-        let history = log.history(id).map_err(ManagementError::Store)?;
+        let history = log.history(id).await.map_err(ManagementError::Store)?;
         if history.is_empty() && self.inner.registry.snapshot_of(id).is_none() {
             return Err(ManagementError::NotFound(id.to_owned()));
         }

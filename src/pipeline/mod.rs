@@ -49,19 +49,20 @@ use crate::{
     sources::{self, SourceError},
 };
 
-/// Why a connector stopped with an error. Every message names the connector.
+/// Why a connector stopped with an error. Every message names the connector. The cause is
+/// part of the message and not a `source`, so a chain printed with `{:#}` says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
-    #[error("connector `{connector}`: {source}")]
-    Sink { connector: String, source: SinkError },
-    #[error("connector `{connector}`: {source}")]
-    Source { connector: String, source: SourceError },
+    #[error("connector `{connector}`: {error}")]
+    Sink { connector: String, error: SinkError },
+    #[error("connector `{connector}`: {error}")]
+    Source { connector: String, error: SourceError },
     #[error("connector `{connector}`: invalid configuration: {message}")]
     Config { connector: String, message: String },
-    #[error("connector `{connector}`: {source}")]
-    Reducer { connector: String, source: ReducerError },
-    #[error("connector `{connector}`: {source}")]
-    Writer { connector: String, source: WriterError },
+    #[error("connector `{connector}`: {error}")]
+    Reducer { connector: String, error: ReducerError },
+    #[error("connector `{connector}`: {error}")]
+    Writer { connector: String, error: WriterError },
 }
 
 /// Handles to steer and watch a running connector.
@@ -126,11 +127,11 @@ pub trait WithSink: Send {
 
 /// `with_sink`, generated from the list of sinks (`sinks/registry.rs`).
 macro_rules! with_sink {
-    ($($variant:ident $key:literal ($($cfg:tt)*) $settings:ty => $runtime:ty;)*) => {
+    (; $($variant:ident $key:literal ($($cfg:tt)*) $settings:ty => $runtime:ty;)*) => {
         /// Opens the connector's sink and hands it to `task`.
         pub async fn with_sink<T: WithSink>(config: ConnectorConfig, context: &RunContext, task: T) -> Result<T::Output, ConnectorError> {
             let connector = config.id.clone();
-            let sink_error = |source| ConnectorError::Sink { connector: connector.clone(), source };
+            let sink_error = |error| ConnectorError::Sink { connector: connector.clone(), error };
             match &config.sink {
                 $(
                     #[cfg($($cfg)*)]
@@ -163,8 +164,8 @@ pub async fn run_with_sink<S: Sink>(
     let partitioner = Partitioner::new(&config.partitioning);
     let count = partitioner.count();
 
-    let sink_error = |source| ConnectorError::Sink { connector: connector.clone(), source };
-    let source_error = |source| ConnectorError::Source { connector: connector.clone(), source };
+    let sink_error = |error| ConnectorError::Sink { connector: connector.clone(), error };
+    let source_error = |error| ConnectorError::Source { connector: connector.clone(), error };
     let channel = match &config.sidecar {
         Some(sidecar) => Some(reducer::channel(sidecar).map_err(|e| config_error(format!("sidecar.address: {e}")))?),
         None => None,
@@ -210,7 +211,7 @@ pub async fn run_with_sink<S: Sink>(
         info!(connector = %connector, sink = stages.sink.name(), partitions = count, "resuming after position {}", plan.start());
         let run = control.child();
         match stages.run(plan, source, &run).await {
-            Err(ConnectorError::Writer { source: WriterError::CheckpointMoved(error), .. }) if !control.abort.is_cancelled() => {
+            Err(ConnectorError::Writer { error: WriterError::CheckpointMoved(error), .. }) if !control.abort.is_cancelled() => {
                 // Someone else committed for this connector since its checkpoints were read:
                 // whatever this run did not commit is planned again from what is stored now.
                 let delay = replans.next_delay();
@@ -266,7 +267,7 @@ impl<S: Sink> Stages<S> {
                 sink: sink
                     .open_writer()
                     .await
-                    .map_err(|source| ConnectorError::Sink { connector: connector.clone(), source })?,
+                    .map_err(|error| ConnectorError::Sink { connector: connector.clone(), error })?,
                 input: rx,
                 batch: config.batch.clone(),
                 partition_count: count,
@@ -277,7 +278,7 @@ impl<S: Sink> Stages<S> {
                 telemetry: self.telemetry.clone(),
             };
             let connector = connector.clone();
-            tasks.spawn(async move { writer.run().await.map_err(|source| ConnectorError::Writer { connector, source }) });
+            tasks.spawn(async move { writer.run().await.map_err(|error| ConnectorError::Writer { connector, error }) });
         }
 
         let reducers = self.channel.clone().zip(config.sidecar.clone()).map(|(channel, sidecar)| {
@@ -290,7 +291,7 @@ impl<S: Sink> Stages<S> {
         for partition in 0..count {
             let output = writer_inputs[partition as usize % writer_count].clone();
             let connector = connector.clone();
-            let reducer_error = |source| ConnectorError::Reducer { connector, source };
+            let reducer_error = |error| ConnectorError::Reducer { connector, error };
             match &reducers {
                 Some((client, sidecar)) => {
                     let (tx, rx) = mpsc::channel(sidecar.window.max(16));
@@ -338,7 +339,7 @@ impl<S: Sink> Stages<S> {
         };
         {
             let connector = connector.clone();
-            tasks.spawn(async move { router.run().await.map_err(|source| ConnectorError::Source { connector, source }) });
+            tasks.spawn(async move { router.run().await.map_err(|error| ConnectorError::Source { connector, error }) });
         }
 
         // The first real failure stops everything; a reducer that only noticed its writer was gone
@@ -350,10 +351,10 @@ impl<S: Sink> Stages<S> {
             });
             if let Err(e) = result {
                 control.abort.cancel();
-                let is_consequence = matches!(&e, ConnectorError::Reducer { source: ReducerError::SinkGone(_), .. });
+                let is_consequence = matches!(&e, ConnectorError::Reducer { error: ReducerError::SinkGone(_), .. });
                 match &first_error {
                     None => first_error = Some(e),
-                    Some(ConnectorError::Reducer { source: ReducerError::SinkGone(_), .. }) if !is_consequence => {
+                    Some(ConnectorError::Reducer { error: ReducerError::SinkGone(_), .. }) if !is_consequence => {
                         first_error = Some(e)
                     }
                     Some(_) => {}

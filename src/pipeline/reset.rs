@@ -45,7 +45,7 @@ impl WithSink for Reset {
     type Output = ResetOutcome;
 
     async fn with<S: Sink>(self, sink: S, config: ConnectorConfig) -> Result<ResetOutcome, ConnectorError> {
-        let failed = |source: SinkError| ConnectorError::Sink { connector: config.id.clone(), source };
+        let failed = |error: SinkError| ConnectorError::Sink { connector: config.id.clone(), error };
         let before = sink.load_checkpoints().await.map_err(failed)?;
         let counts: BTreeSet<u32> = before.iter().map(|row| row.partition_count).collect();
         for count in counts {

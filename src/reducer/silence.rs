@@ -19,9 +19,11 @@
 
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::Duration,
 };
+
+use parking_lot::Mutex;
 
 use tokio::{sync::watch, time::Instant};
 use tracing::{debug, info};
@@ -67,7 +69,7 @@ impl Answered {
 
     /// Learns that the sidecar answers events of `event_type`.
     fn learn_answered(&self, event_type: &str) {
-        let mut types = self.types.lock().expect("learned types");
+        let mut types = self.types.lock();
         if types.answered.len() < MAX_LEARNED_TYPES && types.answered.insert(event_type.to_owned()) {
             debug!(connector = %self.connector, event_type, "the sidecar answers events of this type");
         }
@@ -75,7 +77,7 @@ impl Answered {
 
     /// Learns that the sidecar left an event of `event_type` unanswered; logged once per type.
     fn learn_silent(&self, event: &Event) -> bool {
-        let mut types = self.types.lock().expect("learned types");
+        let mut types = self.types.lock();
         if types.silent.len() >= MAX_LEARNED_TYPES || types.silent.contains(&event.event_type) {
             return false;
         }
@@ -214,17 +216,7 @@ mod tests {
     use super::*;
 
     fn event(id: &str, event_type: &str) -> Arc<Event> {
-        Arc::new(Event {
-            position: 1,
-            stream: "s".into(),
-            revision: 0,
-            event_type: event_type.into(),
-            event_id: id.into(),
-            data: "{}".into(),
-            metadata: None,
-            created: chrono::Utc::now(),
-            content_type: crate::event::ContentType::Json,
-        })
+        Arc::new(Event::sample(id, event_type, 1))
     }
 
     #[test]

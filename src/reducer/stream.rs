@@ -50,6 +50,9 @@ enum StreamEnd {
     /// The sidecar ended the stream with an error status of its own (a handler that threw):
     /// most likely on the oldest unanswered event, which is tried `max_retries` more times.
     FailedBySidecar(String),
+    /// An answer could not be read (over the message size limit, not a `ProjectionResponse`):
+    /// counted against the oldest unanswered event as a sidecar's failure is.
+    Unreadable(String),
 }
 
 /// The task that drives one partition's stream.
@@ -120,6 +123,15 @@ impl<S: Sink> PartitionReducer<S> {
                         Err(status) => break StreamEnd::Broken(describe(&status)),
                     },
                     message = next_message(&mut responses), if responses.is_some() => match message {
+                        // An answer with nothing in flight proves nothing about the sidecar: the
+                        // stream is reopened with backoff, as after a failure (a sidecar that
+                        // does this on every stream would otherwise be reconnected to in a loop).
+                        Ok(Some(response)) if window.events() == 0 && window.classify(&response.event_id) == Match::Unknown => {
+                            break StreamEnd::Broken(format!(
+                                "the sidecar sent an answer for eventId `{}` while no event was in flight",
+                                response.event_id
+                            ));
+                        }
                         Ok(Some(response)) => {
                             backoff.reset();
                             if let Some((lasted, repeats)) = self.telemetry.sidecar_outage.succeeded(opened_at.into_std()) {
@@ -134,6 +146,7 @@ impl<S: Sink> PartitionReducer<S> {
                             }
                         }
                         Ok(None) => break StreamEnd::Broken(ENDED_BY_SIDECAR.into()),
+                        Err(status) if unreadable(&status) => break StreamEnd::Unreadable(describe(&status)),
                         Err(status) if sent_by_handler(&status) => break StreamEnd::FailedBySidecar(describe(&status)),
                         Err(status) => break StreamEnd::Broken(describe(&status)),
                     },
@@ -171,7 +184,8 @@ impl<S: Sink> PartitionReducer<S> {
                 }
             };
             let end = match end {
-                StreamEnd::FailedBySidecar(status) => self.on_sidecar_failure(&mut window, status).await?,
+                StreamEnd::FailedBySidecar(status) => self.on_sidecar_failure(&mut window, status, false).await?,
+                StreamEnd::Unreadable(status) => self.on_sidecar_failure(&mut window, status, true).await?,
                 other => other,
             };
             if let StreamEnd::Broken(reason) = end {
@@ -225,10 +239,6 @@ impl<S: Sink> PartitionReducer<S> {
                     response.event_id
                 );
                 self.poison(window, reason).await?;
-                return Ok(Flow::Restart);
-            }
-            Match::Unknown if window.events() == 0 => {
-                warn!(partition = self.partition, "the sidecar sent a response for eventId `{}` while no event was in flight; reopening the stream", response.event_id);
                 return Ok(Flow::Restart);
             }
             Match::Unknown => {
@@ -338,7 +348,7 @@ impl<S: Sink> PartitionReducer<S> {
     /// unanswered: counted as an attempt at that event, which goes to the poison policy once
     /// it has failed `max_retries` + 1 times (otherwise a handler that always throws on one
     /// event would hold the partition back for ever). Then the stream is reopened.
-    async fn on_sidecar_failure(&mut self, window: &mut Window, status: String) -> Result<StreamEnd, ReducerError> {
+    async fn on_sidecar_failure(&mut self, window: &mut Window, status: String, unreadable: bool) -> Result<StreamEnd, ReducerError> {
         if let Some(position) = window.take_released_mark() {
             self.emit(BatchItem::Advance { partition: self.partition, position }).await?;
         }
@@ -347,9 +357,16 @@ impl<S: Sink> PartitionReducer<S> {
         }
         let attempts = window.bump_front_attempts();
         if attempts > self.config.max_retries {
-            let reason = format!(
-                "the sidecar failed its stream with `{status}` while this event was the oldest unanswered one, {attempts} time(s); report a failing event with the response's `error` field"
-            );
+            let reason = if unreadable {
+                format!(
+                    "an answer of the sidecar could not be read (`{status}`) while this event was the oldest unanswered one, {attempts} time(s); \
+                     a sidecar answers with `ProjectionResponse` messages within the gateway's message size limit"
+                )
+            } else {
+                format!(
+                    "the sidecar failed its stream with `{status}` while this event was the oldest unanswered one, {attempts} time(s); report a failing event with the response's `error` field"
+                )
+            };
             self.poison(window, reason).await?;
             return Ok(StreamEnd::Restart);
         }
@@ -421,6 +438,19 @@ fn sent_by_handler(status: &Status) -> bool {
             status.code(),
             Code::Unknown | Code::Internal | Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange | Code::DataLoss
         )
+}
+
+/// A status the gateway's own decoder made of an answer it cannot read: one over the message
+/// size limit (refused from its length prefix, never buffered) or bytes that are not a
+/// `ProjectionResponse` (invalid UTF-8, nesting past prost's recursion limit). Told by tonic's
+/// wording; were it to change, such a failure reads as the sidecar's own, and is counted the
+/// same way.
+fn unreadable(status: &Status) -> bool {
+    use tonic::Code;
+    let message = status.message();
+    std::error::Error::source(status).is_none()
+        && (status.code() == Code::OutOfRange && message.starts_with("Error, decoded message length too large")
+            || status.code() == Code::Internal && message.starts_with("failed to decode Protobuf message"))
 }
 
 fn describe(status: &Status) -> String {

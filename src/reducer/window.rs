@@ -214,17 +214,7 @@ mod tests {
     use super::*;
 
     fn event(id: &str, position: Position) -> Arc<Event> {
-        Arc::new(Event {
-            position,
-            stream: "s".into(),
-            revision: 0,
-            event_type: "T".into(),
-            event_id: id.into(),
-            data: "{}".into(),
-            metadata: None,
-            created: chrono::Utc::now(),
-            content_type: crate::event::ContentType::Json,
-        })
+        Arc::new(Event::sample(id, "T", position))
     }
 
     #[test]

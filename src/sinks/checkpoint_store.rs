@@ -5,7 +5,9 @@
 //! between delivering and saving sends the last batch again (CloudEvents carry the event id,
 //! so receivers can tell).
 
-use std::{collections::BTreeMap, path::PathBuf, sync::Mutex};
+use std::{collections::BTreeMap, path::PathBuf};
+
+use parking_lot::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -95,13 +97,13 @@ impl CheckpointStore {
     }
 
     pub fn rows(&self) -> Vec<CheckpointRow> {
-        self.saved.lock().unwrap().rows()
+        self.saved.lock().rows()
     }
 
     /// Records the positions the partitions reached (never moving one back) and saves.
     pub async fn save(&self, partition_count: u32, reached: &[(u32, Position)]) -> Result<(), String> {
         let snapshot = {
-            let mut saved = self.saved.lock().unwrap();
+            let mut saved = self.saved.lock();
             let scheme = saved.positions.entry(partition_count).or_default();
             for &(partition, position) in reached {
                 let slot = scheme.entry(partition).or_default();
@@ -115,7 +117,7 @@ impl CheckpointStore {
     /// Forgets the positions of an earlier partition count.
     pub async fn delete(&self, partition_count: u32) -> Result<(), SinkError> {
         let snapshot = {
-            let mut saved = self.saved.lock().unwrap();
+            let mut saved = self.saved.lock();
             saved.positions.remove(&partition_count);
             saved.clone()
         };

@@ -32,6 +32,7 @@ pub mod mongo;
 pub mod mssql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")] pub mod redis;
 pub mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

@@ -15,5 +15,6 @@ pub mod mongo;
 pub mod mssql;
 #[path = "postgres/config.rs"]
 pub mod postgres;
+#[path = "redis/config.rs"] pub mod redis;
 #[path = "sqlite/config.rs"]
 pub mod sqlite;

@@ -72,7 +72,7 @@ pub trait OpenSource: EventSource + Sized + 'static {
 
 /// `open` and `head::open`, generated from the list of sources (`registry.rs`).
 macro_rules! open_source {
-    ($($variant:ident $key:literal ($($cfg:tt)*) $settings:ty => $runtime:ty;)*) => {
+    (; $($variant:ident $key:literal ($($cfg:tt)*) $settings:ty => $runtime:ty;)*) => {
         /// Opens the configured source, positioned to read events after `after`.
         pub async fn open(config: &SourceConfig, filter: &FilterConfig, after: Position) -> Result<Box<dyn EventSource>, SourceError> {
             match config {

@@ -6,7 +6,9 @@
 //! the management API, `run`'s progress output) reads one place that the connector tasks only
 //! write to, and so never touches a connector's data path.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -167,31 +169,31 @@ impl Connectors {
     pub fn add(&self, id: &str, origin: Origin) -> ConnectorHandle {
         let entry = Entry { id: id.to_owned(), origin, state: ConnectorState::Starting, progress: None, head: None };
         let entry = Arc::new(Mutex::new(entry));
-        self.entries.lock().expect("connector registry").push(entry.clone());
+        self.entries.lock().push(entry.clone());
         ConnectorHandle { entry }
     }
 
     /// Forgets a deleted connector.
     pub fn remove(&self, id: &str) {
-        self.entries.lock().expect("connector registry").retain(|e| e.lock().expect("connector entry").id != id);
+        self.entries.lock().retain(|e| e.lock().id != id);
     }
 
     /// Each connector as it is now, in registration order.
     pub fn snapshot(&self) -> Vec<Snapshot> {
-        let entries = self.entries.lock().expect("connector registry");
-        entries.iter().map(|e| e.lock().expect("connector entry").snapshot()).collect()
+        let entries = self.entries.lock();
+        entries.iter().map(|e| e.lock().snapshot()).collect()
     }
 
     /// The connector `id` as it is now.
     pub fn snapshot_of(&self, id: &str) -> Option<Snapshot> {
-        let entries = self.entries.lock().expect("connector registry");
-        entries.iter().map(|e| e.lock().expect("connector entry")).find(|e| e.id == id).map(|e| e.snapshot())
+        let entries = self.entries.lock();
+        entries.iter().map(|e| e.lock()).find(|e| e.id == id).map(|e| e.snapshot())
     }
 }
 
 impl ConnectorHandle {
-    fn entry(&self) -> std::sync::MutexGuard<'_, Entry> {
-        self.entry.lock().expect("connector entry")
+    fn entry(&self) -> parking_lot::MutexGuard<'_, Entry> {
+        self.entry.lock()
     }
 
     /// The connector is (re)starting: no progress yet.

@@ -86,6 +86,11 @@ impl ReadModel {
     /// The model computed from every event of a SQLite event log, optionally only those the
     /// predicate keeps.
     pub fn from_log(log: &Path, keep: impl Fn(&str, &str) -> bool) -> Self {
+        Self::from_log_where(log, |_, stream, event_type| keep(stream, event_type))
+    }
+
+    /// [`Self::from_log`] with a predicate that also sees each event's position.
+    pub fn from_log_where(log: &Path, keep: impl Fn(u64, &str, &str) -> bool) -> Self {
         let conn = rusqlite::Connection::open(log).expect("log");
         let mut stmt = conn.prepare("SELECT position, stream, event_type, data FROM events ORDER BY position").unwrap();
         let mut model = Self::default();
@@ -94,7 +99,7 @@ impl ReadModel {
             .unwrap();
         for row in rows {
             let (position, stream, event_type, data) = row.unwrap();
-            if keep(&stream, &event_type) {
+            if keep(position as u64, &stream, &event_type) {
                 model.apply(position, &event_type, &serde_json::from_str(&data).unwrap());
             }
         }

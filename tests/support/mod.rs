@@ -21,4 +21,5 @@ pub mod otlp;
 pub mod tds;
 pub mod postgres;
 pub mod processes;
+#[cfg(feature = "redis")] pub mod redis;
 pub mod sidecars;

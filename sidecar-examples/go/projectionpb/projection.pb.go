@@ -1620,6 +1620,823 @@ func (x *Delete) GetExternalVersion() bool {
 	return false
 }
 
+// A value as Redis stores it (Redis values are bytes).
+type RedisValue struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*RedisValue_StringValue
+	//	*RedisValue_Int64Value
+	//	*RedisValue_BytesValue
+	//	*RedisValue_DoubleValue
+	//	*RedisValue_JsonValue
+	Kind          isRedisValue_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedisValue) Reset() {
+	*x = RedisValue{}
+	mi := &file_projection_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisValue) ProtoMessage() {}
+
+func (x *RedisValue) ProtoReflect() protoreflect.Message {
+	mi := &file_projection_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisValue.ProtoReflect.Descriptor instead.
+func (*RedisValue) Descriptor() ([]byte, []int) {
+	return file_projection_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RedisValue) GetKind() isRedisValue_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *RedisValue) GetStringValue() string {
+	if x != nil {
+		if x, ok := x.Kind.(*RedisValue_StringValue); ok {
+			return x.StringValue
+		}
+	}
+	return ""
+}
+
+func (x *RedisValue) GetInt64Value() int64 {
+	if x != nil {
+		if x, ok := x.Kind.(*RedisValue_Int64Value); ok {
+			return x.Int64Value
+		}
+	}
+	return 0
+}
+
+func (x *RedisValue) GetBytesValue() []byte {
+	if x != nil {
+		if x, ok := x.Kind.(*RedisValue_BytesValue); ok {
+			return x.BytesValue
+		}
+	}
+	return nil
+}
+
+func (x *RedisValue) GetDoubleValue() float64 {
+	if x != nil {
+		if x, ok := x.Kind.(*RedisValue_DoubleValue); ok {
+			return x.DoubleValue
+		}
+	}
+	return 0
+}
+
+func (x *RedisValue) GetJsonValue() *structpb.Value {
+	if x != nil {
+		if x, ok := x.Kind.(*RedisValue_JsonValue); ok {
+			return x.JsonValue
+		}
+	}
+	return nil
+}
+
+type isRedisValue_Kind interface {
+	isRedisValue_Kind()
+}
+
+type RedisValue_StringValue struct {
+	// Written as its UTF-8 bytes.
+	StringValue string `protobuf:"bytes,1,opt,name=stringValue,proto3,oneof"`
+}
+
+type RedisValue_Int64Value struct {
+	// Written in decimal, e.g. "-42", which INCRBY and HINCRBY can count on.
+	Int64Value int64 `protobuf:"zigzag64,2,opt,name=int64Value,proto3,oneof"`
+}
+
+type RedisValue_BytesValue struct {
+	// Written as they are.
+	BytesValue []byte `protobuf:"bytes,3,opt,name=bytesValue,proto3,oneof"`
+}
+
+type RedisValue_DoubleValue struct {
+	// Written as the shortest decimal that reads back the same, e.g. "0.1" or "3" (NaN and the
+	// infinities are refused).
+	DoubleValue float64 `protobuf:"fixed64,4,opt,name=doubleValue,proto3,oneof"`
+}
+
+type RedisValue_JsonValue struct {
+	// Any JSON value (an object, a list, ...), written as its compact JSON text; numbers that
+	// are whole (Struct numbers are doubles) are written without a fraction, `3` not `3.0`.
+	JsonValue *structpb.Value `protobuf:"bytes,5,opt,name=jsonValue,proto3,oneof"`
+}
+
+func (*RedisValue_StringValue) isRedisValue_Kind() {}
+
+func (*RedisValue_Int64Value) isRedisValue_Kind() {}
+
+func (*RedisValue_BytesValue) isRedisValue_Kind() {}
+
+func (*RedisValue_DoubleValue) isRedisValue_Kind() {}
+
+func (*RedisValue_JsonValue) isRedisValue_Kind() {}
+
+// A named value: a field of a hash (RedisHashSet) or of a stream entry (RedisStreamAdd).
+type RedisField struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         *RedisValue            `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedisField) Reset() {
+	*x = RedisField{}
+	mi := &file_projection_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisField) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisField) ProtoMessage() {}
+
+func (x *RedisField) ProtoReflect() protoreflect.Message {
+	mi := &file_projection_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisField.ProtoReflect.Descriptor instead.
+func (*RedisField) Descriptor() ([]byte, []int) {
+	return file_projection_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RedisField) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RedisField) GetValue() *RedisValue {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+// SET key value [PX ttlMs]: the key holds this string value (whatever it held before).
+type RedisSet struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value *RedisValue            `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// Expire the key after this many milliseconds; 0: no expiry (and an earlier one is removed,
+	// as SET does).
+	TtlMs         int64 `protobuf:"varint,3,opt,name=ttlMs,proto3" json:"ttlMs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedisSet) Reset() {
+	*x = RedisSet{}
+	mi := &file_projection_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisSet) ProtoMessage() {}
+
+func (x *RedisSet) ProtoReflect() protoreflect.Message {
+	mi := &file_projection_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisSet.ProtoReflect.Descriptor instead.
+func (*RedisSet) Descriptor() ([]byte, []int) {
+	return file_projection_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RedisSet) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RedisSet) GetValue() *RedisValue {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *RedisSet) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+// DEL key [key ...]: missing keys are not an error.
+type RedisDel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []string               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedisDel) Reset() {
+	*x = RedisDel{}
+	mi := &file_projection_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisDel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisDel) ProtoMessage() {}
+
+func (x *RedisDel) ProtoReflect() protoreflect.Message {
+	mi := &file_projection_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisDel.ProtoReflect.Descriptor instead.
+func (*RedisDel) Descriptor() ([]byte, []int) {
+	return file_projection_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RedisDel) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// HSET key field value [field value ...]: sets these fields of the hash, creating it.
+type RedisHashSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Fields        []*RedisField          `protobuf:"bytes,2,rep,name=fields,proto3" json:"fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedisHashSet) Reset() {
+	*x = RedisHashSet{}
+	mi := &file_projection_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisHashSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisHashSet) ProtoMessage() {}
+
+func (x *RedisHashSet) ProtoReflect() protoreflect.Message {
+	mi := &file_projection_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisHashSet.ProtoReflect.Descriptor instead.
+func (*RedisHashSet) Descriptor() ([]byte, []int) {
+	return file_projection_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RedisHashSet) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RedisHashSet) GetFields() []*RedisField {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+// HDEL key field [field ...]: removes these fields (Redis removes a hash left empty).
+type RedisHashDel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Fields        []string               `protobuf:"bytes,2,rep,name=fields,proto3" json:"fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedisHashDel) Reset() {
+	*x = RedisHashDel{}
+	mi := &file_projection_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisHashDel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisHashDel) ProtoMessage() {}
+
+func (x *RedisHashDel) ProtoReflect() protoreflect.Message {
+	mi := &file_projection_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisHashDel.ProtoReflect.Descriptor instead.
+func (*RedisHashDel) Descriptor() ([]byte, []int) {
+	return file_projection_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RedisHashDel) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RedisHashDel) GetFields() []string {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+// INCRBY key by: adds `by` (negative: subtracts) to the integer the key holds, from 0 when the
+// key does not exist.
+type RedisIncrBy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	By            int64                  `protobuf:"zigzag64,2,opt,name=by,proto3" json:"by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedisIncrBy) Reset() {
+	*x = RedisIncrBy{}
+	mi := &file_projection_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisIncrBy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisIncrBy) ProtoMessage() {}
+
+func (x *RedisIncrBy) ProtoReflect() protoreflect.Message {
+	mi := &file_projection_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisIncrBy.ProtoReflect.Descriptor instead.
+func (*RedisIncrBy) Descriptor() ([]byte, []int) {
+	return file_projection_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RedisIncrBy) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RedisIncrBy) GetBy() int64 {
+	if x != nil {
+		return x.By
+	}
+	return 0
+}
+
+// HINCRBY key field by: the same for one field of a hash.
+type RedisHashIncrBy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Field         string                 `protobuf:"bytes,2,opt,name=field,proto3" json:"field,omitempty"`
+	By            int64                  `protobuf:"zigzag64,3,opt,name=by,proto3" json:"by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedisHashIncrBy) Reset() {
+	*x = RedisHashIncrBy{}
+	mi := &file_projection_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisHashIncrBy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisHashIncrBy) ProtoMessage() {}
+
+func (x *RedisHashIncrBy) ProtoReflect() protoreflect.Message {
+	mi := &file_projection_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisHashIncrBy.ProtoReflect.Descriptor instead.
+func (*RedisHashIncrBy) Descriptor() ([]byte, []int) {
+	return file_projection_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RedisHashIncrBy) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RedisHashIncrBy) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *RedisHashIncrBy) GetBy() int64 {
+	if x != nil {
+		return x.By
+	}
+	return 0
+}
+
+// PEXPIRE key ttlMs: the key expires after this many milliseconds (more than 0); nothing
+// happens when the key does not exist.
+type RedisExpire struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	TtlMs         int64                  `protobuf:"varint,2,opt,name=ttlMs,proto3" json:"ttlMs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedisExpire) Reset() {
+	*x = RedisExpire{}
+	mi := &file_projection_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisExpire) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisExpire) ProtoMessage() {}
+
+func (x *RedisExpire) ProtoReflect() protoreflect.Message {
+	mi := &file_projection_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisExpire.ProtoReflect.Descriptor instead.
+func (*RedisExpire) Descriptor() ([]byte, []int) {
+	return file_projection_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RedisExpire) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RedisExpire) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+// SADD key member [member ...]: adds these members to the set, creating it.
+type RedisSetAdd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Members       []*RedisValue          `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedisSetAdd) Reset() {
+	*x = RedisSetAdd{}
+	mi := &file_projection_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisSetAdd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisSetAdd) ProtoMessage() {}
+
+func (x *RedisSetAdd) ProtoReflect() protoreflect.Message {
+	mi := &file_projection_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisSetAdd.ProtoReflect.Descriptor instead.
+func (*RedisSetAdd) Descriptor() ([]byte, []int) {
+	return file_projection_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RedisSetAdd) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RedisSetAdd) GetMembers() []*RedisValue {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// SREM key member [member ...]: removes these members (Redis removes a set left empty).
+type RedisSetRemove struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Members       []*RedisValue          `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedisSetRemove) Reset() {
+	*x = RedisSetRemove{}
+	mi := &file_projection_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisSetRemove) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisSetRemove) ProtoMessage() {}
+
+func (x *RedisSetRemove) ProtoReflect() protoreflect.Message {
+	mi := &file_projection_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisSetRemove.ProtoReflect.Descriptor instead.
+func (*RedisSetRemove) Descriptor() ([]byte, []int) {
+	return file_projection_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RedisSetRemove) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RedisSetRemove) GetMembers() []*RedisValue {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// XADD key [MAXLEN ~ maxLen] * field value [field value ...]: appends an entry with a
+// server-assigned id to the stream, creating it.
+type RedisStreamAdd struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Key    string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Fields []*RedisField          `protobuf:"bytes,2,rep,name=fields,proto3" json:"fields,omitempty"`
+	// Keep about this many entries (`MAXLEN ~`, trimmed by whole macro nodes, so a few more may
+	// stay); 0: no trimming.
+	MaxLen        int64 `protobuf:"varint,3,opt,name=maxLen,proto3" json:"maxLen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedisStreamAdd) Reset() {
+	*x = RedisStreamAdd{}
+	mi := &file_projection_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisStreamAdd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisStreamAdd) ProtoMessage() {}
+
+func (x *RedisStreamAdd) ProtoReflect() protoreflect.Message {
+	mi := &file_projection_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisStreamAdd.ProtoReflect.Descriptor instead.
+func (*RedisStreamAdd) Descriptor() ([]byte, []int) {
+	return file_projection_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RedisStreamAdd) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RedisStreamAdd) GetFields() []*RedisField {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+func (x *RedisStreamAdd) GetMaxLen() int64 {
+	if x != nil {
+		return x.MaxLen
+	}
+	return 0
+}
+
+// RPUSH key value [value ...] (LPUSH with `left`): appends these values to the list, creating
+// it.
+type RedisListPush struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Key    string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Values []*RedisValue          `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
+	// Push at the head (LPUSH) instead of the tail.
+	Left bool `protobuf:"varint,3,opt,name=left,proto3" json:"left,omitempty"`
+	// Then keep only the newest `maxLen` values (LTRIM: the last ones for RPUSH, the first ones
+	// for LPUSH); 0: no trimming.
+	MaxLen        int64 `protobuf:"varint,4,opt,name=maxLen,proto3" json:"maxLen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedisListPush) Reset() {
+	*x = RedisListPush{}
+	mi := &file_projection_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisListPush) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisListPush) ProtoMessage() {}
+
+func (x *RedisListPush) ProtoReflect() protoreflect.Message {
+	mi := &file_projection_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisListPush.ProtoReflect.Descriptor instead.
+func (*RedisListPush) Descriptor() ([]byte, []int) {
+	return file_projection_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RedisListPush) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RedisListPush) GetValues() []*RedisValue {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *RedisListPush) GetLeft() bool {
+	if x != nil {
+		return x.Left
+	}
+	return false
+}
+
+func (x *RedisListPush) GetMaxLen() int64 {
+	if x != nil {
+		return x.MaxLen
+	}
+	return 0
+}
+
 var File_projection_proto protoreflect.FileDescriptor
 
 const file_projection_proto_rawDesc = "" +
@@ -1777,7 +2594,60 @@ const file_projection_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05index\x18\n" +
 	" \x01(\tR\x05index\x12(\n" +
-	"\x0fexternalVersion\x18\v \x01(\bR\x0fexternalVersion2Z\n" +
+	"\x0fexternalVersion\x18\v \x01(\bR\x0fexternalVersion\"\xd8\x01\n" +
+	"\n" +
+	"RedisValue\x12\"\n" +
+	"\vstringValue\x18\x01 \x01(\tH\x00R\vstringValue\x12 \n" +
+	"\n" +
+	"int64Value\x18\x02 \x01(\x12H\x00R\n" +
+	"int64Value\x12 \n" +
+	"\n" +
+	"bytesValue\x18\x03 \x01(\fH\x00R\n" +
+	"bytesValue\x12\"\n" +
+	"\vdoubleValue\x18\x04 \x01(\x01H\x00R\vdoubleValue\x126\n" +
+	"\tjsonValue\x18\x05 \x01(\v2\x16.google.protobuf.ValueH\x00R\tjsonValueB\x06\n" +
+	"\x04kind\"N\n" +
+	"\n" +
+	"RedisField\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12,\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.projection.RedisValueR\x05value\"`\n" +
+	"\bRedisSet\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.projection.RedisValueR\x05value\x12\x14\n" +
+	"\x05ttlMs\x18\x03 \x01(\x03R\x05ttlMs\"\x1e\n" +
+	"\bRedisDel\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\tR\x04keys\"P\n" +
+	"\fRedisHashSet\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\x06fields\x18\x02 \x03(\v2\x16.projection.RedisFieldR\x06fields\"8\n" +
+	"\fRedisHashDel\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
+	"\x06fields\x18\x02 \x03(\tR\x06fields\"/\n" +
+	"\vRedisIncrBy\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x0e\n" +
+	"\x02by\x18\x02 \x01(\x12R\x02by\"I\n" +
+	"\x0fRedisHashIncrBy\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05field\x18\x02 \x01(\tR\x05field\x12\x0e\n" +
+	"\x02by\x18\x03 \x01(\x12R\x02by\"5\n" +
+	"\vRedisExpire\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05ttlMs\x18\x02 \x01(\x03R\x05ttlMs\"Q\n" +
+	"\vRedisSetAdd\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
+	"\amembers\x18\x02 \x03(\v2\x16.projection.RedisValueR\amembers\"T\n" +
+	"\x0eRedisSetRemove\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
+	"\amembers\x18\x02 \x03(\v2\x16.projection.RedisValueR\amembers\"j\n" +
+	"\x0eRedisStreamAdd\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\x06fields\x18\x02 \x03(\v2\x16.projection.RedisFieldR\x06fields\x12\x16\n" +
+	"\x06maxLen\x18\x03 \x01(\x03R\x06maxLen\"}\n" +
+	"\rRedisListPush\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\x06values\x18\x02 \x03(\v2\x16.projection.RedisValueR\x06values\x12\x12\n" +
+	"\x04left\x18\x03 \x01(\bR\x04left\x12\x16\n" +
+	"\x06maxLen\x18\x04 \x01(\x03R\x06maxLen2Z\n" +
 	"\n" +
 	"Projection\x12L\n" +
 	"\aProject\x12\x1d.projection.ProjectionRequest\x1a\x1e.projection.ProjectionResponse(\x010\x012W\n" +
@@ -1797,7 +2667,7 @@ func file_projection_proto_rawDescGZIP() []byte {
 	return file_projection_proto_rawDescData
 }
 
-var file_projection_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_projection_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_projection_proto_goTypes = []any{
 	(*DescribeRequest)(nil),       // 0: projection.DescribeRequest
 	(*DescribeResponse)(nil),      // 1: projection.DescribeResponse
@@ -1820,52 +2690,74 @@ var file_projection_proto_goTypes = []any{
 	(*UpdateScript)(nil),          // 18: projection.UpdateScript
 	(*Script)(nil),                // 19: projection.Script
 	(*Delete)(nil),                // 20: projection.Delete
-	nil,                           // 21: projection.ProjectionRequest.MetadataEntry
-	nil,                           // 22: projection.ProjectionResponse.MetadataEntry
-	(*anypb.Any)(nil),             // 23: google.protobuf.Any
-	(*structpb.Struct)(nil),       // 24: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
-	(structpb.NullValue)(0),       // 26: google.protobuf.NullValue
+	(*RedisValue)(nil),            // 21: projection.RedisValue
+	(*RedisField)(nil),            // 22: projection.RedisField
+	(*RedisSet)(nil),              // 23: projection.RedisSet
+	(*RedisDel)(nil),              // 24: projection.RedisDel
+	(*RedisHashSet)(nil),          // 25: projection.RedisHashSet
+	(*RedisHashDel)(nil),          // 26: projection.RedisHashDel
+	(*RedisIncrBy)(nil),           // 27: projection.RedisIncrBy
+	(*RedisHashIncrBy)(nil),       // 28: projection.RedisHashIncrBy
+	(*RedisExpire)(nil),           // 29: projection.RedisExpire
+	(*RedisSetAdd)(nil),           // 30: projection.RedisSetAdd
+	(*RedisSetRemove)(nil),        // 31: projection.RedisSetRemove
+	(*RedisStreamAdd)(nil),        // 32: projection.RedisStreamAdd
+	(*RedisListPush)(nil),         // 33: projection.RedisListPush
+	nil,                           // 34: projection.ProjectionRequest.MetadataEntry
+	nil,                           // 35: projection.ProjectionResponse.MetadataEntry
+	(*anypb.Any)(nil),             // 36: google.protobuf.Any
+	(*structpb.Struct)(nil),       // 37: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
+	(structpb.NullValue)(0),       // 39: google.protobuf.NullValue
+	(*structpb.Value)(nil),        // 40: google.protobuf.Value
 }
 var file_projection_proto_depIdxs = []int32{
-	23, // 0: projection.DescribeResponse.resetOperations:type_name -> google.protobuf.Any
-	24, // 1: projection.ProjectionRequest.eventPayload:type_name -> google.protobuf.Struct
-	21, // 2: projection.ProjectionRequest.metadata:type_name -> projection.ProjectionRequest.MetadataEntry
-	25, // 3: projection.ProjectionRequest.created:type_name -> google.protobuf.Timestamp
-	23, // 4: projection.ProjectionResponse.operation:type_name -> google.protobuf.Any
-	22, // 5: projection.ProjectionResponse.metadata:type_name -> projection.ProjectionResponse.MetadataEntry
-	23, // 6: projection.ProjectionResponse.operations:type_name -> google.protobuf.Any
+	36, // 0: projection.DescribeResponse.resetOperations:type_name -> google.protobuf.Any
+	37, // 1: projection.ProjectionRequest.eventPayload:type_name -> google.protobuf.Struct
+	34, // 2: projection.ProjectionRequest.metadata:type_name -> projection.ProjectionRequest.MetadataEntry
+	38, // 3: projection.ProjectionRequest.created:type_name -> google.protobuf.Timestamp
+	36, // 4: projection.ProjectionResponse.operation:type_name -> google.protobuf.Any
+	35, // 5: projection.ProjectionResponse.metadata:type_name -> projection.ProjectionResponse.MetadataEntry
+	36, // 6: projection.ProjectionResponse.operations:type_name -> google.protobuf.Any
 	4,  // 7: projection.ProjectionResponse.error:type_name -> projection.ReducerError
 	8,  // 8: projection.Statement.params:type_name -> projection.SqlValue
-	26, // 9: projection.SqlValue.nullValue:type_name -> google.protobuf.NullValue
-	25, // 10: projection.SqlValue.timestampValue:type_name -> google.protobuf.Timestamp
-	24, // 11: projection.InsertOne.document:type_name -> google.protobuf.Struct
-	24, // 12: projection.InsertMany.documents:type_name -> google.protobuf.Struct
-	24, // 13: projection.UpdateOne.filter:type_name -> google.protobuf.Struct
-	24, // 14: projection.UpdateOne.update:type_name -> google.protobuf.Struct
-	24, // 15: projection.UpdateOne.pipeline:type_name -> google.protobuf.Struct
-	24, // 16: projection.UpdateMany.filter:type_name -> google.protobuf.Struct
-	24, // 17: projection.UpdateMany.update:type_name -> google.protobuf.Struct
-	24, // 18: projection.UpdateMany.pipeline:type_name -> google.protobuf.Struct
-	24, // 19: projection.DeleteOne.filter:type_name -> google.protobuf.Struct
-	24, // 20: projection.DeleteMany.filter:type_name -> google.protobuf.Struct
-	24, // 21: projection.ReplaceOne.filter:type_name -> google.protobuf.Struct
-	24, // 22: projection.ReplaceOne.replacement:type_name -> google.protobuf.Struct
-	24, // 23: projection.Index.document:type_name -> google.protobuf.Struct
-	24, // 24: projection.Update.document:type_name -> google.protobuf.Struct
-	24, // 25: projection.Update.upsert:type_name -> google.protobuf.Struct
+	39, // 9: projection.SqlValue.nullValue:type_name -> google.protobuf.NullValue
+	38, // 10: projection.SqlValue.timestampValue:type_name -> google.protobuf.Timestamp
+	37, // 11: projection.InsertOne.document:type_name -> google.protobuf.Struct
+	37, // 12: projection.InsertMany.documents:type_name -> google.protobuf.Struct
+	37, // 13: projection.UpdateOne.filter:type_name -> google.protobuf.Struct
+	37, // 14: projection.UpdateOne.update:type_name -> google.protobuf.Struct
+	37, // 15: projection.UpdateOne.pipeline:type_name -> google.protobuf.Struct
+	37, // 16: projection.UpdateMany.filter:type_name -> google.protobuf.Struct
+	37, // 17: projection.UpdateMany.update:type_name -> google.protobuf.Struct
+	37, // 18: projection.UpdateMany.pipeline:type_name -> google.protobuf.Struct
+	37, // 19: projection.DeleteOne.filter:type_name -> google.protobuf.Struct
+	37, // 20: projection.DeleteMany.filter:type_name -> google.protobuf.Struct
+	37, // 21: projection.ReplaceOne.filter:type_name -> google.protobuf.Struct
+	37, // 22: projection.ReplaceOne.replacement:type_name -> google.protobuf.Struct
+	37, // 23: projection.Index.document:type_name -> google.protobuf.Struct
+	37, // 24: projection.Update.document:type_name -> google.protobuf.Struct
+	37, // 25: projection.Update.upsert:type_name -> google.protobuf.Struct
 	19, // 26: projection.UpdateScript.script:type_name -> projection.Script
-	24, // 27: projection.UpdateScript.upsert:type_name -> google.protobuf.Struct
-	24, // 28: projection.Script.params:type_name -> google.protobuf.Struct
-	2,  // 29: projection.Projection.Project:input_type -> projection.ProjectionRequest
-	0,  // 30: projection.ProjectionInfo.Describe:input_type -> projection.DescribeRequest
-	3,  // 31: projection.Projection.Project:output_type -> projection.ProjectionResponse
-	1,  // 32: projection.ProjectionInfo.Describe:output_type -> projection.DescribeResponse
-	31, // [31:33] is the sub-list for method output_type
-	29, // [29:31] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	37, // 27: projection.UpdateScript.upsert:type_name -> google.protobuf.Struct
+	37, // 28: projection.Script.params:type_name -> google.protobuf.Struct
+	40, // 29: projection.RedisValue.jsonValue:type_name -> google.protobuf.Value
+	21, // 30: projection.RedisField.value:type_name -> projection.RedisValue
+	21, // 31: projection.RedisSet.value:type_name -> projection.RedisValue
+	22, // 32: projection.RedisHashSet.fields:type_name -> projection.RedisField
+	21, // 33: projection.RedisSetAdd.members:type_name -> projection.RedisValue
+	21, // 34: projection.RedisSetRemove.members:type_name -> projection.RedisValue
+	22, // 35: projection.RedisStreamAdd.fields:type_name -> projection.RedisField
+	21, // 36: projection.RedisListPush.values:type_name -> projection.RedisValue
+	2,  // 37: projection.Projection.Project:input_type -> projection.ProjectionRequest
+	0,  // 38: projection.ProjectionInfo.Describe:input_type -> projection.DescribeRequest
+	3,  // 39: projection.Projection.Project:output_type -> projection.ProjectionResponse
+	1,  // 40: projection.ProjectionInfo.Describe:output_type -> projection.DescribeResponse
+	39, // [39:41] is the sub-list for method output_type
+	37, // [37:39] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_projection_proto_init() }
@@ -1885,13 +2777,20 @@ func file_projection_proto_init() {
 		(*SqlValue_UuidValue)(nil),
 		(*SqlValue_JsonValue)(nil),
 	}
+	file_projection_proto_msgTypes[21].OneofWrappers = []any{
+		(*RedisValue_StringValue)(nil),
+		(*RedisValue_Int64Value)(nil),
+		(*RedisValue_BytesValue)(nil),
+		(*RedisValue_DoubleValue)(nil),
+		(*RedisValue_JsonValue)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_projection_proto_rawDesc), len(file_projection_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

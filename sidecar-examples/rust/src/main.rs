@@ -50,14 +50,52 @@ async fn serve(address: &str, target: bookings_reducer::Target) -> Result<(), St
     let listener = TcpListener::bind(address).await.map_err(|e| format!("cannot listen on {address}: {e}"))?;
     let local = listener.local_addr().map_err(|e| format!("cannot read the listening address: {e}"))?;
     println!("listening on {local}");
-    bookings_reducer::serve_target(listener, target, shutdown_signal()).await.map_err(|e| format!("serving failed: {e}"))
+    // The first signal stops accepting connections and lets open streams end; a gateway keeps
+    // its streams open, so a second signal, or the drain time, stops at once (the gateway
+    // resends whatever was not answered). The signals are listened to from here on, so a second
+    // one sent right after the first is not missed.
+    let mut signals = StopSignals::new();
+    let signalled = std::sync::Arc::new(tokio::sync::Notify::new());
+    let served = bookings_reducer::serve_target(listener, target, {
+        let signalled = signalled.clone();
+        async move { signalled.notified().await }
+    });
+    tokio::pin!(served);
+    tokio::select! {
+        served = &mut served => return served.map_err(|e| format!("serving failed: {e}")),
+        () = signals.recv() => {}
+    }
+    eprintln!("bookings-reducer: stopping: open streams have {DRAIN:?} to end (signal again to stop at once)");
+    signalled.notify_one();
+    tokio::select! {
+        served = served => served.map_err(|e| format!("serving failed: {e}")),
+        () = signals.recv() => Ok(()),
+        () = tokio::time::sleep(DRAIN) => Ok(()),
+    }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// How long open streams may take to end after the first stop signal.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// SIGINT and SIGTERM, each received from the moment this is made.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            interrupt: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+            terminate: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+        }
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
     }
 }

@@ -14,7 +14,9 @@
 //! - a Struct of exactly one key `$date` whose value is an RFC 3339 string
 //!   (`{"$date": "2026-11-23T10:15:00Z"}`) is a BSON date (UTC, millisecond precision);
 //!   `$date` with anything else is an error;
-//! - null, bools, strings, lists and nested Structs map to their BSON counterparts.
+//! - null, bools, strings, lists and nested Structs map to their BSON counterparts;
+//! - a key holding a NUL character is an error: BSON writes keys as C strings, so the driver
+//!   could not send the document (and would say so without the path).
 
 use std::collections::HashSet;
 
@@ -47,6 +49,10 @@ pub fn to_document(s: &Struct, integers: &IntegerFields) -> Result<Document, Str
 fn document(s: &Struct, path: &str, integers: &IntegerFields) -> Result<Document, String> {
     let mut doc = Document::new();
     for (key, value) in &s.fields {
+        if key.contains('\0') {
+            let within = if path.is_empty() { String::new() } else { format!(" in `{path}`") };
+            return Err(format!("the key {key:?}{within} holds a NUL character, which a BSON key cannot"));
+        }
         let child = if key.starts_with('$') {
             path.to_string()
         } else if path.is_empty() {
@@ -126,6 +132,16 @@ mod tests {
         assert!(err.contains("`n` is listed in integerFields but 1.5 is not a whole number"), "{err}");
         let err = convert(r#"{"n": 1e17}"#, &["n"]).unwrap_err();
         assert!(err.contains("within ±2^53"), "{err}");
+    }
+
+    #[test]
+    fn keys_with_a_nul_character_are_refused_with_their_path() {
+        let err = convert("{\"a\": {\"b\": {\"x\\u0000y\": 1}}}", &[]).unwrap_err();
+        assert_eq!(err, "the key \"x\\0y\" in `a.b` holds a NUL character, which a BSON key cannot");
+        let err = convert("{\"\\u0000\": null}", &[]).unwrap_err();
+        assert_eq!(err, "the key \"\\0\" holds a NUL character, which a BSON key cannot");
+        // In a value, a NUL is just a character.
+        assert_eq!(convert("{\"s\": \"x\\u0000y\"}", &[]).unwrap(), doc! { "s": "x\0y" });
     }
 
     #[test]

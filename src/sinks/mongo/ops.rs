@@ -148,6 +148,9 @@ pub fn decode_mongo_op(any: &Any) -> Result<Option<MongoOp>, DecodeError> {
         None
     } else if collection.contains(['$', '\0']) || collection.starts_with("system.") {
         return Err(malformed(format!("`collection` {collection:?} is not a valid collection name")));
+    } else if collection.len() > 255 {
+        // A namespace (`<database>.<collection>`) is at most 255 bytes.
+        return Err(malformed(format!("`collection` is {} bytes long; MongoDB takes at most 255 with the database name", collection.len())));
     } else {
         Some(collection)
     };
@@ -228,6 +231,8 @@ mod tests {
         assert!(reason(empty).contains("`documents` is empty"));
         let bad_collection = pack(names::INSERT_ONE, &proto::InsertOne { document: Some(st("{}")), collection: "a$b".into(), ..Default::default() });
         assert!(reason(bad_collection).contains("is not a valid collection name"));
+        let long_collection = pack(names::DELETE_ONE, &proto::DeleteOne { filter: Some(st("{}")), collection: "c".repeat(256), ..Default::default() });
+        assert!(reason(long_collection).contains("`collection` is 256 bytes long; MongoDB takes at most 255"));
         let sql = pack(names::STATEMENT, &proto::Statement { sql: "x".into(), params: vec![] });
         assert!(reason(sql).starts_with("unknown operation `projection.Statement` for the mongo sink"));
     }

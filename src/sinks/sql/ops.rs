@@ -45,12 +45,13 @@ impl fmt::Display for SqlValue {
             SqlValue::Null => write!(f, "null"),
             SqlValue::Bool(b) => write!(f, "bool {b}"),
             SqlValue::Int(i) => write!(f, "int64 {i}"),
-            SqlValue::Double(d) => write!(f, "double {d}"),
+            // Debug writes 1e300 as `1e300`, where Display writes 301 digits.
+            SqlValue::Double(d) => write!(f, "double {d:?}"),
             SqlValue::Text(s) => write!(f, "string {:?}", truncate(s, 80)),
             SqlValue::Bytes(b) => write!(f, "bytes ({} bytes)", b.len()),
-            SqlValue::Decimal(d) => write!(f, "decimal {d}"),
+            SqlValue::Decimal(d) => write!(f, "decimal {}", truncate(d, 80)),
             SqlValue::Timestamp(t) => write!(f, "timestamp {}", t.to_rfc3339()),
-            SqlValue::Uuid(u) => write!(f, "uuid {u}"),
+            SqlValue::Uuid(u) => write!(f, "uuid {}", truncate(u, 80)),
             SqlValue::Json(j) => write!(f, "json {}", truncate(j, 80)),
         }
     }
@@ -62,17 +63,23 @@ impl fmt::Display for SqlOp {
             SqlOp::Raw(sql) => write!(f, "raw SQL `{}`", truncate(sql, 300)),
             SqlOp::Statement { sql, params } => {
                 write!(f, "statement `{}` with [", truncate(sql, 300))?;
-                for (i, p) in params.iter().enumerate() {
+                for (i, p) in params.iter().take(SHOWN_PARAMS).enumerate() {
                     if i > 0 {
                         write!(f, ", ")?;
                     }
                     write!(f, "${}: {p}", i + 1)?;
+                }
+                if params.len() > SHOWN_PARAMS {
+                    write!(f, ", ... {} more", params.len() - SHOWN_PARAMS)?;
                 }
                 write!(f, "]")
             }
         }
     }
 }
+
+/// Parameters an operation's description lists (it goes into one error line).
+const SHOWN_PARAMS: usize = 20;
 
 fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
@@ -126,8 +133,10 @@ fn value(v: proto::SqlValue) -> Result<SqlValue, String> {
         Some(Kind::StringValue(s)) => SqlValue::Text(s),
         Some(Kind::BytesValue(b)) => SqlValue::Bytes(b),
         Some(Kind::DecimalValue(d)) => {
-            let plain = d.trim_start_matches(['-', '+']);
-            let valid = !plain.is_empty()
+            // One sign at most, one point at most, and a digit (`-`, `.` and `--5` are not
+            // numbers, and would only be refused later by the database).
+            let plain = d.strip_prefix(['-', '+']).unwrap_or(&d);
+            let valid = plain.chars().any(|c| c.is_ascii_digit())
                 && plain.chars().all(|c| c.is_ascii_digit() || c == '.')
                 && plain.chars().filter(|c| *c == '.').count() <= 1;
             if !valid {
@@ -186,6 +195,28 @@ mod tests {
         let err = decode_sql_op(&statement(vec![Kind::Int64Value(1), Kind::UuidValue("nope".into())]), true, "sqlite")
             .unwrap_err();
         assert!(err.to_string().contains("parameter $2: uuidValue \"nope\" is not a UUID"), "{err}");
+    }
+
+    #[test]
+    fn a_description_stays_one_short_line_whatever_the_parameters() {
+        let params = (0..1000).map(|i| Kind::DecimalValue(format!("{i}{}", "0".repeat(10_000)))).chain([Kind::DoubleValue(1e300)]);
+        let op = decode_sql_op(&statement(params.collect()), true, "sqlite").unwrap().unwrap();
+        let text = op.to_string();
+        assert!(text.len() < 2_500, "{} bytes", text.len());
+        assert!(text.ends_with(", ... 981 more]"), "{text}");
+        let SqlOp::Statement { params, .. } = &op else { panic!() };
+        assert_eq!(params[1000].to_string(), "double 1e300");
+    }
+
+    #[test]
+    fn decimals_have_one_sign_and_one_point_at_most_and_a_digit() {
+        for good in ["1", "-1.5", "+.5", "5.", "007"] {
+            assert!(decode_sql_op(&statement(vec![Kind::DecimalValue(good.into())]), true, "sqlite").is_ok(), "{good}");
+        }
+        for bad in ["", "-", ".", "-.", "--5", "+-5", "1.2.3", "1e5", " 1"] {
+            let err = decode_sql_op(&statement(vec![Kind::DecimalValue(bad.into())]), true, "sqlite").unwrap_err();
+            assert!(err.to_string().contains("is not a decimal number"), "{bad}: {err}");
+        }
     }
 
     #[test]

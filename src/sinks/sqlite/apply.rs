@@ -5,8 +5,10 @@
 
 use std::{
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::Arc,
 };
+
+use parking_lot::Mutex;
 
 use rusqlite::{Connection, ErrorCode, ToSql, types::ToSqlOutput, types::Value as Sqlite};
 
@@ -39,7 +41,7 @@ impl SinkWriter for SqliteWriter {
         let connector = self.connector.clone();
         let path = self.path.display().to_string();
         tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            let mut conn = conn.lock();
             apply_batch(&mut conn, &connector, &batch)
         })
         .await
@@ -175,6 +177,7 @@ pub(super) fn execute(conn: &Connection, op: &SqlOp) -> Result<(), OpError> {
                     Some(name) => name
                         .strip_prefix(['$', '?'])
                         .and_then(|n| n.parse::<usize>().ok())
+                        .filter(|n| *n > 0)
                         .ok_or_else(|| OpError {
                             transient: false,
                             message: format!("placeholder `{name}` is not positional; write $1, $2, ..."),

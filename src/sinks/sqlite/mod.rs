@@ -10,8 +10,10 @@ mod schema;
 
 use std::{
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::Arc,
 };
+
+use parking_lot::Mutex;
 
 use prost_types::Any;
 use rusqlite::Connection;
@@ -70,7 +72,7 @@ impl SqliteSink {
     ) -> Result<T, SinkError> {
         let conn = self.conn.clone();
         let path = self.path.display().to_string();
-        tokio::task::spawn_blocking(move || f(&conn.lock().unwrap_or_else(|e| e.into_inner())))
+        tokio::task::spawn_blocking(move || f(&conn.lock()))
             .await
             .map_err(|e| SinkError(e.to_string()))?
             .map_err(|e| SinkError(format!("SQLite target {path}: {e}")))
@@ -133,7 +135,7 @@ impl Sink for SqliteSink {
         let (conn, connector, path) = (self.conn.clone(), self.connector.clone(), self.path.display().to_string());
         let (projection, version) = (projection.to_string(), version.to_string());
         tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            let mut conn = conn.lock();
             let fail = |what: &str, e: &dyn std::fmt::Display| SinkError(format!("SQLite target {path}: {what}: {e}"));
             let tx = conn.transaction().map_err(|e| fail("cannot begin", &e))?;
             if let Some(ops) = &reset {
@@ -167,7 +169,7 @@ impl Sink for SqliteSink {
         let (conn, table, id) = (self.conn.clone(), table.clone(), checkpoint.id.clone());
         let stored = tokio::task::spawn_blocking(move || {
             use rusqlite::{OptionalExtension, types::Value};
-            let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            let conn = conn.lock();
             let exists = conn
                 .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE", [&table], |_| Ok(()))
                 .optional()?;

@@ -2,8 +2,10 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
 };
+
+use parking_lot::Mutex;
 
 use chrono::DateTime;
 use futures::{FutureExt, future::BoxFuture};
@@ -36,7 +38,7 @@ impl HeadProbe for SqliteHead {
         let location = self.path.display().to_string();
         async move {
             let read = tokio::task::spawn_blocking(move || -> rusqlite::Result<Head> {
-                let conn = conn.lock().expect("head probe connection");
+                let conn = conn.lock();
                 let position: Option<i64> = conn.query_row("SELECT max(position) FROM events", [], |r| r.get(0))?;
                 let created_us: Option<i64> = conn
                     .prepare_cached("SELECT created_us FROM events WHERE position > ?1 ORDER BY position LIMIT 1")?

@@ -9,8 +9,10 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::{Arc, LazyLock, Mutex},
+    sync::{Arc, LazyLock},
 };
+
+use parking_lot::Mutex;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -148,6 +150,6 @@ pub(super) fn sqlite_error(path: &Path, source: rusqlite::Error) -> LogError {
 pub(super) fn wake_handle(path: &Path) -> Arc<Notify> {
     static HANDLES: LazyLock<Mutex<HashMap<PathBuf, Arc<Notify>>>> = LazyLock::new(Default::default);
     let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut handles = HANDLES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut handles = HANDLES.lock();
     handles.entry(key).or_default().clone()
 }

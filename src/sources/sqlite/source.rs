@@ -3,9 +3,11 @@
 
 use std::{
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::Duration,
 };
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use chrono::DateTime;
@@ -72,7 +74,7 @@ impl SqliteSource {
         let (after, limit) = (self.after, self.batch_size);
         let location = self.path.display().to_string();
         tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            let conn = conn.lock();
             read_after(&conn, after, limit)
         })
         .await
