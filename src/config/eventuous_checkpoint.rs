@@ -4,7 +4,8 @@
 //! the configuration alone, so `validate` can say where a connector will look without
 //! connecting, and the sinks read what it names.
 //!
-//! The names and defaults are Eventuous's own:
+//! The names and defaults are Eventuous's own (each sink's settings hold its target's,
+//! `SinkSettings::eventuous_place`):
 //! - MongoDB: `Eventuous.Projections.MongoDB`'s `MongoCheckpointStore`: collection
 //!   `checkpoint`, documents `{_id: <id>, Position: <Int64 or null>}`;
 //! - SQL Server: the Eventuous Connector's own `SqlCheckpointStore` (EsdbSqlServer):
@@ -76,39 +77,20 @@ impl fmt::Display for EventuousCheckpoint {
 /// The keys of `eventuous_checkpoint` a sink takes besides `id`, or `None` for a sink where
 /// Eventuous keeps no checkpoint.
 pub(super) fn keys_for(sink: &SinkConfig) -> Option<&'static [&'static str]> {
-    match sink {
-        SinkConfig::Mssql(_) | SinkConfig::Postgres(_) => Some(&["table", "schema"]),
-        SinkConfig::Sqlite(_) => Some(&["table"]),
-        SinkConfig::Mongo(_) => Some(&["collection"]),
-        SinkConfig::Elastic(_) => Some(&["index"]),
-        SinkConfig::Console(_) | SinkConfig::Http(_) | SinkConfig::Redis(_) => None,
-    }
+    sink.settings().eventuous_keys()
+}
+
+/// A configured name, else Eventuous's default.
+pub fn named(given: &Option<String>, default: &str) -> String {
+    given.clone().unwrap_or_else(|| default.to_string())
 }
 
 impl EventuousCheckpointConfig {
     /// Where the checkpoint is in this sink's target: the configured names, else Eventuous's
-    /// defaults there. `None` for a sink where Eventuous keeps no checkpoint (the validator
-    /// refuses the key there).
+    /// defaults there (each sink's settings know them). `None` for a sink where Eventuous
+    /// keeps no checkpoint (the validator refuses the key there).
     pub fn resolve(&self, sink: &SinkConfig) -> Option<EventuousCheckpoint> {
-        let named = |given: &Option<String>, default: &str| given.clone().unwrap_or_else(|| default.to_string());
-        let place = match sink {
-            SinkConfig::Mssql(_) => EventuousPlace::Table {
-                database: "SQL Server",
-                schema: Some(named(&self.schema, "dbo")),
-                table: named(&self.table, "Checkpoints"),
-            },
-            SinkConfig::Postgres(_) => EventuousPlace::Table {
-                database: "PostgreSQL",
-                schema: Some(named(&self.schema, "eventuous")),
-                table: named(&self.table, "checkpoints"),
-            },
-            SinkConfig::Sqlite(_) => {
-                EventuousPlace::Table { database: "SQLite", schema: None, table: named(&self.table, "eventuous_checkpoints") }
-            }
-            SinkConfig::Mongo(_) => EventuousPlace::Collection(named(&self.collection, "checkpoint")),
-            SinkConfig::Elastic(_) => EventuousPlace::Index(named(&self.index, "checkpoint")),
-            SinkConfig::Console(_) | SinkConfig::Http(_) | SinkConfig::Redis(_) => return None,
-        };
+        let place = sink.settings().eventuous_place(self)?;
         Some(EventuousCheckpoint { id: self.id.clone(), place })
     }
 }

@@ -3,7 +3,7 @@
 //! connector definition means the same thing wherever it comes from.
 
 mod eventuous;
-mod eventuous_checkpoint;
+pub mod eventuous_checkpoint;
 mod load;
 pub mod problem;
 
@@ -259,8 +259,10 @@ impl Default for BatchConfig {
 
 /// What a sink's settings (`sinks/<sink>/config.rs`) tell the loader.
 pub trait SinkSettings {
-    /// Whether the sink runs connectors of this mode.
-    fn supports(&self, mode: ConnectorMode) -> bool;
+    /// Whether the sink runs connectors of this mode; most apply a sidecar's operations.
+    fn supports(&self, mode: ConnectorMode) -> bool {
+        mode == ConnectorMode::Projector
+    }
 
     /// `batch.max_ops` when the file does not say.
     fn default_max_ops(&self) -> usize {
@@ -270,6 +272,19 @@ pub trait SinkSettings {
     /// Checks what serde cannot judge; `connector_path` is the connector's key path
     /// (`connectors[0]`), under which the sink's section is `.sink.<key>`.
     fn validate(&self, connector: &ConnectorConfig, connector_path: &str, problems: &mut Vec<ConfigProblem>);
+
+    /// The keys of `eventuous_checkpoint` that name where Eventuous keeps its checkpoints in
+    /// this target (besides `id`), or `None` where it keeps none.
+    fn eventuous_keys(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
+    /// Where Eventuous keeps the checkpoint `config` names in this target (its names, else
+    /// Eventuous's defaults), or `None` where it keeps none.
+    fn eventuous_place(&self, config: &EventuousCheckpointConfig) -> Option<EventuousPlace> {
+        let _ = config;
+        None
+    }
 }
 
 /// A component section (`sink`, `source`): one variant per line of the component's registry

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    ConnectorConfig, ConnectorMode, SinkSettings,
+    ConnectorConfig, ConnectorMode, EventuousCheckpointConfig, EventuousPlace, SinkSettings,
+    eventuous_checkpoint::named,
     problem::{ConfigProblem, at_least, problem},
 };
 
@@ -150,6 +151,14 @@ pub enum ElasticPayloadMapping {
 }
 
 impl SinkSettings for ElasticSinkConfig {
+    fn eventuous_keys(&self) -> Option<&'static [&'static str]> {
+        Some(&["index"])
+    }
+
+    fn eventuous_place(&self, config: &EventuousCheckpointConfig) -> Option<EventuousPlace> {
+        Some(EventuousPlace::Index(named(&config.index, "checkpoint")))
+    }
+
     /// Projector with a sidecar; producer without one (every event indexed as a document).
     fn supports(&self, _: ConnectorMode) -> bool {
         true

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    ConnectorConfig, ConnectorMode, SinkSettings,
+    ConnectorConfig, EventuousCheckpointConfig, EventuousPlace, SinkSettings,
+    eventuous_checkpoint::named,
     problem::{ConfigProblem, at_least, problem},
 };
 
@@ -47,8 +48,12 @@ pub enum MongoTransactions {
 }
 
 impl SinkSettings for MongoSinkConfig {
-    fn supports(&self, mode: ConnectorMode) -> bool {
-        mode == ConnectorMode::Projector
+    fn eventuous_keys(&self) -> Option<&'static [&'static str]> {
+        Some(&["collection"])
+    }
+
+    fn eventuous_place(&self, config: &EventuousCheckpointConfig) -> Option<EventuousPlace> {
+        Some(EventuousPlace::Collection(named(&config.collection, "checkpoint")))
     }
 
     fn validate(&self, _: &ConnectorConfig, connector_path: &str, problems: &mut Vec<ConfigProblem>) {

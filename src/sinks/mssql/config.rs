@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    ConnectorConfig, ConnectorMode, SinkSettings,
+    ConnectorConfig, EventuousCheckpointConfig, EventuousPlace, SinkSettings,
+    eventuous_checkpoint::named,
     problem::{ConfigProblem, at_least, identifier, problem},
 };
 
@@ -32,8 +33,16 @@ pub struct MssqlSinkConfig {
 }
 
 impl SinkSettings for MssqlSinkConfig {
-    fn supports(&self, mode: ConnectorMode) -> bool {
-        mode == ConnectorMode::Projector
+    fn eventuous_keys(&self) -> Option<&'static [&'static str]> {
+        Some(&["table", "schema"])
+    }
+
+    fn eventuous_place(&self, config: &EventuousCheckpointConfig) -> Option<EventuousPlace> {
+        Some(EventuousPlace::Table {
+            database: "SQL Server",
+            schema: Some(named(&config.schema, "dbo")),
+            table: named(&config.table, "Checkpoints"),
+        })
     }
 
     fn validate(&self, _: &ConnectorConfig, connector_path: &str, problems: &mut Vec<ConfigProblem>) {

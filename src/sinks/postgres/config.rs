@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    ConnectorConfig, ConnectorMode, SinkSettings,
+    ConnectorConfig, EventuousCheckpointConfig, EventuousPlace, SinkSettings,
+    eventuous_checkpoint::named,
     problem::{ConfigProblem, at_least, identifier, problem},
 };
 
@@ -29,8 +30,16 @@ pub struct PostgresSinkConfig {
 }
 
 impl SinkSettings for PostgresSinkConfig {
-    fn supports(&self, mode: ConnectorMode) -> bool {
-        mode == ConnectorMode::Projector
+    fn eventuous_keys(&self) -> Option<&'static [&'static str]> {
+        Some(&["table", "schema"])
+    }
+
+    fn eventuous_place(&self, config: &EventuousCheckpointConfig) -> Option<EventuousPlace> {
+        Some(EventuousPlace::Table {
+            database: "PostgreSQL",
+            schema: Some(named(&config.schema, "eventuous")),
+            table: named(&config.table, "checkpoints"),
+        })
     }
 
     fn validate(&self, _: &ConnectorConfig, connector_path: &str, problems: &mut Vec<ConfigProblem>) {

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    ConnectorConfig, ConnectorMode, SinkSettings,
+    ConnectorConfig, SinkSettings,
     problem::{ConfigProblem, at_least, problem},
 };
 
@@ -39,10 +39,6 @@ mod defaults {
 const MAX_PREFIX: usize = 128;
 
 impl SinkSettings for RedisSinkConfig {
-    fn supports(&self, mode: ConnectorMode) -> bool {
-        mode == ConnectorMode::Projector
-    }
-
     fn validate(&self, _: &ConnectorConfig, connector_path: &str, problems: &mut Vec<ConfigProblem>) {
         let at = |key: &str| format!("{connector_path}.sink.redis.{key}");
         url(&self.url, &at("url"), problems);

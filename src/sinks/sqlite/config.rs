@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    ConnectorConfig, ConnectorMode, SinkSettings,
+    ConnectorConfig, EventuousCheckpointConfig, EventuousPlace, SinkSettings,
+    eventuous_checkpoint::named,
     problem::{ConfigProblem, non_empty_path},
 };
 
@@ -27,8 +28,12 @@ pub struct SqliteSinkConfig {
 }
 
 impl SinkSettings for SqliteSinkConfig {
-    fn supports(&self, mode: ConnectorMode) -> bool {
-        mode == ConnectorMode::Projector
+    fn eventuous_keys(&self) -> Option<&'static [&'static str]> {
+        Some(&["table"])
+    }
+
+    fn eventuous_place(&self, config: &EventuousCheckpointConfig) -> Option<EventuousPlace> {
+        Some(EventuousPlace::Table { database: "SQLite", schema: None, table: named(&config.table, "eventuous_checkpoints") })
     }
 
     fn validate(&self, _: &ConnectorConfig, connector_path: &str, problems: &mut Vec<ConfigProblem>) {
