@@ -15,14 +15,12 @@ use bookings_reducer::proto::{
 };
 use projector_gateway::{
     config::{ConnectorConfig, ConnectorMode, SinkConfig, SourceConfig},
-    event::Event,
     partition::Partitioner,
     reducer::build_request,
     sinks::{
-        Batch, BatchItem, EventRef, Sink,
+        EventRef, Sink,
         elastic::{ElasticOp, ElasticSink, client},
     },
-    sources::sqlite::{EventLog, SqliteSource},
 };
 use prost::Message;
 use serde_json::{Value, json};
@@ -30,7 +28,10 @@ use tokio::net::TcpListener;
 use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::scenarios::{Outcome, cpu_seconds};
+use crate::{
+    raw_batches::{self, Cut},
+    scenarios::{Outcome, cpu_seconds},
+};
 
 #[path = "../tests/support/elastic_bookings.rs"]
 mod elastic_bookings;
@@ -147,13 +148,7 @@ pub async fn raw_bulk(config: &ConnectorConfig) -> anyhow::Result<Outcome> {
     let mode = config.mode();
     let sink = ElasticSink::open(c, &config.id, mode).await?;
     let SourceConfig::Sqlite(source) = &config.source else { bail!("raw-bulk reads a SQLite log") };
-    let head = EventLog::open(&source.path)?.head()?;
-    let mut reader = SqliteSource::open(source, 0)?;
-    let mut events = Vec::with_capacity(head as usize);
-    while events.last().map_or(0, |e: &Event| e.position) < head {
-        events.extend(projector_gateway::sources::EventSource::next_batch(&mut reader).await?.events);
-    }
-    drop(reader);
+    let (events, head) = raw_batches::read_log(source).await?;
     let partitioner = Partitioner::new(&config.partitioning);
     let mut reduced: Vec<(EventRef, Vec<ElasticOp>)> = Vec::with_capacity(events.len());
     for event in events {
@@ -180,26 +175,7 @@ pub async fn raw_bulk(config: &ConnectorConfig) -> anyhow::Result<Outcome> {
     let count = partitioner.count();
     let writers = sink.writer_count().clamp(1, count as usize);
     let max_ops = config.batch.max_ops;
-    let mut pending: Vec<Vec<BatchItem<ElasticOp>>> = (0..writers).map(|_| Vec::new()).collect();
-    let mut pending_ops = vec![0usize; writers];
-    let mut batches: Vec<Vec<Batch<ElasticOp>>> = (0..writers).map(|_| Vec::new()).collect();
-    let (mut total_ops, mut total_events) = (0u64, 0u64);
-    for (event, ops) in reduced {
-        let w = event.partition as usize % writers;
-        total_ops += ops.len() as u64;
-        total_events += 1;
-        pending_ops[w] += ops.len();
-        pending[w].push(BatchItem::Apply { event, ops });
-        if pending_ops[w] >= max_ops {
-            batches[w].push(Batch::new(std::mem::take(&mut pending[w]), count));
-            pending_ops[w] = 0;
-        }
-    }
-    for (w, items) in pending.into_iter().enumerate() {
-        if !items.is_empty() {
-            batches[w].push(Batch::new(items, count));
-        }
-    }
+    let Cut { batches, ops: total_ops, events: total_events } = raw_batches::cut(reduced, writers, count, max_ops);
     let requests = batches.iter().map(Vec::len).sum::<usize>() as u64;
     let setup_seconds = setup.elapsed().as_secs_f64();
 

@@ -21,13 +21,15 @@ use projector_gateway::{
         Batch, BatchItem, EventRef, Sink,
         mongo::{MongoOp, MongoSink, Write},
     },
-    sources::sqlite::{EventLog, SqliteSource},
 };
 use prost::Message;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::scenarios::{Outcome, cpu_seconds};
+use crate::{
+    raw_batches::{self, Cut},
+    scenarios::{Outcome, cpu_seconds},
+};
 
 /// Most statements in one write command, as the sink sends them (`sinks/mongo/apply.rs`), and
 /// on FerretDB v1, which hangs on an `update` of 100 statements that match documents.
@@ -74,13 +76,7 @@ pub async fn raw_bulk(config: &ConnectorConfig) -> anyhow::Result<Outcome> {
     // checkpoints index as a run would find it.
     let sink = MongoSink::open(c, &config.id).await?;
     let SourceConfig::Sqlite(source) = &config.source else { bail!("raw-bulk reads a SQLite log") };
-    let head = EventLog::open(&source.path)?.head()?;
-    let mut reader = SqliteSource::open(source, 0)?;
-    let mut events = Vec::with_capacity(head as usize);
-    while events.last().map_or(0, |e: &Event| e.position) < head {
-        events.extend(projector_gateway::sources::EventSource::next_batch(&mut reader).await?.events);
-    }
-    drop(reader);
+    let (events, head) = raw_batches::read_log(source).await?;
     let partitioner = Partitioner::new(&config.partitioning);
     let format = config.sidecar.as_ref().context("a projector needs a sidecar config")?.payload;
     let mut reduced: Vec<(EventRef, Vec<MongoOp>)> = Vec::with_capacity(events.len());
@@ -107,26 +103,7 @@ pub async fn raw_bulk(config: &ConnectorConfig) -> anyhow::Result<Outcome> {
     let count = partitioner.count();
     let writers = sink.writer_count().clamp(1, count as usize);
     let max_ops = config.batch.max_ops;
-    let mut pending: Vec<Vec<BatchItem<MongoOp>>> = (0..writers).map(|_| Vec::new()).collect();
-    let mut pending_ops = vec![0usize; writers];
-    let mut batches: Vec<Vec<Batch<MongoOp>>> = (0..writers).map(|_| Vec::new()).collect();
-    let (mut total_ops, mut total_events) = (0u64, 0u64);
-    for (event, ops) in reduced {
-        let w = event.partition as usize % writers;
-        total_ops += ops.len() as u64;
-        total_events += 1;
-        pending_ops[w] += ops.len();
-        pending[w].push(BatchItem::Apply { event, ops });
-        if pending_ops[w] >= max_ops {
-            batches[w].push(Batch::new(std::mem::take(&mut pending[w]), count));
-            pending_ops[w] = 0;
-        }
-    }
-    for (w, items) in pending.into_iter().enumerate() {
-        if !items.is_empty() {
-            batches[w].push(Batch::new(items, count));
-        }
-    }
+    let Cut { batches, ops: total_ops, events: total_events } = raw_batches::cut(reduced, writers, count, max_ops);
     let requests = batches.iter().map(Vec::len).sum::<usize>() as u64;
     // The commands themselves are built inside the clock, as the sink builds its own.
     let client = Client::with_uri_str(&c.url).await?;

@@ -14,6 +14,7 @@ mod orchestrator;
 #[allow(dead_code)]
 mod otlp;
 mod pg;
+mod raw_batches;
 mod redis;
 mod scenarios;
 

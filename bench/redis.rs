@@ -20,10 +20,9 @@ use projector_gateway::{
     partition::Partitioner,
     reducer::build_request,
     sinks::{
-        Batch, BatchItem, EventRef, Sink,
+        BatchItem, EventRef, Sink,
         redis::{RedisOp, RedisSink},
     },
-    sources::sqlite::{EventLog, SqliteSource},
 };
 use prost::Message;
 use serde_json::{Value, json};
@@ -31,7 +30,10 @@ use tokio::net::TcpListener;
 use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::scenarios::{Outcome, cpu_seconds};
+use crate::{
+    raw_batches::{self, Cut},
+    scenarios::{Outcome, cpu_seconds},
+};
 
 #[path = "../tests/support/redis_bookings.rs"]
 mod redis_bookings;
@@ -147,13 +149,7 @@ pub async fn raw_multi_exec(config: &ConnectorConfig) -> anyhow::Result<Outcome>
     // Opened only to decode the operations as the pipeline does.
     let sink = RedisSink::open(c, &config.id).await?;
     let SourceConfig::Sqlite(source) = &config.source else { bail!("redis-raw reads a SQLite log") };
-    let head = EventLog::open(&source.path)?.head()?;
-    let mut reader = SqliteSource::open(source, 0)?;
-    let mut events = Vec::with_capacity(head as usize);
-    while events.last().map_or(0, |e: &Event| e.position) < head {
-        events.extend(projector_gateway::sources::EventSource::next_batch(&mut reader).await?.events);
-    }
-    drop(reader);
+    let (events, head) = raw_batches::read_log(source).await?;
     let partitioner = Partitioner::new(&config.partitioning);
     let format = config.sidecar.as_ref().context("a projector needs a sidecar config")?.payload;
     let mut reduced: Vec<(EventRef, Vec<RedisOp>)> = Vec::with_capacity(events.len());
@@ -175,26 +171,7 @@ pub async fn raw_multi_exec(config: &ConnectorConfig) -> anyhow::Result<Outcome>
     let count = partitioner.count();
     let writers = sink.writer_count().clamp(1, count as usize);
     let max_ops = config.batch.max_ops;
-    let mut pending: Vec<Vec<BatchItem<RedisOp>>> = (0..writers).map(|_| Vec::new()).collect();
-    let mut pending_ops = vec![0usize; writers];
-    let mut batches: Vec<Vec<Batch<RedisOp>>> = (0..writers).map(|_| Vec::new()).collect();
-    let (mut total_ops, mut total_events) = (0u64, 0u64);
-    for (event, ops) in reduced {
-        let w = event.partition as usize % writers;
-        total_ops += ops.len() as u64;
-        total_events += 1;
-        pending_ops[w] += ops.len();
-        pending[w].push(BatchItem::Apply { event, ops });
-        if pending_ops[w] >= max_ops {
-            batches[w].push(Batch::new(std::mem::take(&mut pending[w]), count));
-            pending_ops[w] = 0;
-        }
-    }
-    for (w, items) in pending.into_iter().enumerate() {
-        if !items.is_empty() {
-            batches[w].push(Batch::new(items, count));
-        }
-    }
+    let Cut { batches, ops: total_ops, events: total_events } = raw_batches::cut(reduced, writers, count, max_ops);
     let transactions = batches.iter().map(Vec::len).sum::<usize>() as u64;
     let client = ::redis::Client::open(c.url.as_str())?;
     let mut connections = Vec::with_capacity(writers);
