@@ -9,7 +9,8 @@ RUN cargo build --release --locked --bin projector-gateway
 FROM debian:bookworm-slim
 # Root certificates: KurrentDB and SQL Server connections verify TLS against the system's roots
 # (MongoDB, Elasticsearch, the HTTP sink and OTLP export carry Mozilla's own). PostgreSQL
-# connections have no TLS yet (tokio-postgres with NoTls): keep PostgreSQL on a trusted network.
+# connections take libpq's `sslmode`/`sslrootcert` in their URL: a CA file mounted into the
+# container, or `sslrootcert=system` for Mozilla's roots built into the binary.
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 gateway
 COPY --from=build /src/target/release/projector-gateway /usr/local/bin/projector-gateway

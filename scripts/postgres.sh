@@ -14,6 +14,16 @@
 #   PG_BIN       directory holding pg_ctl, initdb, postgres, psql, pg_isready (default: found
 #                under /usr/lib/postgresql/*/bin, else from PATH)
 #
+# TLS (optional; for a cluster of its own, e.g. PG_PORT=54339
+# PG_DATA_DIR=/tmp/projector-gateway-pg-tls/data, never the shared one while tests use it):
+#   PG_SSL_CERT_FILE, PG_SSL_KEY_FILE  server certificate (chain) and key, PEM: copied into the
+#                cluster directory (owned by the server's OS user, key mode 0600) and `ssl = on`;
+#                TCP connections must then use TLS (pg_hba `hostssl` lines only)
+#   PG_SSL_CA_FILE   CA certificate(s) the server verifies client certificates with
+#   PG_SSL_CERT_USER a role (created, LOGIN, not superuser) that must log in with a client
+#                certificate whose CN is its name (`hostssl ... cert`); needs PG_SSL_CA_FILE
+# `start` on a running cluster whose TLS files or rules differ from these restarts it.
+#
 # Idempotent: `start` on a running server only makes sure the role and database exist.
 # Concurrent calls are serialised with flock on a lock file beside the cluster.
 # Everything but the URL goes to stderr.
@@ -26,6 +36,10 @@ DB_USER=gateway
 DB_PASSWORD=gateway
 DB_NAME=gateway
 START_TIMEOUT_SECS="${PG_START_TIMEOUT_SECS:-60}"
+PG_SSL_CERT_FILE="${PG_SSL_CERT_FILE:-}"
+PG_SSL_KEY_FILE="${PG_SSL_KEY_FILE:-}"
+PG_SSL_CA_FILE="${PG_SSL_CA_FILE:-}"
+PG_SSL_CERT_USER="${PG_SSL_CERT_USER:-}"
 
 # Normalise the data dir to an absolute path without a trailing slash.
 case "$PG_DATA_DIR" in
@@ -190,10 +204,78 @@ log_timezone = 'UTC'
 log_min_messages = warning
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
+  if tls_enabled; then
+    as_pg tee -a "$PG_DATA_DIR/projector-gateway.conf" >/dev/null <<EOF
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+ssl_ca_file = '$([ -n "$PG_SSL_CA_FILE" ] && echo root.crt)'
+EOF
+  fi
+}
+
+tls_enabled() { [ -n "$PG_SSL_CERT_FILE" ]; }
+
+check_tls_env() {
+  tls_enabled || {
+    [ -z "$PG_SSL_KEY_FILE$PG_SSL_CA_FILE$PG_SSL_CERT_USER" ] || die "PG_SSL_KEY_FILE, PG_SSL_CA_FILE and PG_SSL_CERT_USER need PG_SSL_CERT_FILE"
+    return 0
+  }
+  [ -n "$PG_SSL_KEY_FILE" ] || die "PG_SSL_CERT_FILE needs PG_SSL_KEY_FILE"
+  local f
+  for f in "$PG_SSL_CERT_FILE" "$PG_SSL_KEY_FILE" ${PG_SSL_CA_FILE:+"$PG_SSL_CA_FILE"}; do
+    [ -r "$f" ] || die "cannot read $f"
+  done
+  if [ -n "$PG_SSL_CERT_USER" ]; then
+    [ -n "$PG_SSL_CA_FILE" ] || die "PG_SSL_CERT_USER needs PG_SSL_CA_FILE (the CA of the client certificates)"
+    [[ "$PG_SSL_CERT_USER" =~ ^[a-z_][a-z0-9_]*$ ]] || die "PG_SSL_CERT_USER must be a plain lower-case role name"
+  fi
+}
+
+# The pg_hba.conf of a TLS cluster: the private socket trusted, TCP (loopback) only over TLS.
+tls_hba() {
+  echo "# Written by scripts/postgres.sh (PG_SSL_*) at every start: loopback only, TCP only over TLS."
+  echo "# TYPE  DATABASE  USER  ADDRESS       METHOD"
+  echo "local   all       all                 trust"
+  if [ -n "$PG_SSL_CERT_USER" ]; then
+    echo "hostssl all       $PG_SSL_CERT_USER  127.0.0.1/32  cert"
+    echo "hostssl all       $PG_SSL_CERT_USER  ::1/128       cert"
+  fi
+  echo "hostssl all       all   127.0.0.1/32  trust"
+  echo "hostssl all       all   ::1/128       trust"
+}
+
+# 0 when the cluster already has these TLS files and rules.
+tls_up_to_date() {
+  cmp -s "$PG_SSL_CERT_FILE" "$PG_DATA_DIR/server.crt" &&
+    cmp -s "$PG_SSL_KEY_FILE" "$PG_DATA_DIR/server.key" &&
+    { [ -z "$PG_SSL_CA_FILE" ] || cmp -s "$PG_SSL_CA_FILE" "$PG_DATA_DIR/root.crt"; } &&
+    { [ -n "$PG_SSL_CA_FILE" ] || [ ! -e "$PG_DATA_DIR/root.crt" ]; } &&
+    [ "$(tls_hba)" = "$(cat "$PG_DATA_DIR/pg_hba.conf")" ]
+}
+
+# Copies the TLS files into the cluster directory for the server's OS user (which may not be
+# able to read them where they are) and writes the TLS rules.
+write_tls() {
+  local owner=()
+  if is_root; then
+    owner=(-o postgres -g postgres)
+  fi
+  install "${owner[@]}" -m 0644 "$PG_SSL_CERT_FILE" "$PG_DATA_DIR/server.crt"
+  install "${owner[@]}" -m 0600 "$PG_SSL_KEY_FILE" "$PG_DATA_DIR/server.key"
+  if [ -n "$PG_SSL_CA_FILE" ]; then
+    install "${owner[@]}" -m 0644 "$PG_SSL_CA_FILE" "$PG_DATA_DIR/root.crt"
+  else
+    rm -f "$PG_DATA_DIR/root.crt"
+  fi
+  tls_hba | as_pg tee "$PG_DATA_DIR/pg_hba.conf" >/dev/null
 }
 
 start_server() {
   write_settings
+  if tls_enabled; then
+    write_tls
+  fi
   log "starting PostgreSQL ($PG_BIN) on $PG_HOST:$PG_PORT, log $LOG_FILE"
   # 9>&-: the server must not inherit the lock's descriptor, or it would hold the lock forever.
   if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA_DIR" -l "$LOG_FILE" -w -t "$START_TIMEOUT_SECS" start >&2 9>&-; then
@@ -235,13 +317,30 @@ ensure_role_and_db() {
     log "creating database $DB_NAME"
     psql_admin -c "CREATE DATABASE $DB_NAME OWNER $DB_USER" >&2
   fi
+  if [ -n "$PG_SSL_CERT_USER" ]; then
+    has="$(psql_admin -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$PG_SSL_CERT_USER'")"
+    if [ "$has" != "1" ]; then
+      log "creating role $PG_SSL_CERT_USER (client certificate login)"
+      psql_admin -c "CREATE ROLE $PG_SSL_CERT_USER LOGIN" >&2
+    fi
+  fi
 }
 
 cmd_start() {
+  check_tls_env
   ensure_bin
   prepare_base_dir
   take_lock
-  if cluster_running; then
+  if cluster_running && tls_enabled && ! tls_up_to_date; then
+    log "restarting ($PG_DATA_DIR) with new TLS files or rules"
+    write_settings
+    write_tls
+    if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA_DIR" -l "$LOG_FILE" -m fast -w -t "$START_TIMEOUT_SECS" restart >&2 9>&-; then
+      log "pg_ctl restart failed; last lines of $LOG_FILE:"
+      tail -n 30 "$LOG_FILE" >&2 || true
+      exit 1
+    fi
+  elif cluster_running; then
     log "already running ($PG_DATA_DIR)"
   else
     local rc=0

@@ -11,8 +11,18 @@ use projector_gateway::traces;
 #[derive(Parser)]
 #[command(name = "projector-gateway", version, about = "Builds read models from an event log through a reducer sidecar over gRPC")]
 struct Cli {
+    /// How log lines are written: `text` (coloured on a terminal unless NO_COLOR is set) or
+    /// `json` (one object per line, for log collectors).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PROJECTOR_GATEWAY_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -42,9 +52,27 @@ enum Command {
         lag_probe_interval_ms: u64,
         /// With --listen and --state: the bearer token the management API's changes need
         /// (`Authorization: Bearer <token>`); without it anyone who reaches the port may change
-        /// connectors.
-        #[arg(long, env = "PROJECTOR_GATEWAY_MANAGEMENT_TOKEN", hide_env_values = true)]
+        /// connectors. A process's arguments and environment can be read by others on the
+        /// host: --management-token-file keeps it out of both.
+        #[arg(long, env = "PROJECTOR_GATEWAY_MANAGEMENT_TOKEN", hide_env_values = true, group = "management_tokens")]
         management_token: Option<String>,
+        /// The management token read from this file (its trailing newline dropped), e.g. a
+        /// mounted Kubernetes Secret; or one `name:token` per line, for several operators: the
+        /// history then records which name made each change.
+        #[arg(long, env = "PROJECTOR_GATEWAY_MANAGEMENT_TOKEN_FILE", group = "management_tokens")]
+        management_token_file: Option<PathBuf>,
+        /// GET /connectors, /connectors/{id} and /connectors/{id}/history need the management
+        /// token too (/health, /ready and /metrics never do).
+        #[arg(long, env = "PROJECTOR_GATEWAY_REQUIRE_TOKEN_FOR_READS", requires = "management_tokens")]
+        require_token_for_reads: bool,
+        /// With --listen: serve HTTPS, with this PEM certificate chain (the server's certificate
+        /// first); needs --tls-key-file.
+        #[arg(long, env = "PROJECTOR_GATEWAY_TLS_CERT_FILE", requires = "tls_key_file")]
+        tls_cert_file: Option<PathBuf>,
+        /// With --listen and --tls-cert-file: the certificate's PEM private key (PKCS#8, PKCS#1
+        /// or SEC1).
+        #[arg(long, env = "PROJECTOR_GATEWAY_TLS_KEY_FILE", requires = "tls_cert_file")]
+        tls_key_file: Option<PathBuf>,
         /// This gateway's name among the gateways that run the same leased connectors (high
         /// availability, `lease:` in a connector); unique per replica. Default: the host name
         /// (a pod's name) and the process id.
@@ -55,6 +83,16 @@ enum Command {
         /// given.
         #[arg(long, env = "PROJECTOR_GATEWAY_READY_MAX_LAG_SECS")]
         ready_max_lag_secs: Option<u64>,
+        /// With --listen: `/ready` also fails while a running connector's sidecar or target has
+        /// been down for longer than this many seconds; off when not given (an outage shows as
+        /// state `waiting_for_sidecar` / `waiting_for_target` either way).
+        #[arg(long, env = "PROJECTOR_GATEWAY_READY_MAX_OUTAGE_SECS")]
+        ready_max_outage_secs: Option<u64>,
+        /// A connector whose target, source or sidecar cannot be reached at start fails at once
+        /// (the exit code says so) instead of waiting for it with backoff, as it does mid-run:
+        /// for one-shot jobs. Without it a database blip at deploy time is waited out.
+        #[arg(long, env = "PROJECTOR_GATEWAY_FAIL_FAST")]
+        fail_fast: bool,
         /// When stderr is not a terminal (a pod, a pipe, CI): log one progress line per
         /// connector this often (position, head and lag, events/s, state). On a terminal a live
         /// display shows the same instead.
@@ -64,6 +102,12 @@ enum Command {
         /// lines are unchanged; RUST_LOG sets those).
         #[arg(long, short)]
         quiet: bool,
+        /// Stop once every connector of the config file has applied everything up to its
+        /// source's head as it was when the connector started (later appends are not waited
+        /// for), as after a stop signal: exit 0, or 1 if a connector failed. For rebuild jobs
+        /// and CI; not with --state.
+        #[arg(long, conflicts_with = "state")]
+        exit_when_caught_up: bool,
     },
     /// Move a connector's checkpoints back to the start of the log (or to a position), so the
     /// next start projects again from there. Stop every gateway running it first.
@@ -77,28 +121,41 @@ enum Command {
         #[arg(long)]
         to_position: Option<u64>,
     },
-    /// Check a config file and print every problem with its key path.
+    /// Check a config file and print every problem with its key path; the files it names are
+    /// checked too (the event log and init SQL files exist), without connecting to anything.
     Validate {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also reach each connector's source, sidecar (`Describe`) and target, and say per
+        /// connector `ok` or what failed (exit code 1 if anything did). Opening a target is
+        /// what `run` does: it creates the gateway's own tables where missing and runs the
+        /// init SQL.
+        #[arg(long)]
+        connect: bool,
     },
-    /// Append one event to an embedded SQLite event log (created if missing).
+    /// Append one event to an embedded SQLite event log (created if missing), or many from a
+    /// JSON-lines file with --from.
     Append {
         #[arg(long)]
         log: PathBuf,
-        #[arg(long)]
-        stream: String,
-        #[arg(long = "type")]
-        event_type: String,
+        #[arg(long, required_unless_present = "from", conflicts_with = "from")]
+        stream: Option<String>,
+        #[arg(long = "type", required_unless_present = "from", conflicts_with = "from")]
+        event_type: Option<String>,
         /// The payload, a JSON object.
-        #[arg(long)]
-        data: String,
+        #[arg(long, required_unless_present = "from", conflicts_with = "from")]
+        data: Option<String>,
         /// Metadata, a JSON object.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "from")]
         metadata: Option<String>,
         /// Event id (default: a new UUID).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "from")]
         id: Option<String>,
+        /// Append every event of this JSON-lines file (`-`: standard input), one per line:
+        /// {"stream": "...", "type": "...", "data": {...}, "metadata": {...}, "id": "..."}
+        /// (metadata and id optional), in transactions of 1,000 events.
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
     },
     /// Fill an embedded SQLite event log with sample hotel-bookings events.
     Generate {
@@ -147,7 +204,14 @@ fn main() -> ExitCode {
         }
     };
     // Inside the runtime: the trace exporter's connection runs on it.
-    let traces = match runtime.block_on(async { traces::init(default_level, progress.log_output()) }) {
+    let traces = match runtime.block_on(async { traces::init(
+        default_level,
+        progress.log_output(),
+        match cli.log_format {
+            LogFormat::Text => traces::LogFormat::Text,
+            LogFormat::Json => traces::LogFormat::Json,
+        },
+    ) }) {
         Ok(traces) => traces,
         Err(e) => {
             eprintln!("error: {e}");
@@ -163,25 +227,42 @@ fn main() -> ExitCode {
                 listen,
                 lag_probe_interval_ms,
                 management_token,
+                management_token_file,
+                require_token_for_reads,
+                tls_cert_file,
+                tls_key_file,
                 instance_id,
                 ready_max_lag_secs,
+                ready_max_outage_secs,
+                fail_fast,
                 progress_interval_secs: _,
                 quiet: _,
+                exit_when_caught_up,
             } => {
+                let tls = tls_cert_file.zip(tls_key_file).map(|(cert, key)| projector_gateway::status::endpoint::TlsFiles { cert, key });
                 let endpoint = listen.map(|address| commands::run::Endpoint {
                     address,
                     management_token,
-                    readiness: projector_gateway::status::endpoint::Readiness { max_lag: ready_max_lag_secs.map(Duration::from_secs) },
+                    management_token_file,
+                    require_token_for_reads,
+                    tls,
+                    readiness: projector_gateway::status::endpoint::Readiness {
+                        max_lag: ready_max_lag_secs.map(Duration::from_secs),
+                        max_outage: ready_max_outage_secs.map(Duration::from_secs),
+                    },
                 });
                 let drain_timeout = Duration::from_secs(drain_timeout_secs);
                 let instance_id = instance_id.unwrap_or_else(projector_gateway::lease::default_instance_id);
                 let lag_probe_every = Duration::from_millis(lag_probe_interval_ms);
-                let args = commands::run::RunArgs { config, state, drain_timeout, endpoint, lag_probe_every, instance_id, progress };
+                let args = commands::run::RunArgs { config, state, drain_timeout, endpoint, lag_probe_every, instance_id, progress, fail_fast, exit_when_caught_up };
                 commands::run::run(args).await
             }
             Command::Reset { config, connector, to_position } => commands::reset::reset(&config, &connector, to_position).await,
-            Command::Validate { config } => commands::validate::validate(&config),
-            Command::Append { log, stream, event_type, data, metadata, id } => {
+            Command::Validate { config, connect } => commands::validate::validate(&config, connect).await,
+            Command::Append { log, from: Some(from), .. } => commands::append::append_from(&log, &from),
+            Command::Append { log, stream, event_type, data, metadata, id, from: None } => {
+                let missing = || anyhow::anyhow!("--stream, --type and --data are required without --from");
+                let (stream, event_type, data) = (stream.ok_or_else(missing)?, event_type.ok_or_else(missing)?, data.ok_or_else(missing)?);
                 commands::append::append(&log, stream, event_type, data, metadata, id)
             }
             Command::Generate { log, events, streams, seed } => commands::append::generate(&log, events, streams, seed),

@@ -15,30 +15,71 @@ use std::{
 };
 
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
 
 /// The state of one dependency as its users saw it last.
 #[derive(Debug, Default)]
 pub struct Outage {
     /// Fast path for [`Outage::succeeded`], called on every answer.
     down: AtomicBool,
-    since: Mutex<Option<(Instant, u64)>>,
+    since: Mutex<Option<Down>>,
+    /// Every failure ever recorded (`/metrics`).
+    failures: Counter,
+    /// The latest failure, ended or not, and when (`/connectors`' `last_error`).
+    last: Mutex<Option<(chrono::DateTime<chrono::Utc>, String)>>,
+}
+
+#[derive(Debug)]
+struct Down {
+    at: Instant,
+    repeats: u64,
+    /// The latest failure's message.
+    reason: String,
+}
+
+/// An outage in progress, as operators see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ongoing {
+    pub lasted: Duration,
+    pub reason: String,
 }
 
 impl Outage {
-    /// Records a failure; true when it starts an outage (report it), false for a repeat.
-    pub fn failed(&self) -> bool {
+    /// Records a failure and why; true when it starts an outage (report it), false for a repeat.
+    pub fn failed(&self, reason: impl std::fmt::Display) -> bool {
+        self.failures.inc();
+        *self.last.lock() = Some((chrono::Utc::now(), reason.to_string()));
         let mut since = self.since.lock();
         match &mut *since {
-            Some((_, repeats)) => {
-                *repeats += 1;
+            Some(down) => {
+                down.repeats += 1;
+                down.reason = reason.to_string();
                 false
             }
             None => {
-                *since = Some((Instant::now(), 0));
+                *since = Some(Down { at: Instant::now(), repeats: 0, reason: reason.to_string() });
                 self.down.store(true, Ordering::Release);
                 true
             }
         }
+    }
+
+    /// The outage in progress, if any: how long it has lasted and its latest reason.
+    pub fn ongoing(&self) -> Option<Ongoing> {
+        if !self.down.load(Ordering::Acquire) {
+            return None;
+        }
+        self.since.lock().as_ref().map(|down| Ongoing { lasted: down.at.elapsed(), reason: down.reason.clone() })
+    }
+
+    /// The latest failure recorded, ended or not: when, and its message.
+    pub fn last_failure(&self) -> Option<(chrono::DateTime<chrono::Utc>, String)> {
+        self.last.lock().clone()
+    }
+
+    /// How many failures were recorded, outages and repeats together.
+    pub fn failures(&self) -> &Counter {
+        &self.failures
     }
 
     /// Records a success of an attempt made at `attempt_started`; when it ends an outage, how
@@ -48,11 +89,12 @@ impl Outage {
             return None;
         }
         let mut since = self.since.lock();
-        match *since {
-            Some((at, repeats)) if at < attempt_started => {
+        match &*since {
+            Some(down) if down.at < attempt_started => {
+                let ended = (down.at.elapsed(), down.repeats);
                 *since = None;
                 self.down.store(false, Ordering::Release);
-                Some((at.elapsed(), repeats))
+                Some(ended)
             }
             _ => None,
         }
@@ -68,12 +110,16 @@ mod tests {
         let outage = Outage::default();
         let before = Instant::now();
         assert_eq!(outage.succeeded(before), None, "no outage yet");
-        assert!(outage.failed(), "the first failure starts it");
-        assert!(!outage.failed() && !outage.failed(), "repeats are not reported");
+        assert_eq!(outage.ongoing(), None);
+        assert!(outage.failed("refused"), "the first failure starts it");
+        assert!(!outage.failed("refused") && !outage.failed("reset by peer"), "repeats are not reported");
+        assert_eq!(outage.ongoing().map(|o| o.reason), Some("reset by peer".to_owned()), "the latest reason");
+        assert_eq!(outage.failures().get(), 3);
         assert_eq!(outage.succeeded(before), None, "an attempt made before it began ends nothing");
         let (_, repeats) = outage.succeeded(Instant::now()).expect("the first success of a later attempt ends it");
         assert_eq!(repeats, 2);
         assert_eq!(outage.succeeded(Instant::now()), None, "ended once");
-        assert!(outage.failed(), "a new outage is reported again");
+        assert_eq!(outage.ongoing(), None);
+        assert!(outage.failed("refused"), "a new outage is reported again");
     }
 }

@@ -20,7 +20,7 @@ use std::{
 
 use prometheus_client::{
     encoding::{EncodeMetric, MetricEncoder, NoLabelSet},
-    metrics::{MetricType, counter::Counter},
+    metrics::{MetricType, counter::Counter, gauge::Gauge},
     registry::Unit,
 };
 
@@ -87,6 +87,16 @@ pub struct ConnectorTelemetry {
     pub sidecar_outage: crate::outage::Outage,
     /// The target as the writers see it: one warning per outage.
     pub target_outage: crate::outage::Outage,
+    /// The source as the router sees it: one warning per outage.
+    pub source_outage: crate::outage::Outage,
+    /// Events the source returned.
+    pub events_read: Counter,
+    /// Events the connector's filter (or the sidecar's `Describe` types) left out.
+    pub events_filtered: Counter,
+    /// Events read again after a restart that their partition had already committed.
+    pub events_already_applied: Counter,
+    /// Events sent to the sidecar and not answered yet, over every partition.
+    pub in_flight: Gauge,
 }
 
 impl ConnectorTelemetry {
@@ -99,6 +109,11 @@ impl ConnectorTelemetry {
             batch_retries: Counter::default(),
             sidecar_outage: Default::default(),
             target_outage: Default::default(),
+            source_outage: Default::default(),
+            events_read: Counter::default(),
+            events_filtered: Counter::default(),
+            events_already_applied: Counter::default(),
+            in_flight: Gauge::default(),
         }
     }
 }
@@ -115,7 +130,7 @@ pub struct Series {
 }
 
 /// Every family of [`ConnectorTelemetry`], in the order `/metrics` lists them.
-pub const SERIES: [Series; 4] = [
+pub const SERIES: [Series; 8] = [
     Series {
         name: "batch_apply",
         unit: Some(Unit::Seconds),
@@ -143,6 +158,34 @@ pub const SERIES: [Series; 4] = [
         kind: MetricType::Counter,
         help: "Batch attempts that failed with a transient error and were retried.",
         metric: |t| &t.batch_retries,
+    },
+    Series {
+        name: "events_read",
+        unit: None,
+        kind: MetricType::Counter,
+        help: "Events the source returned (filtered and already applied ones included).",
+        metric: |t| &t.events_read,
+    },
+    Series {
+        name: "events_filtered",
+        unit: None,
+        kind: MetricType::Counter,
+        help: "Events read and left out by the connector's filter or the types the sidecar's Describe named.",
+        metric: |t| &t.events_filtered,
+    },
+    Series {
+        name: "events_already_applied",
+        unit: None,
+        kind: MetricType::Counter,
+        help: "Events read again after a restart or re-plan that their partition had already committed.",
+        metric: |t| &t.events_already_applied,
+    },
+    Series {
+        name: "events_in_flight",
+        unit: None,
+        kind: MetricType::Gauge,
+        help: "Events sent to the sidecar and not answered yet, over every partition stream.",
+        metric: |t| &t.in_flight,
     },
 ];
 

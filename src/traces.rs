@@ -359,29 +359,47 @@ pub fn eprint_line(line: &str) {
 /// stderr (through `output`) and, when the environment configures OTLP export
 /// ([`ExportSettings::from_env`]), the trace spans to the collector. Must run inside the runtime
 /// (the exporter's connection is spawned on it).
-pub fn init(default_level: &str, output: LogOutput) -> Result<TraceExport, TraceSetupError> {
-    init_to(default_level, ExportSettings::from_env()?, output)
+pub fn init(default_level: &str, output: LogOutput, format: LogFormat) -> Result<TraceExport, TraceSetupError> {
+    init_to(default_level, ExportSettings::from_env()?, output, format)
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event, coloured on a terminal unless `NO_COLOR` is set.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields.message`, the
+    /// event's fields such as `connector`), for log collectors.
+    Json,
 }
 
 /// [`init`] with the export given rather than read from the environment, the log on stderr.
 pub fn init_with(default_level: &str, export: Option<ExportSettings>) -> Result<TraceExport, TraceSetupError> {
-    init_to(default_level, export, LogOutput::default())
+    init_to(default_level, export, LogOutput::default(), LogFormat::Text)
 }
 
-fn init_to(default_level: &str, export: Option<ExportSettings>, output: LogOutput) -> Result<TraceExport, TraceSetupError> {
+fn init_to(default_level: &str, export: Option<ExportSettings>, output: LogOutput, format: LogFormat) -> Result<TraceExport, TraceSetupError> {
     let _ = OUTPUT.set(output.clone());
     let logs = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(default_level))
+        // PostgreSQL's notices (`relation ... already exists, skipping`) are the server's
+        // chatter, not the gateway's: only with RUST_LOG asking for them.
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},tokio_postgres=warn")))
         .add_directive(format!("{TARGET}=off").parse().expect("a valid directive"));
-    let log_layer = tracing_subscriber::fmt::layer()
-        .with_writer(output)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(logs);
+    // https://no-color.org: set and not empty means no colour.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let log_layer: BoxedLayer = match format {
+        LogFormat::Text => Box::new(tracing_subscriber::fmt::layer().with_writer(output).with_ansi(colour).with_filter(logs)),
+        LogFormat::Json => Box::new(
+            tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false).with_writer(output).with_filter(logs),
+        ),
+    };
     let (trace_layer, export) = match export {
         Some(settings) => export_layer(settings)?,
         None => (None, TraceExport::default()),
     };
-    tracing_subscriber::registry().with(trace_layer).with(log_layer).init();
+    let layers: Vec<BoxedLayer> = trace_layer.into_iter().chain([log_layer]).collect();
+    tracing_subscriber::registry().with(layers).init();
     Ok(export)
 }
 

@@ -8,6 +8,9 @@ mod support;
 
 use std::{path::Path, time::Duration};
 
+use bookings_reducer::proto::{ProjectionRequest, ProjectionResponse, SqlValue, Statement, sql_value::Kind};
+use prost::Message;
+
 use support::{
     bookings_model::ReadModel,
     fixtures::*,
@@ -147,6 +150,42 @@ async fn park_also_catches_an_event_whose_handler_throws() {
 async fn an_operation_the_database_rejects_names_the_statement() {
     let outcome = run(Script::BadSqlFor("GuestCheckedIn"), Setup::default()).await;
     assert_stopped_before_the_event(&outcome, &["GuestCheckedIn", "no such table: no_such_table", "UPDATE no_such_table SET x = 1"]);
+}
+
+/// A statement for GuestCheckedIn whose parameters do not match its placeholders.
+fn check_in_with(sql: &'static str, params: usize, req: &ProjectionRequest) -> ProjectionResponse {
+    let mut response = bookings_reducer::reduce(req);
+    if req.event_type == "GuestCheckedIn" {
+        let params = (0..params).map(|_| SqlValue { kind: Some(Kind::StringValue(req.stream.clone())) }).collect();
+        let statement = Statement { sql: sql.into(), params };
+        response.operations.clear();
+        response.operation =
+            Some(prost_types::Any { type_url: "type.googleapis.com/projection.Statement".into(), value: statement.encode_to_vec() });
+    }
+    response
+}
+
+fn one_parameter_missing(req: &ProjectionRequest) -> ProjectionResponse {
+    check_in_with("UPDATE bookings SET status = 'checked_in' WHERE booking_id = $1 AND status <> $2", 1, req)
+}
+
+fn one_parameter_too_many(req: &ProjectionRequest) -> ProjectionResponse {
+    check_in_with("UPDATE bookings SET status = 'checked_in' WHERE booking_id = $1", 2, req)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_missing_a_parameter_is_refused() {
+    let outcome = run(Script::Map(one_parameter_missing), Setup::default()).await;
+    assert_stopped_before_the_event(&outcome, &["GuestCheckedIn", "the statement uses $2 but the sidecar sent 1 parameter(s)"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_with_a_parameter_too_many_is_refused() {
+    let outcome = run(Script::Map(one_parameter_too_many), Setup::default()).await;
+    assert_stopped_before_the_event(
+        &outcome,
+        &["GuestCheckedIn", "the sidecar sent 2 parameter(s) but the statement does not use $2; every parameter needs its placeholder"],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -646,6 +646,8 @@ mod binary {
             "connectors:\n  - id: reads\n    source: { sqlite: { path: e.db } }\n    sidecar: { address: \"http://127.0.0.1:1\" }\n    sink: { mongo: { url: \"mongodb://127.0.0.1:1\", database: app, collection: docs } }\n    eventuous_checkpoint: { id: esdb-mongo-connector }\n  - id: plain\n    source: { sqlite: { path: e.db } }\n    sidecar: { address: \"http://127.0.0.1:1\" }\n    sink: { sqlite: { path: t.db } }\n",
         )
         .unwrap();
+        // `validate` checks that the event log exists (beside the config file).
+        std::fs::write(ws.path("e.db"), "").unwrap();
         let out = Command::new(gateway_bin()).args(["validate", "--config", config.to_str().unwrap()]).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -30,7 +30,7 @@ fn gateway(config: Option<&Path>, address: &str, dir: &Path, name: &str) -> Proc
     command
         .args(["--listen", address, "--state"])
         .arg(dir.join("state.db"))
-        .args(["--management-token", TOKEN, "--drain-timeout-secs", "20"])
+        .args(["--management-token", TOKEN, "--drain-timeout-secs", "20", "--lag-probe-interval-ms", "50"])
         .env("RUST_LOG", "info");
     Process::spawn(command, dir.join(format!("{name}.log")), false)
 }
@@ -107,14 +107,22 @@ async fn disable_reset_and_enable_a_connector_of_the_file_across_a_restart() {
     let (status, body) = change(&address, "POST", "/connectors/nobody/disable", "");
     assert_eq!((status, body["error"].as_str().unwrap()), (404, "no connector `nobody`; GET /connectors lists them"));
 
-    // Disabled: the answer comes once the connector has stopped, so what is appended now
-    // stays unapplied.
-    let (status, body) = change(&address, "POST", "/connectors/bookings/disable", "");
+    // Disabled with `wait`: the answer comes once the connector has stopped, so what is
+    // appended now stays unapplied.
+    let (status, body) = change(&address, "POST", "/connectors/bookings/disable?wait=true", "");
     assert_eq!((status, body["state"].as_str()), (200, Some("disabled")), "{body}");
     log.append(&skipped_bookings(30)).unwrap();
     let skipped_head = log.head().unwrap();
     assert_eq!(sqlite_low_watermark(&ws.target_path(), "bookings", 4), first_head);
     assert_eq!(get(&address, "/ready").unwrap(), (200, "ready\n".into()), "a disabled connector does not make the gateway unready");
+    // A disabled connector falls behind its source, and shows it.
+    let behind = poll_until("the lag of the disabled connector to count what was appended", WAIT, || {
+        let (_, body) = get(&address, "/connectors/bookings")?;
+        let status: Value = serde_json::from_str(&body).ok()?;
+        (status["source"]["lag_positions"] == skipped_head - first_head).then_some(status)
+    })
+    .await;
+    assert_eq!(behind["checkpoint"]["low_watermark"], first_head, "{behind}");
 
     // Reset to the end: every partition resumes after the head of the log as it is now.
     let (status, body) = change(&address, "POST", "/connectors/bookings/reset", r#"{"to": "end"}"#);
@@ -124,6 +132,8 @@ async fn disable_reset_and_enable_a_connector_of_the_file_across_a_restart() {
     assert!(body["checkpoints_before"].as_array().unwrap().iter().all(|c| c["position"] == first_head), "{body}");
     let stored = sqlite_checkpoints(&ws.target_path(), "bookings");
     assert_eq!(stored, (0..4).map(|p| (4, p, skipped_head)).collect::<Vec<_>>());
+    let status = status_of(&address, "bookings").await;
+    assert_eq!(status["checkpoint"]["low_watermark"], skipped_head, "the status shows the checkpoints as reset: {status}");
 
     // A restart keeps it disabled: the definition log says so.
     stop(gateway_one);
@@ -222,4 +232,83 @@ async fn create_and_delete_connectors_at_runtime_and_a_restart_keeps_them() {
     let events: Vec<&str> = history.as_array().unwrap().iter().map(|h| h["event"].as_str().unwrap()).collect();
     assert_eq!(events, ["created", "deleted"], "{history}");
     stop(gateway_four);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_updates_validates_answers_json_everywhere_and_matches_its_openapi_document() {
+    let ws = Workspace::new();
+    let mut log = ws.log_with_events(500, 50, 81);
+    let sidecar = processes::example_sidecar(&format!("127.0.0.1:{}", processes::free_port()), ws.dir.path());
+    let address = format!("127.0.0.1:{}", processes::free_port());
+    let gateway = gateway(None, &address, ws.dir.path(), "gateway");
+    poll_until("the endpoint to answer", WAIT, || get(&address, "/connectors").filter(|(s, _)| *s == 200)).await;
+    let setup = Setup { id: "api".into(), ..Setup::default() };
+    let definition = |target: &Path| {
+        let yaml = connector_yaml(&ws.log_path(), sidecar.address.as_deref().unwrap(), &sqlite_sink_yaml(target), &setup);
+        yaml.strip_prefix("connectors:\n  - ").unwrap().replace("\n    ", "\n")
+    };
+    let first_target = ws.path("first.db");
+
+    // Validate: what a create would say, nothing created.
+    let (status, body) = change(&address, "POST", "/validate", &definition(&first_target));
+    assert_eq!((status, &body["valid"], &body["sink"]), (200, &Value::Bool(true), &Value::from("sqlite")), "{body}");
+    let (status, body) = change(&address, "POST", "/validate", "id: x\nsource: { sqlite: { path: x.db } }\n");
+    assert_eq!(status, 400, "{body}");
+    assert!(body["problems"].as_array().unwrap().iter().any(|p| p["path"] == "sink"), "{body}");
+    assert_eq!(get(&address, "/connectors").unwrap(), (200, "[]".into()));
+
+    let (status, body) = change(&address, "POST", "/connectors", &definition(&first_target));
+    assert_eq!(status, 201, "{body}");
+    let head = log.head().unwrap();
+    wait_applied(&first_target, "api", head).await;
+    let status = status_of(&address, "api").await;
+    assert_eq!(status["partitions"].as_array().unwrap().len(), 4, "per-partition positions: {status}");
+
+    // Update: the connector drains, restarts with the new definition (here a new target).
+    let second_target = ws.path("second.db");
+    let (status, body) = change(&address, "PUT", "/connectors/api", &definition(&second_target));
+    assert_eq!(status, 200, "{body}");
+    append_generated(&mut log, 100, 20, 82);
+    let head = log.head().unwrap();
+    wait_applied(&second_target, "api", head).await;
+    let (status, body) = change(&address, "PUT", "/connectors/api", &definition(&second_target).replace("id: api", "id: other"));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("an id cannot change"), "{body}");
+
+    // Disable answers at once; the state shows the stop.
+    let (status, body) = change(&address, "POST", "/connectors/api/disable", "");
+    assert!(matches!(status, 200 | 202), "{status} {body}");
+    poll_until("the connector to show disabled", WAIT, || get(&address, "/connectors/api").filter(|(_, b)| b.contains("\"disabled\""))).await;
+
+    // No destructive default: a reset says where to.
+    let (status, body) = change(&address, "POST", "/connectors/api/reset", "");
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("a reset says where to"), "{body}");
+    let (_, history) = change(&address, "GET", "/connectors/api/history", "");
+    let events: Vec<&str> = history.as_array().unwrap().iter().map(|h| h["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["created", "updated", "disabled"], "{history}");
+
+    // JSON for what is not served.
+    let (status, body) = change(&address, "GET", "/nowhere", "");
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].as_str().unwrap().starts_with("no route GET /nowhere"), "{body}");
+    let (status, body) = change(&address, "PATCH", "/connectors/api", "");
+    assert_eq!(status, 405, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("it takes GET, PUT, DELETE"), "{body}");
+
+    // Every method and path of /openapi.json is served (none falls through to the fallbacks).
+    let (status, document) = change(&address, "GET", "/openapi.json", "");
+    assert_eq!(status, 200);
+    let mut checked = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys().filter(|k| ["get", "put", "post", "delete"].contains(&k.as_str())) {
+            // On a connector that does not exist, so nothing changes.
+            let concrete = path.replace("{id}", "no-such-connector");
+            let (status, body) = request(&address, &method.to_uppercase(), &concrete, "{}", Some(TOKEN)).unwrap();
+            assert!(status != 405 && !body.contains("no route"), "{method} {path} is documented but not served: {status} {body}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 14, "{checked}");
+    stop(gateway);
 }

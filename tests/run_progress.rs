@@ -136,3 +136,33 @@ async fn a_connector_created_through_the_management_api_is_reported_too() {
     .await;
     stop(&mut gateway);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_format_json_writes_one_object_per_line_with_the_connector_field() {
+    let ws = Workspace::new();
+    generated_log(&ws);
+    let sidecar = processes::example_sidecar(&format!("127.0.0.1:{}", processes::free_port()), ws.dir.path());
+    let config = config_file(&ws, "gateway.yaml", &connector(&ws, sidecar.address.as_deref().unwrap(), "bookings", &ws.target_path()));
+    let mut gateway = gateway(
+        ws.dir.path(),
+        "json",
+        &["--log-format", "json", "--config", config.to_str().unwrap(), "--progress-interval-secs", "1"],
+    );
+    poll_until("the connector to apply the log", WAIT, || (sqlite_low_watermark(&ws.target_path(), "bookings", 4) == EVENTS).then_some(())).await;
+    poll_until("a progress line", WAIT, || stderr_of(&gateway).contains("progress: ").then_some(())).await;
+    gateway.signal(SIGTERM);
+    assert!(gateway.wait_exit(Duration::from_secs(30)).success(), "{}", stderr_of(&gateway));
+
+    let text = stderr_of(&gateway);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON object ({e}): {line}")))
+        .collect();
+    assert!(lines.len() >= 3, "{text}");
+    for line in &lines {
+        assert!(line["timestamp"].is_string() && line["level"].is_string() && line["message"].is_string(), "{line}");
+    }
+    let progress = lines.iter().find(|l| l["message"].as_str().unwrap().starts_with("progress: ")).expect("a progress line");
+    assert_eq!(progress["connector"], "bookings", "{progress}");
+    assert_eq!(progress["level"], "INFO");
+}

@@ -90,11 +90,12 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("sidecar     {address}{}", if args.sidecar.is_none() { " (built-in Rust example, sidecar-examples/rust)" } else { "" });
     println!("read model  {}", target_path.display());
 
-    let yaml = demo_config(&log_path, &target_path, &address, args.partitions);
     let config_path = args.dir.join("gateway.yaml");
+    let yaml = demo_config(&config_path, &address, args.sidecar.is_none(), args.partitions);
     std::fs::write(&config_path, &yaml).with_context(|| format!("writing {}", config_path.display()))?;
-    let connector = config::parse(&yaml)
-        .map_err(|p| anyhow::anyhow!("demo config is invalid: {p:?}"))?
+    // The file just written, as `run --config` reads it (its paths are the config's neighbours).
+    let connector = config::load_file(&config_path)
+        .map_err(|e| anyhow::anyhow!("demo config is invalid: {e}"))?
         .connectors
         .remove(0);
 
@@ -125,6 +126,9 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         catch_up.as_secs_f64(),
         rate(per_second(head, catch_up))
     );
+    if snapshot.ops_applied == 0 && head > 0 {
+        println!("note        {}", no_operations(&log_path, &address, &snapshot).await);
+    }
 
     // Live.
     let latencies = follow_live(&args, &mut log, &mut progress, &control).await?;
@@ -140,7 +144,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let final_progress = progress.borrow().clone();
     finish(running, control, sidecar_stop).await?;
-    summary(&target_path, &config_path, &final_progress)?;
+    let sidecar = if args.sidecar.is_some() { Sidecar::Own(&address) } else { Sidecar::BuiltIn(&address) };
+    summary(&target_path, &config_path, &final_progress, sidecar)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -160,12 +165,54 @@ pub async fn example_sidecar(address: &str, target: bookings_reducer::Target) ->
     Ok(ExitCode::SUCCESS)
 }
 
-fn demo_config(log: &Path, target: &Path, address: &str, partitions: u32) -> String {
+/// Why the demo applied no operation: `Describe` narrowed the events to types the log does not
+/// hold, or the sidecar answered everything with `Ignore`.
+async fn no_operations(log: &Path, address: &str, progress: &Progress) -> String {
+    if progress.events_applied > 0 {
+        return format!(
+            "0 operations: the sidecar at {address} answered all {} event(s) it was sent without an operation (projection.Ignore)",
+            count(progress.events_applied)
+        );
+    }
+    let in_log = log_event_types(log).unwrap_or_default();
+    let sidecar = serde_json::from_value::<config::SidecarConfig>(serde_json::json!({ "address": address }));
+    let described = match sidecar.ok().and_then(|s| projector_gateway::reducer::channel(&s).ok()) {
+        Some(channel) => projector_gateway::reducer::describe_once(channel, "demo-bookings", address).await.ok(),
+        None => None,
+    };
+    match described {
+        Some(projector_gateway::reducer::Described::Yes(d)) if !d.event_types.is_empty() => format!(
+            "0 operations: no event reached the sidecar. Its Describe says it handles {}, and the demo's log holds only {},              so every event was filtered out before it was sent; make Describe list the types your reducer handles (or none: every event)",
+            d.event_types.join(", "),
+            in_log.join(", ")
+        ),
+        _ => format!("0 operations: no event reached the sidecar at {address}; every event of the log ({}) was filtered out", in_log.join(", ")),
+    }
+}
+
+/// The event types of the demo's log.
+fn log_event_types(log: &Path) -> rusqlite::Result<Vec<String>> {
+    let conn = rusqlite::Connection::open(log)?;
+    let mut stmt = conn.prepare("SELECT DISTINCT event_type FROM events ORDER BY event_type")?;
+    stmt.query_map([], |r| r.get(0))?.collect()
+}
+
+/// The config file the demo writes beside its event log and read model, which it names by
+/// their file names (a config's relative paths are read from its directory).
+fn demo_config(config: &Path, address: &str, built_in: bool, partitions: u32) -> String {
     let schema: String = bookings_reducer::SCHEMA_SQL.lines().map(|l| format!("          {l}\n")).collect();
+    let sidecar = if built_in {
+        format!(
+            "# (`projector-gateway example-sidecar --address {}`: the built-in one, on the\n\
+             # address below)",
+            address.trim_start_matches("http://")
+        )
+    } else {
+        format!("# (the one at {address}, below)")
+    };
     format!(
         "# Written by `projector-gateway demo`. To run it yourself: start a sidecar\n\
-         # (`cargo run -p bookings-reducer`, listening on 127.0.0.1:50051), set the address\n\
-         # below, then `projector-gateway run --config {dir}/gateway.yaml`.\n\
+         {sidecar}, then `projector-gateway run --config {config}`.\n\
          connectors:\n\
          \x20 - id: demo-bookings\n\
          \x20   source:\n\
@@ -177,9 +224,9 @@ fn demo_config(log: &Path, target: &Path, address: &str, partitions: u32) -> Str
          \x20     sqlite:\n\
          \x20       path: \"{target}\"\n\
          \x20       init_sql: |\n{schema}",
-        dir = log.parent().unwrap_or(Path::new(".")).display(),
-        log = log.display(),
-        target = target.display(),
+        config = config.display(),
+        log = "events.db",
+        target = "readmodel.db",
     )
 }
 
@@ -252,7 +299,15 @@ async fn finish(
     result.map_err(anyhow::Error::from)
 }
 
-fn summary(target: &Path, config: &Path, progress: &Progress) -> anyhow::Result<()> {
+/// The sidecar the demo ran with.
+enum Sidecar<'a> {
+    /// The built-in example, served by the demo on this address.
+    BuiltIn(&'a str),
+    /// The one `--sidecar` named.
+    Own(&'a str),
+}
+
+fn summary(target: &Path, config: &Path, progress: &Progress, sidecar: Sidecar<'_>) -> anyhow::Result<()> {
     println!(
         "checkpoint  position {} in every one of {} partitions ({} transactions)",
         progress.low_watermark(),
@@ -271,7 +326,15 @@ fn summary(target: &Path, config: &Path, progress: &Progress) -> anyhow::Result<
         println!("  {status:<12} {count:>9} {paid:>14.2}");
     }
     println!("\nlook yourself:   sqlite3 {} \"{QUERY}\"", target.display());
-    println!("run it again:    projector-gateway run --config {}   (with a sidecar on 127.0.0.1:50051)", config.display());
+    match sidecar {
+        Sidecar::Own(address) => {
+            println!("run it again:    projector-gateway run --config {}   (with the sidecar at {address} running)", config.display())
+        }
+        Sidecar::BuiltIn(address) => {
+            println!("run it again:    projector-gateway example-sidecar --address {}   (the built-in sidecar, on the address in the config)", address.trim_start_matches("http://"));
+            println!("                 projector-gateway run --config {}", config.display());
+        }
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! context here and one clear line for the operator in `main`.
 
 pub mod append;
+pub mod caught_up;
 pub mod demo;
 pub mod progress;
 pub mod reset;

@@ -11,7 +11,11 @@ use std::{
 
 use projector_gateway::{
     config,
-    management::{self, Settings, Supervisor, store::DefinitionLog},
+    management::{
+        self, Settings, Supervisor,
+        api::{Access, Token},
+        store::DefinitionLog,
+    },
     pipeline::ConnectorControl,
     shutdown::watch_signals,
     status::{Connectors, endpoint},
@@ -21,11 +25,18 @@ use tracing::{error, info};
 /// Exit code when the operations endpoint cannot listen on its address.
 const CANNOT_LISTEN: u8 = 3;
 
-/// The operations endpoint: where it listens, who may change connectors, what ready means.
+/// The operations endpoint: where it listens (and with which certificate), who may change
+/// and read connectors, what ready means.
 pub struct Endpoint {
     pub address: SocketAddr,
-    /// The bearer token the management API's changes need, if any.
+    /// The bearer token the management API's changes need, if any (`--management-token`).
     pub management_token: Option<String>,
+    /// A file holding that token, or several named ones (`--management-token-file`).
+    pub management_token_file: Option<PathBuf>,
+    /// The status reads need the token too (`--require-token-for-reads`).
+    pub require_token_for_reads: bool,
+    /// HTTPS with this certificate and key (`--tls-cert-file`, `--tls-key-file`).
+    pub tls: Option<endpoint::TlsFiles>,
     /// What `/ready` asks of running connectors.
     pub readiness: endpoint::Readiness,
 }
@@ -43,6 +54,11 @@ pub struct RunArgs {
     pub instance_id: String,
     /// The progress output (`--quiet`, `--progress-interval-secs`).
     pub progress: super::progress::Display,
+    /// A connector that cannot reach a dependency at start fails instead of waiting.
+    pub fail_fast: bool,
+    /// Stop once every connector has caught up with its source's head as it was when the
+    /// connector started (`--exit-when-caught-up`).
+    pub exit_when_caught_up: bool,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -56,6 +72,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
         None => Vec::new(),
     };
+    if let Some(refused) = args.exit_when_caught_up.then(|| super::caught_up::refused(&file_connectors)).flatten() {
+        eprintln!("error: {refused}");
+        return Ok(ExitCode::from(super::validate::INVALID_CONFIG));
+    }
+    let watched = if args.exit_when_caught_up { file_connectors.clone() } else { Vec::new() };
     let opened = match args.state.as_deref() {
         Some(path) => Some(open_log(path).await),
         None => None,
@@ -71,6 +92,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let writes_stdout = file_connectors.iter().any(|c| matches!(c.sink, config::SinkConfig::Console(_)));
     let progress = args.progress.sharing_stdout(writes_stdout);
     let registry = Connectors::default();
+    let (access, tls) = match args.endpoint.as_ref().map(|endpoint| Ok::<_, (u8, String)>((access(endpoint)?, tls(endpoint)?))).transpose() {
+        Ok(prepared) => prepared.unzip(),
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            return Ok(ExitCode::from(code));
+        }
+    };
     let listener = match &args.endpoint {
         Some(endpoint) => match endpoint::bind(endpoint.address).await {
             Ok(listener) => Some(listener),
@@ -89,7 +117,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         lag_probe_every: (args.endpoint.is_some() || progress.is_on()).then_some(args.lag_probe_every),
         log,
         instance_id: args.instance_id.clone(),
+        fail_fast: args.fail_fast,
     };
+    let caught_up_control = control.clone();
     let supervisor = match Supervisor::start(file_connectors, settings, control, registry.clone()).await {
         Ok(s) => s,
         Err(e) => {
@@ -98,12 +128,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let progress = progress.start(registry.clone());
+    let caught_up = args
+        .exit_when_caught_up
+        .then(|| super::caught_up::stop_when_caught_up(&watched, registry.clone(), caught_up_control));
     let endpoint_task = listener.zip(args.endpoint).map(|(listener, endpoint)| {
+        let (access, tls) = (access.unwrap_or_default(), tls.flatten());
         let writable = if supervisor.is_writable() { "read-write" } else { "read-only: no --state" };
-        info!("operations endpoint (/health, /ready, /metrics, /connectors; management API {writable}) listening on http://{}", endpoint.address);
-        let routes = management::api::routes(supervisor.clone(), endpoint.management_token);
+        let reads = if access.guards_reads() { ", reads need the token too" } else { "" };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        info!(
+            "operations endpoint (/health, /ready, /metrics, /connectors; management API {writable}{reads}) listening on {scheme}://{}",
+            endpoint.address
+        );
+        let routes = management::api::routes(supervisor.clone(), access.clone());
         tokio::spawn(async move {
-            if let Err(e) = endpoint::serve(listener, registry, endpoint.readiness, routes).await {
+            let guard_reads = |reads| access.guard_reads(reads);
+            if let Err(e) = endpoint::serve(listener, tls, registry, endpoint.readiness, guard_reads, routes).await {
                 error!("the operations endpoint stopped: {e}");
             }
         })
@@ -112,10 +152,37 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // connector runs; otherwise it ends with its last connector.
     let failed = supervisor.wait(supervisor.is_writable() && endpoint_task.is_some()).await;
     progress.finish().await;
+    if let Some(task) = caught_up {
+        task.abort();
+    }
     if let Some(task) = endpoint_task {
         task.abort();
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Who may use the management API: the token of `--management-token`, or those of
+/// `--management-token-file`. An error is (exit code, message).
+fn access(endpoint: &Endpoint) -> Result<Access, (u8, String)> {
+    let invalid = |message: String| (super::validate::INVALID_CONFIG, message);
+    let tokens = match (&endpoint.management_token, &endpoint.management_token_file) {
+        (Some(token), _) if token.trim().is_empty() => return Err(invalid("--management-token: empty; give the token, or leave the flag out".into())),
+        (Some(token), _) => vec![Token::unnamed(token.trim())],
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| invalid(format!("--management-token-file {}: cannot read it: {e}", path.display())))?;
+            Token::parse_file(&text).map_err(|e| invalid(format!("--management-token-file {}: {e}", path.display())))?
+        }
+        (None, None) => Vec::new(),
+    };
+    if endpoint.require_token_for_reads && tokens.is_empty() {
+        return Err(invalid("--require-token-for-reads needs a token: give --management-token or --management-token-file".into()));
+    }
+    Ok(Access::new(tokens, endpoint.require_token_for_reads))
+}
+
+/// The endpoint's TLS configuration, when it serves HTTPS. An error is (exit code, message).
+fn tls(endpoint: &Endpoint) -> Result<Option<endpoint::Tls>, (u8, String)> {
+    endpoint.tls.as_ref().map(|files| files.load().map_err(|message| (CANNOT_LISTEN, message))).transpose()
 }
 
 async fn open_log(path: &Path) -> Result<DefinitionLog, String> {

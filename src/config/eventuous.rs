@@ -108,16 +108,24 @@ fn sidecar(root: &Mapping, optional: bool, origins: &mut Vec<(String, String)>, 
     } else {
         let grpc = section(root, key, &["uri", "credentials"], problems)?;
         let uri = text(grpc, key, "uri", problems)?;
+        // The uri's scheme decides: `https://` is TLS (the sidecar's certificate checked
+        // against the Mozilla roots), `http://` plain text. `ssl` with an `http://` uri would
+        // be plain text where the file asks for TLS.
         match grpc.get("credentials").and_then(Value::as_str) {
             Some("insecure") | None => Some(uri),
-            Some(other) => {
+            Some("ssl") if uri.starts_with("https://") => Some(uri),
+            Some("ssl") => {
+                let tls_uri = uri.replacen("http://", "https://", 1);
                 problems.push(problem(
                     format!("{key}.credentials"),
                     format!(
-                        "`{other}`: TLS to the sidecar is not supported yet; run the sidecar next to the gateway (same pod) \
-                         with `credentials: insecure`"
+                        "`ssl` with the plain-text uri `{uri}`; write `uri: {tls_uri}` for TLS to the sidecar, or `credentials: insecure`"
                     ),
                 ));
+                return None;
+            }
+            Some(other) => {
+                problems.push(problem(format!("{key}.credentials"), format!("`{other}` is not a credentials setting; expected `insecure` or `ssl`")));
                 return None;
             }
         }
@@ -446,11 +454,19 @@ grpc:
     }
 
     #[test]
-    fn ssl_credentials_are_refused_with_the_way_out_not_turned_into_an_address_that_cannot_connect() {
-        let errors = parse(&ESDB_MONGO.replace("credentials: \"insecure\"", "credentials: ssl")).unwrap_err();
-        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        assert_eq!(messages.len(), 1, "{messages:#?}");
-        assert!(messages[0].starts_with("grpc.credentials: `ssl`: TLS to the sidecar is not supported yet"), "{messages:#?}");
+    fn an_https_uri_is_tls_and_ssl_credentials_need_one() {
+        let https = ESDB_MONGO.replace("http://localhost:9091", "https://reducer.internal:9091");
+        for file in [https.clone(), https.replace("credentials: \"insecure\"", "credentials: ssl")] {
+            let sidecar = parse(&file).unwrap().connectors[0].sidecar.clone().unwrap();
+            assert_eq!((sidecar.address.as_str(), sidecar.tls), ("https://reducer.internal:9091", None));
+        }
+        let messages = |file: &str| parse(file).unwrap_err().iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(messages(&ESDB_MONGO.replace("credentials: \"insecure\"", "credentials: ssl")), [
+            "grpc.credentials: `ssl` with the plain-text uri `http://localhost:9091`; write `uri: https://localhost:9091` for TLS to the sidecar, or `credentials: insecure`"
+        ]);
+        assert_eq!(messages(&ESDB_MONGO.replace("credentials: \"insecure\"", "credentials: tls")), [
+            "grpc.credentials: `tls` is not a credentials setting; expected `insecure` or `ssl`"
+        ]);
     }
 
     /// Eventuous/connectors' EsdbElastic `config-project.yaml`: no sidecar section (the

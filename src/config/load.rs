@@ -12,7 +12,7 @@ use serde_yaml::{Mapping, Value};
 
 use super::{
     eventuous, eventuous_checkpoint,
-    problem::{at_least, identifier, key_name, problem},
+    problem::{at_least, did_you_mean, identifier, key_name, problem},
     *,
 };
 
@@ -25,18 +25,26 @@ pub enum ConfigError {
     Invalid { origin: String, problems: Vec<ConfigProblem> },
 }
 
-/// Reads and validates a configuration file.
+/// Reads and validates a configuration file. Its relative file paths are resolved from the
+/// file's directory (`paths.rs`).
 pub fn load_file(path: &Path) -> Result<GatewayConfig, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-    parse(&text).map_err(|problems| ConfigError::Invalid {
+    parse_in(&text, path.parent().unwrap_or(Path::new(""))).map_err(|problems| ConfigError::Invalid {
         origin: path.display().to_string(),
         problems,
     })
 }
 
-/// Parses and validates configuration text.
+/// Parses and validates configuration text; relative file paths stay relative (to the current
+/// directory).
 pub fn parse(text: &str) -> Result<GatewayConfig, Vec<ConfigProblem>> {
+    parse_in(text, Path::new(""))
+}
+
+/// Parses and validates configuration text whose relative file paths are relative to `base`
+/// (the config file's directory): they are resolved before anything checks them.
+fn parse_in(text: &str, base: &Path) -> Result<GatewayConfig, Vec<ConfigProblem>> {
     let mut problems = Vec::new();
     let mut document: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
@@ -54,10 +62,10 @@ pub fn parse(text: &str) -> Result<GatewayConfig, Vec<ConfigProblem>> {
         let Some(translated) = eventuous::translate(root, &mut problems) else {
             return Err(problems);
         };
-        return parse_document(translated.document.clone(), problems)
+        return parse_document(translated.document.clone(), problems, base)
             .map_err(|found| found.into_iter().map(|p| translated.relabel(p)).collect());
     }
-    parse_document(document, problems)
+    parse_document(document, problems, base)
 }
 
 /// Parses and validates one connector definition (YAML or JSON, as one item of `connectors`),
@@ -78,20 +86,23 @@ pub fn parse_connector(text: &str) -> Result<ConnectorConfig, Vec<ConfigProblem>
         let path = p.path.strip_prefix("connectors[0]").unwrap_or(&p.path);
         ConfigProblem { path: path.strip_prefix('.').unwrap_or(path).to_owned(), message: p.message }
     };
-    match parse_document(Value::Mapping(document), problems) {
+    match parse_document(Value::Mapping(document), problems, Path::new("")) {
         Ok(mut config) => Ok(config.connectors.remove(0)),
         Err(problems) => Err(problems.into_iter().map(relabel).collect()),
     }
 }
 
-/// Validates a document in the gateway's own format.
-fn parse_document(document: Value, mut problems: Vec<ConfigProblem>) -> Result<GatewayConfig, Vec<ConfigProblem>> {
+/// Validates a document in the gateway's own format, its relative file paths resolved from
+/// `base` first (`paths.rs`).
+fn parse_document(document: Value, mut problems: Vec<ConfigProblem>, base: &Path) -> Result<GatewayConfig, Vec<ConfigProblem>> {
     let Some(root) = document.as_mapping() else {
         return Err(vec![problem("", "expected a mapping with a `connectors` list")]);
     };
     for key in root.keys() {
         if key.as_str() != Some("connectors") {
-            problems.push(problem(key_name(key), "unknown key; expected `connectors`"));
+            let name = key_name(key);
+            let hint = did_you_mean(&name, ["connectors"]);
+            problems.push(problem(name, format!("unknown key; expected `connectors`{hint}")));
         }
     }
     let connectors = match root.get("connectors") {
@@ -113,7 +124,8 @@ fn parse_document(document: Value, mut problems: Vec<ConfigProblem>) -> Result<G
     let mut parsed = Vec::new();
     for (index, value) in connectors.iter().enumerate() {
         let path = format!("connectors[{index}]");
-        if let Some(connector) = connector(value, &path, &mut problems) {
+        if let Some(mut connector) = connector(value, &path, &mut problems) {
+            super::paths::resolve_connector(&mut connector, base);
             validate_connector(&connector, &path, &mut problems);
             parsed.push(connector);
         }
@@ -140,9 +152,11 @@ fn connector(value: &Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Op
     };
     for key in map.keys() {
         if !CONNECTOR_KEYS.contains(&key.as_str().unwrap_or_default()) {
+            let name = key_name(key);
+            let hint = did_you_mean(&name, CONNECTOR_KEYS);
             problems.push(problem(
-                format!("{path}.{}", key_name(key)),
-                format!("unknown key; expected one of {}", CONNECTOR_KEYS.join(", ")),
+                format!("{path}.{name}"),
+                format!("unknown key; expected one of {}{hint}", CONNECTOR_KEYS.join(", ")),
             ));
         }
     }
@@ -236,7 +250,12 @@ fn decode<T: DeserializeOwned>(value: &Value, path: &str, problems: &mut Vec<Con
                     at = format!("{at}.{field}");
                 }
                 let expected = message.split_once(", expected ").map(|(_, rest)| rest);
-                format!("unknown key; expected {}", expected.unwrap_or("no other keys"))
+                let hint = did_you_mean(field, expected.map(quoted).unwrap_or_default());
+                format!("unknown key; expected {}{hint}", expected.unwrap_or("no other keys"))
+            } else if let Some(variant) = between(&message, "unknown variant `", "`, expected") {
+                let expected = message.split_once(", expected ").map(|(_, rest)| rest);
+                let hint = did_you_mean(variant, expected.map(quoted).unwrap_or_default());
+                format!("{message}{hint}")
             } else {
                 message
             };
@@ -251,6 +270,11 @@ fn unknown_field(message: &str) -> Option<&str> {
     let rest = message.split_once("unknown field `")?.1;
     let end = rest.find("`, expected").or_else(|| rest.find("`, there are no fields")).or_else(|| rest.rfind('`'))?;
     Some(&rest[..end])
+}
+
+/// The names serde lists between backticks (``one of `a`, `b` `` or `` `a` or `b` ``).
+fn quoted(list: &str) -> Vec<&str> {
+    list.split('`').skip(1).step_by(2).collect()
 }
 
 fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
@@ -279,23 +303,7 @@ fn validate_connector(c: &ConnectorConfig, path: &str, problems: &mut Vec<Config
         }
     }
     if let Some(sidecar) = &c.sidecar {
-        let address = &sidecar.address;
-        if address.starts_with("https://") {
-            problems.push(problem(
-                format!("{path}.sidecar.address"),
-                format!(
-                    "`{address}`: TLS to the sidecar is not supported yet, so an `https://` address could never connect; \
-                     run the sidecar next to the gateway (same pod) and use `http://`"
-                ),
-            ));
-        } else if !address.starts_with("http://") || address.parse::<tonic::transport::Uri>().is_err() {
-            problems.push(problem(
-                format!("{path}.sidecar.address"),
-                format!("`{address}` is not a gRPC endpoint; expected e.g. `http://127.0.0.1:50051`"),
-            ));
-        }
-        at_least(sidecar.window as u64, 1, &format!("{path}.sidecar.window"), problems);
-        at_least(sidecar.request_timeout_ms, 1, &format!("{path}.sidecar.request_timeout_ms"), problems);
+        validate_sidecar(sidecar, &format!("{path}.sidecar"), problems);
     }
     let sink = c.sink.key();
     match c.mode() {
@@ -324,6 +332,32 @@ fn validate_connector(c: &ConnectorConfig, path: &str, problems: &mut Vec<Config
         validate_eventuous_checkpoint(checkpoint, &c.sink, path, problems);
     }
     c.sink.settings().validate(c, path, problems);
+}
+
+/// A gRPC address, `http://` or `https://`; TLS settings only with `https://`, their files
+/// read and checked as the channel will read them (`reducer/tls.rs`).
+fn validate_sidecar(sidecar: &SidecarConfig, path: &str, problems: &mut Vec<ConfigProblem>) {
+    let address = &sidecar.address;
+    let https = crate::reducer::tls::is_https(address);
+    let valid = (https || address.starts_with("http://")) && address.parse::<tonic::transport::Uri>().is_ok_and(|uri| uri.host().is_some());
+    if !valid {
+        problems.push(problem(
+            format!("{path}.address"),
+            format!("`{address}` is not a gRPC endpoint; expected e.g. `http://127.0.0.1:50051`, or `https://reducer.internal:50443` for TLS"),
+        ));
+    } else if !https && sidecar.tls.is_some() {
+        let tls_address = address.replacen("http://", "https://", 1);
+        problems.push(problem(
+            format!("{path}.tls"),
+            format!("TLS settings for `{address}`, a plain-text address; use `{tls_address}` for TLS to the sidecar, or remove `tls`"),
+        ));
+    } else if let Err(found) = crate::reducer::tls::client_config(sidecar) {
+        for p in found {
+            problems.push(problem(format!("{path}.{}", p.key), p.message));
+        }
+    }
+    at_least(sidecar.window as u64, 1, &format!("{path}.window"), problems);
+    at_least(sidecar.request_timeout_ms, 1, &format!("{path}.request_timeout_ms"), problems);
 }
 
 /// An Eventuous checkpoint to take over: an id, and only the names the connector's target
@@ -527,11 +561,92 @@ connectors:
         }
     }
 
+    /// A CA, and a client certificate with its key, as PEM files in `dir`.
+    fn tls_files(dir: &Path) -> (String, String, String) {
+        let mut params = rcgen::CertificateParams::default();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let issuer = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["gateway".to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
+        let write = |name: &str, text: String| {
+            std::fs::write(dir.join(name), text).unwrap();
+            dir.join(name).display().to_string()
+        };
+        (write("ca.pem", issuer.pem()), write("client.pem", cert.pem()), write("client.key", key.serialize_pem()))
+    }
+
+    fn with_sidecar(sidecar: &str) -> String {
+        GOOD.replace(r#"{ address: "http://127.0.0.1:50051" }"#, sidecar)
+    }
+
     #[test]
-    fn an_https_sidecar_address_is_refused_until_the_channel_has_tls() {
-        let found = messages(&GOOD.replace("http://127.0.0.1:50051", "https://reducer.example:443"));
+    fn an_https_sidecar_takes_the_mozilla_roots_or_the_tls_files_it_names() {
+        let config = parse(&with_sidecar(r#"{ address: "https://reducer.example:443" }"#)).unwrap();
+        let sidecar = config.connectors[0].sidecar.as_ref().unwrap();
+        assert_eq!((sidecar.address.as_str(), &sidecar.tls), ("https://reducer.example:443", &None));
+
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = tls_files(dir.path());
+        let text = with_sidecar(&format!(
+            r#"{{ address: "https://127.0.0.1:50443", tls: {{ ca_file: "{ca}", cert_file: "{cert}", key_file: "{key}", domain: reducer.internal }} }}"#
+        ));
+        let config = parse(&text).unwrap();
+        let tls = config.connectors[0].sidecar.as_ref().unwrap().tls.clone().unwrap();
+        assert_eq!(tls.ca_file.as_deref(), Some(Path::new(&ca)));
+        assert_eq!(tls.domain.as_deref(), Some("reducer.internal"));
+        // A management API definition (JSON) reads the same keys.
+        let json = format!(
+            r#"{{"id": "a", "source": {{"sqlite": {{"path": "e.db"}}}}, "sidecar": {{"address": "https://127.0.0.1:50443", "tls": {{"ca_file": "{ca}"}}}}, "sink": {{"sqlite": {{"path": "t.db"}}}}}}"#
+        );
+        let definition: ConnectorConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(definition.sidecar.unwrap().tls.unwrap().ca_file.as_deref(), Some(Path::new(&ca)));
+        // Without `tls`, nothing is written back.
+        let plain = serde_json::to_value(&parse(GOOD).unwrap().connectors[0]).unwrap();
+        assert!(plain["sidecar"].get("tls").is_none(), "{plain}");
+    }
+
+    #[test]
+    fn tls_settings_need_an_https_address_and_files_that_can_be_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = tls_files(dir.path());
+        let missing = dir.path().join("nowhere/ca.pem").display().to_string();
+        let found = messages(&with_sidecar(&format!(r#"{{ address: "http://127.0.0.1:50051", tls: {{ ca_file: "{ca}" }} }}"#)));
+        assert_eq!(found, [
+            "connectors[0].sidecar.tls: TLS settings for `http://127.0.0.1:50051`, a plain-text address; use `https://127.0.0.1:50051` for TLS to the sidecar, or remove `tls`"
+        ]);
+
+        let found = messages(&with_sidecar(&format!(r#"{{ address: "https://127.0.0.1:50443", tls: {{ ca_file: "{missing}", cert_file: "{cert}" }} }}"#)));
+        assert_eq!(found, [
+            format!("connectors[0].sidecar.tls.ca_file: {missing}: no such file"),
+            "connectors[0].sidecar.tls.key_file: missing; `cert_file` (the gateway's client certificate) needs its private key".to_string(),
+        ]);
+
+        // Files that are not what their key says: each named at its key path.
+        let found = messages(&with_sidecar(&format!(
+            r#"{{ address: "https://127.0.0.1:50443", tls: {{ ca_file: "{key}", cert_file: "{cert}", key_file: "{cert}", domain: "not a name" }} }}"#
+        )));
+        assert_eq!(found, [
+            "connectors[0].sidecar.tls.domain: `not a name` is not a DNS name or an IP address".to_string(),
+            format!("connectors[0].sidecar.tls.ca_file: {key}: holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)"),
+            format!("connectors[0].sidecar.tls.key_file: {cert}: holds no PEM private key (`-----BEGIN PRIVATE KEY-----`, `RSA PRIVATE KEY` or `EC PRIVATE KEY`)"),
+        ]);
+
+        // A key of another certificate.
+        let other = tempfile::tempdir().unwrap();
+        let (_, _, other_key) = tls_files(other.path());
+        let found = messages(&with_sidecar(&format!(
+            r#"{{ address: "https://127.0.0.1:50443", tls: {{ cert_file: "{cert}", key_file: "{other_key}" }} }}"#
+        )));
+        assert_eq!(found, [format!("connectors[0].sidecar.tls.key_file: {other_key} is not the private key of the certificate in `cert_file` ({cert})")]);
+
+        // An address whose host no certificate can hold needs `domain`.
+        let found = messages(&with_sidecar(r#"{ address: "https://reducer-:50443" }"#));
         assert_eq!(found.len(), 1, "{found:#?}");
-        assert!(found[0].starts_with("connectors[0].sidecar.address: `https://reducer.example:443`: TLS to the sidecar is not supported yet"), "{found:#?}");
+        assert!(found[0].starts_with("connectors[0].sidecar.address: `reducer-` cannot be checked against a certificate"), "{found:#?}");
+        assert!(parse(&with_sidecar(r#"{ address: "https://reducer-:50443", tls: { domain: reducer.internal } }"#)).is_ok());
+        assert!(parse(&with_sidecar(r#"{ address: "https://[::1]:50443" }"#)).is_ok());
+        let found = messages(&with_sidecar(r#"{ address: "https://127.0.0.1:50443", tls: { ca_fil: x } }"#));
+        assert!(found[0].starts_with("connectors[0].sidecar.tls.ca_fil: unknown key"), "{found:#?}");
     }
 
     #[test]
@@ -623,6 +738,43 @@ connectors:
         assert!(found.iter().any(|m| m.starts_with("connectors[0].sourc: unknown key")), "{found:#?}");
         let twice = format!("{GOOD}{}", GOOD.replace("connectors:\n", ""));
         assert!(messages(&twice).iter().any(|m| m.contains("duplicate connector id `bookings`")));
+    }
+
+    #[test]
+    fn an_unknown_key_near_a_known_one_gets_a_suggestion() {
+        let found = messages(&GOOD.replace("sink:", "partitionning: { count: 2 }\n    sink:"));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].starts_with("connectors[0].partitionning: unknown key; expected one of id, source"), "{found:#?}");
+        assert!(found[0].ends_with("; did you mean `partitioning`?"), "{found:#?}");
+        let found = messages(&GOOD.replace("path: events.db", "path: events.db, pol_interval_ms: 5"));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].starts_with("connectors[0].source.sqlite.pol_interval_ms: unknown key; expected one of `path`"), "{found:#?}");
+        assert!(found[0].ends_with("; did you mean `poll_interval_ms`?"), "{found:#?}");
+        let found = messages(&GOOD.replace("sink: { sqlite:", "sink: { sqllite:"));
+        assert!(found[0].starts_with("connectors[0].sink: unknown variant `sqllite`"), "{found:#?}");
+        assert!(found[0].ends_with("; did you mean `sqlite`?"), "{found:#?}");
+        let found = messages(&format!("{GOOD}conectors: []\n"));
+        assert_eq!(found, ["conectors: unknown key; expected `connectors`; did you mean `connectors`?"]);
+        // Nothing near: no suggestion.
+        let found = messages(&GOOD.replace("sink:", "colour: blue\n    sink:"));
+        assert!(!found[0].contains("did you mean"), "{found:#?}");
+    }
+
+    #[test]
+    fn a_file_s_relative_paths_are_resolved_from_its_directory_before_they_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gateway.yaml");
+        std::fs::write(&file, GOOD.replace("read.db", "read.db, init_sql_file: schema.sql")).unwrap();
+        let config = load_file(&file).unwrap();
+        let SinkConfig::Sqlite(sink) = &config.connectors[0].sink else { panic!() };
+        assert_eq!(sink.path, dir.path().join("read.db"));
+        assert_eq!(sink.init_sql_file.as_deref(), Some(dir.path().join("schema.sql").as_path()));
+        // Text without a file keeps them relative (the current directory).
+        let SinkConfig::Sqlite(sink) = &parse(GOOD).unwrap().connectors[0].sink else { panic!() };
+        assert_eq!(sink.path, Path::new("read.db"));
+        let api = r#"{"id": "a", "source": {"sqlite": {"path": "e.db"}}, "sidecar": {"address": "http://127.0.0.1:1"}, "sink": {"sqlite": {"path": "read.db"}}}"#;
+        let SinkConfig::Sqlite(sink) = parse_connector(api).unwrap().sink else { panic!() };
+        assert_eq!(sink.path, Path::new("read.db"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod eventuous;
 pub mod eventuous_checkpoint;
 mod load;
+pub mod paths;
 pub mod problem;
 
 use serde::{Deserialize, Serialize};
@@ -140,8 +141,13 @@ pub struct FilterConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SidecarConfig {
-    /// gRPC endpoint, e.g. `http://127.0.0.1:50051`.
+    /// gRPC endpoint, e.g. `http://127.0.0.1:50051`, or `https://reducer.internal:50443` for
+    /// TLS (see `tls`).
     pub address: String,
+    /// TLS settings of an `https://` address (a CA of its own, a client certificate, the name
+    /// to check). An `https://` address without them is checked against the Mozilla roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SidecarTlsConfig>,
     /// Requests in flight per partition stream before waiting for responses.
     #[serde(default = "defaults::window")]
     pub window: usize,
@@ -167,6 +173,27 @@ pub struct SidecarConfig {
     /// the whole log projected again). Off: log a warning and go on.
     #[serde(default)]
     pub rebuild_on_new_version: bool,
+}
+
+/// TLS to the sidecar (`src/reducer/tls.rs` reads the files).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SidecarTlsConfig {
+    /// PEM file of the CA certificate(s) that signed the sidecar's certificate. Without it,
+    /// the Mozilla roots (a certificate from a public CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM file of the gateway's client certificate (and its intermediates), for a sidecar that
+    /// requires one (mutual TLS); with `key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<std::path::PathBuf>,
+    /// The name checked in the sidecar's certificate instead of the address's host (an address
+    /// by IP, or a Service name the certificate does not hold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }
 
 /// Which events a sidecar answers.
@@ -269,6 +296,12 @@ pub trait SinkSettings {
         defaults::max_ops()
     }
 
+    /// Whether the target is a server reached over the network, whose outage at start is
+    /// waited out as one mid-run is; a local file or the console fails at once instead.
+    fn is_remote(&self) -> bool {
+        true
+    }
+
     /// Checks what serde cannot judge; `connector_path` is the connector's key path
     /// (`connectors[0]`), under which the sink's section is `.sink.<key>`.
     fn validate(&self, connector: &ConnectorConfig, connector_path: &str, problems: &mut Vec<ConfigProblem>);
@@ -326,6 +359,12 @@ impl SinkConfig {
 
 /// What a source's settings (`sources/<source>/config.rs`) tell the loader.
 pub trait SourceSettings {
+    /// Whether the log is on a server reached over the network, whose outage at start is
+    /// waited out as one mid-run is; a local file fails at once instead.
+    fn is_remote(&self) -> bool {
+        true
+    }
+
     /// Checks what serde cannot judge; `connector_path` is the connector's key path
     /// (`connectors[0]`), under which the source's section is `.source.<key>`.
     fn validate(&self, connector_path: &str, problems: &mut Vec<ConfigProblem>);

@@ -58,3 +58,58 @@ pub fn identifier(name: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
     }
 }
 
+
+/// The known name nearest to `given`, if it is near enough to be a typo of it (a few edits,
+/// fewer for short names): for "did you mean `partitioning`?".
+pub fn nearest<'a>(given: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (given.chars().count() / 3).clamp(1, 3);
+    known
+        .into_iter()
+        .filter(|k| *k != given)
+        .map(|k| (edit_distance(&given.to_lowercase(), &k.to_lowercase()), k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// "; did you mean `x`?" when `given` looks like a typo of one of `known`, else nothing.
+pub fn did_you_mean<'a>(given: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    nearest(given, known).map(|k| format!("; did you mean `{k}`?")).unwrap_or_default()
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb { diagonal } else { 1 + diagonal.min(above).min(row[j]) };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_the_nearest_known_name_only_when_it_is_near() {
+        let keys = ["id", "source", "sidecar", "partitioning", "batch", "sink", "poison"];
+        assert_eq!(nearest("partitionning", keys), Some("partitioning"));
+        assert_eq!(nearest("partitoning", keys), Some("partitioning"));
+        assert_eq!(nearest("sourc", keys), Some("source"));
+        assert_eq!(nearest("Sidecar", keys), Some("sidecar"));
+        assert_eq!(nearest("sdiecar", keys), Some("sidecar"));
+        assert_eq!(nearest("filter", keys), None);
+        assert_eq!(nearest("x", keys), None);
+        assert_eq!(did_you_mean("pol_interval_ms", ["poll_interval_ms", "batch_size", "path"]), "; did you mean `poll_interval_ms`?");
+        assert_eq!(did_you_mean("whatever", ["poll_interval_ms"]), "");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+}

@@ -4,7 +4,10 @@
 //! replay of that log, and the log is also the audit trail of who changed what when.
 //!
 //! A created connector is stored as the definition text the operator sent, `${VAR}`s
-//! unexpanded, so secrets kept in the environment do not end up in the file.
+//! unexpanded, so secrets kept in the environment do not end up in the file; one written inline
+//! does, so the file (and SQLite's `-wal`/`-shm` beside it) is created readable by its owner
+//! only (mode 0600 on unix), and a file found readable by others is tightened to 0600 with a
+//! warning. The history the API shows has every secret redacted.
 //!
 //! SQLite is called on the blocking pool (`spawn_blocking`), never on a runtime thread: an
 //! fsync of the file must not stall the tasks that run connectors.
@@ -17,9 +20,12 @@ use std::{
 
 use parking_lot::Mutex;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
+use tracing::warn;
 
 pub use super::definition::{DefinitionEvent, Replayed};
+use super::definition::CHANGED_BY;
+use crate::status::registry::redact_secrets;
 use serde_json::{Value, json};
 
 /// The definition log could not be read or written.
@@ -50,6 +56,7 @@ impl DefinitionLog {
 
     fn open_blocking(path: &Path) -> Result<Self, StoreError> {
         let failed = |e: rusqlite::Error| StoreError { path: path.display().to_string(), message: e.to_string() };
+        owner_only(path).map_err(|message| StoreError { path: path.display().to_string(), message })?;
         let connection = Connection::open(path).map_err(failed)?;
         connection
             .execute_batch(
@@ -57,12 +64,49 @@ impl DefinitionLog {
                  CREATE TABLE IF NOT EXISTS connector_definition_events (
                      seq INTEGER PRIMARY KEY AUTOINCREMENT,
                      connector TEXT NOT NULL,
-                     kind TEXT NOT NULL CHECK (kind IN ('created', 'deleted', 'enabled', 'disabled', 'reset')),
+                     kind TEXT NOT NULL CHECK (kind IN ('created', 'updated', 'deleted', 'enabled', 'disabled', 'reset')),
                      body TEXT,
-                     recorded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                     recorded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+                     changed_by TEXT
                  );",
             )
             .map_err(failed)?;
+        // A log written before changes recorded who made them gets the column (NULL in the
+        // events it has).
+        let has_changed_by = connection
+            .query_row("SELECT 1 FROM pragma_table_info('connector_definition_events') WHERE name = 'changed_by'", [], |_| Ok(()))
+            .optional()
+            .map_err(failed)?
+            .is_some();
+        if !has_changed_by {
+            connection.execute_batch("ALTER TABLE connector_definition_events ADD COLUMN changed_by TEXT").map_err(failed)?;
+        }
+        // A log written before definitions could be replaced (`PUT`) refuses the kind
+        // `updated`: SQLite cannot change a CHECK in place, so the table is copied into one
+        // that accepts it, in one transaction.
+        let table: String = connection
+            .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'connector_definition_events'", [], |row| row.get(0))
+            .map_err(failed)?;
+        if !table.contains("'updated'") {
+            connection
+                .execute_batch(
+                    "BEGIN IMMEDIATE;
+                     ALTER TABLE connector_definition_events RENAME TO connector_definition_events_before_updates;
+                     CREATE TABLE connector_definition_events (
+                         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                         connector TEXT NOT NULL,
+                         kind TEXT NOT NULL CHECK (kind IN ('created', 'updated', 'deleted', 'enabled', 'disabled', 'reset')),
+                         body TEXT,
+                         recorded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+                         changed_by TEXT
+                     );
+                     INSERT INTO connector_definition_events (seq, connector, kind, body, recorded_at, changed_by)
+                         SELECT seq, connector, kind, body, recorded_at, changed_by FROM connector_definition_events_before_updates;
+                     DROP TABLE connector_definition_events_before_updates;
+                     COMMIT;",
+                )
+                .map_err(failed)?;
+        }
         Ok(Self { path: path.to_owned(), connection: Arc::new(Mutex::new(connection)) })
     }
 
@@ -76,14 +120,16 @@ impl DefinitionLog {
         }
     }
 
-    /// Appends one change (durably: it is committed when this returns).
+    /// Appends one change (durably: it is committed when this returns), with who made it when
+    /// the management API says so (see `CHANGED_BY`).
     pub async fn append(&self, connector: &str, event: &DefinitionEvent) -> Result<(), StoreError> {
         let (connector, kind, body) = (connector.to_owned(), event.kind(), event.body().map(str::to_owned));
+        let by = CHANGED_BY.try_with(String::clone).ok();
         self.with(move |connection| {
             connection
                 .execute(
-                    "INSERT INTO connector_definition_events (connector, kind, body) VALUES (?1, ?2, ?3)",
-                    params![connector, kind, body],
+                    "INSERT INTO connector_definition_events (connector, kind, body, changed_by) VALUES (?1, ?2, ?3, ?4)",
+                    params![connector, kind, body, by],
                 )
                 .map(drop)
         })
@@ -109,6 +155,11 @@ impl DefinitionLog {
                     created.push((connector.clone(), body.unwrap_or_default()));
                     disabled.remove(&connector);
                 }
+                "updated" => {
+                    if let Some((_, definition)) = created.iter_mut().find(|(id, _)| *id == connector) {
+                        *definition = body.unwrap_or_default();
+                    }
+                }
                 "deleted" => {
                     created.retain(|(id, _)| *id != connector);
                     disabled.remove(&connector);
@@ -126,17 +177,22 @@ impl DefinitionLog {
         Ok(Replayed { created, disabled })
     }
 
-    /// Every change to `connector`, oldest first, as the API shows it.
+    /// Every change to `connector`, oldest first, as the API shows it: who made it (`by`, when
+    /// recorded) and, for a creation, the definition with its secrets redacted.
     pub async fn history(&self, connector: &str) -> Result<Vec<Value>, StoreError> {
         let connector = connector.to_owned();
         self.with(move |connection| {
-            let mut statement = connection
-                .prepare("SELECT seq, kind, body, recorded_at FROM connector_definition_events WHERE connector = ?1 ORDER BY seq")?;
+            let mut statement = connection.prepare(
+                "SELECT seq, kind, body, recorded_at, changed_by FROM connector_definition_events WHERE connector = ?1 ORDER BY seq",
+            )?;
             let rows = statement.query_map([connector], |row| {
                 let (seq, kind, body, at): (i64, String, Option<String>, String) = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
                 let mut item = json!({ "seq": seq, "event": kind, "recorded_at": at });
+                if let Some(by) = row.get::<_, Option<String>>(4)? {
+                    item["by"] = json!(by);
+                }
                 match (kind.as_str(), body) {
-                    ("created", Some(definition)) => item["definition"] = json!(definition),
+                    ("created" | "updated", Some(definition)) => item["definition"] = json!(redact_secrets(&definition)),
                     ("reset", Some(to)) => item["to"] = json!(to),
                     _ => {}
                 }
@@ -146,6 +202,54 @@ impl DefinitionLog {
         })
         .await
     }
+}
+
+/// Makes the log readable and writable by its owner only (unix): a new file is created with
+/// mode 0600, which SQLite gives its `-wal` and `-shm` files too; an existing one (or one of
+/// those) that others may read is tightened to 0600, with a warning, as it may hold definitions
+/// with secrets written inline.
+#[cfg(unix)]
+fn owner_only(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create it: {e}")),
+    }
+    let mut siblings = vec![path.to_owned()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        siblings.push(PathBuf::from(name));
+    }
+    for file in siblings {
+        let Ok(metadata) = std::fs::metadata(&file) else { continue };
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 == 0 {
+            continue;
+        }
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700)) {
+            Ok(()) => warn!(
+                "--state {}: it was readable by others (mode {mode:04o}) and may hold definitions with inline secrets; \
+                 its mode is now {:04o}",
+                file.display(),
+                mode & 0o700
+            ),
+            Err(e) => warn!(
+                "--state {}: it is readable by others (mode {mode:04o}) and may hold definitions with inline secrets, \
+                 and its mode cannot be changed ({e}); run `chmod 600 {}`",
+                file.display(),
+                file.display()
+            ),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn owner_only(_: &Path) -> Result<(), String> {
+    Ok(())
 }
 
 #[cfg(test)]
@@ -184,5 +288,84 @@ mod tests {
         assert_eq!(kinds, ["created", "disabled", "reset"]);
         assert_eq!(history[0]["definition"], "id: a");
         assert_eq!(history[2]["to"], "start");
+        assert!(history.iter().all(|h| h.get("by").is_none()), "appended outside the API: no `by`: {history:?}");
+    }
+
+    #[tokio::test]
+    async fn history_names_who_changed_and_redacts_the_definitions() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = DefinitionLog::open(&dir.path().join("state.db")).await.unwrap();
+        let definition = "id: a\nsink: { postgres: { url: \"postgres://gw:pg-pass-123@db/app\" } }\n";
+        let created = DefinitionEvent::Created { definition: definition.into() };
+        CHANGED_BY.scope("alice".to_owned(), log.append("a", &created)).await.unwrap();
+        CHANGED_BY.scope("token".to_owned(), log.append("a", &DefinitionEvent::Disabled)).await.unwrap();
+        let history = log.history("a").await.unwrap();
+        assert_eq!((history[0]["by"].as_str(), history[1]["by"].as_str()), (Some("alice"), Some("token")));
+        assert_eq!(history[0]["definition"], "id: a\nsink: { postgres: { url: \"postgres://gw:***@db/app\" } }\n");
+        assert_eq!(log.replay().await.unwrap().created[0].1, definition, "the replay keeps the definition whole");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_file_is_its_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let path = dir.path().join("new.db");
+        let log = DefinitionLog::open(&path).await.unwrap();
+        log.append("a", &DefinitionEvent::Disabled).await.unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+        drop(log);
+        // An existing log readable by others (an older gateway, a copy) is tightened.
+        let loose = dir.path().join("loose.db");
+        std::fs::write(&loose, b"").unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+        DefinitionLog::open(&loose).await.unwrap();
+        assert_eq!(mode(&loose), 0o600);
+    }
+
+    #[tokio::test]
+    async fn a_log_without_the_changed_by_column_gets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE connector_definition_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, connector TEXT NOT NULL, kind TEXT NOT NULL, body TEXT,
+                 recorded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
+                 INSERT INTO connector_definition_events (connector, kind) VALUES ('a', 'disabled');",
+            )
+            .unwrap();
+        let log = DefinitionLog::open(&path).await.unwrap();
+        CHANGED_BY.scope("bob".to_owned(), log.append("a", &DefinitionEvent::Enabled)).await.unwrap();
+        let history = log.history("a").await.unwrap();
+        assert_eq!((history[0].get("by"), history[1]["by"].as_str()), (None, Some("bob")));
+    }
+
+    #[tokio::test]
+    async fn a_log_that_refused_updates_is_copied_into_one_that_takes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE connector_definition_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, connector TEXT NOT NULL,
+                 kind TEXT NOT NULL CHECK (kind IN ('created', 'deleted', 'enabled', 'disabled', 'reset')), body TEXT,
+                 recorded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), changed_by TEXT);
+                 INSERT INTO connector_definition_events (connector, kind, body) VALUES ('a', 'created', 'id: a'), ('b', 'created', 'id: b');",
+            )
+            .unwrap();
+        let log = DefinitionLog::open(&path).await.unwrap();
+        log.append("a", &DefinitionEvent::Updated { definition: "id: a\n# v2".into() }).await.unwrap();
+        let replayed = log.replay().await.unwrap();
+        assert_eq!(replayed.created, [("a".to_owned(), "id: a\n# v2".to_owned()), ("b".to_owned(), "id: b".to_owned())]);
+        let kinds: Vec<String> = log.history("a").await.unwrap().iter().map(|h| h["event"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(kinds, ["created", "updated"]);
+        drop(log);
+        DefinitionLog::open(&path).await.expect("opened again: nothing left to migrate");
     }
 }

@@ -7,11 +7,17 @@
 //! One lock serialises the management operations: two operators disabling and enabling the
 //! same connector at once see one outcome after the other, never a half-stopped connector.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use serde_json::{Value, json};
 use tokio::{sync::Mutex, task::JoinHandle};
-use tracing::{error, info, warn};
+use tracing::{Instrument as _, debug, error, info, warn};
 
 use super::{
     ManagementError,
@@ -21,9 +27,10 @@ use crate::{
     checkpoint::CheckpointRow,
     config::{ConnectorConfig, parse_connector},
     lease,
-    pipeline::{ConnectorControl, ResetTo, reset_connector, run_connector},
-    sources::head,
-    status::{ConnectorHandle, ConnectorState, Connectors, Origin, head_probe},
+    backoff::Backoff,
+    pipeline::{ConnectorControl, ConnectorError, ResetTo, reset_connector, run_connector},
+    sources::{SourceError, head},
+    status::{ConnectorHandle, ConnectorState, Connectors, Dependency, Origin, head_probe},
     telemetry,
     traces,
 };
@@ -39,6 +46,9 @@ pub struct Settings {
     pub log: Option<DefinitionLog>,
     /// This gateway's name among those sharing leased connectors (`--instance-id`).
     pub instance_id: String,
+    /// A connector that cannot reach its target, source or sidecar at start fails at once
+    /// instead of waiting for it (`run --fail-fast`).
+    pub fail_fast: bool,
 }
 
 /// Why the gateway cannot start from its config file and definition log.
@@ -76,6 +86,8 @@ struct Slot {
     enabled: bool,
     handle: ConnectorHandle,
     running: Option<Running>,
+    /// The source-head probe, kept while the connector is registered (see `head_probe`).
+    probe: Option<JoinHandle<()>>,
 }
 
 impl Slot {
@@ -125,7 +137,7 @@ impl Supervisor {
         for (id, origin, config) in from_file.chain(from_log) {
             let handle = registry.add(&id, origin);
             let enabled = !replayed.disabled.contains(&id);
-            slots.push(Slot { id, origin, config, enabled, handle, running: None });
+            slots.push(Slot { id, origin, config, enabled, handle, running: None, probe: None });
         }
         let supervisor = Self { inner: Arc::new(Inner { slots: Mutex::new(slots), registry, process, settings }) };
         let mut slots = supervisor.inner.slots.lock().await;
@@ -183,39 +195,63 @@ impl Supervisor {
         let control = self.inner.process.child();
         let handle = slot.handle.clone();
         handle.starting();
-        let probe = self.inner.settings.lag_probe_every.map(|every| head_probe::watch_source_head(handle.clone(), config.source.clone(), every));
+        if slot.probe.as_ref().is_none_or(|probe| probe.is_finished()) {
+            slot.probe = self.inner.settings.lag_probe_every.map(|every| head_probe::watch_source_head(handle.clone(), config.source.clone(), every));
+        }
         let id = slot.id.clone();
         info!(connector = %id, "starting");
         let own = control.clone();
         let instance = self.inner.settings.instance_id.clone();
+        let fail_fast = self.inner.settings.fail_fast;
+        let stuck = tokio::spawn(stop_at_once_when_stuck(control.clone(), id.clone()));
+        // Every line logged by the connector's stages carries its id, those of the database
+        // clients and sinks included.
+        let span = tracing::info_span!("connector", connector = %id);
         let task = tokio::spawn(async move {
             let result = match config.lease {
                 Some(_) => lease::tenure::run_leased(config, &instance, own, &handle).await,
-                None => run_connector(config, own, |progress| handle.started(progress)).await.map_err(|e| e.to_string()),
+                None => run_waiting_at_start(config, own, &handle, fail_fast).await,
             };
-            if let Some(probe) = probe {
-                probe.abort();
-            }
+            stuck.abort();
             match &result {
                 Ok(()) => info!(connector = %id, "stopped"),
                 // Once, as a log line with the connector's field (the message names it too).
                 Err(e) => error!(connector = %id, "{e}"),
             }
             handle.ended(result.err().map(|e| e.to_string()));
-        });
+        }.instrument(span));
         slot.running = Some(Running { control, task });
     }
 
     /// Stops the slot's connector as a stop signal would: it finishes what it read and commits,
     /// or, past the drain timeout, stops at once (uncommitted work is read again later).
     async fn stop(&self, slot: &mut Slot) {
-        let Some(Running { control, mut task }) = slot.running.take() else { return };
-        control.shutdown.cancel();
-        if tokio::time::timeout(self.inner.settings.drain_timeout, &mut task).await.is_err() {
-            warn!(connector = %slot.id, "drain took longer than {:?}: stopping now", self.inner.settings.drain_timeout);
-            control.abort.cancel();
+        self.stop_in_background(slot, || {});
+        if let Some(Running { task, .. }) = slot.running.take() {
             let _ = task.await;
         }
+    }
+
+    /// Asks the slot's connector to stop as [`Supervisor::stop`] does, without waiting: the
+    /// slot then holds the stopping, which runs `then` once the connector has ended (at once
+    /// when it was not running). A change that needs it stopped waits for it or is refused.
+    fn stop_in_background(&self, slot: &mut Slot, then: impl FnOnce() + Send + 'static) {
+        let Some(Running { control, mut task }) = slot.running.take() else {
+            then();
+            return;
+        };
+        control.shutdown.cancel();
+        let (drain, id) = (self.inner.settings.drain_timeout, slot.id.clone());
+        let abort = control.abort.clone();
+        let stopping = tokio::spawn(async move {
+            if tokio::time::timeout(drain, &mut task).await.is_err() {
+                warn!(connector = %id, "drain took longer than {drain:?}: stopping now");
+                abort.cancel();
+                let _ = task.await;
+            }
+            then();
+        });
+        slot.running = Some(Running { control, task: stopping });
     }
 
     /// The slots, once management changes are possible: a definition log exists and the
@@ -254,7 +290,7 @@ impl Supervisor {
         self.record(&config.id, DefinitionEvent::Created { definition: definition.to_owned() }).await?;
         let id = config.id.clone();
         let handle = self.inner.registry.add(&id, Origin::Api);
-        slots.push(Slot { id: id.clone(), origin: Origin::Api, config: Ok(config), enabled: true, handle, running: None });
+        slots.push(Slot { id: id.clone(), origin: Origin::Api, config: Ok(config), enabled: true, handle, running: None, probe: None });
         let slot = slots.last_mut().expect("just pushed");
         self.spawn(slot);
         info!(connector = %id, "created through the management API");
@@ -262,15 +298,69 @@ impl Supervisor {
     }
 
     /// Stops a connector (draining what it read) and keeps it stopped, across restarts too.
-    pub async fn disable(&self, id: &str) -> Result<Value, ManagementError> {
+    /// Answers at once, with the connector `stopping` if it was running (it shows `disabled`
+    /// once it has stopped), or once it has stopped with `wait`; the bool says whether it has.
+    pub async fn disable(&self, id: &str, wait: bool) -> Result<(Value, bool), ManagementError> {
         let mut slots = self.writable_slots().await?;
         let slot = find(&mut slots, id)?;
         self.record(id, DefinitionEvent::Disabled).await?;
         slot.enabled = false;
+        let handle = slot.handle.clone();
+        if slot.is_active() {
+            handle.stopping();
+        }
+        let (stopped, id_) = (handle.clone(), id.to_owned());
+        self.stop_in_background(slot, move || {
+            stopped.disabled();
+            info!(connector = %id_, "disabled through the management API");
+        });
+        if wait && let Some(Running { task, .. }) = slot.running.take() {
+            let _ = task.await;
+        }
+        let done = !slot.is_active();
+        Ok((self.status(id), done))
+    }
+
+    /// Replaces the definition of a connector created through the API; it restarts with it
+    /// (draining what it read first) unless it is disabled.
+    pub async fn update(&self, id: &str, definition: &str) -> Result<Value, ManagementError> {
+        let mut slots = self.writable_slots().await?;
+        let config = parse_connector(definition).map_err(ManagementError::Invalid)?;
+        if config.id != id {
+            return Err(ManagementError::BadRequest(format!(
+                "the definition's id is `{}`, the path's `{id}`: an id cannot change (create the connector under the new id, then delete this one)",
+                config.id
+            )));
+        }
+        let slot = find(&mut slots, id)?;
+        if slot.origin == Origin::File {
+            return Err(ManagementError::Conflict(format!(
+                "connector `{id}` is defined in the config file; change it there and restart the gateway"
+            )));
+        }
+        self.record(id, DefinitionEvent::Updated { definition: definition.to_owned() }).await?;
         self.stop(slot).await;
-        slot.handle.disabled();
-        info!(connector = %id, "disabled through the management API");
+        if let Some(probe) = slot.probe.take() {
+            probe.abort();
+        }
+        slot.config = Ok(config);
+        if slot.enabled {
+            self.spawn(slot);
+        }
+        info!(connector = %id, "definition replaced through the management API{}", if slot.enabled { "; restarted" } else { "" });
         Ok(self.status(id))
+    }
+
+    /// Checks a definition as `create` would, changing nothing.
+    pub fn validate(&self, definition: &str) -> Result<Value, ManagementError> {
+        let config = parse_connector(definition).map_err(ManagementError::Invalid)?;
+        Ok(json!({
+            "valid": true,
+            "id": config.id,
+            "source": config.source.key(),
+            "sink": config.sink.key(),
+            "mode": if config.sidecar.is_some() { "projector" } else { "producer" },
+        }))
     }
 
     /// Starts a disabled, stopped or failed connector again from its checkpoints; a running
@@ -299,9 +389,8 @@ impl Supervisor {
         let mut slots = self.writable_slots().await?;
         let slot = find(&mut slots, id)?;
         if slot.is_active() {
-            return Err(ManagementError::Conflict(format!(
-                "connector `{id}` is running; disable it first (POST /connectors/{id}/disable), reset it, then enable it"
-            )));
+            let now = if slot.enabled { "is running; disable it first (POST /connectors/{id}/disable)" } else { "is still stopping; try again once its state is `disabled`" };
+            return Err(ManagementError::Conflict(format!("connector `{id}` {}, reset it, then enable it", now.replace("{id}", id))));
         }
         let config = slot.config.clone().map_err(|problem| ManagementError::Conflict(format!("connector `{id}`: {problem}")))?;
         let position = match to {
@@ -313,6 +402,9 @@ impl Supervisor {
             .await
             .map_err(|e| ManagementError::Failed(e.to_string()))?;
         self.record(id, DefinitionEvent::Reset { to: if position == 0 { "start".into() } else { position.to_string() } }).await?;
+        let mut positions = outcome.after.clone();
+        positions.sort_by_key(|r| r.partition);
+        slot.handle.checkpoints_moved(positions.iter().map(|r| r.position).collect());
         info!(connector = %id, position, "checkpoints reset through the management API");
         let rows = |rows: &[CheckpointRow]| -> Vec<Value> {
             rows.iter().map(|r| json!({ "partition": r.partition, "partition_count": r.partition_count, "position": r.position })).collect()
@@ -338,6 +430,9 @@ impl Supervisor {
         }
         self.record(id, DefinitionEvent::Deleted).await?;
         self.stop(slot).await;
+        if let Some(probe) = slot.probe.take() {
+            probe.abort();
+        }
         slots.retain(|s| s.id != id);
         self.inner.registry.remove(id);
         telemetry::forget(id);
@@ -358,6 +453,90 @@ impl Supervisor {
     /// The connector's status, as `/connectors` lists it.
     pub fn get(&self, id: &str) -> Result<Value, ManagementError> {
         self.inner.registry.snapshot_of(id).map(|s| s.to_json()).ok_or_else(|| ManagementError::NotFound(id.to_owned()))
+    }
+}
+
+/// Runs a connector. A failure before it ever ran, because its target or source cannot be
+/// reached, is waited out with backoff in state `waiting_for_target` / `waiting_for_source`,
+/// as the same outage mid-run is (a database blip at deploy time must not become a crash
+/// loop), unless `fail_fast`. Its sidecar is waited for at start in any case (`Describe`).
+async fn run_waiting_at_start(config: ConnectorConfig, control: ConnectorControl, handle: &ConnectorHandle, fail_fast: bool) -> Result<(), String> {
+    let id = config.id.clone();
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut waited: Option<(Dependency, std::time::Instant)> = None;
+    loop {
+        let started = AtomicBool::new(false);
+        let result = run_connector(config.clone(), control.clone(), |progress| {
+            started.store(true, Ordering::Relaxed);
+            if let Some((on, since)) = waited.take() {
+                info!(connector = %id, "the {} is reachable again after {:.1?}; the connector runs", on.name(), since.elapsed());
+            }
+            handle.started(progress)
+        })
+        .await;
+        let error = match result {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        let (on, reason) = match &error {
+            ConnectorError::Sink { error, .. } if config.sink.settings().is_remote() => (Dependency::Target, error.to_string()),
+            ConnectorError::Source { error, .. } if config.source.settings().is_remote() && !matches!(error, SourceError::NotBuilt(_)) => {
+                (Dependency::Source, error.to_string())
+            }
+            _ => return Err(error.to_string()),
+        };
+        if fail_fast || started.load(Ordering::Relaxed) || control.shutdown.is_cancelled() {
+            return Err(error.to_string());
+        }
+        let delay = backoff.next_delay();
+        match &waited {
+            None => {
+                warn!(
+                    connector = %id,
+                    "{error}; waiting for the {} (state waiting_for_{}), trying again with backoff; repeats are logged at debug \
+                     level (`run --fail-fast` fails instead)",
+                    on.name(),
+                    on.name()
+                );
+                waited = Some((on, std::time::Instant::now()));
+            }
+            Some(_) => debug!(connector = %id, "{error}; trying again in {delay:?}"),
+        }
+        handle.waiting(on, reason);
+        tokio::select! {
+            _ = control.shutdown.cancelled() => return Ok(()),
+            _ = control.abort.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Once the connector is asked to stop, stops it at once instead of draining while its sidecar
+/// or target is down: nothing it holds can be applied before the drain timeout, and what it
+/// has not committed is read again at the next start.
+async fn stop_at_once_when_stuck(control: ConnectorControl, id: String) {
+    control.shutdown.cancelled().await;
+    let telemetry = telemetry::for_connector(&id);
+    let mut every = tokio::time::interval(Duration::from_millis(50));
+    while !control.abort.is_cancelled() {
+        let outages = [
+            (Dependency::Sidecar, &telemetry.sidecar_outage),
+            (Dependency::Target, &telemetry.target_outage),
+            (Dependency::Source, &telemetry.source_outage),
+        ];
+        if let Some((on, outage)) = outages.into_iter().find_map(|(on, outage)| Some((on, outage.ongoing()?))) {
+            info!(
+                connector = %id,
+                "stopping now rather than draining: the {} has been down for {:.1?} ({}); what was not committed is read again \
+                 at the next start",
+                on.name(),
+                outage.lasted,
+                outage.reason
+            );
+            control.abort.cancel();
+            return;
+        }
+        every.tick().await;
     }
 }
 

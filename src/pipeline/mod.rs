@@ -29,9 +29,9 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, warn};
 
-pub use progress::{Progress, ProgressReceiver, ProgressSender};
+pub use progress::{Progress, ProgressReceiver, ProgressSender, channel as progress_channel};
 pub use reset::{ResetOutcome, ResetTo, reset_connector};
 pub use writer::WriterError;
 
@@ -141,10 +141,13 @@ macro_rules! with_sink {
                     }
                 )*
                 #[allow(unreachable_patterns)]
-                other => Err(sink_error(SinkError(format!(
-                    "the {0} sink is not built into this binary; build it with the cargo feature `{0}` (e.g. `--features sqlite,{0}`)",
-                    other.key()
-                )))),
+                other => Err(ConnectorError::Config {
+                    connector: connector.clone(),
+                    message: format!(
+                        "the {0} sink is not built into this binary; build it with the cargo feature `{0}` (e.g. `--features sqlite,{0}`)",
+                        other.key()
+                    ),
+                }),
             }
         }
     };
@@ -167,7 +170,7 @@ pub async fn run_with_sink<S: Sink>(
     let sink_error = |error| ConnectorError::Sink { connector: connector.clone(), error };
     let source_error = |error| ConnectorError::Source { connector: connector.clone(), error };
     let channel = match &config.sidecar {
-        Some(sidecar) => Some(reducer::channel(sidecar).map_err(|e| config_error(format!("sidecar.address: {e}")))?),
+        Some(sidecar) => Some(reducer::channel(sidecar).map_err(|e| config_error(format!("sidecar: {e}")))?),
         None => None,
     };
     let mut filter = EventFilter::new(&config.filter).map_err(|e| config_error(format!("filter: {e}")))?;
@@ -177,8 +180,8 @@ pub async fn run_with_sink<S: Sink>(
     takeover::take_over_eventuous_checkpoint(&*sink, &config, count).await.map_err(sink_error)?;
     let mut plan = resume_plan(&*sink, &config, count).await.map_err(sink_error)?;
     let mut source = sources::open(&config.source, &config.filter, plan.start()).await.map_err(source_error)?;
-    if let Some(channel) = &channel {
-        match reducer::describe(channel.clone(), &connector, &control.shutdown).await {
+    if let Some((channel, sidecar)) = channel.as_ref().zip(config.sidecar.as_ref()) {
+        match reducer::describe(channel.clone(), &connector, &sidecar.address, &control.shutdown).await {
             Ok(Described::Yes(description)) => {
                 if adopt_description(&*sink, &config, &description).await.map_err(sink_error)? {
                     // Rebuilt: the checkpoints are gone, read the log from its start.
@@ -278,7 +281,7 @@ impl<S: Sink> Stages<S> {
                 telemetry: self.telemetry.clone(),
             };
             let connector = connector.clone();
-            tasks.spawn(async move { writer.run().await.map_err(|error| ConnectorError::Writer { connector, error }) });
+            tasks.spawn(async move { writer.run().await.map_err(|error| ConnectorError::Writer { connector, error }) }.in_current_span());
         }
 
         let reducers = self.channel.clone().zip(config.sidecar.clone()).map(|(channel, sidecar)| {
@@ -308,7 +311,7 @@ impl<S: Sink> Stages<S> {
                         telemetry: self.telemetry.clone(),
                         silence: reducer::Silence::new(self.answered.clone(), Duration::from_millis(sidecar.request_timeout_ms)),
                     };
-                    tasks.spawn(async move { reducer.run().await.map_err(reducer_error) });
+                    tasks.spawn(async move { reducer.run().await.map_err(reducer_error) }.in_current_span());
                 }
                 None => {
                     let (tx, rx) = mpsc::channel(config.batch.max_ops.max(64));
@@ -322,7 +325,7 @@ impl<S: Sink> Stages<S> {
                         abort: control.abort.clone(),
                         connector: self.telemetry.connector.clone(),
                     };
-                    tasks.spawn(async move { producer.run().await.map_err(reducer_error) });
+                    tasks.spawn(async move { producer.run().await.map_err(reducer_error) }.in_current_span());
                 }
             }
         }
@@ -336,10 +339,11 @@ impl<S: Sink> Stages<S> {
             partitions: partition_inputs,
             shutdown: control.shutdown.clone(),
             abort: control.abort.clone(),
+            telemetry: self.telemetry.clone(),
         };
         {
             let connector = connector.clone();
-            tasks.spawn(async move { router.run().await.map_err(|error| ConnectorError::Source { connector, error }) });
+            tasks.spawn(async move { router.run().await.map_err(|error| ConnectorError::Source { connector, error }) }.in_current_span());
         }
 
         // The first real failure stops everything; a reducer that only noticed its writer was gone
@@ -361,6 +365,8 @@ impl<S: Sink> Stages<S> {
                 }
             }
         }
+        // The reducers that counted them are gone; the next run counts its own.
+        self.telemetry.in_flight.set(0);
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{debug, info, warn};
 
 use crate::{
     backoff::Backoff,
@@ -16,6 +16,7 @@ use crate::{
     partition::Partitioner,
     reducer::RoutedItem,
     sources::{EventSource, SourceError},
+    telemetry::ConnectorTelemetry,
 };
 
 pub(super) struct Router {
@@ -28,12 +29,14 @@ pub(super) struct Router {
     pub shutdown: CancellationToken,
     /// Stop at once.
     pub abort: CancellationToken,
+    pub telemetry: Arc<ConnectorTelemetry>,
 }
 
 impl Router {
     pub async fn run(mut self) -> Result<(), SourceError> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
+            let attempt_started = std::time::Instant::now();
             let batch = tokio::select! {
                 biased;
                 _ = self.abort.cancelled() => return Ok(()),
@@ -43,11 +46,18 @@ impl Router {
             let batch = match batch {
                 Ok(batch) => {
                     backoff.reset();
+                    if let Some((lasted, repeats)) = self.telemetry.source_outage.succeeded(attempt_started) {
+                        info!("the source reads again after {lasted:.1?} ({repeats} more failed attempt(s) while it was failing)");
+                    }
                     batch
                 }
                 Err(e) if e.is_transient() => {
                     let delay = backoff.next_delay();
-                    warn!("{e}; retrying in {delay:?}");
+                    if self.telemetry.source_outage.failed(&e) {
+                        warn!("{e}; retrying with backoff; repeats are logged at debug level until the source reads again");
+                    } else {
+                        debug!("{e}; retrying in {delay:?}");
+                    }
                     tokio::select! {
                         _ = self.abort.cancelled() => return Ok(()),
                         _ = self.shutdown.cancelled() => return Ok(()),
@@ -56,12 +66,15 @@ impl Router {
                 }
                 Err(e) => return Err(e),
             };
+            self.telemetry.events_read.inc_by(batch.events.len() as u64);
             for event in batch.events {
                 if !self.filter.accepts(&event) {
+                    self.telemetry.events_filtered.inc();
                     continue;
                 }
                 let partition = self.partitioner.partition_of(&event.stream);
                 if self.plan.already_applied(event.position, &event.stream, partition) {
+                    self.telemetry.events_already_applied.inc();
                     continue;
                 }
                 if !self.send(partition, RoutedItem::Event(Arc::new(event))).await {

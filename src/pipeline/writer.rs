@@ -95,6 +95,11 @@ impl<W: SinkWriter> Writer<W> {
                 self.publish(&batch);
                 return Ok(());
             };
+            if self.abort.is_cancelled() {
+                // Stopped at once (a stop past the drain, or another stage failed): what was
+                // not committed is read again at the next start, so this is no failure.
+                return Ok(());
+            }
             if error.checkpoint_moved {
                 return Err(WriterError::CheckpointMoved(error));
             }
@@ -188,7 +193,7 @@ impl<W: SinkWriter> Writer<W> {
                 Err(e) if e.transient => {
                     self.telemetry.batch_retries.inc();
                     let delay = backoff.next_delay();
-                    if self.telemetry.target_outage.failed() {
+                    if self.telemetry.target_outage.failed(&e) {
                         warn!(
                             connector = %self.telemetry.connector,
                             "{e}; retrying the batch of {} item(s) with backoff; repeats are logged at debug level until a \

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, transport::Channel};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     backoff::Backoff,
@@ -28,17 +28,25 @@ pub enum Described {
     Stopped,
 }
 
-/// Asks the sidecar to describe itself, waiting (with backoff) while it cannot be reached.
-pub async fn describe(channel: Channel, connector: &str, stop: &CancellationToken) -> Result<Described, String> {
+/// Asks the sidecar at `address` to describe itself, waiting (with backoff) while it cannot be
+/// reached.
+pub async fn describe(channel: Channel, connector: &str, address: &str, stop: &CancellationToken) -> Result<Described, String> {
     let mut client = ProjectionInfoClient::new(channel);
     let mut backoff = Backoff::default();
+    // Waiting here is an outage of the sidecar like one mid-run: the connector shows
+    // `waiting_for_sidecar`, and the wait costs one warning.
+    let outage = &crate::telemetry::for_connector(connector).sidecar_outage;
     loop {
         let mut request = tonic::Request::new(DescribeRequest { connector: connector.to_string() });
         request.set_timeout(CALL_TIMEOUT);
+        let asked_at = std::time::Instant::now();
         let status = tokio::select! {
             _ = stop.cancelled() => return Ok(Described::Stopped),
             answer = client.describe(request) => match answer {
                 Ok(response) => {
+                    if let Some((lasted, repeats)) = outage.succeeded(asked_at) {
+                        info!(connector, address, "the sidecar answers after {lasted:.1?} ({repeats} more failed attempt(s))");
+                    }
                     let response = response.into_inner();
                     info!(
                         connector,
@@ -56,7 +64,17 @@ pub async fn describe(channel: Channel, connector: &str, stop: &CancellationToke
             Code::Unimplemented => return Ok(Described::NotSupported),
             Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled => {
                 let delay = backoff.next_delay();
-                warn!(connector, "the sidecar cannot be reached yet ({:?}: {}); asking again in {delay:?}", status.code(), status.message());
+                let reason = super::status_text(&status);
+                if outage.failed(&reason) {
+                    warn!(
+                        connector,
+                        address,
+                        "the sidecar at {address} cannot be reached yet ({reason}); asking again with backoff (state waiting_for_sidecar); \
+                         repeats are logged at debug level"
+                    );
+                } else {
+                    debug!(connector, address, "the sidecar at {address} cannot be reached yet ({reason}); asking again in {delay:?}");
+                }
                 tokio::select! {
                     _ = stop.cancelled() => return Ok(Described::Stopped),
                     _ = tokio::time::sleep(delay) => {}
@@ -64,5 +82,23 @@ pub async fn describe(channel: Channel, connector: &str, stop: &CancellationToke
             }
             code => return Err(format!("the sidecar's Describe failed ({code:?}: {})", status.message())),
         }
+    }
+}
+
+/// Asks the sidecar at `address` to describe itself once, without waiting for it (`validate
+/// --connect`, the demo): `Err` says why it could not be reached or why `Describe` failed.
+pub async fn describe_once(channel: Channel, connector: &str, address: &str) -> Result<Described, String> {
+    let mut client = ProjectionInfoClient::new(channel);
+    let mut request = tonic::Request::new(DescribeRequest { connector: connector.to_string() });
+    request.set_timeout(CALL_TIMEOUT);
+    match client.describe(request).await {
+        Ok(response) => Ok(Described::Yes(response.into_inner())),
+        Err(status) => match status.code() {
+            Code::Unimplemented => Ok(Described::NotSupported),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled => {
+                Err(format!("the sidecar at {address} cannot be reached ({})", super::status_text(&status)))
+            }
+            code => Err(format!("the sidecar at {address} answered, but its Describe failed ({code:?}: {})", status.message())),
+        },
     }
 }

@@ -14,6 +14,7 @@ mod describe;
 mod request;
 mod silence;
 mod stream;
+pub mod tls;
 mod window;
 
 use std::{sync::Arc, time::Duration};
@@ -27,7 +28,7 @@ use crate::{
     event::{Event, Position},
 };
 
-pub use describe::{Described, describe};
+pub use describe::{Described, describe, describe_once};
 pub use request::build_request;
 pub use silence::{Answered, Silence};
 pub use stream::{PartitionReducer, ReducerError, poisoned};
@@ -68,9 +69,64 @@ pub fn announce_answers(connector: &str, config: &SidecarConfig) {
     }
 }
 
-/// A lazily connected channel to the sidecar; all partitions share its HTTP/2 connection.
-pub fn channel(config: &SidecarConfig) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(config.address.clone())?
+/// A failed call's status, for a log line: a failed TLS handshake said so, with rustls's
+/// reason (`TLS handshake failed: invalid peer certificate: UnknownIssuer`); otherwise the code
+/// and each distinct cause under it once (`Unavailable: tcp connect error: Connection refused
+/// (os error 111)`), not tonic's bare `transport error`.
+pub fn status_text(status: &tonic::Status) -> String {
+    if let Some(failure) = tls::handshake_failure(status) {
+        return failure;
+    }
+    match std::error::Error::source(status) {
+        Some(source) => format!("{:?}: {}", status.code(), causes_after(status.message(), source)),
+        None => format!("{:?}: {}", status.code(), status.message()),
+    }
+}
+
+/// Each distinct message of `error`'s source chain once (hyper and tonic often repeat their
+/// source's text in their own), joined by `: `.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    causes_after("", error)
+}
+
+fn causes_after(first: &str, error: &(dyn std::error::Error + 'static)) -> String {
+    let mut said: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    let texts = std::iter::once(first.to_owned()).chain(std::iter::from_fn(|| {
+        let cause = next?;
+        next = cause.source();
+        Some(cause.to_string())
+    }));
+    for text in texts {
+        // tonic's wrapper of every transport failure says nothing of its own.
+        if !text.is_empty() && text != "transport error" && !said.iter().any(|s| s.contains(&text)) {
+            said.push(text);
+        }
+    }
+    said.join(": ")
+}
+
+/// Why no channel to the sidecar could be made (the address or its TLS settings).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ChannelError(String);
+
+/// A lazily connected channel to the sidecar; all partitions share its HTTP/2 connection. An
+/// `https://` address gets TLS by its `sidecar.tls` settings (`tls.rs`).
+pub fn channel(config: &SidecarConfig) -> Result<Channel, ChannelError> {
+    let address = &config.address;
+    let mut endpoint = Endpoint::from_shared(address.clone())
+        .map_err(|e| ChannelError(format!("`{address}`: {}", causes(&e))))?;
+    let settings = tls::client_config(config).map_err(|problems| {
+        let problems: Vec<String> = problems.iter().map(|p| format!("sidecar.{}: {}", p.key, p.message)).collect();
+        ChannelError(format!("`{address}`: its TLS settings cannot be used: {}", problems.join("; ")))
+    })?;
+    if let Some(settings) = settings {
+        endpoint = endpoint
+            .tls_config(settings)
+            .map_err(|e| ChannelError(format!("`{address}`: its TLS settings cannot be used: {}", causes(&e))))?;
+    }
+    Ok(endpoint
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         // gRPC servers (grpcio, grpc-java) by default refuse pings more often than every

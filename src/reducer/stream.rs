@@ -55,6 +55,10 @@ enum StreamEnd {
     Unreadable(String),
 }
 
+/// How long a stream the sidecar accepted must stay open without failing to end an outage
+/// by itself (an answer ends it at once).
+const HEALTHY_STREAM: Duration = Duration::from_millis(500);
+
 /// The task that drives one partition's stream.
 pub struct PartitionReducer<S: Sink> {
     pub partition: u32,
@@ -81,6 +85,8 @@ impl<S: Sink> PartitionReducer<S> {
         let timeout = Duration::from_millis(self.config.request_timeout_ms);
         let far = Duration::from_secs(86_400 * 365);
         let handled = self.config.answers == Answers::Handled;
+        // What this partition added to the connector's in-flight gauge.
+        let mut counted_in_flight = 0i64;
         loop {
             // Room for a full window and one probe.
             let (requests, outgoing) = mpsc::channel::<ProjectionRequest>(self.config.window + 2);
@@ -88,12 +94,19 @@ impl<S: Sink> PartitionReducer<S> {
                 let _ = requests.try_send(traced_request(event, span, self.partition, self.config.payload));
             }
             let opened_at = Instant::now();
+            // When the sidecar accepted this stream: one that stays healthy for a while ends an
+            // outage even with nothing to answer (an idle partition), one that fails at once
+            // (a sidecar that misbehaves on every stream) does not.
+            let mut accepted_at: Option<Instant> = None;
             let mut client = self.client.clone();
             let call = client.project(ReceiverStream::new(outgoing));
             tokio::pin!(call);
             let mut responses: Option<Streaming<ProjectionResponse>> = None;
 
             let end = loop {
+                let in_flight = window.events() as i64;
+                self.telemetry.in_flight.inc_by(in_flight - counted_in_flight);
+                counted_in_flight = in_flight;
                 if let Some(position) = window.take_released_mark() {
                     self.emit(BatchItem::Advance { partition: self.partition, position }).await?;
                 }
@@ -119,6 +132,7 @@ impl<S: Sink> PartitionReducer<S> {
                         Ok(response) => {
                             responses = Some(response.into_inner());
                             window.restart_clock(Instant::now());
+                            accepted_at = Some(Instant::now());
                         }
                         Err(status) => break StreamEnd::Broken(describe(&status)),
                     },
@@ -134,13 +148,7 @@ impl<S: Sink> PartitionReducer<S> {
                         }
                         Ok(Some(response)) => {
                             backoff.reset();
-                            if let Some((lasted, repeats)) = self.telemetry.sidecar_outage.succeeded(opened_at.into_std()) {
-                                info!(
-                                    connector = %self.telemetry.connector,
-                                    address = %self.config.address,
-                                    "the sidecar answers again after {lasted:.1?} ({repeats} more failed attempt(s) across partitions while it was away)"
-                                );
-                            }
+                            self.sidecar_is_back(opened_at);
                             if let Flow::Restart = self.on_response(response, &mut window).await? {
                                 break StreamEnd::Restart;
                             }
@@ -181,6 +189,11 @@ impl<S: Sink> PartitionReducer<S> {
                         }
                     },
                     _ = self.silence.material_offered(), if awaiting_material => {},
+                    _ = tokio::time::sleep_until(accepted_at.map_or_else(|| Instant::now() + far, |at| at + HEALTHY_STREAM)),
+                        if accepted_at.is_some() && self.telemetry.sidecar_outage.ongoing().is_some() => {
+                        accepted_at = None;
+                        self.sidecar_is_back(opened_at);
+                    },
                 }
             };
             let end = match end {
@@ -192,7 +205,7 @@ impl<S: Sink> PartitionReducer<S> {
                 let delay = backoff.next_delay();
                 if reason == ENDED_BY_SIDECAR {
                     info!(partition = self.partition, "the sidecar ended the stream (restarting?); reconnecting in {delay:?} and resending {} unanswered event(s)", window.events());
-                } else if self.telemetry.sidecar_outage.failed() {
+                } else if self.telemetry.sidecar_outage.failed(&reason) {
                     warn!(
                         connector = %self.telemetry.connector,
                         partition = self.partition,
@@ -273,6 +286,18 @@ impl<S: Sink> PartitionReducer<S> {
                     self.telemetry.sidecar_round_trip.observe_duration(sent_at.elapsed());
                 }
                 let (event, span) = window.pop_front().expect("classified as front");
+                // What the sidecar wrote for this event, for a sidecar's author (`RUST_LOG=debug`
+                // or `projector_gateway::reducer=debug`); nothing is formatted otherwise.
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    debug!(
+                        connector = %self.telemetry.connector,
+                        stream = %event.stream,
+                        position = event.position,
+                        event_type = %event.event_type,
+                        "{} operation(s): {ops:?}",
+                        ops.len()
+                    );
+                }
                 self.silence.answered(&event);
                 traces::answered(&span, ops.len());
                 self.emit(BatchItem::Apply { event: EventRef::traced(event, self.partition, span), ops }).await?;
@@ -294,6 +319,17 @@ impl<S: Sink> PartitionReducer<S> {
         match settled.up_to {
             Some(position) => self.emit(BatchItem::Advance { partition: self.partition, position }).await,
             None => Ok(()),
+        }
+    }
+
+    /// Ends the sidecar's outage, if one began before `opened_at`, with one line.
+    fn sidecar_is_back(&self, opened_at: Instant) {
+        if let Some((lasted, repeats)) = self.telemetry.sidecar_outage.succeeded(opened_at.into_std()) {
+            info!(
+                connector = %self.telemetry.connector,
+                address = %self.config.address,
+                "the sidecar answers again after {lasted:.1?} ({repeats} more failed attempt(s) across partitions while it was away)"
+            );
         }
     }
 
@@ -327,7 +363,7 @@ impl<S: Sink> PartitionReducer<S> {
         if attempts > self.config.max_retries {
             let reason = format!("the sidecar did not answer within {timeout:?}, {attempts} time(s){}", self.answers_hint(window));
             self.poison(window, reason).await?;
-        } else if self.telemetry.sidecar_outage.failed() {
+        } else if self.telemetry.sidecar_outage.failed(format_args!("no answer within {timeout:?}")) {
             warn!(
                 connector = %self.telemetry.connector,
                 partition = self.partition,
@@ -454,6 +490,5 @@ fn unreadable(status: &Status) -> bool {
 }
 
 fn describe(status: &Status) -> String {
-    let source = std::error::Error::source(status).map(|s| format!(" ({s})")).unwrap_or_default();
-    format!("{:?}: {}{source}", status.code(), status.message())
+    super::status_text(status)
 }

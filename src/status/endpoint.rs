@@ -4,23 +4,35 @@
 //!
 //! It exists for Kubernetes probes, scrapers and operators, and only reads the connector
 //! registry, so a slow or hostile client can never hold a connector back.
+//!
+//! It speaks HTTPS instead of HTTP with `--tls-cert-file`/`--tls-key-file` (rustls on ring).
+//! Nothing it answers holds a secret: every string of its JSON bodies, and `/ready`'s lines, go
+//! through the one redaction of `registry::redact_secrets`. A request refused for want of the
+//! management token (401/403) is logged once at WARN with its method, path and peer, never
+//! what it sent.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use axum::{
     Router,
-    extract::State as AxumState,
+    extract::{ConnectInfo, Request, State as AxumState},
     http::{StatusCode, header},
+    middleware::Next,
     response::{IntoResponse, Response},
     routing::get,
 };
 use prometheus_client::{encoding::prometheus_text, registry::Registry};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tracing::warn;
 
 use super::{
     metrics,
-    registry::{ConnectorState, Connectors, Snapshot},
+    registry::{ConnectorState, Connectors, Snapshot, redact_json, redact_secrets},
 };
 
 /// Binds the endpoint's address, so a port in use is reported before any connector starts.
@@ -33,20 +45,153 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Readiness {
     pub max_lag: Option<std::time::Duration>,
+    /// With it, a running connector whose sidecar or target has been down for longer than
+    /// this makes the gateway unready.
+    pub max_outage: Option<std::time::Duration>,
 }
 
-/// Serves the endpoint, and the routes of `more` (the management API), on `listener` until the
-/// task is dropped or aborted.
-pub async fn serve(listener: TcpListener, connectors: Connectors, readiness: Readiness, more: Router) -> std::io::Result<()> {
+/// The certificate and key the endpoint serves HTTPS with (`--tls-cert-file`,
+/// `--tls-key-file`).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The endpoint's TLS server configuration, loaded from [`TlsFiles`].
+#[derive(Clone)]
+pub struct Tls(axum_server::tls_rustls::RustlsConfig);
+
+impl TlsFiles {
+    /// Reads the PEM certificate chain (the server's certificate first) and private key (PKCS#8,
+    /// PKCS#1 or SEC1) and builds the server configuration on the ring provider, offering
+    /// HTTP/2 and HTTP/1.1. The error is one line naming the flag and file at fault.
+    pub fn load(&self) -> Result<Tls, String> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+
+        let read = |flag: &str, path: &Path| std::fs::read(path).map_err(|e| format!("{flag} {}: cannot read it: {e}", path.display()));
+        let (cert_flag, key_flag) = ("--tls-cert-file", "--tls-key-file");
+        let cert_pem = read(cert_flag, &self.cert)?;
+        let certs = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{cert_flag} {}: not a PEM certificate file: {e}", self.cert.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "{cert_flag} {}: no certificate in it (expected PEM `-----BEGIN CERTIFICATE-----` blocks, the server's first)",
+                self.cert.display()
+            ));
+        }
+        let key_pem = read(key_flag, &self.key)?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
+            rustls::pki_types::pem::Error::NoItemsFound => format!(
+                "{key_flag} {}: no private key in it (expected an unencrypted PEM `PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY` block)",
+                self.key.display()
+            ),
+            e => format!("{key_flag} {}: not a PEM private key file: {e}", self.key.display()),
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(|builder| builder.with_no_client_auth().with_single_cert(certs, key))
+            .map_err(|e| {
+                let why = match e {
+                    rustls::Error::InconsistentKeys(_) => "the private key does not belong to the (first) certificate".to_owned(),
+                    e => e.to_string(),
+                };
+                format!("{cert_flag} {} with {key_flag} {}: {why}", self.cert.display(), self.key.display())
+            })?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Tls(axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config))))
+    }
+}
+
+/// Serves the endpoint, and the routes of `more` (the management API), on `listener` (HTTPS
+/// with `tls`) until the task is dropped or aborted. `guard_reads` wraps the routes that read
+/// connectors (`GET /connectors`), for the management token when reads need it; the probes and
+/// `/metrics` never need one.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Tls>,
+    connectors: Connectors,
+    readiness: Readiness,
+    guard_reads: impl FnOnce(Router) -> Router,
+    more: Router,
+) -> std::io::Result<()> {
     let registry = Arc::new(metrics::registry(connectors.clone()));
+    let reads = Router::new().route("/connectors", get(connector_list)).with_state(connectors.clone());
     let app = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(move |AxumState(connectors): AxumState<Connectors>| ready(connectors, readiness)))
         .route("/metrics", get(move || scrape(registry.clone())))
-        .route("/connectors", get(connector_list))
+        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .with_state(connectors)
-        .merge(more);
-    axum::serve(listener, app).await
+        .merge(guard_reads(reads))
+        .merge(more)
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
+        .layer(axum::middleware::from_fn(log_refusals))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        None => axum::serve(listener, app).await,
+        Some(Tls(config)) => axum_server::from_tcp_rustls(listener.into_std()?, config)?.serve(app).await,
+    }
+}
+
+/// What the endpoint serves, described: `GET /openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route of the endpoint and the management API (method, path as in [`OPENAPI`]); a test
+/// checks the document against it and the integration tests check each answers.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/health"),
+    ("GET", "/ready"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/connectors"),
+    ("POST", "/connectors"),
+    ("GET", "/connectors/{id}"),
+    ("PUT", "/connectors/{id}"),
+    ("DELETE", "/connectors/{id}"),
+    ("GET", "/connectors/{id}/history"),
+    ("POST", "/connectors/{id}/enable"),
+    ("POST", "/connectors/{id}/disable"),
+    ("POST", "/connectors/{id}/reset"),
+    ("POST", "/validate"),
+];
+
+/// A path the endpoint does not serve: JSON like every other error.
+async fn no_route(request: Request) -> Response {
+    let body = json!({ "error": format!("no route {} {}; GET /openapi.json describes the endpoint", request.method(), request.uri().path()) });
+    json_response(StatusCode::NOT_FOUND, &body)
+}
+
+/// A path served, with a method it does not take.
+async fn no_method(request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let allowed: Vec<&str> =
+        ROUTES.iter().filter(|(_, route)| same_route(route, &path)).map(|(method, _)| *method).collect();
+    let body = json!({ "error": format!("{} {path}: the method is not allowed here; it takes {}", request.method(), allowed.join(", ")) });
+    json_response(StatusCode::METHOD_NOT_ALLOWED, &body)
+}
+
+/// Whether `path` matches the route pattern `route` (`{id}` matches one segment).
+fn same_route(route: &str, path: &str) -> bool {
+    let (route, path): (Vec<&str>, Vec<&str>) = (route.split('/').collect(), path.split('/').collect());
+    route.len() == path.len() && route.iter().zip(&path).all(|(r, p)| r == p || (r.starts_with('{') && !p.is_empty()))
+}
+
+/// Logs a request refused for want of the management token, once, at WARN: method, path (not
+/// the query) and peer address, and whether it sent an `Authorization` header at all, never
+/// the header itself.
+async fn log_refusals(ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let authorization = if request.headers().contains_key(header::AUTHORIZATION) { "wrong or malformed" } else { "missing" };
+    let response = next.run(request).await;
+    let status = response.status();
+    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+        warn!(%method, path, %peer, status = status.as_u16(), authorization, "refused a request to the operations endpoint: no valid management token");
+    }
+    response
 }
 
 /// 200 when every connector is ready; 503 naming the ones that are not, and why.
@@ -55,24 +200,37 @@ async fn ready(connectors: Connectors, readiness: Readiness) -> Response {
     if not_running.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready:\n{}\n", not_running.join("\n"))).into_response()
+        let lines: Vec<String> = not_running.iter().map(|line| redact_secrets(line)).collect();
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready:\n{}\n", lines.join("\n"))).into_response()
     }
 }
 
-/// Why a connector keeps the gateway from being ready, if it does: it is starting, stopped or
-/// failed, or (with a lag bound) it runs further behind than the bound. Disabled and standby
-/// connectors do not count; a connector whose lag is not known yet (no probe answer, or a
-/// KurrentDB source) is taken as within the bound.
+/// Why a connector keeps the gateway from being ready, if it does: it is starting (or waiting
+/// for a dependency before it ever ran), stopped or failed, or it runs further behind than the
+/// lag bound, or waits for its sidecar or target for longer than the outage bound. Disabled and
+/// standby connectors do not count; a connector whose lag is not known yet (no probe answer,
+/// or a KurrentDB source) is taken as within the bound.
 fn unready(c: &Snapshot, readiness: Readiness) -> Option<String> {
     match &c.state {
-        ConnectorState::Disabled | ConnectorState::Standby(_) => None,
-        ConnectorState::Running => {
-            let (bound, lag) = (readiness.max_lag?, c.lag_seconds()?);
-            (lag > bound.as_secs_f64()).then(|| format!("{}: lagging: {lag:.1} s behind the source (bound {} s)", c.id, bound.as_secs_f64()))
+        ConnectorState::Disabled | ConnectorState::Stopping | ConnectorState::Standby(_) => None,
+        ConnectorState::Waiting { reason, since, .. } if c.progress.is_some() => {
+            let lasted = since.elapsed();
+            let outage = readiness.max_outage.filter(|bound| lasted > *bound).map(|bound| {
+                format!("{}: {} for {:.0} s (bound {} s): {reason}", c.id, c.state.name(), lasted.as_secs_f64(), bound.as_secs())
+            });
+            outage.or_else(|| lagging(c, readiness))
         }
+        ConnectorState::Waiting { reason, .. } => Some(format!("{}: {}: {reason}", c.id, c.state.name())),
+        ConnectorState::Running => lagging(c, readiness),
         ConnectorState::Failed(error) => Some(format!("{}: failed: {error}", c.id)),
         other => Some(format!("{}: {}", c.id, other.name())),
     }
+}
+
+/// With a lag bound, a connector further behind its source than the bound.
+fn lagging(c: &Snapshot, readiness: Readiness) -> Option<String> {
+    let (bound, lag) = (readiness.max_lag?, c.lag_seconds()?);
+    (lag > bound.as_secs_f64()).then(|| format!("{}: lagging: {lag:.1} s behind the source (bound {} s)", c.id, bound.as_secs_f64()))
 }
 
 /// `/metrics`: the registry's families in the Prometheus text format.
@@ -85,8 +243,10 @@ async fn connector_list(AxumState(connectors): AxumState<Connectors>) -> Respons
     json_response(StatusCode::OK, &Value::Array(list))
 }
 
-/// A JSON body with its content type.
+/// A JSON body with its content type, every string in it redacted ([`redact_secrets`]).
 pub fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut body = body.clone();
+    redact_json(&mut body);
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
@@ -98,10 +258,36 @@ mod tests {
     use crate::{sources::head::Head, status::Origin};
 
     #[test]
+    fn the_openapi_document_describes_every_route_and_no_other() {
+        let document: Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let mut described: Vec<(String, String)> = document["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, item)| {
+                let methods = item.as_object().unwrap().keys().filter(|k| ["get", "put", "post", "delete", "patch"].contains(&k.as_str()));
+                methods.map(move |method| (method.to_uppercase(), path.clone())).collect::<Vec<_>>()
+            })
+            .collect();
+        let mut routes: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        described.sort();
+        routes.sort();
+        assert_eq!(described, routes);
+    }
+
+    #[test]
+    fn route_patterns_match_one_segment_per_parameter() {
+        assert!(same_route("/connectors/{id}", "/connectors/orders"));
+        assert!(same_route("/connectors/{id}/reset", "/connectors/orders/reset"));
+        assert!(!same_route("/connectors/{id}", "/connectors/"));
+        assert!(!same_route("/connectors/{id}", "/connectors/orders/reset"));
+    }
+
+    #[test]
     fn readiness_follows_the_state_and_the_lag_bound() {
         let running = |head: Option<Head>| Snapshot { id: "c".into(), origin: Origin::File, state: ConnectorState::Running, progress: None, head };
         let behind = |seconds| Some(Head { position: 9, oldest_pending: Some(Utc::now() - chrono::Duration::seconds(seconds)) });
-        let bound = Readiness { max_lag: Some(std::time::Duration::from_secs(30)) };
+        let bound = Readiness { max_lag: Some(std::time::Duration::from_secs(30)), max_outage: None };
         assert_eq!(unready(&running(behind(5)), bound), None);
         assert_eq!(unready(&running(Some(Head { position: 9, oldest_pending: None })), bound), None, "caught up");
         assert_eq!(unready(&running(None), bound), None, "lag not known yet");

@@ -16,8 +16,10 @@ use super::registry::{ConnectorHandle, ConnectorState};
 use crate::{config::SourceConfig, sources::head};
 
 /// Probes the connector's source every `every` for its head and the age of the oldest event
-/// the connector has not committed, for the lag metrics, until the connector ends. A probe that
-/// fails clears the figures (they are absent rather than stale) and is tried again.
+/// the connector has not committed, for the lag metrics, for as long as the connector is
+/// registered: a connector that is disabled, stopped or waiting for a dependency falls behind
+/// its source too, and shows it. A probe that fails clears the figures (they are absent rather
+/// than stale) and is tried again.
 pub fn watch_source_head(handle: ConnectorHandle, source: SourceConfig, every: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut probe = None;
@@ -27,13 +29,16 @@ pub fn watch_source_head(handle: ConnectorHandle, source: SourceConfig, every: D
         loop {
             ticks.tick().await;
             let after = match handle.position() {
-                (ConnectorState::Running, Some(after)) => after,
-                (ConnectorState::Starting, _) => {
+                // Another gateway holds the connector: its figures are that gateway's.
+                (ConnectorState::Standby(_), _) => continue,
+                (_, Some(after)) => after,
+                (ConnectorState::Starting | ConnectorState::Waiting { .. }, None) => {
                     // Look again soon rather than a whole interval later, so the lag is known
-                    // from the moment the connector runs.
+                    // from the moment the connector has loaded its checkpoints.
                     ticks.reset_after(every.min(Duration::from_millis(100)));
                     continue;
                 }
+                // Never ran in this process (disabled at start, failed at start): no position.
                 _ => return,
             };
             if probe.is_none() {

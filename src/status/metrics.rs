@@ -14,7 +14,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use super::registry::{ConnectorState, Connectors, Snapshot};
+use super::registry::{ConnectorState, Connectors, Dependency, Snapshot};
 use crate::{pipeline::Progress, telemetry};
 
 /// The prefix of the gateway's own series (`process_*` have none, as every client's).
@@ -83,8 +83,21 @@ fn encode_connectors(connectors: &[Snapshot], mut encoder: DescriptorEncoder) ->
     let gauge = |name, help| (name, None, MetricType::Gauge, help);
     family(
         e,
-        gauge("connector_up", "1 while the connector runs, 0 when it is starting, standing by, stopped or failed."),
+        gauge(
+            "connector_up",
+            "1 while the connector runs with its sidecar and target answering; 0 when it is starting, waiting for a dependency, \
+             standing by, stopped, disabled or failed (`connector_state` tells which).",
+        ),
         connectors.iter().map(|c| (connector(c), ConstGauge::new(u64::from(c.state == ConnectorState::Running)))),
+    )?;
+    family(
+        e,
+        gauge("connector_state", "1 for the connector's state now (label `state`), 0 for every other state."),
+        connectors.iter().flat_map(|c| {
+            ConnectorState::NAMES.into_iter().map(|state| {
+                ([("connector", c.id.clone()), ("state", state.to_owned())], ConstGauge::new(u64::from(c.state.name() == state)))
+            })
+        }),
     )?;
     family(
         e,
@@ -109,6 +122,28 @@ fn encode_connectors(connectors: &[Snapshot], mut encoder: DescriptorEncoder) ->
         }),
     )?;
     let recorded: Vec<_> = connectors.iter().filter_map(|c| Some((connector(c), telemetry::of_connector(&c.id)?))).collect();
+    let dependencies: Vec<_> = recorded
+        .iter()
+        .flat_map(|([(_, id)], t)| {
+            [(Dependency::Sidecar, &t.sidecar_outage), (Dependency::Target, &t.target_outage), (Dependency::Source, &t.source_outage)]
+                .map(|(on, outage)| ([("connector", id.clone()), ("dependency", on.name().to_owned())], outage))
+        })
+        .collect();
+    family(
+        e,
+        gauge("dependency_up", "0 while the connector's sidecar, target or source (label `dependency`) is failing, 1 otherwise."),
+        dependencies.iter().map(|(labels, outage)| (labels.clone(), ConstGauge::new(u64::from(outage.ongoing().is_none())))),
+    )?;
+    family(
+        e,
+        (
+            "dependency_failures",
+            None,
+            MetricType::Counter,
+            "Failures of the sidecar (a stream broken, an answer late), the target (a batch attempt failed) or the source (a read failed), by label `dependency`.",
+        ),
+        dependencies.iter().map(|(labels, outage)| (labels.clone(), ConstCounter::new(outage.failures().get()))),
+    )?;
     for series in &telemetry::SERIES {
         let mut metric = e.encode_descriptor(series.name, series.help, series.unit.as_ref(), series.kind)?;
         for (labels, recorded) in &recorded {

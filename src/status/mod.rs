@@ -10,4 +10,4 @@ pub mod head_probe;
 pub mod metrics;
 pub mod registry;
 
-pub use registry::{ConnectorHandle, ConnectorState, Connectors, Origin, Snapshot};
+pub use registry::{ConnectorHandle, ConnectorState, Connectors, Dependency, Origin, Snapshot};

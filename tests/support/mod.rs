@@ -23,3 +23,4 @@ pub mod postgres;
 pub mod processes;
 #[cfg(feature = "redis")] pub mod redis;
 pub mod sidecars;
+pub mod tls;

@@ -16,6 +16,10 @@ pub struct ConsoleSinkConfig {
 }
 
 impl SinkSettings for ConsoleSinkConfig {
+    fn is_remote(&self) -> bool {
+        false
+    }
+
     fn supports(&self, mode: ConnectorMode) -> bool {
         mode == ConnectorMode::Producer
     }

@@ -137,6 +137,18 @@ pub fn parse_placeholders<'a>(sql: &'a str, count: usize) -> Result<Vec<Piece<'a
     if numbered && in_order > 0 {
         return Err("the statement mixes `?` with numbered placeholders ($1 or @P1); use one style".into());
     }
+    let mut used = vec![false; count];
+    for piece in &pieces {
+        if let Piece::Param(n) = piece {
+            used[*n] = true;
+        }
+    }
+    if let Some(unused) = used.iter().position(|u| !u) {
+        return Err(format!(
+            "the sidecar sent {count} parameter(s) but the statement does not use ${0} (or @P{0}); every parameter needs its placeholder",
+            unused + 1
+        ));
+    }
     if text_start < sql.len() {
         pieces.push(Piece::Text(&sql[text_start..]));
     }
@@ -216,7 +228,8 @@ mod tests {
         assert_eq!(renumbered("UPDATE t SET a = $1, b = $2 WHERE id = $1", 2, 4).unwrap(), "UPDATE t SET a = @P5, b = @P6 WHERE id = @P5");
         assert_eq!(renumbered("INSERT INTO t VALUES (@P1, @p2)", 2, 10).unwrap(), "INSERT INTO t VALUES (@P11, @P12)");
         assert_eq!(renumbered("INSERT INTO t VALUES (?, ?)", 2, 1).unwrap(), "INSERT INTO t VALUES (@P2, @P3)");
-        assert_eq!(renumbered("SELECT $10", 10, 0).unwrap(), "SELECT @P10");
+        let every = (1..=10).rev().map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+        assert_eq!(renumbered(&format!("SELECT {every}"), 10, 0).unwrap(), "SELECT @P10, @P9, @P8, @P7, @P6, @P5, @P4, @P3, @P2, @P1");
     }
 
     #[test]
@@ -235,6 +248,17 @@ mod tests {
         assert_eq!(renumbered("SELECT @P0", 2, 0).unwrap_err(), "placeholder `@P0` but the sidecar sent 2 parameter(s)");
         assert_eq!(renumbered("SELECT ?, ?", 1, 0).unwrap_err(), "placeholder `?` but the sidecar sent 1 parameter(s)");
         assert!(renumbered("SELECT ?, $1", 2, 0).unwrap_err().contains("mixes `?`"));
+    }
+
+    #[test]
+    fn refuses_parameters_without_a_placeholder() {
+        let surplus = "the sidecar sent 2 parameter(s) but the statement does not use $2 (or @P2); every parameter needs its placeholder";
+        assert_eq!(renumbered("SELECT $1", 2, 0).unwrap_err(), surplus);
+        assert_eq!(renumbered("SELECT @P1, '$2' -- $2", 2, 0).unwrap_err(), surplus);
+        assert_eq!(renumbered("SELECT ?", 2, 0).unwrap_err(), surplus);
+        assert!(renumbered("SELECT $1, $3", 3, 0).unwrap_err().contains("does not use $2"));
+        assert!(renumbered("SELECT 1", 1, 0).unwrap_err().contains("does not use $1"));
+        assert_eq!(renumbered("SELECT $2, $1, $2", 2, 0).unwrap(), "SELECT @P2, @P1, @P2");
     }
 
     #[test]

@@ -56,7 +56,8 @@ mod defaults {
     }
 }
 
-/// A PostgreSQL connection string, as libpq and tokio-postgres read it.
+/// A PostgreSQL connection string, as libpq and tokio-postgres read it, with its TLS parameters
+/// and the files they name (read as the connection would read them).
 pub fn url(url: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
     if url.trim().is_empty() {
         problems.push(problem(path, "empty; expected e.g. `postgres://user:password@127.0.0.1:5432/db`"));
@@ -67,7 +68,7 @@ pub fn url(url: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
 
 #[cfg(feature = "postgres")]
 fn url_problem(url: &str) -> Option<String> {
-    url.parse::<tokio_postgres::Config>().err().map(|e| format!("not a PostgreSQL connection string: {e}"))
+    crate::postgres::PgEndpoint::parse(url).err()
 }
 
 #[cfg(not(feature = "postgres"))]

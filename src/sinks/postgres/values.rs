@@ -64,8 +64,18 @@ pub enum Bound<'a> {
 /// Converts every parameter of a statement the server prepared with parameter types `types`;
 /// the message says why they do not fit (count or a value).
 pub fn bind_all<'a>(params: &'a [SqlValue], types: &[Type]) -> Result<Vec<Bound<'a>>, String> {
-    if types.len() != params.len() {
-        return Err(format!("the statement has {} parameter(s) but the sidecar sent {}", types.len(), params.len()));
+    // The server counts a statement's parameters up to its highest `$n` (a gap is an error it
+    // reports itself), so a count that differs is a placeholder without a parameter, or a
+    // parameter without a placeholder: both refused, as on the other SQL targets.
+    if types.len() > params.len() {
+        return Err(format!("the statement uses ${} but the sidecar sent {} parameter(s)", types.len(), params.len()));
+    }
+    if types.len() < params.len() {
+        return Err(format!(
+            "the sidecar sent {} parameter(s) but the statement does not use ${}; every parameter needs its placeholder",
+            params.len(),
+            types.len() + 1
+        ));
     }
     params.iter().zip(types).enumerate().map(|(i, (value, ty))| bind(value, ty, i + 1)).collect::<Result<_, _>>().map_err(|e| e.to_string())
 }
@@ -422,6 +432,17 @@ mod tests {
         assert!(matches!(Bound::I32(1).encode_format(&Type::INT4), Format::Binary));
         let mut out = BytesMut::new();
         assert!(matches!(Bound::Null.to_sql_checked(&Type::UUID, &mut out).unwrap(), IsNull::Yes));
+    }
+
+    #[test]
+    fn the_parameters_and_the_placeholders_must_agree() {
+        let params = [SqlValue::Int(1), SqlValue::Int(2)];
+        assert_eq!(bind_all(&params, &[Type::INT8, Type::INT8]).unwrap().len(), 2);
+        assert_eq!(bind_all(&params[..1], &[Type::INT8, Type::INT8]).unwrap_err(), "the statement uses $2 but the sidecar sent 1 parameter(s)");
+        assert_eq!(
+            bind_all(&params, &[Type::INT8]).unwrap_err(),
+            "the sidecar sent 2 parameter(s) but the statement does not use $2; every parameter needs its placeholder"
+        );
     }
 
     #[test]

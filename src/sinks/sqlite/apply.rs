@@ -171,6 +171,7 @@ pub(super) fn execute(conn: &Connection, op: &SqlOp) -> Result<(), OpError> {
         SqlOp::Raw(sql) => conn.execute_batch(sql).map_err(fail),
         SqlOp::Statement { sql, params } => {
             let mut stmt = conn.prepare_cached(sql).map_err(fail)?;
+            let mut used = vec![false; params.len()];
             for index in 1..=stmt.parameter_count() {
                 let number = match stmt.parameter_name(index) {
                     None => index,
@@ -190,7 +191,11 @@ pub(super) fn execute(conn: &Connection, op: &SqlOp) -> Result<(), OpError> {
                         params.len()
                     ),
                 })?;
+                used[number - 1] = true;
                 stmt.raw_bind_parameter(index, Bind(value)).map_err(fail)?;
+            }
+            if let Some(unused) = used.iter().position(|u| !u) {
+                return Err(OpError { transient: false, message: surplus(params.len(), unused + 1) });
             }
             match stmt.raw_execute() {
                 Ok(_) | Err(rusqlite::Error::ExecuteReturnedResults) => Ok(()),
@@ -198,6 +203,12 @@ pub(super) fn execute(conn: &Connection, op: &SqlOp) -> Result<(), OpError> {
             }
         }
     }
+}
+
+/// A parameter the statement has no placeholder for: refused like a missing one, since it
+/// means the statement and its parameters disagree (a dropped column, a miscounted list).
+fn surplus(sent: usize, unused: usize) -> String {
+    format!("the sidecar sent {sent} parameter(s) but the statement does not use ${unused}; every parameter needs its placeholder")
 }
 
 /// How a typed parameter is stored in SQLite.
@@ -224,4 +235,34 @@ impl ToSql for Bind<'_> {
 
 fn is_transient(e: &rusqlite::Error) -> bool {
     matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(sql: &str, params: Vec<SqlValue>) -> Result<(), String> {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (a, b)").unwrap();
+        execute(&conn, &SqlOp::Statement { sql: sql.into(), params }).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn every_parameter_needs_a_placeholder_and_every_placeholder_a_parameter() {
+        let (one, two) = (SqlValue::Int(1), SqlValue::Int(2));
+        run("INSERT INTO t VALUES ($1, $2)", vec![one.clone(), two.clone()]).unwrap();
+        run("INSERT INTO t VALUES ($2, $1)", vec![one.clone(), two.clone()]).unwrap();
+        run("INSERT INTO t VALUES (?, ?)", vec![one.clone(), two.clone()]).unwrap();
+        run("INSERT INTO t VALUES ($1, $1)", vec![one.clone()]).unwrap();
+        assert_eq!(run("INSERT INTO t VALUES ($1, $2)", vec![one.clone()]).unwrap_err(), "the statement uses $2 but the sidecar sent 1 parameter(s)");
+        assert_eq!(
+            run("INSERT INTO t VALUES ($1, 0)", vec![one.clone(), two.clone()]).unwrap_err(),
+            "the sidecar sent 2 parameter(s) but the statement does not use $2; every parameter needs its placeholder"
+        );
+        assert_eq!(
+            run("INSERT INTO t VALUES ($1, $3)", vec![one.clone(), two.clone(), one.clone()]).unwrap_err(),
+            "the sidecar sent 3 parameter(s) but the statement does not use $2; every parameter needs its placeholder"
+        );
+        assert!(run("INSERT INTO t VALUES (0, 0)", vec![one]).unwrap_err().contains("does not use $1"));
+    }
 }

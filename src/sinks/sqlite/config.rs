@@ -28,6 +28,10 @@ pub struct SqliteSinkConfig {
 }
 
 impl SinkSettings for SqliteSinkConfig {
+    fn is_remote(&self) -> bool {
+        false
+    }
+
     fn eventuous_keys(&self) -> Option<&'static [&'static str]> {
         Some(&["table"])
     }

@@ -26,6 +26,10 @@ pub struct SqliteSourceConfig {
 }
 
 impl SourceSettings for SqliteSourceConfig {
+    fn is_remote(&self) -> bool {
+        false
+    }
+
     fn validate(&self, connector_path: &str, problems: &mut Vec<ConfigProblem>) {
         non_empty_path(&self.path, &format!("{connector_path}.source.sqlite.path"), problems);
         at_least(self.batch_size as u64, 1, &format!("{connector_path}.source.sqlite.batch_size"), problems);
