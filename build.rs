@@ -1,7 +1,7 @@
 //! Compiles the protobuf contracts with tonic/prost. protox parses the files in pure Rust, so
 //! no system `protoc` is needed:
 //! - `proto/`: our sidecar contract (client and server; the example sidecar serves it);
-//! - `tests/support/kurrentdb/protos/`: KurrentDB's official client protos, copied from the
+//! - `tests/it/support/kurrentdb/protos/`: KurrentDB's official client protos, copied from the
 //!   `kurrentdb` crate's sources, for the in-repo test server (server side only). Tests and the
 //!   benchmark `include!` them from `OUT_DIR`; the library itself does not use them.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -12,7 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .compile_fds(descriptors)?;
 
-    let kurrentdb = "tests/support/kurrentdb/protos";
+    let kurrentdb = "tests/it/support/kurrentdb/protos";
     println!("cargo:rerun-if-changed={kurrentdb}");
     let files = ["streams.proto", "serverfeatures.proto", "gossip.proto"].map(|f| format!("{kurrentdb}/{f}"));
     let descriptors = protox::compile(files, [kurrentdb])?;

@@ -1,6 +1,6 @@
 //! The Elasticsearch scenarios' pieces: index names of their own per scenario (deleted at the
 //! end), the bookings reducer's Elasticsearch form served in-process (the tests' reducer,
-//! `tests/support/elastic_bookings.rs`, with `Describe` declaring the same five types as the
+//! `tests/it/support/elastic_bookings.rs`, with `Describe` declaring the same five types as the
 //! SQL reducer), and the raw `_bulk` measurement: the same operations, cut into the same
 //! batches, sent by the same client as `_bulk` requests with nothing else (no gRPC, no
 //! checkpoints).
@@ -33,7 +33,7 @@ use crate::{
     scenarios::{Outcome, cpu_seconds},
 };
 
-#[path = "../tests/support/elastic_bookings.rs"]
+#[path = "../tests/it/support/elastic_bookings.rs"]
 mod elastic_bookings;
 
 pub use elastic_bookings::reduce_elastic;

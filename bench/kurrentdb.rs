@@ -1,6 +1,6 @@
 //! The KurrentDB source benchmark (`bench/run` runs it after the pipeline harness; alone:
 //! `cargo bench --bench kurrentdb -- [--events N]`). The KurrentDB test server
-//! (`tests/support/kurrentdb`, the real gRPC service) holds N bookings events; measured in one
+//! (`tests/it/support/kurrentdb`, the real gRPC service) holds N bookings events; measured in one
 //! run, in this process:
 //!
 //! - `kurrentdb-raw`: the official `kurrentdb` client alone, subscribed to `$all` from the
@@ -19,7 +19,7 @@
 
 // The bench uses only part of the test server.
 #[allow(dead_code)]
-#[path = "../tests/support/kurrentdb/mod.rs"]
+#[path = "../tests/it/support/kurrentdb/mod.rs"]
 mod kurrentdb_server;
 
 use std::time::{Duration, Instant};

@@ -10,7 +10,7 @@ mod logs;
 mod mongo;
 mod null_sink;
 mod orchestrator;
-#[path = "../tests/support/otlp.rs"]
+#[path = "../tests/it/support/otlp.rs"]
 #[allow(dead_code)]
 mod otlp;
 mod pg;

@@ -1,6 +1,6 @@
 //! The Redis scenarios' pieces: a key prefix of its own per scenario (its keys deleted at the
 //! end), the bookings read model in Redis served in-process (the tests' reducer,
-//! `tests/support/redis_bookings.rs`, with `Describe` declaring the same five types as the SQL
+//! `tests/it/support/redis_bookings.rs`, with `Describe` declaring the same five types as the SQL
 //! reducer), and the raw measurement: the same operations, cut into the same batches, sent by
 //! the same client as one MULTI/EXEC per batch with the batch's checkpoint HSET, and nothing
 //! else (no gRPC, no WATCH, no reading of types and counters before MULTI).
@@ -35,7 +35,7 @@ use crate::{
     scenarios::{Outcome, cpu_seconds},
 };
 
-#[path = "../tests/support/redis_bookings.rs"]
+#[path = "../tests/it/support/redis_bookings.rs"]
 mod redis_bookings;
 
 /// The keys of one scenario: everything under `bench:<scenario>:<pid>:`.

@@ -69,7 +69,7 @@ pub enum Target {
     /// A MongoDB-wire server: the bookings reducer's MongoDB upserts (`REDUCER_TARGET=mongo`).
     Mongo,
     /// Redis: the bookings read model as hashes, counters and streams
-    /// (`tests/support/redis_bookings.rs`).
+    /// (`tests/it/support/redis_bookings.rs`).
     Redis,
 }
 
