@@ -6,11 +6,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use prost_types::{ListValue, Struct, Value, value::Kind};
 
-/// Why a payload could not become a `Struct`.
+/// Why a payload could not become a `Struct`. The JSON error is part of the message and not a
+/// `source`, so a chain printed with `{:#}` says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum PayloadError {
     #[error("payload is not valid JSON: {0}")]
-    NotJson(#[from] serde_json::Error),
+    NotJson(serde_json::Error),
     #[error("payload is JSON but not an object (a Struct needs an object at the top level)")]
     NotAnObject,
 }
@@ -18,7 +19,7 @@ pub enum PayloadError {
 /// Parses a JSON object into a `Struct`. JSON numbers become doubles, as protobuf's JSON
 /// mapping does.
 pub fn json_to_struct(json: &[u8]) -> Result<Struct, PayloadError> {
-    match serde_json::from_slice::<serde_json::Value>(json)? {
+    match serde_json::from_slice::<serde_json::Value>(json).map_err(PayloadError::NotJson)? {
         serde_json::Value::Object(map) => Ok(object_to_struct(map)),
         _ => Err(PayloadError::NotAnObject),
     }

@@ -182,7 +182,7 @@ fn access(endpoint: &Endpoint) -> Result<Access, (u8, String)> {
 
 /// The endpoint's TLS configuration, when it serves HTTPS. An error is (exit code, message).
 fn tls(endpoint: &Endpoint) -> Result<Option<endpoint::Tls>, (u8, String)> {
-    endpoint.tls.as_ref().map(|files| files.load().map_err(|message| (CANNOT_LISTEN, message))).transpose()
+    endpoint.tls.as_ref().map(|files| files.load().map_err(|e| (CANNOT_LISTEN, e.to_string()))).transpose()
 }
 
 async fn open_log(path: &Path) -> Result<DefinitionLog, String> {

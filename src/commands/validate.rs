@@ -116,7 +116,7 @@ async fn check_sidecar(c: &ConnectorConfig) -> Checked {
         }
         Ok(Described::NotSupported) => Checked::Ok(format!("{address}: reachable; it does not serve Describe, so it is sent every event")),
         Ok(Described::Stopped) => Checked::Failed("stopped".into()),
-        Err(e) => Checked::Failed(e),
+        Err(e) => Checked::Failed(e.to_string()),
     }
 }
 

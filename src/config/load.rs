@@ -16,11 +16,12 @@ use super::{
     *,
 };
 
-/// A configuration that could not be loaded: every problem found.
+/// A configuration that could not be loaded: every problem found. A cause is part of the
+/// message and not a `source`, so a chain printed with `{:#}` says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: std::io::Error },
     #[error("{} problem(s) in {origin}:\n{}", problems.len(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid { origin: String, problems: Vec<ConfigProblem> },
 }
@@ -29,7 +30,7 @@ pub enum ConfigError {
 /// file's directory (`paths.rs`).
 pub fn load_file(path: &Path) -> Result<GatewayConfig, ConfigError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        .map_err(|reason| ConfigError::Read { path: path.display().to_string(), reason })?;
     parse_in(&text, path.parent().unwrap_or(Path::new(""))).map_err(|problems| ConfigError::Invalid {
         origin: path.display().to_string(),
         problems,

@@ -459,7 +459,9 @@ impl Supervisor {
 /// Runs a connector. A failure before it ever ran, because its target or source cannot be
 /// reached, is waited out with backoff in state `waiting_for_target` / `waiting_for_source`,
 /// as the same outage mid-run is (a database blip at deploy time must not become a crash
-/// loop), unless `fail_fast`. Its sidecar is waited for at start in any case (`Describe`).
+/// loop), unless `fail_fast`. A sink error that needs a fix is not waited for
+/// ([`crate::sinks::SinkError::needs_a_fix`]). Its sidecar is waited for at start in any case
+/// (`Describe`).
 async fn run_waiting_at_start(config: ConnectorConfig, control: ConnectorControl, handle: &ConnectorHandle, fail_fast: bool) -> Result<(), String> {
     let id = config.id.clone();
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
@@ -479,7 +481,11 @@ async fn run_waiting_at_start(config: ConnectorConfig, control: ConnectorControl
             Err(error) => error,
         };
         let (on, reason) = match &error {
-            ConnectorError::Sink { error, .. } if config.sink.settings().is_remote() => (Dependency::Target, error.to_string()),
+            // A mistake (configuration, schema, checkpoints, the sidecar's reset) is no outage:
+            // it fails at once, however remote the target.
+            ConnectorError::Sink { error, .. } if config.sink.settings().is_remote() && !error.needs_a_fix() => {
+                (Dependency::Target, error.to_string())
+            }
             ConnectorError::Source { error, .. } if config.source.settings().is_remote() && !matches!(error, SourceError::NotBuilt(_)) => {
                 (Dependency::Source, error.to_string())
             }

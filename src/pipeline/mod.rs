@@ -194,7 +194,7 @@ pub async fn run_with_sink<S: Sink>(
             }
             Ok(Described::NotSupported) => {}
             Ok(Described::Stopped) => return Ok(()),
-            Err(message) => return Err(config_error(message)),
+            Err(e) => return Err(config_error(e.to_string())),
         }
     }
     if plan.partition_count_changed() {
@@ -390,7 +390,7 @@ async fn adopt_description<S: Sink>(sink: &S, config: &ConnectorConfig, descript
             for (n, any) in description.reset_operations.iter().enumerate() {
                 match sink.decode(any) {
                     Ok(op) => reset.extend(op),
-                    Err(e) => return Err(SinkError(format!("reset operation {} of the sidecar's Describe: {e}", n + 1))),
+                    Err(e) => return Err(SinkError::reset(format!("reset operation {} of the sidecar's Describe: {e}", n + 1))),
                 }
             }
             info!(

@@ -58,9 +58,9 @@ impl WithSink for Reset {
         };
         if let Some(position) = position {
             let count = Partitioner::new(&config.partitioning).count();
-            store_position(&sink, count, position, None)
-                .await
-                .map_err(|e| failed(SinkError(format!("storing the new checkpoints failed: {e}"))))?;
+            store_position(&sink, count, position, None).await.map_err(|e| {
+                failed(SinkError::checkpoints(format!("storing the new checkpoints failed: {e}")).unreachable_if(e.transient))
+            })?;
         }
         let after = sink.load_checkpoints().await.map_err(failed)?;
         Ok(ResetOutcome { before, after })
@@ -84,8 +84,8 @@ pub(super) async fn store_position<S: Sink>(
         None => Batch::new(items, count),
     };
     let mut writer = sink.open_writer().await.map_err(|e| ApplyError {
-        message: e.to_string(),
-        transient: false,
+        transient: e.is_transient(),
+        message: e.0,
         failed_at: None,
         checkpoint_moved: false,
     })?;

@@ -27,7 +27,7 @@ pub(super) async fn take_over_eventuous_checkpoint<S: Sink>(sink: &S, config: &C
         return Ok(());
     }
     let Some(checkpoint) = spec.resolve(&config.sink) else {
-        return Err(SinkError(format!(
+        return Err(SinkError::config(format!(
             "the {} sink has no Eventuous checkpoint to take over; remove `eventuous_checkpoint`",
             config.sink.key()
         )));
@@ -57,9 +57,10 @@ pub(super) async fn take_over_eventuous_checkpoint<S: Sink>(sink: &S, config: &C
             Ok(())
         }
         Err(e) if e.checkpoint_moved => Ok(()),
-        Err(e) => Err(SinkError(format!(
+        Err(e) => Err(SinkError::checkpoints(format!(
             "storing the Eventuous checkpoint `{}` ({}, position {position}) as this connector's own failed: {e}",
             checkpoint.id, checkpoint.place
-        ))),
+        ))
+        .unreachable_if(e.transient)),
     }
 }

@@ -11,11 +11,29 @@ use std::{fmt::Write as _, time::Duration};
 use tokio_postgres::{Client, Config, config::Host, error::SqlState};
 use tracing::debug;
 
-pub use tls::SslMode;
+pub use tls::{SslMode, TlsError};
 use tls::PgTls;
 
 /// How long to wait for a server to accept a connection when the URL does not say.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a PostgreSQL connection string cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    /// tokio-postgres cannot read it; its words name the option or the position, never a value.
+    #[error("invalid PostgreSQL URL: {}; expected e.g. `postgres://user:password@host:5432/db`", with_cause(.0))]
+    Invalid(tokio_postgres::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// The error and the cause tokio-postgres keeps as its `source`, on one line.
+fn with_cause(error: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(error) {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
+    }
+}
 
 /// A PostgreSQL server and database, parsed from the configured URL.
 #[derive(Debug, Clone)]
@@ -30,13 +48,9 @@ impl PgEndpoint {
     /// key/value string (`host=h dbname=db sslmode=require`), and reads the certificate and key
     /// files its TLS parameters name (`sslrootcert`, `sslcert`, `sslkey`; see `tls.rs`), so a
     /// missing or unreadable file is an error here, not at the first connection.
-    pub fn parse(url: &str) -> Result<Self, String> {
+    pub fn parse(url: &str) -> Result<Self, UrlError> {
         let (rest, tls) = tls::split(url)?;
-        let mut config: Config = rest.parse().map_err(|e: tokio_postgres::Error| {
-            // The cause names the option or the position (`unknown option `sslcrl``), never a value.
-            let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
-            format!("invalid PostgreSQL URL: {e}{cause}; expected e.g. `postgres://user:password@host:5432/db`")
-        })?;
+        let mut config: Config = rest.parse().map_err(UrlError::Invalid)?;
         let tls = PgTls::new(&tls)?;
         // Like libpq, no TLS over Unix-domain sockets (the server offers none there).
         let unix_only = !config.get_hosts().is_empty()
@@ -122,10 +136,7 @@ pub fn describe(error: &tokio_postgres::Error) -> String {
         }
         return text;
     }
-    let mut text = match std::error::Error::source(error) {
-        Some(cause) => format!("{error}: {cause}"),
-        None => error.to_string(),
-    };
+    let mut text = with_cause(error);
     if let Some(rustls::Error::InvalidCertificate(reason)) = tls_error(error) {
         use rustls::CertificateError as Why;
         match reason {
@@ -240,7 +251,7 @@ mod tests {
         assert_eq!(endpoint.display(), "postgres://gateway@127.0.0.1:54329/gateway");
         let endpoint = PgEndpoint::parse("host=db port=5433 user=u password=s3cret dbname=app").unwrap();
         assert_eq!(endpoint.display(), "postgres://u@db:5433/app");
-        let err = PgEndpoint::parse("postgres://u:p@h:notaport/db").unwrap_err();
+        let err = PgEndpoint::parse("postgres://u:p@h:notaport/db").unwrap_err().to_string();
         assert!(err.starts_with("invalid PostgreSQL URL"), "{err}");
     }
 
@@ -292,14 +303,14 @@ mod tests {
 
     #[test]
     fn tls_mistakes_are_one_line_errors_at_parse_time() {
-        let err = PgEndpoint::parse("postgres://gw@h/db?sslmode=verify-everything").unwrap_err();
+        let err = PgEndpoint::parse("postgres://gw@h/db?sslmode=verify-everything").unwrap_err().to_string();
         assert_eq!(err, "sslmode `verify-everything` is not one of disable, allow, prefer, require, verify-ca, verify-full");
-        let err = PgEndpoint::parse("host=h sslmode=verify-full sslrootcert=/no/such/ca.pem").unwrap_err();
+        let err = PgEndpoint::parse("host=h sslmode=verify-full sslrootcert=/no/such/ca.pem").unwrap_err().to_string();
         assert!(err.starts_with("sslrootcert `/no/such/ca.pem`: cannot read it: "), "{err}");
-        let err = PgEndpoint::parse("postgres://gw@h/db?sslmode=require&sslcert=/no/such.crt&sslkey=/no/such.key").unwrap_err();
+        let err = PgEndpoint::parse("postgres://gw@h/db?sslmode=require&sslcert=/no/such.crt&sslkey=/no/such.key").unwrap_err().to_string();
         assert!(err.starts_with("sslcert `/no/such.crt`: cannot read it: "), "{err}");
         // Other `ssl*` parameters stay tokio-postgres's to refuse.
-        let err = PgEndpoint::parse("postgres://gw@h/db?sslcrl=x").unwrap_err();
+        let err = PgEndpoint::parse("postgres://gw@h/db?sslcrl=x").unwrap_err().to_string();
         assert!(err.starts_with("invalid PostgreSQL URL: invalid connection string: unknown option `sslcrl`; "), "{err}");
     }
 

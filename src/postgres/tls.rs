@@ -69,11 +69,8 @@ impl SslMode {
         }
     }
 
-    fn parse(value: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|m| m.as_str() == value).ok_or_else(|| {
-            let names: Vec<_> = Self::ALL.iter().map(|m| m.as_str()).collect();
-            format!("sslmode `{value}` is not one of {}", names.join(", "))
-        })
+    fn parse(value: &str) -> Result<Self, TlsError> {
+        Self::ALL.into_iter().find(|m| m.as_str() == value).ok_or_else(|| TlsError::UnknownMode(value.to_owned()))
     }
 
     /// The mode tokio-postgres negotiates with; certificate checks are the connector's.
@@ -93,6 +90,47 @@ impl fmt::Display for SslMode {
     }
 }
 
+/// Why the TLS parameters of a connection string cannot be used. Each message names the
+/// parameter (and the file) at fault and what to do; the cause (an I/O, PEM or rustls error)
+/// is part of the message, not a `source`, so it is printed once.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("sslmode `{0}` is not one of {names}", names = SslMode::ALL.map(SslMode::as_str).join(", "))]
+    UnknownMode(String),
+    #[error("`{0}` is not UTF-8 once percent-decoded")]
+    NotUtf8(String),
+    #[error("sslmode `{0}` may not be used with sslrootcert=system (the Mozilla roots): use sslmode=verify-full, as libpq requires")]
+    SystemRootsNeedVerifyFull(SslMode),
+    #[error(
+        "sslmode `{0}` needs the certificate(s) to verify the server with: set `sslrootcert=<file>` (PEM) or `sslrootcert=system` (there is no {root})",
+        root = DEFAULT_ROOT_CERT
+    )]
+    NoRootCert(SslMode),
+    /// `key` names the parameter: `sslrootcert`, `sslcert` or `sslkey`.
+    #[error("{key} `{path}`: cannot read it: {reason}")]
+    Unreadable { key: &'static str, path: String, reason: std::io::Error },
+    #[error("{key} `{path}`: not a PEM file: {reason}")]
+    NotPem { key: &'static str, path: String, reason: rustls::pki_types::pem::Error },
+    #[error("{key} `{path}`: no certificate in it (expected PEM `-----BEGIN CERTIFICATE-----` blocks)")]
+    NoCertificate { key: &'static str, path: String },
+    #[error("sslrootcert `{path}`: certificate {number} cannot be a root certificate: {reason}")]
+    NotARoot { path: String, number: usize, reason: rustls::Error },
+    #[error("sslrootcert: {0}")]
+    Roots(rustls::client::VerifierBuilderError),
+    #[error(
+        "sslkey `{0}`: no private key in it (expected an unencrypted PEM key: PKCS#8 `BEGIN PRIVATE KEY`, PKCS#1 `BEGIN RSA PRIVATE KEY` or SEC1 `BEGIN EC PRIVATE KEY`)"
+    )]
+    NoKey(String),
+    #[error("sslcert `{cert}` with sslkey `{key}`: {reason}")]
+    CertificateAndKey { cert: String, key: String, reason: rustls::Error },
+    #[error("sslcert is set without sslkey: a client certificate needs both (PEM files)")]
+    CertWithoutKey,
+    #[error("sslkey is set without sslcert: a client certificate needs both (PEM files)")]
+    KeyWithoutCert,
+    #[error("TLS: {0}")]
+    Protocols(rustls::Error),
+}
+
 /// The TLS parameters found in a connection string, decoded; the last of a repeated key wins
 /// (as in libpq).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -104,7 +142,7 @@ pub struct TlsParams {
 }
 
 impl TlsParams {
-    fn set(&mut self, key: &str, value: String) -> Result<(), String> {
+    fn set(&mut self, key: &str, value: String) -> Result<(), TlsError> {
         match key {
             "sslmode" => self.mode = Some(SslMode::parse(&value)?),
             "sslrootcert" => self.root_cert = Some(value),
@@ -119,7 +157,7 @@ impl TlsParams {
 /// Takes the TLS parameters out of a libpq connection string, URL (`postgres://...?sslmode=...`)
 /// or key/value (`host=... sslmode=...`), and returns the rest, for tokio-postgres, with them.
 /// A string tokio-postgres could not read either is returned whole, for its own message.
-pub fn split(url: &str) -> Result<(String, TlsParams), String> {
+pub fn split(url: &str) -> Result<(String, TlsParams), TlsError> {
     // The same prefixes (case-sensitive) as tokio-postgres's, which reads anything else as
     // key/value pairs.
     match ["postgres://", "postgresql://"].iter().find(|p| url.starts_with(*p)) {
@@ -130,7 +168,7 @@ pub fn split(url: &str) -> Result<(String, TlsParams), String> {
 
 /// The query of a URL, found where tokio-postgres finds it: after the first `?` that follows
 /// the credentials (which end at the first `@`).
-fn split_url(url: &str, prefix: usize) -> Result<(String, TlsParams), String> {
+fn split_url(url: &str, prefix: usize) -> Result<(String, TlsParams), TlsError> {
     let after_credentials = url[prefix..].find('@').map_or(prefix, |at| prefix + at + 1);
     let Some(question) = url[after_credentials..].find('?').map(|q| after_credentials + q) else {
         return Ok((url.to_string(), TlsParams::default()));
@@ -163,7 +201,7 @@ fn split_url(url: &str, prefix: usize) -> Result<(String, TlsParams), String> {
 }
 
 /// `%XX` sequences decoded (others kept as they are), as UTF-8.
-fn percent_decode(s: &str) -> Result<String, String> {
+fn percent_decode(s: &str) -> Result<String, TlsError> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -179,12 +217,12 @@ fn percent_decode(s: &str) -> Result<String, String> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| format!("`{s}` is not UTF-8 once percent-decoded"))
+    String::from_utf8(out).map_err(|_| TlsError::NotUtf8(s.to_owned()))
 }
 
 /// Key/value pairs (`key = value`, values bare or in single quotes, `\` escaping the next
 /// character), read with tokio-postgres's grammar; the pairs kept are written back quoted.
-fn split_key_values(s: &str) -> Result<(String, TlsParams), String> {
+fn split_key_values(s: &str) -> Result<(String, TlsParams), TlsError> {
     let Some(pairs) = key_values(s) else {
         return Ok((s.to_string(), TlsParams::default()));
     };
@@ -261,18 +299,16 @@ impl fmt::Debug for PgTls {
 
 impl PgTls {
     /// Reads and checks the files the parameters name and builds the client configuration.
-    pub fn new(params: &TlsParams) -> Result<Self, String> {
+    pub fn new(params: &TlsParams) -> Result<Self, TlsError> {
         Self::with_home(params, std::env::var_os("HOME").map(PathBuf::from))
     }
 
     /// [`PgTls::new`] with libpq's default root certificate looked up under `home`.
-    fn with_home(params: &TlsParams, home: Option<PathBuf>) -> Result<Self, String> {
+    fn with_home(params: &TlsParams, home: Option<PathBuf>) -> Result<Self, TlsError> {
         let system = params.root_cert.as_deref() == Some("system");
         let mode = params.mode.unwrap_or(if system { SslMode::VerifyFull } else { SslMode::DEFAULT });
         if system && mode != SslMode::VerifyFull {
-            return Err(format!(
-                "sslmode `{mode}` may not be used with sslrootcert=system (the Mozilla roots): use sslmode=verify-full, as libpq requires"
-            ));
+            return Err(TlsError::SystemRootsNeedVerifyFull(mode));
         }
         let provider = Arc::new(ring::default_provider());
         if mode == SslMode::Disable {
@@ -290,11 +326,7 @@ impl PgTls {
                 let default = home.map(|h| h.join(DEFAULT_ROOT_CERT.trim_start_matches("~/")));
                 match default {
                     Some(path) if path.exists() => Some(read_roots(&path.display().to_string())?),
-                    _ => {
-                        return Err(format!(
-                            "sslmode `{mode}` needs the certificate(s) to verify the server with: set `sslrootcert=<file>` (PEM) or `sslrootcert=system` (there is no {DEFAULT_ROOT_CERT})"
-                        ));
-                    }
+                    _ => return Err(TlsError::NoRootCert(mode)),
                 }
             }
             None => None,
@@ -304,7 +336,7 @@ impl PgTls {
             Some(roots) => {
                 let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .build()
-                    .map_err(|e| format!("sslrootcert: {e}"))?;
+                    .map_err(TlsError::Roots)?;
                 if mode == SslMode::VerifyFull {
                     builder.with_webpki_verifier(verifier)
                 } else {
@@ -316,10 +348,10 @@ impl PgTls {
         let mut config = match (params.cert.as_deref(), params.key.as_deref()) {
             (Some(cert), Some(key)) => builder
                 .with_client_auth_cert(read_chain(cert)?, read_key(key)?)
-                .map_err(|e| format!("sslcert `{cert}` with sslkey `{key}`: {e}"))?,
+                .map_err(|reason| TlsError::CertificateAndKey { cert: cert.to_owned(), key: key.to_owned(), reason })?,
             (None, None) => builder.with_no_client_auth(),
-            (Some(_), None) => return Err("sslcert is set without sslkey: a client certificate needs both (PEM files)".into()),
-            (None, Some(_)) => return Err("sslkey is set without sslcert: a client certificate needs both (PEM files)".into()),
+            (Some(_), None) => return Err(TlsError::CertWithoutKey),
+            (None, Some(_)) => return Err(TlsError::KeyWithoutCert),
         };
         // What libpq 17 sends; servers before 17 ignore it, 17 needs it for sslnegotiation=direct.
         config.alpn_protocols = vec![b"postgresql".to_vec()];
@@ -340,48 +372,46 @@ impl PgTls {
     }
 }
 
-fn builder(provider: &Arc<CryptoProvider>) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier>, String> {
+fn builder(provider: &Arc<CryptoProvider>) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier>, TlsError> {
     ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))
+        .map_err(TlsError::Protocols)
 }
 
-fn read(path: &str, key: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{key} `{path}`: cannot read it: {e}"))
+fn read(path: &str, key: &'static str) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|reason| TlsError::Unreadable { key, path: path.to_owned(), reason })
 }
 
-fn certificates(path: &str, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+fn certificates(path: &str, key: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(path, key)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{key} `{path}`: not a PEM file: {e}"))?;
+        .map_err(|reason| TlsError::NotPem { key, path: path.to_owned(), reason })?;
     if certs.is_empty() {
-        return Err(format!("{key} `{path}`: no certificate in it (expected PEM `-----BEGIN CERTIFICATE-----` blocks)"));
+        return Err(TlsError::NoCertificate { key, path: path.to_owned() });
     }
     Ok(certs)
 }
 
-fn read_roots(path: &str) -> Result<RootCertStore, String> {
+fn read_roots(path: &str) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for (i, cert) in certificates(path, "sslrootcert")?.into_iter().enumerate() {
         roots
             .add(cert)
-            .map_err(|e| format!("sslrootcert `{path}`: certificate {} cannot be a root certificate: {e}", i + 1))?;
+            .map_err(|reason| TlsError::NotARoot { path: path.to_owned(), number: i + 1, reason })?;
     }
     Ok(roots)
 }
 
-fn read_chain(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+fn read_chain(path: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     certificates(path, "sslcert")
 }
 
-fn read_key(path: &str) -> Result<PrivateKeyDer<'static>, String> {
+fn read_key(path: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = read(path, "sslkey")?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => format!(
-            "sslkey `{path}`: no private key in it (expected an unencrypted PEM key: PKCS#8 `BEGIN PRIVATE KEY`, PKCS#1 `BEGIN RSA PRIVATE KEY` or SEC1 `BEGIN EC PRIVATE KEY`)"
-        ),
-        e => format!("sslkey `{path}`: not a PEM file: {e}"),
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey(path.to_owned()),
+        reason => TlsError::NotPem { key: "sslkey", path: path.to_owned(), reason },
     })
 }
 
@@ -495,10 +525,10 @@ mod tests {
             assert_eq!(mode.to_string(), name);
         }
         assert_eq!(
-            split("postgres://u@h/db?sslmode=verify-everything").unwrap_err(),
+            split("postgres://u@h/db?sslmode=verify-everything").unwrap_err().to_string(),
             "sslmode `verify-everything` is not one of disable, allow, prefer, require, verify-ca, verify-full"
         );
-        assert!(split("host=h sslmode=VERIFY-FULL").unwrap_err().starts_with("sslmode `VERIFY-FULL` is not one of"));
+        assert!(split("host=h sslmode=VERIFY-FULL").unwrap_err().to_string().starts_with("sslmode `VERIFY-FULL` is not one of"));
     }
 
     #[test]
@@ -544,7 +574,7 @@ mod tests {
     fn verifying_modes_need_root_certificates() {
         let home = tempfile::tempdir().unwrap();
         for mode in [SslMode::VerifyCa, SslMode::VerifyFull] {
-            let err = PgTls::with_home(&params(Some(mode), None), Some(home.path().into())).unwrap_err();
+            let err = PgTls::with_home(&params(Some(mode), None), Some(home.path().into())).unwrap_err().to_string();
             assert_eq!(
                 err,
                 format!(
@@ -569,7 +599,7 @@ mod tests {
     fn system_roots_mean_verify_full() {
         assert_eq!(PgTls::new(&params(None, Some("system"))).unwrap().mode(), SslMode::VerifyFull);
         assert_eq!(PgTls::new(&params(Some(SslMode::VerifyFull), Some("system"))).unwrap().mode(), SslMode::VerifyFull);
-        let err = PgTls::new(&params(Some(SslMode::Require), Some("system"))).unwrap_err();
+        let err = PgTls::new(&params(Some(SslMode::Require), Some("system"))).unwrap_err().to_string();
         assert_eq!(
             err,
             "sslmode `require` may not be used with sslrootcert=system (the Mozilla roots): use sslmode=verify-full, as libpq requires"
@@ -586,12 +616,12 @@ mod tests {
     fn files_that_are_missing_or_not_pem_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.pem").display().to_string();
-        let err = PgTls::new(&params(Some(SslMode::VerifyCa), Some(&missing))).unwrap_err();
+        let err = PgTls::new(&params(Some(SslMode::VerifyCa), Some(&missing))).unwrap_err().to_string();
         assert!(err.starts_with(&format!("sslrootcert `{missing}`: cannot read it: ")), "{err}");
         let garbage = dir.path().join("garbage.pem");
         std::fs::write(&garbage, "hello").unwrap();
         let garbage = garbage.display().to_string();
-        let err = PgTls::new(&params(Some(SslMode::Require), Some(&garbage))).unwrap_err();
+        let err = PgTls::new(&params(Some(SslMode::Require), Some(&garbage))).unwrap_err().to_string();
         assert_eq!(err, format!("sslrootcert `{garbage}`: no certificate in it (expected PEM `-----BEGIN CERTIFICATE-----` blocks)"));
 
         // A client certificate and its key, PKCS#8 (rcgen's) and SEC1.
@@ -617,15 +647,15 @@ mod tests {
         std::fs::write(&sec1, pem_block("EC PRIVATE KEY", &sec1_der)).unwrap();
         with_client(&cert_name, &sec1.display().to_string()).unwrap();
 
-        let err = with_client(&cert_name, &garbage).unwrap_err();
+        let err = with_client(&cert_name, &garbage).unwrap_err().to_string();
         assert!(err.starts_with(&format!("sslkey `{garbage}`: no private key in it")), "{err}");
-        let err = with_client(&garbage, &key_name).unwrap_err();
+        let err = with_client(&garbage, &key_name).unwrap_err().to_string();
         assert!(err.starts_with(&format!("sslcert `{garbage}`: no certificate in it")), "{err}");
         let other_key = dir.path().join("other.key");
         std::fs::write(&other_key, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
-        let err = with_client(&cert_name, &other_key.display().to_string()).unwrap_err();
+        let err = with_client(&cert_name, &other_key.display().to_string()).unwrap_err().to_string();
         assert!(err.starts_with(&format!("sslcert `{cert_name}` with sslkey `{}`: ", other_key.display())), "{err}");
-        let err = PgTls::new(&TlsParams { cert: Some(cert_name.clone()), ..TlsParams::default() }).unwrap_err();
+        let err = PgTls::new(&TlsParams { cert: Some(cert_name.clone()), ..TlsParams::default() }).unwrap_err().to_string();
         assert_eq!(err, "sslcert is set without sslkey: a client certificate needs both (PEM files)");
         // `disable` reads no file, as libpq.
         assert!(PgTls::new(&params(Some(SslMode::Disable), Some(&missing))).is_ok());

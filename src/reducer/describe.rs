@@ -28,9 +28,23 @@ pub enum Described {
     Stopped,
 }
 
+/// Why the sidecar did not describe itself.
+#[derive(Debug, thiserror::Error)]
+pub enum DescribeError {
+    /// It answered `Describe` with an error status (other than UNIMPLEMENTED).
+    #[error("the sidecar's Describe failed ({code:?}: {message})")]
+    Failed { code: Code, message: String },
+    /// It could not be reached (`describe_once` does not wait).
+    #[error("the sidecar at {address} cannot be reached ({reason})")]
+    Unreachable { address: String, reason: String },
+    /// It was reached, and answered `Describe` with an error status (`describe_once`).
+    #[error("the sidecar at {address} answered, but its Describe failed ({code:?}: {message})")]
+    Refused { address: String, code: Code, message: String },
+}
+
 /// Asks the sidecar at `address` to describe itself, waiting (with backoff) while it cannot be
 /// reached.
-pub async fn describe(channel: Channel, connector: &str, address: &str, stop: &CancellationToken) -> Result<Described, String> {
+pub async fn describe(channel: Channel, connector: &str, address: &str, stop: &CancellationToken) -> Result<Described, DescribeError> {
     let mut client = ProjectionInfoClient::new(channel);
     let mut backoff = Backoff::default();
     // Waiting here is an outage of the sidecar like one mid-run: the connector shows
@@ -80,14 +94,14 @@ pub async fn describe(channel: Channel, connector: &str, address: &str, stop: &C
                     _ = tokio::time::sleep(delay) => {}
                 }
             }
-            code => return Err(format!("the sidecar's Describe failed ({code:?}: {})", status.message())),
+            code => return Err(DescribeError::Failed { code, message: status.message().to_owned() }),
         }
     }
 }
 
 /// Asks the sidecar at `address` to describe itself once, without waiting for it (`validate
 /// --connect`, the demo): `Err` says why it could not be reached or why `Describe` failed.
-pub async fn describe_once(channel: Channel, connector: &str, address: &str) -> Result<Described, String> {
+pub async fn describe_once(channel: Channel, connector: &str, address: &str) -> Result<Described, DescribeError> {
     let mut client = ProjectionInfoClient::new(channel);
     let mut request = tonic::Request::new(DescribeRequest { connector: connector.to_string() });
     request.set_timeout(CALL_TIMEOUT);
@@ -96,9 +110,9 @@ pub async fn describe_once(channel: Channel, connector: &str, address: &str) -> 
         Err(status) => match status.code() {
             Code::Unimplemented => Ok(Described::NotSupported),
             Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled => {
-                Err(format!("the sidecar at {address} cannot be reached ({})", super::status_text(&status)))
+                Err(DescribeError::Unreachable { address: address.to_owned(), reason: super::status_text(&status) })
             }
-            code => Err(format!("the sidecar at {address} answered, but its Describe failed ({code:?}: {})", status.message())),
+            code => Err(DescribeError::Refused { address: address.to_owned(), code, message: status.message().to_owned() }),
         },
     }
 }

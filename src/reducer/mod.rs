@@ -28,7 +28,7 @@ use crate::{
     event::{Event, Position},
 };
 
-pub use describe::{Described, describe, describe_once};
+pub use describe::{DescribeError, Described, describe, describe_once};
 pub use request::build_request;
 pub use silence::{Answered, Silence};
 pub use stream::{PartitionReducer, ReducerError, poisoned};

@@ -67,18 +67,18 @@ impl CheckpointStore {
             Some(CheckpointStoreConfig::File(path)) => {
                 let saved = match tokio::fs::read(path).await {
                     Ok(bytes) => Some(serde_json::from_slice::<Saved>(&bytes).map_err(|e| {
-                        SinkError(format!("checkpoint file {}: not a checkpoint file ({e}); move it away to start over", path.display()))
+                        SinkError::checkpoints(format!("checkpoint file {}: not a checkpoint file ({e}); move it away to start over", path.display()))
                     })?),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                    Err(e) => return Err(SinkError(format!("checkpoint file {}: cannot read: {e}", path.display()))),
+                    Err(e) => return Err(SinkError::checkpoints(format!("checkpoint file {}: cannot read: {e}", path.display()))),
                 };
                 (Backend::File(path.clone()), saved)
             }
             #[cfg(feature = "kurrentdb")]
             Some(CheckpointStoreConfig::Kurrentdb { connection_string, stream }) => {
                 let Some(url) = connection_string.as_deref().or(source_connection_string) else {
-                    return Err(SinkError(
-                        "checkpoints.kurrentdb: no connection_string, and the source is not KurrentDB; name the KurrentDB to keep checkpoints in".into(),
+                    return Err(SinkError::config(
+                        "checkpoints.kurrentdb: no connection_string, and the source is not KurrentDB; name the KurrentDB to keep checkpoints in",
                     ));
                 };
                 let name = stream.clone().unwrap_or_else(|| format!("$connectors/{connector}/checkpoints"));
@@ -89,7 +89,7 @@ impl CheckpointStore {
             #[cfg(not(feature = "kurrentdb"))]
             Some(CheckpointStoreConfig::Kurrentdb { .. }) => {
                 let _ = source_connection_string;
-                return Err(SinkError("checkpoints.kurrentdb: the kurrentdb feature is not built into this binary".into()));
+                return Err(SinkError::config("checkpoints.kurrentdb: the kurrentdb feature is not built into this binary"));
             }
         };
         let saved = saved.unwrap_or_else(|| Saved { connector: connector.to_owned(), ..Saved::default() });
@@ -101,7 +101,7 @@ impl CheckpointStore {
     }
 
     /// Records the positions the partitions reached (never moving one back) and saves.
-    pub async fn save(&self, partition_count: u32, reached: &[(u32, Position)]) -> Result<(), String> {
+    pub async fn save(&self, partition_count: u32, reached: &[(u32, Position)]) -> Result<(), SinkError> {
         let snapshot = {
             let mut saved = self.saved.lock();
             let scheme = saved.positions.entry(partition_count).or_default();
@@ -121,10 +121,10 @@ impl CheckpointStore {
             saved.positions.remove(&partition_count);
             saved.clone()
         };
-        self.write(&snapshot).await.map_err(SinkError)
+        self.write(&snapshot).await
     }
 
-    async fn write(&self, saved: &Saved) -> Result<(), String> {
+    async fn write(&self, saved: &Saved) -> Result<(), SinkError> {
         match &self.backend {
             Backend::None => Ok(()),
             Backend::File(path) => write_file(path, saved).await,
@@ -135,7 +135,7 @@ impl CheckpointStore {
 }
 
 /// Replaces the file atomically: a crash leaves the old or the new content, never a mix.
-async fn write_file(path: &std::path::Path, saved: &Saved) -> Result<(), String> {
+async fn write_file(path: &std::path::Path, saved: &Saved) -> Result<(), SinkError> {
     let bytes = serde_json::to_vec_pretty(saved).expect("checkpoints serialize");
     let (path, temporary) = (path.to_owned(), path.with_extension("tmp"));
     let shown = path.display().to_string();
@@ -148,7 +148,7 @@ async fn write_file(path: &std::path::Path, saved: &Saved) -> Result<(), String>
     })
     .await
     .expect("checkpoint writer thread")
-    .map_err(|e| format!("cannot write the checkpoint file {shown}: {e}"))
+    .map_err(|e| SinkError::checkpoints(format!("cannot write the checkpoint file {shown}: {e}")))
 }
 
 #[cfg(feature = "kurrentdb")]
@@ -174,20 +174,21 @@ mod stream {
         pub async fn open(connection_string: &str, stream: String) -> Result<Self, SinkError> {
             let settings = connection_string
                 .parse()
-                .map_err(|e: kurrentdb::ClientSettingsParseError| SinkError(format!("checkpoints.kurrentdb.connection_string: {}", e.message())))?;
-            let client = Client::new(settings).map_err(|e| SinkError(format!("checkpoint stream: {e}")))?;
+                .map_err(|e: kurrentdb::ClientSettingsParseError| SinkError::config(format!("checkpoints.kurrentdb.connection_string: {}", e.message())))?;
+            let client = Client::new(settings).map_err(|e| SinkError::config(format!("checkpoint stream: {e}")))?;
             let metadata = StreamMetadata::builder().max_count(KEEP).build();
-            client
-                .set_stream_metadata(stream.as_str(), &Default::default(), &metadata)
-                .await
-                .map_err(|e| SinkError(format!("checkpoint stream `{stream}`: cannot set its metadata: {e}")))?;
+            client.set_stream_metadata(stream.as_str(), &Default::default(), &metadata).await.map_err(|e| {
+                SinkError::checkpoints(format!("checkpoint stream `{stream}`: cannot set its metadata: {e}")).unreachable_if(is_transient(&e))
+            })?;
             Ok(Self { client, stream })
         }
 
         /// The last save, if any.
         pub async fn load(&self) -> Result<Option<Saved>, SinkError> {
             let options = ReadStreamOptions::default().position(StreamPosition::End).backwards().max_count(1);
-            let error = |e: kurrentdb::Error| SinkError(format!("checkpoint stream `{}`: cannot read: {e}", self.stream));
+            let error = |e: kurrentdb::Error| {
+                SinkError::checkpoints(format!("checkpoint stream `{}`: cannot read: {e}", self.stream)).unreachable_if(is_transient(&e))
+            };
             let mut read = match self.client.read_stream(self.stream.as_str(), &options).await {
                 Ok(read) => read,
                 Err(kurrentdb::Error::ResourceNotFound) => return Ok(None),
@@ -198,21 +199,36 @@ mod stream {
                     let data = &event.get_original_event().data;
                     serde_json::from_slice(data)
                         .map(Some)
-                        .map_err(|e| SinkError(format!("checkpoint stream `{}`: the last event is not a checkpoint: {e}", self.stream)))
+                        .map_err(|e| SinkError::checkpoints(format!("checkpoint stream `{}`: the last event is not a checkpoint: {e}", self.stream)))
                 }
                 Ok(None) | Err(kurrentdb::Error::ResourceNotFound) => Ok(None),
                 Err(e) => Err(error(e)),
             }
         }
 
-        pub async fn save(&self, saved: &Saved) -> Result<(), String> {
-            let event = EventData::json(EVENT_TYPE, saved).map_err(|e| e.to_string())?;
+        pub async fn save(&self, saved: &Saved) -> Result<(), SinkError> {
+            let event = EventData::json(EVENT_TYPE, saved).map_err(|e| SinkError::internal(e.to_string()))?;
             self.client
                 .append_to_stream(self.stream.as_str(), &AppendToStreamOptions::default(), event)
                 .await
                 .map(|_| ())
-                .map_err(|e| format!("cannot save checkpoints to stream `{}`: {e}", self.stream))
+                .map_err(|e| {
+                    SinkError::checkpoints(format!("cannot save checkpoints to stream `{}`: {e}", self.stream)).unreachable_if(is_transient(&e))
+                })
         }
+    }
+
+    /// True when the server could not be reached or answered too late, or is changing leaders:
+    /// trying again later may succeed.
+    fn is_transient(e: &kurrentdb::Error) -> bool {
+        matches!(
+            e,
+            kurrentdb::Error::ConnectionClosed
+                | kurrentdb::Error::GrpcConnectionError(_)
+                | kurrentdb::Error::DeadlineExceeded
+                | kurrentdb::Error::NotLeaderException(_)
+                | kurrentdb::Error::Grpc { code: tonic::Code::Unavailable, .. }
+        )
     }
 }
 

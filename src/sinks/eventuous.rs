@@ -21,21 +21,23 @@ pub fn position(stored: Option<i64>, checkpoint: &EventuousCheckpoint) -> Result
 
 /// A stored checkpoint that is not what an Eventuous store writes.
 pub fn unexpected(checkpoint: &EventuousCheckpoint, found: impl fmt::Display) -> SinkError {
-    SinkError(format!(
+    SinkError::checkpoints(format!(
         "the Eventuous checkpoint `{}` in the {} holds {found}, which no Eventuous checkpoint store writes (a position is a \
          whole number, null or -1); correct it, or remove `eventuous_checkpoint` to start from the beginning of the log",
         checkpoint.id, checkpoint.place
     ))
 }
 
-/// A failure to read the checkpoint (the target's own words in `detail`).
-pub fn unreadable(checkpoint: &EventuousCheckpoint, detail: impl fmt::Display) -> SinkError {
-    SinkError(format!("cannot read the Eventuous checkpoint `{}` in the {}: {detail}", checkpoint.id, checkpoint.place))
+/// A failure to read the checkpoint (the target's own words in `detail`); `transient` when the
+/// target's classification says it is an outage.
+pub fn unreadable(checkpoint: &EventuousCheckpoint, detail: impl fmt::Display, transient: bool) -> SinkError {
+    SinkError::checkpoints(format!("cannot read the Eventuous checkpoint `{}` in the {}: {detail}", checkpoint.id, checkpoint.place))
+        .unreachable_if(transient)
 }
 
 /// The sink a connector with `eventuous_checkpoint` was given a place it does not keep.
 pub fn not_here(checkpoint: &EventuousCheckpoint, sink: &str) -> SinkError {
-    SinkError(format!("the {sink} target cannot read an Eventuous checkpoint in a {}", checkpoint.place))
+    SinkError::config(format!("the {sink} target cannot read an Eventuous checkpoint in a {}", checkpoint.place))
 }
 
 #[cfg(test)]

@@ -270,9 +270,121 @@ pub fn moved_detail(partition: u32, expected: Stored, found: &str) -> String {
 }
 
 /// A failure outside of applying a batch: opening, preparing tables, reading checkpoints.
+///
+/// `.0` is the one line an operator reads: what failed, on which target, file or key, the
+/// target's own words, and what to do. Its kind ([`SinkError::kind`]) says what the failure
+/// is, so a caller acts on it without reading the text (waits out an outage, fails at once on
+/// a mistake). A cause is part of the line and never a `source`, so a chain printed with `{:#}`
+/// says it once.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct SinkError(pub String);
+pub struct SinkError(pub String, SinkErrorKind);
+
+/// What kind of failure a [`SinkError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkErrorKind {
+    /// The target cannot be reached, the connection to it was lost, or it cannot serve for now
+    /// (shutting down, failing over, busy, out of resources): an outage, which may end by
+    /// itself. The target's own classification decides (each target's `is_transient`).
+    Unreachable,
+    /// The target answered and refused: credentials, permissions, a certificate, a database
+    /// that does not exist, a request it rejected.
+    Refused,
+    /// Preparing the target failed: the gateway's schema, tables or indices, `init_sql` or
+    /// `init_sql_file`, an index template or lifecycle policy, or a capability the
+    /// configuration asks for (MongoDB's transactions).
+    Schema,
+    /// The connector's checkpoints (or the Eventuous checkpoint it takes over) cannot be read or
+    /// stored, or what is stored is not a checkpoint.
+    Checkpoints,
+    /// Rebuilding the read model for a new projection version failed: a reset operation of the
+    /// sidecar's `Describe` is malformed, or the target refused it.
+    Reset,
+    /// The configuration cannot work: a malformed URL, connection string or header, a feature
+    /// not built into this binary, or something this target does not do.
+    Config,
+    /// The gateway itself failed: a blocking task panicked or was cancelled.
+    Internal,
+}
+
+impl SinkError {
+    pub fn new(kind: SinkErrorKind, message: impl Into<String>) -> Self {
+        Self(message.into(), kind)
+    }
+
+    /// See [`SinkErrorKind::Unreachable`].
+    pub fn unreachable(message: impl Into<String>) -> Self {
+        Self::new(SinkErrorKind::Unreachable, message)
+    }
+
+    /// See [`SinkErrorKind::Refused`].
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::new(SinkErrorKind::Refused, message)
+    }
+
+    /// See [`SinkErrorKind::Schema`].
+    pub fn schema(message: impl Into<String>) -> Self {
+        Self::new(SinkErrorKind::Schema, message)
+    }
+
+    /// See [`SinkErrorKind::Checkpoints`].
+    pub fn checkpoints(message: impl Into<String>) -> Self {
+        Self::new(SinkErrorKind::Checkpoints, message)
+    }
+
+    /// See [`SinkErrorKind::Reset`].
+    pub fn reset(message: impl Into<String>) -> Self {
+        Self::new(SinkErrorKind::Reset, message)
+    }
+
+    /// See [`SinkErrorKind::Config`].
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(SinkErrorKind::Config, message)
+    }
+
+    /// See [`SinkErrorKind::Internal`].
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(SinkErrorKind::Internal, message)
+    }
+
+    pub fn kind(&self) -> SinkErrorKind {
+        self.1
+    }
+
+    /// True when trying again later may succeed: the target is unreachable for now.
+    pub fn is_transient(&self) -> bool {
+        self.1 == SinkErrorKind::Unreachable
+    }
+
+    /// True when trying again cannot help until someone changes something: the configuration,
+    /// the target's schema (or the permissions to prepare it), the stored checkpoints, the
+    /// sidecar's reset operations, or the gateway itself. Not an outage, so not worth waiting
+    /// for.
+    pub fn needs_a_fix(&self) -> bool {
+        match self.1 {
+            SinkErrorKind::Unreachable | SinkErrorKind::Refused => false,
+            SinkErrorKind::Schema
+            | SinkErrorKind::Checkpoints
+            | SinkErrorKind::Reset
+            | SinkErrorKind::Config
+            | SinkErrorKind::Internal => true,
+        }
+    }
+
+    /// The same failure, of kind [`SinkErrorKind::Unreachable`] when the target's own
+    /// classification of its cause says it is transient (a connection lost while reading the
+    /// checkpoints is an outage, not a checkpoint problem).
+    pub fn unreachable_if(self, transient: bool) -> Self {
+        if transient { Self(self.0, SinkErrorKind::Unreachable) } else { self }
+    }
+}
+
+impl From<tokio::task::JoinError> for SinkError {
+    /// A blocking task that panicked or was cancelled (the runtime shutting down).
+    fn from(e: tokio::task::JoinError) -> Self {
+        SinkError::internal(e.to_string())
+    }
+}
 
 /// An operation the sink cannot accept.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -326,7 +438,7 @@ pub trait Sink: Send + Sync + 'static {
         reset: Option<Vec<Self::Op>>,
     ) -> impl Future<Output = Result<(), SinkError>> + Send {
         let _ = (projection, version, reset);
-        async { Err(SinkError("this target does not record projection versions".into())) }
+        async { Err(SinkError::config("this target does not record projection versions")) }
     }
 
     /// The position an Eventuous checkpoint store (the Eventuous Connector's) left in this
@@ -337,7 +449,7 @@ pub trait Sink: Send + Sync + 'static {
         &self,
         checkpoint: &EventuousCheckpoint,
     ) -> impl Future<Output = Result<Option<Position>, SinkError>> + Send {
-        let refused = SinkError(format!(
+        let refused = SinkError::config(format!(
             "the {} sink has no Eventuous checkpoint to take over ({}); remove `eventuous_checkpoint`",
             self.name(),
             checkpoint.place
@@ -394,6 +506,23 @@ mod tests {
         let behind = Batch::fenced(vec![advance(0, 30), advance(0, 50)], 3, &stored);
         assert!(behind.checkpoints.is_empty());
         assert!(behind.is_empty(), "marks at or behind what is stored change nothing");
+    }
+
+    #[test]
+    fn a_transient_cause_makes_a_failure_an_outage_and_only_mistakes_need_a_fix() {
+        let text = "PostgreSQL target postgres://gw@db/app: cannot read the checkpoints: connection closed";
+        let failed = SinkError::checkpoints(text);
+        assert!(failed.needs_a_fix() && !failed.is_transient());
+        let outage = SinkError::checkpoints(text).unreachable_if(true);
+        assert_eq!(outage.kind(), SinkErrorKind::Unreachable);
+        assert!(outage.is_transient() && !outage.needs_a_fix());
+        assert_eq!((outage.to_string(), outage.0), (text.to_string(), text.to_string()), "only the kind changes, never the text");
+        let refused = SinkError::refused("cannot connect to the PostgreSQL target x: password authentication failed").unreachable_if(false);
+        assert_eq!(refused.kind(), SinkErrorKind::Refused);
+        assert!(!refused.needs_a_fix(), "credentials may be put in place while the gateway waits");
+        for mistake in [SinkError::schema("s"), SinkError::reset("r"), SinkError::config("c"), SinkError::internal("i")] {
+            assert!(mistake.needs_a_fix(), "{mistake:?}");
+        }
     }
 
     #[test]

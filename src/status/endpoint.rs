@@ -62,32 +62,53 @@ pub struct TlsFiles {
 #[derive(Clone)]
 pub struct Tls(axum_server::tls_rustls::RustlsConfig);
 
+/// Why the endpoint cannot serve HTTPS with the files it was given: one line naming the flag
+/// and the file at fault (the cause is part of it, not a `source`).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// `flag` is `--tls-cert-file` or `--tls-key-file`.
+    #[error("{flag} {}: cannot read it: {reason}", path.display())]
+    Unreadable { flag: &'static str, path: PathBuf, reason: std::io::Error },
+    #[error("--tls-cert-file {}: not a PEM certificate file: {reason}", path.display())]
+    NotPemCertificates { path: PathBuf, reason: rustls::pki_types::pem::Error },
+    #[error(
+        "--tls-cert-file {}: no certificate in it (expected PEM `-----BEGIN CERTIFICATE-----` blocks, the server's first)",
+        .0.display()
+    )]
+    NoCertificate(PathBuf),
+    #[error(
+        "--tls-key-file {}: no private key in it (expected an unencrypted PEM `PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY` block)",
+        .0.display()
+    )]
+    NoKey(PathBuf),
+    #[error("--tls-key-file {}: not a PEM private key file: {reason}", path.display())]
+    NotPemKey { path: PathBuf, reason: rustls::pki_types::pem::Error },
+    /// The certificate and the key do not make a server configuration (`why` says why).
+    #[error("--tls-cert-file {} with --tls-key-file {}: {why}", cert.display(), key.display())]
+    Rejected { cert: PathBuf, key: PathBuf, why: String },
+}
+
 impl TlsFiles {
     /// Reads the PEM certificate chain (the server's certificate first) and private key (PKCS#8,
     /// PKCS#1 or SEC1) and builds the server configuration on the ring provider, offering
     /// HTTP/2 and HTTP/1.1. The error is one line naming the flag and file at fault.
-    pub fn load(&self) -> Result<Tls, String> {
+    pub fn load(&self) -> Result<Tls, TlsError> {
         use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
-        let read = |flag: &str, path: &Path| std::fs::read(path).map_err(|e| format!("{flag} {}: cannot read it: {e}", path.display()));
-        let (cert_flag, key_flag) = ("--tls-cert-file", "--tls-key-file");
-        let cert_pem = read(cert_flag, &self.cert)?;
+        let read = |flag: &'static str, path: &Path| {
+            std::fs::read(path).map_err(|reason| TlsError::Unreadable { flag, path: path.to_owned(), reason })
+        };
+        let cert_pem = read("--tls-cert-file", &self.cert)?;
         let certs = CertificateDer::pem_slice_iter(&cert_pem)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("{cert_flag} {}: not a PEM certificate file: {e}", self.cert.display()))?;
+            .map_err(|reason| TlsError::NotPemCertificates { path: self.cert.clone(), reason })?;
         if certs.is_empty() {
-            return Err(format!(
-                "{cert_flag} {}: no certificate in it (expected PEM `-----BEGIN CERTIFICATE-----` blocks, the server's first)",
-                self.cert.display()
-            ));
+            return Err(TlsError::NoCertificate(self.cert.clone()));
         }
-        let key_pem = read(key_flag, &self.key)?;
+        let key_pem = read("--tls-key-file", &self.key)?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
-            rustls::pki_types::pem::Error::NoItemsFound => format!(
-                "{key_flag} {}: no private key in it (expected an unencrypted PEM `PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY` block)",
-                self.key.display()
-            ),
-            e => format!("{key_flag} {}: not a PEM private key file: {e}", self.key.display()),
+            rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey(self.key.clone()),
+            reason => TlsError::NotPemKey { path: self.key.clone(), reason },
         })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -98,7 +119,7 @@ impl TlsFiles {
                     rustls::Error::InconsistentKeys(_) => "the private key does not belong to the (first) certificate".to_owned(),
                     e => e.to_string(),
                 };
-                format!("{cert_flag} {} with {key_flag} {}: {why}", self.cert.display(), self.key.display())
+                TlsError::Rejected { cert: self.cert.clone(), key: self.key.clone(), why }
             })?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Tls(axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config))))

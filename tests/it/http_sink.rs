@@ -505,9 +505,8 @@ async fn stopping_at_once_ends_a_delivery_the_endpoint_holds_and_keeps_the_check
     // A second signal (or the drain deadline): the connector must not wait for the endpoint.
     running.control.shutdown.cancel();
     running.control.abort.cancel();
-    let result = running.ended(Duration::from_secs(10)).await;
-    let error = result.expect_err("an abort mid-delivery is reported").to_string();
-    assert!(error.contains("not committed"), "{error}");
+    // Stopping at once is a stop, not a failure: the held batch is simply not committed.
+    running.ended(Duration::from_secs(10)).await.expect("a stop at once mid-delivery ends cleanly");
     assert_eq!(server.requests().len(), 1);
     assert_eq!(stored_checkpoint(&checkpoint_file(&ws)), 0, "the checkpoint stays before the held batch");
 }

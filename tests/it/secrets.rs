@@ -264,7 +264,7 @@ async fn no_secret_in_any_log_line_or_answer() {
     // Disable, reset and enable: it projects everything again.
     assert_eq!(api.call(Method::POST, "/connectors/pg-api/disable", Some(WRONG_TOKEN), "").await.0, 401);
     assert_eq!(api.call(Method::POST, "/connectors/pg-api/disable", None, "").await.0, 401);
-    let (status, body) = api.json(Method::POST, "/connectors/pg-api/disable", Some(OPS_TOKEN), "").await;
+    let (status, body) = api.json(Method::POST, "/connectors/pg-api/disable?wait=true", Some(OPS_TOKEN), "").await;
     assert_eq!((status, body["state"].as_str()), (200, Some("disabled")), "{body}");
     let (status, body) = api.json(Method::POST, "/connectors/pg-api/reset", Some(CI_TOKEN), r#"{"to": "start"}"#).await;
     assert_eq!(status, 200, "{body}");

@@ -124,6 +124,6 @@ impl SinkWriter for ConsoleWriter {
         self.store
             .save(batch.partition_count, &batch.positions())
             .await
-            .map_err(|message| ApplyError { message, transient: true, failed_at: None, checkpoint_moved: false })
+            .map_err(|e| ApplyError { message: e.to_string(), transient: true, failed_at: None, checkpoint_moved: false })
     }
 }

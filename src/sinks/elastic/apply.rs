@@ -487,18 +487,25 @@ pub(super) async fn apply_reset(client: &Elasticsearch, names: &Arc<Names>, ops:
     );
     let batch = Batch::new(vec![BatchItem::Apply { event, ops: ops.to_vec() }], 1);
     let mut writer = ElasticWriter::new(client.clone(), names.clone(), "(reset)".into());
-    let requests = plan(&batch, names, "(reset)", &writer.done).map_err(|e| SinkError(e.message))?;
+    let requests = plan(&batch, names, "(reset)", &writer.done).map_err(|e| SinkError::reset(e.message))?;
     for request in requests {
         let count = request.origins.len();
         let reply = bulk(client, request.body, ElasticRefresh::True)
             .await
-            .map_err(|e| SinkError(format!("Elasticsearch target `{}`: the reset operations failed: {}", names.display, e.message)))?;
+            .map_err(|e| {
+                SinkError::reset(format!("Elasticsearch target `{}`: the reset operations failed: {}", names.display, e.message))
+                    .unreachable_if(e.transient)
+            })?;
         if reply.errors {
             for (origin, answer) in request.origins.iter().zip(&reply.items) {
-                if let Some((verb, item)) = answer.iter().next()
-                    && let Outcome::Failed(m) | Outcome::Transient(m) = judge(origin, verb, item)
-                {
-                    return Err(SinkError(format!("Elasticsearch target `{}`: a reset operation failed: {m}", names.display)));
+                if let Some((verb, item)) = answer.iter().next() {
+                    let (transient, m) = match judge(origin, verb, item) {
+                        Outcome::Applied => continue,
+                        Outcome::Transient(m) => (true, m),
+                        Outcome::Failed(m) => (false, m),
+                    };
+                    let failed = SinkError::reset(format!("Elasticsearch target `{}`: a reset operation failed: {m}", names.display));
+                    return Err(failed.unreachable_if(transient));
                 }
             }
         }

@@ -11,7 +11,11 @@ use super::{
     Names,
     client::{self, Engine, RequestError, encode_segment},
 };
-use crate::{checkpoint::CheckpointRow, event::Position, sinks::SinkError};
+use crate::{
+    checkpoint::CheckpointRow,
+    event::Position,
+    sinks::{SinkError, SinkErrorKind},
+};
 
 pub fn checkpoint_id(connector: &str, partition_count: u32, partition: u32) -> String {
     format!("{connector}/{partition_count}/{partition}")
@@ -33,8 +37,9 @@ pub fn checkpoint_document(connector: &str, partition_count: u32, partition: u32
     })
 }
 
-fn error(names: &Names, what: &str, e: RequestError) -> SinkError {
-    SinkError(format!("Elasticsearch target `{}`: {what}: {}", names.display, e.message))
+/// `what` failed with `e`: a failure of `kind`, or an outage when `e` is transient.
+fn error(names: &Names, kind: SinkErrorKind, what: &str, e: RequestError) -> SinkError {
+    SinkError::new(kind, format!("Elasticsearch target `{}`: {what}: {}", names.display, e.message)).unreachable_if(e.transient)
 }
 
 /// Checks that the engine answers, and which engine it is.
@@ -44,7 +49,7 @@ pub async fn reach(client: &Elasticsearch, names: &Names) -> Result<Engine, Sink
         .map(|(_, engine)| engine)
         .map_err(|e| {
             let hint = if e.transient { "; start it, or fix `sink.elastic.url`" } else { "" };
-            SinkError(format!("cannot reach the Elasticsearch target `{}`: {}{hint}", names.display, e.message))
+            SinkError::refused(format!("cannot reach the Elasticsearch target `{}`: {}{hint}", names.display, e.message)).unreachable_if(e.transient)
         })
 }
 
@@ -74,7 +79,7 @@ pub async fn create_indices(client: &Elasticsearch, names: &Names) -> Result<(),
         "parked_at": {"type": "date"},
     }}});
     for (index, body) in [(&names.checkpoints, checkpoints), (&names.parked, parked)] {
-        create_index(client, index, body).await.map_err(|e| error(names, &format!("cannot create the index `{index}`"), e))?;
+        create_index(client, index, body).await.map_err(|e| error(names, SinkErrorKind::Schema, &format!("cannot create the index `{index}`"), e))?;
     }
     Ok(())
 }
@@ -104,7 +109,9 @@ pub async fn create_index(client: &Elasticsearch, index: &str, body: Value) -> R
 
 /// Every checkpoint document of the connector.
 pub async fn load(client: &Elasticsearch, names: &Names, connector: &str) -> Result<Vec<CheckpointRow>, SinkError> {
-    let hits = search(client, names, connector, "checkpoint").await.map_err(|e| error(names, "cannot read the checkpoints", e))?;
+    let hits = search(client, names, connector, "checkpoint")
+        .await
+        .map_err(|e| error(names, SinkErrorKind::Checkpoints, "cannot read the checkpoints", e))?;
     Ok(hits
         .iter()
         .filter_map(|source| {
@@ -150,14 +157,14 @@ async fn delete_ids(client: &Elasticsearch, names: &Names, ids: &[String]) -> Re
 /// Deletes the checkpoints of an earlier partition count.
 pub async fn delete_count(client: &Elasticsearch, names: &Names, connector: &str, partition_count: u32) -> Result<(), SinkError> {
     let ids: Vec<String> = (0..partition_count).map(|p| checkpoint_id(connector, partition_count, p)).collect();
-    delete_ids(client, names, &ids).await.map_err(|e| error(names, "cannot delete checkpoints", e))
+    delete_ids(client, names, &ids).await.map_err(|e| error(names, SinkErrorKind::Checkpoints, "cannot delete checkpoints", e))
 }
 
 /// Deletes every checkpoint of the connector (a rebuild).
 pub async fn delete_all(client: &Elasticsearch, names: &Names, connector: &str) -> Result<(), SinkError> {
     let rows = load(client, names, connector).await?;
     let ids: Vec<String> = rows.iter().map(|r| checkpoint_id(connector, r.partition_count, r.partition)).collect();
-    delete_ids(client, names, &ids).await.map_err(|e| error(names, "cannot delete the checkpoints", e))
+    delete_ids(client, names, &ids).await.map_err(|e| error(names, SinkErrorKind::Checkpoints, "cannot delete the checkpoints", e))
 }
 
 /// The projection version the connector recorded, if any.
@@ -166,14 +173,15 @@ pub async fn projection_version(client: &Elasticsearch, names: &Names, connector
     let response = client
         .send(Method::Get, &path, Default::default(), Option::<&()>::None, Option::<Vec<u8>>::None, None)
         .await
-        .map_err(|e| error(names, "cannot read the projection version", client::transport_error(&e)))?;
+        .map_err(|e| error(names, SinkErrorKind::Refused, "cannot read the projection version", client::transport_error(&e)))?;
     if client::is_not_found(response.status_code()) {
         return Ok(None);
     }
     if !response.status_code().is_success() {
-        return Err(error(names, "cannot read the projection version", client::response_error(response).await));
+        return Err(error(names, SinkErrorKind::Refused, "cannot read the projection version", client::response_error(response).await));
     }
-    let doc: Value = response.json().await.map_err(|e| error(names, "cannot read the projection version", client::transport_error(&e)))?;
+    let doc: Value =
+        response.json().await.map_err(|e| error(names, SinkErrorKind::Refused, "cannot read the projection version", client::transport_error(&e)))?;
     Ok(doc["_source"]["version"].as_str().map(str::to_string))
 }
 
@@ -184,5 +192,5 @@ pub async fn record_version(client: &Elasticsearch, names: &Names, connector: &s
     client::send(client, Method::Put, &path, Some(body.to_string().into_bytes()))
         .await
         .map(drop)
-        .map_err(|e| error(names, "cannot record the projection version", e))
+        .map_err(|e| error(names, SinkErrorKind::Refused, "cannot record the projection version", e))
 }

@@ -55,19 +55,33 @@ pub struct RequestError {
     pub transient: bool,
 }
 
+/// Why the configured URL cannot be used (each message ends with what it should look like).
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error("not a URL ({0}); expected e.g. `http://127.0.0.1:9200`")]
+    NotAUrl(String),
+    #[error("`{0}` is not an http(s) URL; expected e.g. `http://127.0.0.1:9200`")]
+    NotHttp(String),
+    #[error("has no host; expected e.g. `http://127.0.0.1:9200`")]
+    NoHost,
+    /// The URL is fine, but the HTTP client cannot be built from it (TLS setup).
+    #[error("cannot build the HTTP client: {0}")]
+    Client(elasticsearch::http::transport::BuildError),
+}
+
 /// Checks a URL without connecting (for the config loader).
-pub fn parse_url(url: &str) -> Result<(), String> {
+pub fn parse_url(url: &str) -> Result<(), UrlError> {
     split_url(url).map(drop)
 }
 
 /// The URL without its credentials, and the credentials.
-fn split_url(url: &str) -> Result<(Url, Option<(String, String)>), String> {
-    let mut parsed = Url::parse(url).map_err(|e| format!("not a URL ({e}); expected e.g. `http://127.0.0.1:9200`"))?;
+fn split_url(url: &str) -> Result<(Url, Option<(String, String)>), UrlError> {
+    let mut parsed = Url::parse(url).map_err(|e| UrlError::NotAUrl(e.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("`{}` is not an http(s) URL; expected e.g. `http://127.0.0.1:9200`", parsed.scheme()));
+        return Err(UrlError::NotHttp(parsed.scheme().to_owned()));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err("has no host; expected e.g. `http://127.0.0.1:9200`".into());
+        return Err(UrlError::NoHost);
     }
     let credentials = if parsed.username().is_empty() {
         None
@@ -100,7 +114,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// The client for the configured URL, and the URL to show in messages (no credentials).
-pub fn connect(config: &ElasticSinkConfig) -> Result<(Elasticsearch, String), String> {
+pub fn connect(config: &ElasticSinkConfig) -> Result<(Elasticsearch, String), UrlError> {
     let (url, credentials) = split_url(&config.url)?;
     let display = url.as_str().trim_end_matches('/').to_string();
     let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url))
@@ -111,7 +125,7 @@ pub fn connect(config: &ElasticSinkConfig) -> Result<(Elasticsearch, String), St
     } else if let Some((user, password)) = credentials {
         builder = builder.auth(Credentials::Basic(user, password));
     }
-    let transport = builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let transport = builder.build().map_err(UrlError::Client)?;
     Ok((Elasticsearch::new(transport), display))
 }
 
@@ -248,7 +262,7 @@ mod tests {
         let (url, credentials) = split_url("https://elastic:p%40ss@es.example:9243/prefix").unwrap();
         assert_eq!(url.as_str(), "https://es.example:9243/prefix");
         assert_eq!(credentials, Some(("elastic".into(), "p@ss".into())));
-        assert!(split_url("mongodb://x").unwrap_err().contains("not an http(s) URL"));
+        assert!(split_url("mongodb://x").unwrap_err().to_string().contains("not an http(s) URL"));
         assert!(split_url("127.0.0.1:9200").is_err());
     }
 

@@ -245,7 +245,7 @@ fn validate(s: &ElasticSinkConfig, mode: ConnectorMode, path: &str, problems: &m
 
 #[cfg(feature = "elastic")]
 fn url_problem(url: &str) -> Option<String> {
-    crate::sinks::elastic::parse_url(url).err()
+    crate::sinks::elastic::parse_url(url).err().map(|e| e.to_string())
 }
 
 #[cfg(not(feature = "elastic"))]

@@ -41,7 +41,7 @@ use crate::{
 };
 
 pub use apply::ElasticWriter;
-pub use client::{Engine, parse_url};
+pub use client::{Engine, UrlError, parse_url};
 pub use ops::{Action, ElasticOp, decode_elastic_op, elastic_names};
 use producer::Producer;
 
@@ -71,7 +71,7 @@ impl ElasticSink {
     /// Connects (failing at once, with the reason, when the engine cannot be reached), creates
     /// the gateway's indices and, for a producer connector, the index template.
     pub async fn open(config: &ElasticSinkConfig, connector: &str, mode: ConnectorMode) -> Result<Self, SinkError> {
-        let (client, display) = client::connect(config).map_err(|e| SinkError(format!("sink.elastic.url: {e}")))?;
+        let (client, display) = client::connect(config).map_err(|e| SinkError::config(format!("sink.elastic.url: {e}")))?;
         let names = Arc::new(Names {
             display,
             index: config.index.clone(),
@@ -205,7 +205,7 @@ impl Sink for ElasticSink {
             return Err(eventuous::not_here(checkpoint, self.name()));
         };
         let unreadable = |e: client::RequestError| {
-            eventuous::unreadable(checkpoint, format!("Elasticsearch target `{}`: {}", self.names.display, e.message))
+            eventuous::unreadable(checkpoint, format!("Elasticsearch target `{}`: {}", self.names.display, e.message), e.transient)
         };
         let path = format!("/{}/_doc/{}", client::encode_segment(index), client::encode_segment(&checkpoint.id));
         let response = self

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::{
     Names,
-    client::{self, Engine, encode_segment},
+    client::{self, Engine, RequestError, encode_segment},
     index_name_problem,
     ops::{Action, ElasticOp},
 };
@@ -100,10 +100,11 @@ impl Producer {
         }
         let path = format!("/_index_template/{}", encode_segment(&template));
         client::send(client, Method::Put, &path, Some(body.to_string().into_bytes())).await.map_err(|e| {
-            SinkError(format!(
+            SinkError::schema(format!(
                 "Elasticsearch target `{}`: cannot create the index template `{template}` for `{pattern}`: {}",
                 names.display, e.message
             ))
+            .unreachable_if(e.transient)
         })?;
         Ok(Self { index: config.index.clone(), data_stream: config.data_stream })
     }
@@ -160,29 +161,31 @@ impl Producer {
 /// has ISM instead; distributions without the ILM module) stop the start with a message.
 async fn ensure_lifecycle_policy(client: &Elasticsearch, names: &Names, lifecycle: &ElasticLifecyclePolicy) -> Result<(), SinkError> {
     let path = format!("/_ilm/policy/{}", encode_segment(&lifecycle.name));
-    let failed = |what: &str, detail: String| {
-        SinkError(format!(
-            "Elasticsearch target `{}`: cannot {what} the lifecycle policy `{}`: {detail}; the engine needs index lifecycle management (Elasticsearch's ILM), or leave `lifecycle_policy` out and manage retention another way",
-            names.display, lifecycle.name
+    let failed = |what: &str, e: RequestError| {
+        SinkError::schema(format!(
+            "Elasticsearch target `{}`: cannot {what} the lifecycle policy `{}`: {}; the engine needs index lifecycle management (Elasticsearch's ILM), or leave `lifecycle_policy` out and manage retention another way",
+            names.display, lifecycle.name, e.message
         ))
+        .unreachable_if(e.transient)
     };
     let response = client
         .send(Method::Get, &path, HeaderMap::new(), Option::<&()>::None, Option::<Vec<u8>>::None, None)
         .await
-        .map_err(|e| failed("look up", client::transport_error(&e).message))?;
+        .map_err(|e| failed("look up", client::transport_error(&e)))?;
     match response.status_code().as_u16() {
         200 => return Ok(()),
         // ILM's own "no such policy"; an engine without ILM answers "no handler" instead.
         404 => {
             let body = response.text().await.unwrap_or_default();
             if !body.contains("resource_not_found_exception") {
-                return Err(failed("look up", format!("HTTP 404: {}", body.chars().take(300).collect::<String>())));
+                let message = format!("HTTP 404: {}", body.chars().take(300).collect::<String>());
+                return Err(failed("look up", RequestError { message, transient: false }));
             }
         }
-        _ => return Err(failed("look up", client::response_error(response).await.message)),
+        _ => return Err(failed("look up", client::response_error(response).await)),
     }
     let body = json!({ "policy": lifecycle.policy }).to_string().into_bytes();
-    client::send(client, Method::Put, &path, Some(body)).await.map_err(|e| failed("create", e.message))?;
+    client::send(client, Method::Put, &path, Some(body)).await.map_err(|e| failed("create", e))?;
     Ok(())
 }
 

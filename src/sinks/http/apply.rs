@@ -67,8 +67,8 @@ impl HttpWriter {
             HttpMode::Structured | HttpMode::Binary => self.deliver_each(batch).await,
         };
         self.judge(failures)?;
-        self.shared.checkpoints.save(batch.partition_count, &batch.positions()).await.map_err(|message| ApplyError {
-            message: format!("{message} (the endpoint accepted the batch; it is not sent again)"),
+        self.shared.checkpoints.save(batch.partition_count, &batch.positions()).await.map_err(|e| ApplyError {
+            message: format!("{e} (the endpoint accepted the batch; it is not sent again)"),
             transient: true,
             failed_at: None,
             checkpoint_moved: false,

@@ -27,7 +27,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(config: &HttpSinkConfig) -> Result<Self, SinkError> {
-        let problem = |key: &str, message: String| SinkError(format!("sink.http.{key}: {message}"));
+        let problem = |key: &str, message: String| SinkError::config(format!("sink.http.{key}: {message}"));
         let (url, credentials) = parse_url(&config.url).map_err(|m| problem("url", m))?;
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
@@ -55,7 +55,7 @@ impl Endpoint {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("projector-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| SinkError(format!("sink.http: cannot build the HTTP client: {e}")))?;
+            .map_err(|e| SinkError::config(format!("sink.http: cannot build the HTTP client: {e}")))?;
         let display = display(&url);
         Ok(Self { client, url, display, timeout })
     }

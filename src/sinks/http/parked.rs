@@ -64,12 +64,12 @@ impl ParkedStore {
             #[cfg(feature = "kurrentdb")]
             Some(CheckpointStoreConfig::Kurrentdb { connection_string, .. }) => {
                 let Some(url) = connection_string.as_deref().or(source_connection_string) else {
-                    return Err(SinkError("checkpoints.kurrentdb: no connection_string, and the source is not KurrentDB; name the KurrentDB to keep checkpoints (and parked events) in".into()));
+                    return Err(SinkError::config("checkpoints.kurrentdb: no connection_string, and the source is not KurrentDB; name the KurrentDB to keep checkpoints (and parked events) in"));
                 };
                 let settings = url
                     .parse()
-                    .map_err(|e: kurrentdb::ClientSettingsParseError| SinkError(format!("checkpoints.kurrentdb.connection_string: {}", e.message())))?;
-                let client = kurrentdb::Client::new(settings).map_err(|e| SinkError(format!("parked events stream: {e}")))?;
+                    .map_err(|e: kurrentdb::ClientSettingsParseError| SinkError::config(format!("checkpoints.kurrentdb.connection_string: {}", e.message())))?;
+                let client = kurrentdb::Client::new(settings).map_err(|e| SinkError::config(format!("parked events stream: {e}")))?;
                 Backend::Kurrentdb { client: Box::new(client), stream: format!("$connectors/{connector}/parked") }
             }
             #[cfg(not(feature = "kurrentdb"))]

@@ -95,7 +95,7 @@ fn url_problem(url: &str) -> Option<String> {
     if url.starts_with("mongodb+srv://") {
         return Some("`mongodb+srv://` URLs need DNS SRV lookups, which this build leaves out; list the hosts with `mongodb://`".into());
     }
-    crate::sinks::mongo::parse_url(url).err()
+    crate::sinks::mongo::parse_url(url).err().map(|e| e.to_string())
 }
 
 #[cfg(not(feature = "mongo"))]

@@ -35,7 +35,7 @@ use crate::{
     checkpoint::CheckpointRow,
     config::{EventuousCheckpoint, EventuousPlace, MongoSinkConfig, MongoTransactions},
     event::Position,
-    sinks::{DecodeError, Sink, SinkError, eventuous},
+    sinks::{DecodeError, Sink, SinkError, SinkErrorKind, eventuous},
 };
 
 pub use apply::MongoWriter;
@@ -68,9 +68,14 @@ pub struct MongoSink {
 /// Most statements per write command on FerretDB v1 (see `MongoSink::open`).
 const FERRETDB_V1_MAX_STATEMENTS: usize = 50;
 
+/// A connection string the MongoDB driver does not take.
+#[derive(Debug, thiserror::Error)]
+#[error("not a MongoDB connection string: {}", describe_error(.0))]
+pub struct UrlError(mongodb::error::Error);
+
 /// Checks a connection string without connecting (for the config loader).
-pub fn parse_url(url: &str) -> Result<(), String> {
-    ConnectionString::parse(url).map(drop).map_err(|e| format!("not a MongoDB connection string: {}", describe_error(&e)))
+pub fn parse_url(url: &str) -> Result<(), UrlError> {
+    ConnectionString::parse(url).map(drop).map_err(UrlError)
 }
 
 impl MongoSink {
@@ -79,11 +84,11 @@ impl MongoSink {
     pub async fn open(config: &MongoSinkConfig, connector: &str) -> Result<Self, SinkError> {
         let mut options = ClientOptions::parse(&config.url)
             .await
-            .map_err(|e| SinkError(format!("sink.mongo.url: {}", describe_error(&e))))?;
+            .map_err(|e| SinkError::config(format!("sink.mongo.url: {}", describe_error(&e))))?;
         let hosts = options.hosts.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
         let write_concern = match &options.write_concern {
             Some(wc) => Some(
-                mongodb::bson::to_document(wc).map_err(|e| SinkError(format!("sink.mongo.url: write concern: {e}")))?,
+                mongodb::bson::to_document(wc).map_err(|e| SinkError::config(format!("sink.mongo.url: write concern: {e}")))?,
             )
             .filter(|d| !d.is_empty()),
             None => None,
@@ -100,10 +105,11 @@ impl MongoSink {
         options.server_selection_timeout.get_or_insert(Duration::from_secs(10));
         options.connect_timeout.get_or_insert(Duration::from_secs(5));
         let client = Client::with_options(options)
-            .map_err(|e| SinkError(format!("MongoDB target `{}`: {}", names.display, describe_error(&e))))?;
+            .map_err(|e| SinkError::config(format!("MongoDB target `{}`: {}", names.display, describe_error(&e))))?;
         let db = client.database(&config.database);
         let hello = db.run_command(doc! { "hello": 1 }).await.map_err(|e| {
-            SinkError(format!("cannot reach the MongoDB target `{}`: {}", names.display, describe_error(&e)))
+            SinkError::refused(format!("cannot reach the MongoDB target `{}`: {}", names.display, describe_error(&e)))
+                .unreachable_if(is_transient(&e))
         })?;
         // FerretDB v1 keeps one SQLite connection (of a pool of 100) per statement of an
         // `update` command until the command ends, so a command of 100 updates that match
@@ -126,7 +132,7 @@ impl MongoSink {
                     false
                 }
                 Err(reason) => {
-                    return Err(SinkError(format!(
+                    return Err(SinkError::schema(format!(
                         "MongoDB target `{}`: `transactions: on` but the server cannot run multi-document transactions: {reason}",
                         names.display
                     )));
@@ -142,7 +148,10 @@ impl MongoSink {
             // concern problem then shows at the first batch, with the batch).
             .write_concern(mongodb::options::WriteConcern::nodes(1))
             .await
-            .map_err(|e| SinkError(format!("MongoDB target `{}`: cannot create the checkpoints index: {}", names.display, describe_error(&e))))?;
+            .map_err(|e| {
+                SinkError::schema(format!("MongoDB target `{}`: cannot create the checkpoints index: {}", names.display, describe_error(&e)))
+                    .unreachable_if(is_transient(&e))
+            })?;
         Ok(Self { client, db, names, connector: connector.into(), transactional, writers: config.writers.max(1) })
     }
 
@@ -152,8 +161,9 @@ impl MongoSink {
         self.transactional
     }
 
-    fn error(&self, what: &str, e: &mongodb::error::Error) -> SinkError {
-        SinkError(format!("MongoDB target `{}`: {what}: {}", self.names.display, describe_error(e)))
+    /// `what` failed with `e`: a failure of `kind`, or an outage when `e` is transient.
+    fn error(&self, kind: SinkErrorKind, what: &str, e: &mongodb::error::Error) -> SinkError {
+        SinkError::new(kind, format!("MongoDB target `{}`: {what}: {}", self.names.display, describe_error(e))).unreachable_if(is_transient(e))
     }
 }
 
@@ -285,7 +295,7 @@ impl Sink for MongoSink {
     async fn load_checkpoints(&self) -> Result<Vec<CheckpointRow>, SinkError> {
         load_checkpoints(&self.db, &self.names, &self.connector)
             .await
-            .map_err(|e| self.error("cannot read the checkpoints", &e))
+            .map_err(|e| self.error(SinkErrorKind::Checkpoints, "cannot read the checkpoints", &e))
     }
 
     async fn delete_checkpoints(&self, partition_count: u32) -> Result<(), SinkError> {
@@ -294,7 +304,7 @@ impl Sink for MongoSink {
             .delete_many(doc! { "connector": &*self.connector, "kind": "checkpoint", "partitionCount": partition_count as i64 })
             .await
             .map(drop)
-            .map_err(|e| self.error("cannot delete checkpoints", &e))
+            .map_err(|e| self.error(SinkErrorKind::Checkpoints, "cannot delete checkpoints", &e))
     }
 
     async fn projection_version(&self) -> Result<Option<String>, SinkError> {
@@ -303,7 +313,7 @@ impl Sink for MongoSink {
             .collection::<Document>(&self.names.checkpoints)
             .find_one(doc! { "_id": version_id(&self.connector) })
             .await
-            .map_err(|e| self.error("cannot read the projection version", &e))?;
+            .map_err(|e| self.error(SinkErrorKind::Refused, "cannot read the projection version", &e))?;
         Ok(found.and_then(|d| d.get_str("version").ok().map(str::to_string)))
     }
 
@@ -313,10 +323,12 @@ impl Sink for MongoSink {
         version: &str,
         reset: Option<Vec<MongoOp>>,
     ) -> Result<(), SinkError> {
+        // A failure of the rebuild is one of its reset; a failure of recording alone is refused.
+        let kind = if reset.is_some() { SinkErrorKind::Reset } else { SinkErrorKind::Refused };
         let mut session = None;
         if self.transactional {
-            let mut s = self.client.start_session().await.map_err(|e| self.error("cannot start a session", &e))?;
-            s.start_transaction().await.map_err(|e| self.error("cannot start a transaction", &e))?;
+            let mut s = self.client.start_session().await.map_err(|e| self.error(kind, "cannot start a session", &e))?;
+            s.start_transaction().await.map_err(|e| self.error(kind, "cannot start a transaction", &e))?;
             session = Some(s);
         }
         let mut commands = Vec::new();
@@ -343,13 +355,13 @@ impl Sink for MongoSink {
                 Some(s) => action.session(s).await,
                 None => action.await,
             }
-            .map_err(|e| self.error(&what, &e))?;
+            .map_err(|e| self.error(kind, &what, &e))?;
             if let Ok(errors) = reply.get_array("writeErrors") {
-                return Err(SinkError(format!("MongoDB target `{}`: {what}: {errors:?}", self.names.display)));
+                return Err(SinkError::new(kind, format!("MongoDB target `{}`: {what}: {errors:?}", self.names.display)));
             }
         }
         if let Some(mut s) = session {
-            s.commit_transaction().await.map_err(|e| self.error("cannot commit", &e))?;
+            s.commit_transaction().await.map_err(|e| self.error(kind, "cannot commit", &e))?;
         }
         Ok(())
     }
@@ -366,7 +378,9 @@ impl Sink for MongoSink {
             .collection::<Document>(collection)
             .find_one(doc! { "_id": &checkpoint.id })
             .await
-            .map_err(|e| eventuous::unreadable(checkpoint, format!("MongoDB target `{}`: {}", self.names.display, describe_error(&e))))?;
+            .map_err(|e| {
+                eventuous::unreadable(checkpoint, format!("MongoDB target `{}`: {}", self.names.display, describe_error(&e)), is_transient(&e))
+            })?;
         let Some(document) = found else { return Ok(None) };
         match document.get("Position").or_else(|| document.get("position")) {
             None | Some(Bson::Null) => Ok(None),

@@ -49,9 +49,7 @@ impl InDoubt {
 
 impl MssqlWriter {
     pub(super) async fn open(endpoint: Arc<Endpoint>, connector: Arc<str>, sql: Arc<GatewaySql>) -> Result<Self, SinkError> {
-        let client = endpoint.connect().await.map_err(|e| {
-            SinkError(format!("cannot connect to the SQL Server target {}: {}", endpoint.display(), describe(&e)))
-        })?;
+        let client = endpoint.connect().await.map_err(|e| super::cannot_connect(&endpoint, &e))?;
         Ok(Self { endpoint, connector, sql, client: Some(client), in_doubt: None })
     }
 

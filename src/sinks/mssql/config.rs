@@ -69,7 +69,7 @@ fn connection_string(s: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
 
 #[cfg(feature = "mssql")]
 fn connection_string_problem(s: &str) -> Option<String> {
-    crate::sinks::mssql::parse_connection_string(s).err()
+    crate::sinks::mssql::parse_connection_string(s).err().map(|e| e.to_string())
 }
 
 #[cfg(not(feature = "mssql"))]

@@ -34,19 +34,19 @@ pub struct Endpoint {
     display: String,
 }
 
+/// A connection string tiberius cannot read.
+#[derive(Debug, thiserror::Error)]
+#[error("not an ADO.NET connection string ({0}); expected e.g. `Server=tcp:host,1433;Database=app;User Id=gw;Password=...;Encrypt=true`")]
+pub struct ConnectionStringError(Error);
+
 /// Checks an ADO.NET connection string; the message says what is wrong.
-pub fn parse_connection_string(s: &str) -> Result<(), String> {
+pub fn parse_connection_string(s: &str) -> Result<(), ConnectionStringError> {
     Endpoint::parse(s).map(drop)
 }
 
 impl Endpoint {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let config = Config::from_ado_string(s).map_err(|e| {
-            format!(
-                "not an ADO.NET connection string ({e}); expected e.g. \
-                 `Server=tcp:host,1433;Database=app;User Id=gw;Password=...;Encrypt=true`"
-            )
-        })?;
+    pub fn parse(s: &str) -> Result<Self, ConnectionStringError> {
+        let config = Config::from_ado_string(s).map_err(ConnectionStringError)?;
         let database = ado_value(s, &["database", "initial catalog"]).unwrap_or_else(|| "(default database)".into());
         let display = format!("mssql://{}/{database}", config.get_addr());
         Ok(Self { config, display })
@@ -150,7 +150,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(azure.display(), "mssql://myserver.database.windows.net:1433/app");
-        assert!(parse_connection_string("Server=tcp:h,1433;TrustServerCertificate=maybe").unwrap_err().contains("not an ADO.NET connection string"));
+        assert!(
+            parse_connection_string("Server=tcp:h,1433;TrustServerCertificate=maybe").unwrap_err().to_string().contains("not an ADO.NET connection string")
+        );
     }
 
     #[test]

@@ -33,14 +33,14 @@ use crate::{
     checkpoint::CheckpointRow,
     config::{EventuousCheckpoint, EventuousPlace, MssqlSinkConfig},
     event::Position,
-    sinks::{DecodeError, Sink, SinkError, eventuous, sql::{SqlOp, decode_sql_op}},
+    sinks::{DecodeError, Sink, SinkError, SinkErrorKind, eventuous, sql::{SqlOp, decode_sql_op}},
 };
 
 pub use apply::MssqlWriter;
-pub use connect::{TRANSIENT_ERRORS, parse_connection_string};
+pub use connect::{ConnectionStringError, TRANSIENT_ERRORS, parse_connection_string};
 
 use batch::{Origin, Plan, ROLLBACK_BATCH, Step};
-use connect::{Endpoint, MssqlClient, describe, is_connection_lost, quote_ident};
+use connect::{Endpoint, MssqlClient, describe, is_connection_lost, is_transient, quote_ident};
 use schema::GatewaySql;
 
 pub struct MssqlSink {
@@ -58,7 +58,7 @@ impl MssqlSink {
     /// the configured init SQL.
     pub async fn open(config: &MssqlSinkConfig, connector: &str) -> Result<Self, SinkError> {
         let endpoint =
-            Endpoint::parse(&config.connection_string).map_err(|e| SinkError(format!("sink.mssql.connection_string: {e}")))?;
+            Endpoint::parse(&config.connection_string).map_err(|e| SinkError::config(format!("sink.mssql.connection_string: {e}")))?;
         let mut client = connect(&endpoint).await?;
         let sql = GatewaySql::new(&config.schema);
         schema::prepare_target(&mut client, config, &sql, endpoint.display()).await?;
@@ -73,9 +73,10 @@ impl MssqlSink {
     }
 
     /// Runs `work` on the admin connection (reopened first if lost); a connection that fails
-    /// is dropped so the next call opens a new one.
+    /// is dropped so the next call opens a new one. Its failure is of `kind`, or an outage.
     async fn with_admin<T>(
         &self,
+        kind: SinkErrorKind,
         what: &str,
         work: impl AsyncFnOnce(&mut MssqlClient) -> Result<T, tiberius::error::Error>,
     ) -> Result<T, SinkError> {
@@ -90,20 +91,21 @@ impl MssqlSink {
                 if is_connection_lost(&e) {
                     *guard = None;
                 }
-                Err(self.error(what, &e))
+                let failed = SinkError::new(kind, format!("SQL Server target {}: {what}: {}", self.endpoint.display(), describe(&e)));
+                Err(failed.unreachable_if(is_transient(&e)))
             }
         }
-    }
-
-    fn error(&self, what: &str, e: &tiberius::error::Error) -> SinkError {
-        SinkError(format!("SQL Server target {}: {what}: {}", self.endpoint.display(), describe(e)))
     }
 }
 
 async fn connect(endpoint: &Endpoint) -> Result<MssqlClient, SinkError> {
-    endpoint.connect().await.map_err(|e| {
-        SinkError(format!("cannot connect to the SQL Server target {}: {}", endpoint.display(), describe(&e)))
-    })
+    endpoint.connect().await.map_err(|e| cannot_connect(endpoint, &e))
+}
+
+/// A connection that could not be made: an outage, or refused (a login failed, a certificate,
+/// no such database).
+fn cannot_connect(endpoint: &Endpoint, e: &tiberius::error::Error) -> SinkError {
+    SinkError::refused(format!("cannot connect to the SQL Server target {}: {}", endpoint.display(), describe(e))).unreachable_if(is_transient(e))
 }
 
 impl super::OpenSink for MssqlSink {
@@ -127,14 +129,14 @@ impl Sink for MssqlSink {
     }
 
     async fn load_checkpoints(&self) -> Result<Vec<CheckpointRow>, SinkError> {
-        self.with_admin("cannot read the checkpoints", async |client| {
+        self.with_admin(SinkErrorKind::Checkpoints, "cannot read the checkpoints", async |client| {
             schema::load_checkpoints(client, &self.sql, &self.connector).await
         })
         .await
     }
 
     async fn delete_checkpoints(&self, partition_count: u32) -> Result<(), SinkError> {
-        self.with_admin("cannot delete checkpoints", async |client| {
+        self.with_admin(SinkErrorKind::Checkpoints, "cannot delete checkpoints", async |client| {
             let mut query = Query::new(self.sql.delete_checkpoints.as_str());
             query.bind(&*self.connector);
             query.bind(partition_count as i32);
@@ -144,7 +146,7 @@ impl Sink for MssqlSink {
     }
 
     async fn projection_version(&self) -> Result<Option<String>, SinkError> {
-        self.with_admin("cannot read the projection version", async |client| {
+        self.with_admin(SinkErrorKind::Refused, "cannot read the projection version", async |client| {
             let mut query = Query::new(self.sql.load_version.as_str());
             query.bind(&*self.connector);
             let row = query.query(client).await?.into_row().await?;
@@ -170,7 +172,7 @@ impl Sink for MssqlSink {
                     .map(params::column)
                     .collect::<Result<Vec<_>, _>>()
                     .and_then(|params| Step::statement(sql.as_str(), params, origin))
-                    .map_err(|e| SinkError(format!("SQL Server target {}: {}: {e}", self.endpoint.display(), what())))?,
+                    .map_err(|e| SinkError::reset(format!("SQL Server target {}: {}: {e}", self.endpoint.display(), what())))?,
             });
         }
         let connector = || ColumnData::String(Some((*self.connector).into()));
@@ -181,7 +183,9 @@ impl Sink for MssqlSink {
         let params = vec![connector(), ColumnData::String(Some(projection.into())), ColumnData::String(Some(version.into()))];
         let step = Step::statement(self.sql.upsert_version.as_str(), params, Origin::Gateway("recording the projection version"));
         steps.push(step.expect("gateway SQL is valid"));
-        self.with_admin("cannot record the projection version", async |client| {
+        // A failure of the rebuild is one of its reset; a failure of recording alone is refused.
+        let kind = if reset.is_some() { SinkErrorKind::Reset } else { SinkErrorKind::Refused };
+        self.with_admin(kind, "cannot record the projection version", async |client| {
             match apply::run(client, Plan::new(steps)).await {
                 Ok(()) => Ok(()),
                 Err(failure) => {
@@ -211,7 +215,7 @@ impl Sink for MssqlSink {
         };
         let what = format!("cannot read the Eventuous checkpoint `{}` in the {}", checkpoint.id, checkpoint.place);
         let row = self
-            .with_admin(&what, async |client| {
+            .with_admin(SinkErrorKind::Checkpoints, &what, async |client| {
                 let mut query = Query::new(format!("SELECT Position FROM {table} WHERE ID = @P1"));
                 query.bind(checkpoint.id.as_str());
                 let read = async { query.query(client).await?.into_row().await };

@@ -9,7 +9,7 @@
 
 use tiberius::Query;
 
-use super::connect::{MssqlClient, describe, quote_ident};
+use super::connect::{MssqlClient, describe, is_transient, quote_ident};
 use crate::{checkpoint::CheckpointRow, config::MssqlSinkConfig, sinks::SinkError};
 
 /// Rows of one checkpoint `MERGE`: 2 + 2 per row parameters, well under the 2,100 of an RPC.
@@ -147,7 +147,9 @@ pub async fn prepare_target(
     sql: &GatewaySql,
     server: &str,
 ) -> Result<(), SinkError> {
-    let fail = |what: &str, e: &tiberius::error::Error| SinkError(format!("SQL Server target {server}: {what}: {}", describe(e)));
+    let fail = |what: &str, e: &tiberius::error::Error| {
+        SinkError::schema(format!("SQL Server target {server}: {what}: {}", describe(e))).unreachable_if(is_transient(e))
+    };
     run_batch(client, &sql.create_missing())
         .await
         .map_err(|e| fail(&format!("cannot create the gateway's tables in schema `{}` (sink.mssql.schema)", sql.schema), &e))?;
@@ -156,7 +158,7 @@ pub async fn prepare_target(
     }
     if let Some(file) = &config.init_sql_file {
         let init = tokio::fs::read_to_string(file).await.map_err(|e| {
-            SinkError(format!("SQL Server target {server}: cannot read `init_sql_file` {}: {e}", file.display()))
+            SinkError::schema(format!("SQL Server target {server}: cannot read `init_sql_file` {}: {e}", file.display()))
         })?;
         run_batch(client, &init).await.map_err(|e| fail(&format!("`init_sql_file` {} failed", file.display()), &e))?;
     }

@@ -85,9 +85,7 @@ impl PostgresWriter {
         sql: Arc<GatewaySql>,
         tenure: Option<Arc<Tenure>>,
     ) -> Result<Self, SinkError> {
-        let conn = WriterConnection::open(&endpoint, &sql, tenure.is_some()).await.map_err(|e| {
-            SinkError(format!("cannot connect to the PostgreSQL target {}: {}", endpoint.display(), describe(&e)))
-        })?;
+        let conn = WriterConnection::open(&endpoint, &sql, tenure.is_some()).await.map_err(|e| super::cannot_connect(&endpoint, &e))?;
         Ok(Self { endpoint, connector, sql, conn: Some(conn), in_doubt: None, tenure })
     }
 

@@ -68,7 +68,7 @@ pub fn url(url: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
 
 #[cfg(feature = "postgres")]
 fn url_problem(url: &str) -> Option<String> {
-    crate::postgres::PgEndpoint::parse(url).err()
+    crate::postgres::PgEndpoint::parse(url).err().map(|e| e.to_string())
 }
 
 #[cfg(not(feature = "postgres"))]

@@ -22,8 +22,8 @@ use crate::{
     config::{EventuousCheckpoint, PostgresSinkConfig},
     event::Position,
     lease::Tenure,
-    postgres::{PgEndpoint, describe},
-    sinks::{DecodeError, Sink, SinkError, eventuous, sql::{SqlOp, decode_sql_op}},
+    postgres::{PgEndpoint, describe, is_transient},
+    sinks::{DecodeError, Sink, SinkError, SinkErrorKind, eventuous, sql::{SqlOp, decode_sql_op}},
 };
 
 pub use apply::PostgresWriter;
@@ -49,7 +49,7 @@ impl PostgresSink {
     /// the configured init SQL. With a `tenure`, every commit is fenced by that lease (its
     /// table exists: the lease was taken in it).
     pub async fn open(config: &PostgresSinkConfig, connector: &str, tenure: Option<Tenure>) -> Result<Self, SinkError> {
-        let endpoint = PgEndpoint::parse(&config.url).map_err(|e| SinkError(format!("sink.postgres.url: {e}")))?;
+        let endpoint = PgEndpoint::parse(&config.url).map_err(|e| SinkError::config(format!("sink.postgres.url: {e}")))?;
         let client = connect(&endpoint).await?;
         let sql = GatewaySql::new(&config.schema);
         schema::prepare_target(&client, config, &sql, endpoint.display()).await?;
@@ -73,15 +73,20 @@ impl PostgresSink {
         Ok(client)
     }
 
-    fn error(&self, what: &str, e: &tokio_postgres::Error) -> SinkError {
-        SinkError(format!("PostgreSQL target {}: {what}: {}", self.endpoint.display(), describe(e)))
+    /// `what` failed with `e`: a failure of `kind`, or an outage when `e` is transient.
+    fn error(&self, kind: SinkErrorKind, what: &str, e: &tokio_postgres::Error) -> SinkError {
+        SinkError::new(kind, format!("PostgreSQL target {}: {what}: {}", self.endpoint.display(), describe(e))).unreachable_if(is_transient(e))
     }
 }
 
 async fn connect(endpoint: &PgEndpoint) -> Result<Client, SinkError> {
-    endpoint.connect().await.map_err(|e| {
-        SinkError(format!("cannot connect to the PostgreSQL target {}: {}", endpoint.display(), describe(&e)))
-    })
+    endpoint.connect().await.map_err(|e| cannot_connect(endpoint, &e))
+}
+
+/// A connection that could not be made: an outage, or refused (credentials, certificate, no
+/// such database).
+fn cannot_connect(endpoint: &PgEndpoint, e: &tokio_postgres::Error) -> SinkError {
+    SinkError::refused(format!("cannot connect to the PostgreSQL target {}: {}", endpoint.display(), describe(e))).unreachable_if(is_transient(e))
 }
 
 impl super::OpenSink for PostgresSink {
@@ -108,7 +113,7 @@ impl Sink for PostgresSink {
         let client = self.admin().await?;
         schema::load_checkpoints(&client, &self.sql, &self.connector)
             .await
-            .map_err(|e| self.error("cannot read the checkpoints", &e))
+            .map_err(|e| self.error(SinkErrorKind::Checkpoints, "cannot read the checkpoints", &e))
     }
 
     async fn delete_checkpoints(&self, partition_count: u32) -> Result<(), SinkError> {
@@ -118,7 +123,7 @@ impl Sink for PostgresSink {
             .execute(&self.sql.delete_checkpoints, &[&&*self.connector, &count])
             .await
             .map(|_| ())
-            .map_err(|e| self.error("cannot delete checkpoints", &e))
+            .map_err(|e| self.error(SinkErrorKind::Checkpoints, "cannot delete checkpoints", &e))
     }
 
     async fn projection_version(&self) -> Result<Option<String>, SinkError> {
@@ -127,7 +132,7 @@ impl Sink for PostgresSink {
             .query_opt(&self.sql.load_version, &[&&*self.connector])
             .await
             .and_then(|row| row.map(|r| r.try_get(0)).transpose())
-            .map_err(|e| self.error("cannot read the projection version", &e))
+            .map_err(|e| self.error(SinkErrorKind::Refused, "cannot read the projection version", &e))
     }
 
     async fn record_projection_version(
@@ -137,30 +142,32 @@ impl Sink for PostgresSink {
         reset: Option<Vec<SqlOp>>,
     ) -> Result<(), SinkError> {
         let mut client = self.admin().await?;
-        let tx = client.transaction().await.map_err(|e| self.error("cannot begin", &e))?;
+        // A failure of the rebuild is one of its reset; a failure of recording alone is refused.
+        let kind = if reset.is_some() { SinkErrorKind::Reset } else { SinkErrorKind::Refused };
+        let tx = client.transaction().await.map_err(|e| self.error(kind, "cannot begin", &e))?;
         if let Some(ops) = &reset {
             for (n, op) in ops.iter().enumerate() {
                 let what = format!("reset operation {} of the sidecar's Describe ({op})", n + 1);
                 match op {
-                    SqlOp::Raw(sql) => tx.batch_execute(sql).await.map_err(|e| self.error(&what, &e))?,
+                    SqlOp::Raw(sql) => tx.batch_execute(sql).await.map_err(|e| self.error(kind, &what, &e))?,
                     SqlOp::Statement { sql, params } => {
-                        let statement = tx.prepare(sql).await.map_err(|e| self.error(&what, &e))?;
+                        let statement = tx.prepare(sql).await.map_err(|e| self.error(kind, &what, &e))?;
                         let bound = bind_all(params, statement.params())
-                            .map_err(|e| SinkError(format!("PostgreSQL target {}: {what}: {e}", self.endpoint.display())))?;
+                            .map_err(|e| SinkError::reset(format!("PostgreSQL target {}: {what}: {e}", self.endpoint.display())))?;
                         let refs: Vec<&(dyn postgres_types::ToSql + Sync)> =
                             bound.iter().map(|b| b as &(dyn postgres_types::ToSql + Sync)).collect();
-                        tx.execute(&statement, &refs).await.map_err(|e| self.error(&what, &e))?;
+                        tx.execute(&statement, &refs).await.map_err(|e| self.error(kind, &what, &e))?;
                     }
                 }
             }
             tx.execute(&self.sql.delete_all_checkpoints, &[&&*self.connector])
                 .await
-                .map_err(|e| self.error("cannot delete the checkpoints", &e))?;
+                .map_err(|e| self.error(kind, "cannot delete the checkpoints", &e))?;
         }
         tx.execute(&self.sql.upsert_version, &[&&*self.connector, &projection, &version])
             .await
-            .map_err(|e| self.error("cannot record the projection version", &e))?;
-        tx.commit().await.map_err(|e| self.error("cannot commit", &e))
+            .map_err(|e| self.error(kind, "cannot record the projection version", &e))?;
+        tx.commit().await.map_err(|e| self.error(kind, "cannot commit", &e))
     }
 
     /// `SELECT position FROM <schema>.<table> WHERE id = $1`; a missing table or schema is no
@@ -172,7 +179,7 @@ impl Sink for PostgresSink {
         };
         let client = self.admin().await?;
         let unreadable = |e: &tokio_postgres::Error| {
-            eventuous::unreadable(checkpoint, format!("PostgreSQL target {}: {}", self.endpoint.display(), describe(e)))
+            eventuous::unreadable(checkpoint, format!("PostgreSQL target {}: {}", self.endpoint.display(), describe(e)), is_transient(e))
         };
         let sql = format!("SELECT position FROM {table} WHERE id = $1");
         let row = match client.query_opt(&sql, &[&checkpoint.id]).await {
@@ -193,5 +200,19 @@ impl Sink for PostgresSink {
 
     async fn open_writer(&self) -> Result<PostgresWriter, SinkError> {
         PostgresWriter::open(self.endpoint.clone(), self.connector.clone(), self.sql.clone(), self.tenure.clone()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_server_that_is_not_there_is_an_outage_said_as_before() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let endpoint = PgEndpoint::parse(&format!("postgres://gw@127.0.0.1:{port}/app")).unwrap();
+        let Err(e) = connect(&endpoint).await else { panic!("nothing listens on port {port}") };
+        assert_eq!(e.kind(), SinkErrorKind::Unreachable, "{e}");
+        assert!(e.to_string().starts_with(&format!("cannot connect to the PostgreSQL target postgres://gw@127.0.0.1:{port}/app: ")), "{e}");
     }
 }

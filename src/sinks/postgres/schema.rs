@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 use crate::{
     checkpoint::CheckpointRow,
     config::PostgresSinkConfig,
-    postgres::{describe, quote_ident},
+    postgres::{describe, is_transient, quote_ident},
     sinks::SinkError,
 };
 
@@ -131,7 +131,9 @@ pub(super) async fn prepare_target(
     sql: &GatewaySql,
     server: &str,
 ) -> Result<(), SinkError> {
-    let fail = |what: &str, e: &tokio_postgres::Error| SinkError(format!("PostgreSQL target {server}: {what}: {}", describe(e)));
+    let fail = |what: &str, e: &tokio_postgres::Error| {
+        SinkError::schema(format!("PostgreSQL target {server}: {what}: {}", describe(e))).unreachable_if(is_transient(e))
+    };
     let schema_exists: bool = client
         .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&sql.schema])
         .await
@@ -162,7 +164,7 @@ pub(super) async fn prepare_target(
     }
     if let Some(file) = &config.init_sql_file {
         let init = tokio::fs::read_to_string(file).await.map_err(|e| {
-            SinkError(format!("PostgreSQL target {server}: cannot read `init_sql_file` {}: {e}", file.display()))
+            SinkError::schema(format!("PostgreSQL target {server}: cannot read `init_sql_file` {}: {e}", file.display()))
         })?;
         client
             .batch_execute(&init)

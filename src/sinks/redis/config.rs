@@ -65,7 +65,7 @@ fn url(url: &str, path: &str, problems: &mut Vec<ConfigProblem>) {
 
 #[cfg(feature = "redis")]
 fn url_problem(url: &str) -> Option<String> {
-    crate::sinks::redis::parse_url(url).err()
+    crate::sinks::redis::parse_url(url).err().map(|e| e.to_string())
 }
 
 #[cfg(not(feature = "redis"))]

@@ -28,7 +28,7 @@ use crate::{
     config::ConnectorConfig,
     event::Position,
     run_context::RunContext,
-    sinks::{DecodeError, OpenSink, Sink, SinkError, settings::redis::RedisSinkConfig},
+    sinks::{DecodeError, OpenSink, Sink, SinkError, SinkErrorKind, settings::redis::RedisSinkConfig},
 };
 
 pub use apply::RedisWriter;
@@ -58,8 +58,9 @@ impl Target {
         [self.checkpoints.clone(), self.parked.clone(), self.projections.clone()]
     }
 
-    fn error(&self, what: &str, e: &RedisError) -> SinkError {
-        SinkError(format!("Redis target `{}`: {what}: {}", self.display, describe_error(e)))
+    /// `what` failed with `e`: a failure of `kind`, or an outage when `e` is transient.
+    fn error(&self, kind: SinkErrorKind, what: &str, e: &RedisError) -> SinkError {
+        SinkError::new(kind, format!("Redis target `{}`: {what}: {}", self.display, describe_error(e))).unreachable_if(is_transient(e))
     }
 }
 
@@ -69,9 +70,14 @@ pub struct RedisSink {
     writers: usize,
 }
 
+/// A URL the Redis client does not take.
+#[derive(Debug, thiserror::Error)]
+#[error("not a Redis URL the client takes: {}", describe_error(.0))]
+pub struct UrlError(RedisError);
+
 /// Checks a URL as the client reads it, without connecting (for the config loader).
-pub fn parse_url(url: &str) -> Result<(), String> {
-    Client::open(url).map(drop).map_err(|e| format!("not a Redis URL the client takes: {}", describe_error(&e)))
+pub fn parse_url(url: &str) -> Result<(), UrlError> {
+    Client::open(url).map(drop).map_err(UrlError)
 }
 
 /// The field of a partition's checkpoint in the checkpoint hash.
@@ -97,7 +103,7 @@ fn position(value: &[u8]) -> Option<Position> {
 impl RedisSink {
     /// Connects once (failing fast when the server cannot be reached or refuses the password).
     pub async fn open(config: &RedisSinkConfig, connector: &str) -> Result<Self, SinkError> {
-        let client = Client::open(config.url.as_str()).map_err(|e| SinkError(format!("sink.redis.url: {}", describe_error(&e))))?;
+        let client = Client::open(config.url.as_str()).map_err(|e| SinkError::config(format!("sink.redis.url: {}", describe_error(&e))))?;
         let info = client.get_connection_info();
         let display = format!("{}/{}", info.addr(), info.redis_settings().db());
         let connection = AsyncConnectionConfig::new()
@@ -113,8 +119,8 @@ impl RedisSink {
             projections: format!("{prefix}projections:{connector}"),
             prefix,
         };
-        let mut conn = target.connect().await.map_err(|e| target.error("cannot connect", &e))?;
-        redis::cmd("PING").query_async::<()>(&mut conn).await.map_err(|e| target.error("cannot reach the server", &e))?;
+        let mut conn = target.connect().await.map_err(|e| target.error(SinkErrorKind::Refused, "cannot connect", &e))?;
+        redis::cmd("PING").query_async::<()>(&mut conn).await.map_err(|e| target.error(SinkErrorKind::Refused, "cannot reach the server", &e))?;
         // An `allkeys-*` eviction policy may evict the checkpoint hash under memory pressure:
         // the connector would then project the whole log again over the read model it left.
         // Managed servers often refuse CONFIG: then nothing is known, and nothing is said.
@@ -143,7 +149,7 @@ impl RedisSink {
     }
 
     async fn connection(&self) -> Result<MultiplexedConnection, SinkError> {
-        self.target.connect().await.map_err(|e| self.target.error("cannot connect", &e))
+        self.target.connect().await.map_err(|e| self.target.error(SinkErrorKind::Refused, "cannot connect", &e))
     }
 }
 
@@ -174,19 +180,22 @@ impl Sink for RedisSink {
             .arg(key)
             .query_async(&mut conn)
             .await
-            .map_err(|e| self.target.error("cannot read the checkpoints", &e))?;
+            .map_err(|e| self.target.error(SinkErrorKind::Checkpoints, "cannot read the checkpoints", &e))?;
         fields
             .iter()
             .map(|(field, value)| checkpoint_row(field, value, key))
             .collect::<Result<_, _>>()
-            .map_err(|e| SinkError(format!("Redis target `{}`: cannot read the checkpoints: {e}", self.target.display)))
+            .map_err(|e| SinkError::checkpoints(format!("Redis target `{}`: cannot read the checkpoints: {e}", self.target.display)))
     }
 
     async fn delete_checkpoints(&self, partition_count: u32) -> Result<(), SinkError> {
         let mut conn = self.connection().await?;
         let key = &self.target.checkpoints;
-        let fields: Vec<String> =
-            redis::cmd("HKEYS").arg(key).query_async(&mut conn).await.map_err(|e| self.target.error("cannot read the checkpoints", &e))?;
+        let fields: Vec<String> = redis::cmd("HKEYS")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.target.error(SinkErrorKind::Checkpoints, "cannot read the checkpoints", &e))?;
         let prefix = format!("{partition_count}:");
         let obsolete: Vec<&String> = fields.iter().filter(|f| f.starts_with(&prefix)).collect();
         if obsolete.is_empty() {
@@ -197,7 +206,7 @@ impl Sink for RedisSink {
             .arg(obsolete)
             .query_async::<()>(&mut conn)
             .await
-            .map_err(|e| self.target.error("cannot delete checkpoints", &e))
+            .map_err(|e| self.target.error(SinkErrorKind::Checkpoints, "cannot delete checkpoints", &e))
     }
 
     async fn projection_version(&self) -> Result<Option<String>, SinkError> {
@@ -207,7 +216,7 @@ impl Sink for RedisSink {
             .arg("version")
             .query_async(&mut conn)
             .await
-            .map_err(|e| self.target.error("cannot read the projection version", &e))
+            .map_err(|e| self.target.error(SinkErrorKind::Refused, "cannot read the projection version", &e))
     }
 
     /// One MULTI/EXEC: the reset operations, the checkpoint hash deleted, the version recorded.
@@ -226,8 +235,10 @@ impl Sink for RedisSink {
         let now = chrono::Utc::now().to_rfc3339();
         pipe.cmd("HSET").arg(&self.target.projections).arg(&["projection", projection, "version", version, "updatedAt", &now]);
         what.push("recording the projection version".into());
-        let fail = |message: String| SinkError(format!("Redis target `{}`: {message}", self.target.display));
-        match apply::transaction(&mut conn, pipe).await.map_err(|e| self.target.error("recording the projection version", &e))? {
+        // A failure of the rebuild is one of its reset; a failure of recording alone is refused.
+        let kind = if reset.is_some() { SinkErrorKind::Reset } else { SinkErrorKind::Refused };
+        let fail = |message: String| SinkError::new(kind, format!("Redis target `{}`: {message}", self.target.display));
+        match apply::transaction(&mut conn, pipe).await.map_err(|e| self.target.error(kind, "recording the projection version", &e))? {
             apply::Transaction::Ran(results) => match results.iter().enumerate().find_map(|(i, r)| match r {
                 Value::ServerError(e) => Some((i, e)),
                 _ => None,

@@ -162,7 +162,7 @@ fn current(tx: &rusqlite::Transaction<'_>, connector: &str, count: u32, partitio
 
 pub(super) struct OpError {
     pub message: String,
-    transient: bool,
+    pub transient: bool,
 }
 
 pub(super) fn execute(conn: &Connection, op: &SqlOp) -> Result<(), OpError> {
@@ -233,7 +233,7 @@ impl ToSql for Bind<'_> {
     }
 }
 
-fn is_transient(e: &rusqlite::Error) -> bool {
+pub(super) fn is_transient(e: &rusqlite::Error) -> bool {
     matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
 }
 

@@ -23,7 +23,7 @@ use crate::{
     checkpoint::CheckpointRow,
     config::{EventuousCheckpoint, EventuousPlace, SqliteSinkConfig},
     event::Position,
-    sinks::{DecodeError, Sink, SinkError, eventuous,
+    sinks::{DecodeError, Sink, SinkError, SinkErrorKind, eventuous,
         sql::{SqlOp, decode_sql_op}},
 };
 
@@ -50,7 +50,7 @@ impl SqliteSink {
             let checkpointer = match Checkpointer::start(&config.path) {
                 Ok(c) => {
                     conn.execute_batch("PRAGMA wal_autocheckpoint = 0;").map_err(|e| {
-                        SinkError(format!("SQLite target {}: cannot configure: {e}", config.path.display()))
+                        SinkError::schema(format!("SQLite target {}: cannot configure: {e}", config.path.display()))
                     })?;
                     Some(Arc::new(c))
                 }
@@ -61,22 +61,30 @@ impl SqliteSink {
             };
             Ok::<_, SinkError>((conn, checkpointer))
         })
-        .await
-        .map_err(|e| SinkError(e.to_string()))??;
+        .await??;
         Ok(Self { connector: connector.into(), path, allow_raw_sql, conn: Arc::new(Mutex::new(conn)), checkpointer })
     }
 
+    /// Runs `f` on the connection, on a blocking thread; its failure is of `kind` (busy or
+    /// locked: an outage).
     async fn with_conn<T: Send + 'static>(
         &self,
+        kind: SinkErrorKind,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, SinkError> {
         let conn = self.conn.clone();
         let path = self.path.display().to_string();
         tokio::task::spawn_blocking(move || f(&conn.lock()))
-            .await
-            .map_err(|e| SinkError(e.to_string()))?
-            .map_err(|e| SinkError(format!("SQLite target {path}: {e}")))
+            .await?
+            .map_err(|e| SinkError::new(kind, format!("SQLite target {path}: {e}")).unreachable_if(apply::is_transient(&e)))
     }
+}
+
+/// Runs one operation on `conn` as a writer runs it in its batch transaction (the same `$n`
+/// binding and checks), inside whatever transaction `conn` has open; the database's error
+/// text on failure. For `dry-run`, which rolls its transaction back.
+pub fn execute_op(conn: &Connection, op: &SqlOp) -> Result<(), String> {
+    apply::execute(conn, op).map_err(|e| e.message)
 }
 
 impl super::OpenSink for SqliteSink {
@@ -101,12 +109,12 @@ impl Sink for SqliteSink {
 
     async fn load_checkpoints(&self) -> Result<Vec<CheckpointRow>, SinkError> {
         let connector = self.connector.clone();
-        self.with_conn(move |conn| schema::load_checkpoints(conn, &connector)).await
+        self.with_conn(SinkErrorKind::Checkpoints, move |conn| schema::load_checkpoints(conn, &connector)).await
     }
 
     async fn delete_checkpoints(&self, partition_count: u32) -> Result<(), SinkError> {
         let connector = self.connector.clone();
-        self.with_conn(move |conn| {
+        self.with_conn(SinkErrorKind::Checkpoints, move |conn| {
             conn.execute(
                 "DELETE FROM checkpoints WHERE connector = ?1 AND partition_count = ?2",
                 rusqlite::params![&*connector, partition_count],
@@ -118,7 +126,7 @@ impl Sink for SqliteSink {
 
     async fn projection_version(&self) -> Result<Option<String>, SinkError> {
         let connector = self.connector.clone();
-        self.with_conn(move |conn| {
+        self.with_conn(SinkErrorKind::Refused, move |conn| {
             use rusqlite::OptionalExtension;
             conn.query_row("SELECT version FROM projections WHERE connector = ?1", [&*connector], |r| r.get(0))
                 .optional()
@@ -136,12 +144,18 @@ impl Sink for SqliteSink {
         let (projection, version) = (projection.to_string(), version.to_string());
         tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock();
-            let fail = |what: &str, e: &dyn std::fmt::Display| SinkError(format!("SQLite target {path}: {what}: {e}"));
+            // A failure of the rebuild is one of its reset; a failure of recording alone is refused.
+            let kind = if reset.is_some() { SinkErrorKind::Reset } else { SinkErrorKind::Refused };
+            let fail = |what: &str, e: &rusqlite::Error| {
+                SinkError::new(kind, format!("SQLite target {path}: {what}: {e}")).unreachable_if(apply::is_transient(e))
+            };
             let tx = conn.transaction().map_err(|e| fail("cannot begin", &e))?;
             if let Some(ops) = &reset {
                 for (n, op) in ops.iter().enumerate() {
-                    apply::execute(&tx, op)
-                        .map_err(|e| fail(&format!("reset operation {} of the sidecar's Describe failed ({op})", n + 1), &e.message))?;
+                    apply::execute(&tx, op).map_err(|e| {
+                        let what = format!("reset operation {} of the sidecar's Describe failed ({op})", n + 1);
+                        SinkError::reset(format!("SQLite target {path}: {what}: {}", e.message)).unreachable_if(e.transient)
+                    })?;
                 }
                 tx.execute("DELETE FROM checkpoints WHERE connector = ?1", [&*connector])
                     .map_err(|e| fail("cannot delete the checkpoints", &e))?;
@@ -154,8 +168,7 @@ impl Sink for SqliteSink {
             .map_err(|e| fail("cannot record the projection version", &e))?;
             tx.commit().map_err(|e| fail("cannot commit", &e))
         })
-        .await
-        .map_err(|e| SinkError(e.to_string()))?
+        .await?
     }
 
     /// `SELECT position FROM <table> WHERE id = ?`, after looking the table up (none: no
@@ -179,9 +192,8 @@ impl Sink for SqliteSink {
             let sql = format!("SELECT position FROM \"{}\" WHERE id = ?1", table.replace('"', "\"\""));
             conn.query_row(&sql, [&id], |row| row.get::<_, Value>(0)).optional()
         })
-        .await
-        .map_err(|e| SinkError(e.to_string()))?
-        .map_err(|e| eventuous::unreadable(checkpoint, format!("SQLite target {}: {e}", self.path.display())))?;
+        .await?
+        .map_err(|e| eventuous::unreadable(checkpoint, format!("SQLite target {}: {e}", self.path.display()), apply::is_transient(&e)))?;
         match stored {
             None | Some(rusqlite::types::Value::Null) => Ok(None),
             Some(rusqlite::types::Value::Integer(p)) => eventuous::position(Some(p), checkpoint),

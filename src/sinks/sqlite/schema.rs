@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS projections (
 
 pub(super) fn open(config: &SqliteSinkConfig) -> Result<Connection, SinkError> {
     let path = config.path.display().to_string();
-    let fail = |what: &str, e: &dyn std::fmt::Display| SinkError(format!("SQLite target {path}: {what}: {e}"));
+    let fail = |what: &str, e: &dyn std::fmt::Display| SinkError::schema(format!("SQLite target {path}: {what}: {e}"));
     if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| fail("cannot create its directory", &e))?;
     }

@@ -25,7 +25,7 @@ pub struct PostgresHead {
 impl PostgresHead {
     pub async fn open(config: &PostgresSourceConfig) -> Result<Self, SourceError> {
         let endpoint = PgEndpoint::parse(&config.url)
-            .map_err(|reason| SourceError::Open { location: "source.postgres.url".into(), reason })?;
+            .map_err(|e| SourceError::Open { location: "source.postgres.url".into(), reason: e.to_string() })?;
         let messages = format!("{}.messages", quote_ident(&config.schema));
         Ok(Self {
             endpoint,

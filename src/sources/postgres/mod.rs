@@ -57,7 +57,7 @@ impl PostgresSource {
     /// Connects and checks that the schema holds Eventuous's tables.
     pub async fn open(config: &PostgresSourceConfig, after: Position) -> Result<Self, SourceError> {
         let endpoint = PgEndpoint::parse(&config.url)
-            .map_err(|reason| SourceError::Open { location: "source.postgres.url".into(), reason })?;
+            .map_err(|e| SourceError::Open { location: "source.postgres.url".into(), reason: e.to_string() })?;
         let open_error = |reason: String| SourceError::Open { location: endpoint.display().to_string(), reason };
         let client = endpoint.connect().await.map_err(|e| open_error(format!("cannot connect: {}", describe(&e))))?;
         for table in ["messages", "streams"] {

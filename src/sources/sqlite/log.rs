@@ -33,11 +33,12 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (stream, revision)
 );";
 
-/// Why an append failed.
+/// Why an append failed. The SQLite error is part of the message and not a `source`, so a
+/// chain printed with `{:#}` says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("event log {path}: {source}")]
-    Sqlite { path: String, source: rusqlite::Error },
+    #[error("event log {path}: {reason}")]
+    Sqlite { path: String, reason: rusqlite::Error },
     #[error("event data for stream `{stream}` is not valid JSON: {reason}")]
     InvalidJson { stream: String, reason: String },
 }
@@ -142,8 +143,8 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, LogError> {
     Ok(conn)
 }
 
-pub(super) fn sqlite_error(path: &Path, source: rusqlite::Error) -> LogError {
-    LogError::Sqlite { path: path.display().to_string(), source }
+pub(super) fn sqlite_error(path: &Path, reason: rusqlite::Error) -> LogError {
+    LogError::Sqlite { path: path.display().to_string(), reason }
 }
 
 /// The in-process wake-up shared by appenders and readers of one log file.
