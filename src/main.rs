@@ -121,6 +121,12 @@ enum Command {
         #[arg(long)]
         to_position: Option<u64>,
     },
+    /// Send sample events of a connector's log through its sidecar and print each with the
+    /// operations it answers; on SQLite and PostgreSQL targets, also run them in one
+    /// transaction that is rolled back, with each statement's outcome. Writes nothing to the
+    /// target: no checkpoint, no projection version, no table. Exit code 1 if an event's answer
+    /// or operation failed, 2 for a bad config or arguments.
+    DryRun(commands::dry_run::DryRunArgs),
     /// Check a config file and print every problem with its key path; the files it names are
     /// checked too (the event log and init SQL files exist), without connecting to anything.
     Validate {
@@ -171,6 +177,11 @@ enum Command {
     },
     /// Project sample bookings events end to end on this machine, then follow live appends.
     Demo(commands::demo::DemoArgs),
+    /// Write a starter reducer sidecar project (python, typescript, go, java or rust) into a
+    /// folder: a gRPC server with Describe and one handler per event type, its tests, the
+    /// stubs' generation, the gateway's config, sample events, and `run.sh`, which goes from
+    /// zero to a read model in one command.
+    NewSidecar(commands::new_sidecar::NewSidecarArgs),
     /// Serve the bundled example reducer (sidecar-examples/rust) as a sidecar. Prints
     /// `listening on HOST:PORT` once ready.
     ExampleSidecar {
@@ -185,7 +196,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
+    let default_level = if matches!(cli.command, Command::Demo(_) | Command::DryRun(_)) { "warn" } else { "info" };
     // Chosen before the log is set up: on a terminal, the log lines go above `run`'s bars.
     let progress = match &cli.command {
         Command::Run { quiet, progress_interval_secs, .. } => {
@@ -258,6 +269,7 @@ fn main() -> ExitCode {
                 commands::run::run(args).await
             }
             Command::Reset { config, connector, to_position } => commands::reset::reset(&config, &connector, to_position).await,
+            Command::DryRun(args) => commands::dry_run::dry_run(args).await,
             Command::Validate { config, connect } => commands::validate::validate(&config, connect).await,
             Command::Append { log, from: Some(from), .. } => commands::append::append_from(&log, &from),
             Command::Append { log, stream, event_type, data, metadata, id, from: None } => {
@@ -267,6 +279,7 @@ fn main() -> ExitCode {
             }
             Command::Generate { log, events, streams, seed } => commands::append::generate(&log, events, streams, seed),
             Command::Demo(args) => commands::demo::demo(args).await,
+            Command::NewSidecar(args) => commands::new_sidecar::new_sidecar(args),
             Command::ExampleSidecar { address, target } => commands::demo::example_sidecar(&address, target).await,
         }
     });

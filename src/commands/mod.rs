@@ -4,6 +4,8 @@
 pub mod append;
 pub mod caught_up;
 pub mod demo;
+pub mod dry_run;
+pub mod new_sidecar;
 pub mod progress;
 pub mod reset;
 pub mod run;

@@ -12,6 +12,8 @@ mod cli;
 mod console_sink;
 mod crash_recovery;
 mod describe;
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+mod dry_run;
 #[cfg(feature = "elastic")]
 mod elastic_sink;
 mod eventuous_compat;
@@ -33,6 +35,8 @@ mod management_api;
 mod mongo_sink;
 #[cfg(feature = "mssql")]
 mod mssql_sink;
+#[cfg(feature = "sqlite")]
+mod new_sidecar;
 mod operations_endpoint;
 #[cfg(all(feature = "postgres", feature = "sqlite"))]
 mod outages;
@@ -53,6 +57,7 @@ mod secrets;
 mod sidecar_tls;
 mod sqlite_pipeline;
 mod stall_memory;
+mod stub_packages;
 #[cfg(all(feature = "otlp", feature = "sqlite"))]
 mod traces;
 mod typescript_sidecar;
