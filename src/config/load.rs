@@ -358,6 +358,11 @@ fn validate_sidecar(sidecar: &SidecarConfig, path: &str, problems: &mut Vec<Conf
         }
     }
     at_least(sidecar.window as u64, 1, &format!("{path}.window"), problems);
+    // Below a few KiB not even an event's request fits; past 1 GiB is not a message but a leak.
+    at_least(sidecar.max_message_bytes as u64, 4096, &format!("{path}.max_message_bytes"), problems);
+    if sidecar.max_message_bytes > 1 << 30 {
+        problems.push(problem(format!("{path}.max_message_bytes"), format!("{} is too large; expected at most 1073741824 (1 GiB)", sidecar.max_message_bytes)));
+    }
     at_least(sidecar.request_timeout_ms, 1, &format!("{path}.request_timeout_ms"), problems);
 }
 
@@ -535,7 +540,7 @@ connectors:
 connectors:
   - id: "bad id"
     source: { sqlite: { path: events.db, pol_interval_ms: 5 } }
-    sidecar: { address: "127.0.0.1:50051", window: 0 }
+    sidecar: { address: "127.0.0.1:50051", window: 0, max_message_bytes: 100 }
     sink: { postgres: { schema: public } }
     filter: { include_stream_regex: "(" }
 "#;
@@ -556,6 +561,7 @@ connectors:
             "connectors[0].id: `bad id` is not a valid id",
             "connectors[0].sidecar.address: `127.0.0.1:50051` is not a gRPC endpoint",
             "connectors[0].sidecar.window: 0 is too small",
+            "connectors[0].sidecar.max_message_bytes: 100 is too small; expected at least 4096",
             "connectors[0].filter.include_stream_regex: not a valid regex",
         ] {
             assert!(found.iter().any(|m| m.starts_with(expected)), "{expected} not in {found:#?}");

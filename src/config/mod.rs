@@ -151,6 +151,10 @@ pub struct SidecarConfig {
     /// Requests in flight per partition stream before waiting for responses.
     #[serde(default = "defaults::window")]
     pub window: usize,
+    /// The largest message the gateway reads from or sends to the sidecar, in bytes (default
+    /// 64 MiB). A larger answer is refused unread, as an attempt at the event it answers.
+    #[serde(default = "defaults::max_message_bytes")]
+    pub max_message_bytes: usize,
     /// How long one event may wait for its response before it counts as failed.
     #[serde(default = "defaults::request_timeout_ms")]
     pub request_timeout_ms: u64,
@@ -412,6 +416,9 @@ pub(crate) mod defaults {
     }
     pub fn window() -> usize {
         256
+    }
+    pub fn max_message_bytes() -> usize {
+        64 << 20
     }
     pub fn request_timeout_ms() -> u64 {
         30_000

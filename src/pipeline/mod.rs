@@ -286,8 +286,8 @@ impl<S: Sink> Stages<S> {
 
         let reducers = self.channel.clone().zip(config.sidecar.clone()).map(|(channel, sidecar)| {
             let client = ProjectionClient::new(channel)
-                .max_decoding_message_size(64 << 20)
-                .max_encoding_message_size(64 << 20);
+                .max_decoding_message_size(sidecar.max_message_bytes)
+                .max_encoding_message_size(sidecar.max_message_bytes);
             (client, Arc::new(sidecar))
         });
         let mut partition_inputs = Vec::with_capacity(count as usize);

@@ -889,7 +889,7 @@ const KEYS: &[&str] = &[
     "sqlite", "postgres", "kurrentdb", "mssql", "mongo", "elastic", "console", "http", "path", "poll_interval_ms", "batch_size", "url",
     "schema", "gap_timeout_ms", "connection_string", "checkpoint_interval", "non_json", "resolve_links", "include_types",
     "exclude_types", "include_stream_prefixes", "exclude_stream_prefixes", "include_stream_regex", "exclude_stream_regex",
-    "include_system", "address", "window", "request_timeout_ms", "max_retries", "payload", "answers", "on_timeout", "tls",
+    "include_system", "address", "window", "max_message_bytes", "request_timeout_ms", "max_retries", "payload", "answers", "on_timeout", "tls",
     "ca_file", "cert_file", "key_file", "domain",
     "rebuild_on_new_version", "count", "key", "max_ops", "max_wait_ms", "ttl_ms", "renew_every_ms", "table", "collection", "index",
     "init_sql", "init_sql_file", "allow_raw_sql", "writers", "database", "checkpoints_collection", "parked_collection",

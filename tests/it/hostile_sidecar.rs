@@ -54,10 +54,16 @@ struct Outcome {
 /// Runs the bookings connector (600 events over 60 streams, 4 partitions, SQLite target)
 /// against `script` in a gateway process until the connector fails.
 async fn run(script: Script, setup: Setup) -> Outcome {
+    run_with(script, setup, "").await
+}
+
+/// [`run`] with `sidecar_keys` (YAML lines at the sidecar section's indentation) added.
+async fn run_with(script: Script, setup: Setup, sidecar_keys: &str) -> Outcome {
     let ws = Workspace::new();
     ws.log_with_events(600, 60, 11);
     let sidecar = sidecars::scripted(script).await;
-    let yaml = connector_yaml(&ws.log_path(), &sidecar.address, &sqlite_sink_yaml(&ws.target_path()), &setup);
+    let yaml = connector_yaml(&ws.log_path(), &sidecar.address, &sqlite_sink_yaml(&ws.target_path()), &setup)
+        .replacen("    sidecar:\n", &format!("    sidecar:\n{sidecar_keys}"), 1);
     std::fs::write(ws.path("gateway.yaml"), &yaml).unwrap();
     let listen = format!("127.0.0.1:{}", processes::free_port());
     let mut command = Command::new(processes::gateway_bin());
@@ -173,6 +179,19 @@ fn over_the_limit(req: &ProjectionRequest) -> Vec<Vec<u8>> {
     vec![response.encode_to_vec()]
 }
 
+/// The first answer to the targeted type 2 MiB long: over a `max_message_bytes` of 1 MiB.
+fn over_a_configured_limit(req: &ProjectionRequest) -> Vec<Vec<u8>> {
+    static FIRST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if req.event_type != TARGETED || FIRST.get_or_init(|| req.event_id.clone()) != &req.event_id {
+        return vec![faithful(req)];
+    }
+    let sql = format!("-- {}\nSELECT 1", "x".repeat(2 << 20));
+    let mut response = bookings_reducer::reduce(req);
+    response.operations.clear();
+    response.operation = Some(statement_any(Statement { sql, params: vec![] }));
+    vec![response.encode_to_vec()]
+}
+
 fn statement_any(statement: Statement) -> prost_types::Any {
     prost_types::Any { type_url: "type.googleapis.com/projection.Statement".into(), value: statement.encode_to_vec() }
 }
@@ -275,6 +294,15 @@ async fn an_answer_over_the_message_size_limit_is_refused_unread() {
     assert_stopped_precisely(
         &outcome,
         &[TARGETED, "an answer of the sidecar could not be read", "decoded message length too large", "the limit is: 67108864 bytes", "2 time(s)"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_over_a_configured_limit_is_refused_unread() {
+    let outcome = run_with(Script::Frames(over_a_configured_limit), retried_once(), "      max_message_bytes: 1048576\n").await;
+    assert_stopped_precisely(
+        &outcome,
+        &[TARGETED, "an answer of the sidecar could not be read", "decoded message length too large", "the limit is: 1048576 bytes", "2 time(s)"],
     );
 }
 

@@ -78,7 +78,9 @@ pub async fn ask(
     let mut answers: Vec<Option<Answer>> = vec![None; n];
     let handled = sidecar.answers == Answers::Handled;
     let window = sidecar.window.max(1);
-    let client = ProjectionClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
+    let client = ProjectionClient::new(channel)
+        .max_decoding_message_size(sidecar.max_message_bytes)
+        .max_encoding_message_size(sidecar.max_message_bytes);
     // The oldest event without an answer.
     let mut oldest = 0;
     while oldest < n {
