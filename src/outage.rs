@@ -17,6 +17,24 @@ use std::{
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 
+/// What a connector depends on and can wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependency {
+    Sidecar,
+    Target,
+    Source,
+}
+
+impl Dependency {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sidecar => "sidecar",
+            Self::Target => "target",
+            Self::Source => "source",
+        }
+    }
+}
+
 /// The state of one dependency as its users saw it last.
 #[derive(Debug, Default)]
 pub struct Outage {

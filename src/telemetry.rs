@@ -18,6 +18,8 @@ use std::{
     time::Duration,
 };
 
+use crate::outage::{Dependency, Ongoing, Outage};
+
 use prometheus_client::{
     encoding::{EncodeMetric, MetricEncoder, NoLabelSet},
     metrics::{MetricType, counter::Counter, gauge::Gauge},
@@ -100,6 +102,16 @@ pub struct ConnectorTelemetry {
 }
 
 impl ConnectorTelemetry {
+    /// Each dependency with its outage record, in the order operators see them.
+    pub fn outages(&self) -> [(Dependency, &Outage); 3] {
+        [(Dependency::Sidecar, &self.sidecar_outage), (Dependency::Target, &self.target_outage), (Dependency::Source, &self.source_outage)]
+    }
+
+    /// The first dependency in an outage now, with it.
+    pub fn ongoing_outage(&self) -> Option<(Dependency, Ongoing)> {
+        self.outages().into_iter().find_map(|(on, outage)| Some((on, outage.ongoing()?)))
+    }
+
     fn new(connector: &str) -> Self {
         Self {
             connector: connector.into(),

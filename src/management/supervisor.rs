@@ -525,12 +525,7 @@ async fn stop_at_once_when_stuck(control: ConnectorControl, id: String) {
     let telemetry = telemetry::for_connector(&id);
     let mut every = tokio::time::interval(Duration::from_millis(50));
     while !control.abort.is_cancelled() {
-        let outages = [
-            (Dependency::Sidecar, &telemetry.sidecar_outage),
-            (Dependency::Target, &telemetry.target_outage),
-            (Dependency::Source, &telemetry.source_outage),
-        ];
-        if let Some((on, outage)) = outages.into_iter().find_map(|(on, outage)| Some((on, outage.ongoing()?))) {
+        if let Some((on, outage)) = telemetry.ongoing_outage() {
             info!(
                 connector = %id,
                 "stopping now rather than draining: the {} has been down for {:.1?} ({}); what was not committed is read again \

@@ -14,7 +14,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use super::registry::{ConnectorState, Connectors, Dependency, Snapshot};
+use super::registry::{ConnectorState, Connectors, Snapshot};
 use crate::{pipeline::Progress, telemetry};
 
 /// The prefix of the gateway's own series (`process_*` have none, as every client's).
@@ -125,7 +125,7 @@ fn encode_connectors(connectors: &[Snapshot], mut encoder: DescriptorEncoder) ->
     let dependencies: Vec<_> = recorded
         .iter()
         .flat_map(|([(_, id)], t)| {
-            [(Dependency::Sidecar, &t.sidecar_outage), (Dependency::Target, &t.target_outage), (Dependency::Source, &t.source_outage)]
+            t.outages()
                 .map(|(on, outage)| ([("connector", id.clone()), ("dependency", on.name().to_owned())], outage))
         })
         .collect();

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use chrono::Utc;
 use serde_json::{Value, json};
 
+pub use crate::outage::Dependency;
 use crate::{
     event::Position,
     pipeline::{Progress, ProgressReceiver},
@@ -59,24 +60,6 @@ pub enum ConnectorState {
     Waiting { on: Dependency, reason: String, since: Instant },
 }
 
-/// What a connector depends on and can wait for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dependency {
-    Sidecar,
-    Target,
-    Source,
-}
-
-impl Dependency {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Sidecar => "sidecar",
-            Self::Target => "target",
-            Self::Source => "source",
-        }
-    }
-}
-
 impl ConnectorState {
     /// The state as `/connectors` names it (`running`, `standby`, ...).
     pub fn name(&self) -> &'static str {
@@ -114,15 +97,10 @@ impl ConnectorState {
             return self;
         }
         let Some(telemetry) = crate::telemetry::of_connector(id) else { return self };
-        let outages = [
-            (Dependency::Sidecar, &telemetry.sidecar_outage),
-            (Dependency::Target, &telemetry.target_outage),
-            (Dependency::Source, &telemetry.source_outage),
-        ];
-        outages
-            .into_iter()
-            .find_map(|(on, outage)| outage.ongoing().map(|o| Self::Waiting { on, reason: o.reason, since: Instant::now() - o.lasted }))
-            .unwrap_or(self)
+        match telemetry.ongoing_outage() {
+            Some((on, outage)) => Self::Waiting { on, reason: outage.reason, since: Instant::now() - outage.lasted },
+            None => self,
+        }
     }
 }
 
@@ -203,12 +181,7 @@ impl Snapshot {
             item["source"] = json!({ "head": head.position, "lag_positions": positions, "lag_seconds": seconds });
         }
         if let Some(telemetry) = crate::telemetry::of_connector(&self.id) {
-            let failures = [
-                (Dependency::Sidecar, &telemetry.sidecar_outage),
-                (Dependency::Target, &telemetry.target_outage),
-                (Dependency::Source, &telemetry.source_outage),
-            ];
-            let latest = failures.into_iter().filter_map(|(on, outage)| Some((on, outage.last_failure()?))).max_by_key(|(_, (at, _))| *at);
+            let latest = telemetry.outages().into_iter().filter_map(|(on, outage)| Some((on, outage.last_failure()?))).max_by_key(|(_, (at, _))| *at);
             if let Some((on, (at, message))) = latest {
                 item["last_error"] = json!({ "dependency": on.name(), "message": message, "at": at.to_rfc3339() });
             }
