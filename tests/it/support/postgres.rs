@@ -20,8 +20,28 @@ pub fn server_url() -> &'static str {
             .output()
             .expect("run scripts/postgres.sh");
         assert!(out.status.success(), "scripts/postgres.sh start failed");
-        String::from_utf8(out.stdout).unwrap().lines().last().expect("URL").trim().to_string()
+        let url = String::from_utf8(out.stdout).unwrap().lines().last().expect("URL").trim().to_string();
+        drop_databases_of_finished_runs(&url);
+        url
     })
+}
+
+/// Test databases are named `t_<pid>_...`; those of a process that has ended are dropped when the
+/// next test binary starts, so a server that lives across runs (on a developer's machine, or a
+/// CI machine that runs every stop) does not fill the disk it shares with the build.
+fn drop_databases_of_finished_runs(url: &str) {
+    let list = Command::new("psql")
+        .args([url, "-Atc", "SELECT datname FROM pg_database WHERE datname LIKE 't\\_%'"])
+        .output();
+    let Ok(list) = list else { return };
+    for name in String::from_utf8_lossy(&list.stdout).lines() {
+        let pid = name.split('_').nth(1).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            // Best effort: a database still in use stays for the next sweep.
+            let _ = Command::new("psql").args([url, "-qAtc", &format!("DROP DATABASE IF EXISTS \"{name}\"")]).output();
+        }
+    }
 }
 
 pub async fn connect(url: &str) -> Client {
@@ -30,8 +50,8 @@ pub async fn connect(url: &str) -> Client {
     client
 }
 
-/// A database of its own for one test, dropped at the end of the test binary's life by nobody:
-/// names are unique, and `scripts/postgres.sh` keeps the server in a temp directory.
+/// A database of its own for one test, named after the test process so that the next test
+/// binary drops it once this one has ended (`drop_databases_of_finished_runs`).
 pub struct Database {
     pub name: String,
     pub url: String,
@@ -40,7 +60,7 @@ pub struct Database {
 impl Database {
     pub async fn fresh(hint: &str) -> Self {
         let admin = connect(server_url()).await;
-        let name = format!("t_{}_{}", hint, uuid::Uuid::new_v4().simple()).to_lowercase();
+        let name = format!("t_{}_{}_{}", std::process::id(), hint, uuid::Uuid::new_v4().simple()).to_lowercase();
         admin.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
         let base = server_url().rsplit_once('/').expect("URL with a database").0;
         Self { url: format!("{base}/{name}"), name }
