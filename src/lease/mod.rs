@@ -34,10 +34,17 @@ pub struct Holder {
     pub expires_in_ms: i64,
 }
 
-/// The lease store could not be used.
+/// The lease store could not be used. Never fatal: a gateway that cannot reach it stands by (or,
+/// holding the lease, goes on with every commit still fenced) and tries again.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct LeaseError(pub String);
+pub enum LeaseError {
+    /// The target's URL, which the lease store shares, cannot be used.
+    #[error("sink.postgres.url: {0}")]
+    Url(String),
+    /// A statement against the lease table failed.
+    #[error("lease store (PostgreSQL target {endpoint}): {action}: {cause}")]
+    Store { endpoint: String, action: &'static str, cause: String },
+}
 
 /// This process's name among the gateways: `--instance-id`, else the host name (a pod's name)
 /// and the process id.

@@ -34,7 +34,7 @@ pub struct PgLeases {
 impl PgLeases {
     /// Connects and creates the lease table where missing.
     pub async fn open(url: &str, schema: &str) -> Result<Self, LeaseError> {
-        let endpoint = PgEndpoint::parse(url).map_err(|e| LeaseError(format!("sink.postgres.url: {e}")))?;
+        let endpoint = PgEndpoint::parse(url).map_err(|e| LeaseError::Url(e.to_string()))?;
         let t = format!("{}.gateway_leases", quote_ident(schema));
         let mut leases = Self {
             create: format!(
@@ -84,8 +84,8 @@ impl PgLeases {
         Ok(self.client.as_ref().expect("just connected"))
     }
 
-    fn error(&self, what: &str, e: &tokio_postgres::Error) -> LeaseError {
-        LeaseError(format!("lease store (PostgreSQL target {}): {what}: {}", self.endpoint.display(), describe(e)))
+    fn error(&self, action: &'static str, e: &tokio_postgres::Error) -> LeaseError {
+        LeaseError::Store { endpoint: self.endpoint.display().to_string(), action, cause: describe(e) }
     }
 
     /// Takes the lease of `connector` for `holder` if it is free, expired or already theirs.

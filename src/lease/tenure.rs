@@ -4,7 +4,11 @@
 //! connector ends on its own (a stop signal, a disable, an error) the lease is released, so a
 //! standby gateway takes over without waiting for it to expire.
 
-use crate::{config::ConnectorConfig, pipeline::ConnectorControl, status::ConnectorHandle};
+use crate::{
+    config::ConnectorConfig,
+    pipeline::{ConnectorControl, ConnectorError},
+    status::ConnectorHandle,
+};
 
 /// Runs `config` (which has a lease) as instance `instance` until the process or the operator
 /// stops it, standing by whenever another gateway holds its lease.
@@ -14,7 +18,7 @@ pub async fn run_leased(
     instance: &str,
     control: ConnectorControl,
     handle: &ConnectorHandle,
-) -> Result<(), String> {
+) -> Result<(), ConnectorError> {
     use std::time::Duration;
 
     use tracing::{info, warn};
@@ -27,7 +31,8 @@ pub async fn run_leased(
 
     let lease = config.lease.clone().expect("run_leased is given a leased connector");
     let SinkConfig::Postgres(sink) = &config.sink else {
-        return Err(format!("connector `{}`: a lease needs the postgres sink (`lease` is refused by validation otherwise)", config.id));
+        let message = "a lease needs the postgres sink (`lease` is refused by validation otherwise)".into();
+        return Err(ConnectorError::Config { connector: config.id, message });
     };
     let every = Duration::from_millis(lease.renew_every_ms);
     let id = config.id.clone();
@@ -110,11 +115,12 @@ pub async fn run_leased(
         if let Err(e) = leases.release(&id, &tenure).await {
             warn!(connector = %id, "{e}; a standby gateway takes over once it expires");
         }
-        return result.map_err(|e| e.to_string());
+        return result;
     }
 }
 
 #[cfg(not(feature = "postgres"))]
-pub async fn run_leased(config: ConnectorConfig, _: &str, _: ConnectorControl, _: &ConnectorHandle) -> Result<(), String> {
-    Err(format!("connector `{}`: a lease needs the postgres feature, which this build lacks", config.id))
+pub async fn run_leased(config: ConnectorConfig, _: &str, _: ConnectorControl, _: &ConnectorHandle) -> Result<(), ConnectorError> {
+    let message = "a lease needs the postgres feature, which this build lacks".into();
+    Err(ConnectorError::Config { connector: config.id, message })
 }

@@ -462,7 +462,7 @@ impl Supervisor {
 /// loop), unless `fail_fast`. A sink error that needs a fix is not waited for
 /// ([`crate::sinks::SinkError::needs_a_fix`]). Its sidecar is waited for at start in any case
 /// (`Describe`).
-async fn run_waiting_at_start(config: ConnectorConfig, control: ConnectorControl, handle: &ConnectorHandle, fail_fast: bool) -> Result<(), String> {
+async fn run_waiting_at_start(config: ConnectorConfig, control: ConnectorControl, handle: &ConnectorHandle, fail_fast: bool) -> Result<(), ConnectorError> {
     let id = config.id.clone();
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut waited: Option<(Dependency, std::time::Instant)> = None;
@@ -489,10 +489,10 @@ async fn run_waiting_at_start(config: ConnectorConfig, control: ConnectorControl
             ConnectorError::Source { error, .. } if config.source.settings().is_remote() && !matches!(error, SourceError::NotBuilt(_)) => {
                 (Dependency::Source, error.to_string())
             }
-            _ => return Err(error.to_string()),
+            _ => return Err(error),
         };
         if fail_fast || started.load(Ordering::Relaxed) || control.shutdown.is_cancelled() {
-            return Err(error.to_string());
+            return Err(error);
         }
         let delay = backoff.next_delay();
         match &waited {

@@ -22,6 +22,7 @@ pub mod elastic;
 pub mod checkpoint_store;
 pub mod console;
 pub mod eventuous;
+pub mod parked;
 pub mod registry;
 pub mod settings;
 #[cfg(feature = "http")]
@@ -454,6 +455,21 @@ pub trait Sink: Send + Sync + 'static {
             self.name(),
             checkpoint.place
         ));
+        async move { Err(refused) }
+    }
+
+    /// The connector's parked events that `query` selects, oldest position first.
+    fn parked_events(&self, query: &parked::ParkedQuery) -> impl Future<Output = Result<Vec<parked::ParkedEvent>, SinkError>> + Send {
+        let _ = query;
+        let refused = SinkError::config(format!("the {} sink keeps no parked events", self.name()));
+        async move { Err(refused) }
+    }
+
+    /// Deletes the connector's parked events with these record ids; returns how many it deleted
+    /// (an id it does not hold is no error: discarding is idempotent).
+    fn discard_parked(&self, ids: &[String]) -> impl Future<Output = Result<u64, SinkError>> + Send {
+        let _ = ids;
+        let refused = SinkError::config(format!("the {} sink keeps no parked events", self.name()));
         async move { Err(refused) }
     }
 

@@ -8,6 +8,7 @@
 //! - `apply.rs`: applying a batch, pipelined on the connection, with reconnection.
 
 mod apply;
+mod parked;
 mod schema;
 mod values;
 
@@ -124,6 +125,20 @@ impl Sink for PostgresSink {
             .await
             .map(|_| ())
             .map_err(|e| self.error(SinkErrorKind::Checkpoints, "cannot delete checkpoints", &e))
+    }
+
+    async fn parked_events(&self, query: &crate::sinks::parked::ParkedQuery) -> Result<Vec<crate::sinks::parked::ParkedEvent>, SinkError> {
+        let client = self.admin().await?;
+        parked::list(&client, &self.sql.parked_table, &self.connector, query)
+            .await
+            .map_err(|e| self.error(SinkErrorKind::Refused, "cannot read the parked events", &e))
+    }
+
+    async fn discard_parked(&self, ids: &[String]) -> Result<u64, SinkError> {
+        let client = self.admin().await?;
+        parked::discard(&client, &self.sql.parked_table, &self.connector, ids)
+            .await
+            .map_err(|e| self.error(SinkErrorKind::Refused, "cannot discard parked events", &e))
     }
 
     async fn projection_version(&self) -> Result<Option<String>, SinkError> {

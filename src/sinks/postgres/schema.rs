@@ -19,7 +19,7 @@ use crate::{
 pub(super) struct GatewaySql {
     schema: String,
     checkpoints_table: String,
-    parked_table: String,
+    pub parked_table: String,
     projections_table: String,
     create_checkpoints: String,
     create_projections: String,

@@ -6,6 +6,7 @@
 
 mod apply;
 mod checkpointer;
+mod parked;
 mod schema;
 
 use std::{
@@ -199,6 +200,16 @@ impl Sink for SqliteSink {
             Some(rusqlite::types::Value::Integer(p)) => eventuous::position(Some(p), checkpoint),
             Some(other) => Err(eventuous::unexpected(checkpoint, format!("a position of type {:?}", other.data_type()))),
         }
+    }
+
+    async fn parked_events(&self, query: &crate::sinks::parked::ParkedQuery) -> Result<Vec<crate::sinks::parked::ParkedEvent>, SinkError> {
+        let (connector, query) = (self.connector.clone(), query.clone());
+        self.with_conn(SinkErrorKind::Refused, move |conn| parked::list(conn, &connector, &query)).await
+    }
+
+    async fn discard_parked(&self, ids: &[String]) -> Result<u64, SinkError> {
+        let (connector, ids) = (self.connector.clone(), ids.to_vec());
+        self.with_conn(SinkErrorKind::Refused, move |conn| parked::discard(conn, &connector, &ids)).await
     }
 
     fn writer_count(&self) -> usize {
