@@ -1,6 +1,7 @@
 //! Distributions `/metrics` exports as Prometheus histograms: how long a batch takes to
 //! commit, how many operations it carries, how long the sidecar takes to answer an event, and
-//! how often a batch had to be retried.
+//! how often a batch had to be retried; and what a connector counts as it runs (events, the
+//! partition streams on each sidecar replica).
 //!
 //! Recording is a few relaxed atomic additions, cheap enough for every event: the histograms
 //! are our own (prometheus-client's `Histogram` takes a mutex per observation), and only their
@@ -99,6 +100,42 @@ pub struct ConnectorTelemetry {
     pub events_already_applied: Counter,
     /// Events sent to the sidecar and not answered yet, over every partition.
     pub in_flight: Gauge,
+    /// Partition streams open on each endpoint of the sidecar (its replicas).
+    pub sidecar_streams: EndpointStreams,
+}
+
+/// How many partition streams each endpoint of a connector's sidecar holds now (streams it
+/// accepted and that are not over). An endpoint the connector knows of holds a count, 0 too, so
+/// a replica that gets no partition shows; one no longer resolved goes once its streams end.
+#[derive(Debug, Default)]
+pub struct EndpointStreams(parking_lot::Mutex<std::collections::BTreeMap<Arc<str>, i64>>);
+
+impl EndpointStreams {
+    /// A stream on `endpoint` was accepted.
+    pub fn opened(&self, endpoint: &Arc<str>) {
+        *self.0.lock().entry(endpoint.clone()).or_default() += 1;
+    }
+
+    /// A stream on `endpoint` is over.
+    pub fn closed(&self, endpoint: &Arc<str>) {
+        if let Some(count) = self.0.lock().get_mut(endpoint) {
+            *count -= 1;
+        }
+    }
+
+    /// The endpoints resolved now: each is listed, and those gone are dropped once idle.
+    pub fn known(&self, endpoints: &[Arc<str>]) {
+        let mut counts = self.0.lock();
+        counts.retain(|endpoint, count| *count > 0 || endpoints.contains(endpoint));
+        for endpoint in endpoints {
+            counts.entry(endpoint.clone()).or_default();
+        }
+    }
+
+    /// Each endpoint with its open streams, by endpoint.
+    pub fn counts(&self) -> Vec<(Arc<str>, i64)> {
+        self.0.lock().iter().map(|(endpoint, count)| (endpoint.clone(), *count)).collect()
+    }
 }
 
 impl ConnectorTelemetry {
@@ -126,6 +163,7 @@ impl ConnectorTelemetry {
             events_filtered: Counter::default(),
             events_already_applied: Counter::default(),
             in_flight: Gauge::default(),
+            sidecar_streams: EndpointStreams::default(),
         }
     }
 }

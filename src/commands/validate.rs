@@ -100,23 +100,31 @@ async fn check_source(c: &ConnectorConfig) -> Checked {
     }
 }
 
-/// The sidecar is reachable and answers `Describe` (or says it does not serve it).
+/// The sidecar is reachable and answers `Describe` (or says it does not serve it), at each of
+/// its configured addresses (each replica, when there are several).
 async fn check_sidecar(c: &ConnectorConfig) -> Checked {
     let Some(sidecar) = &c.sidecar else { return Checked::Skipped("no sidecar (a producer connector)".into()) };
-    let address = &sidecar.address;
-    let channel = match reducer::channel(sidecar) {
-        Ok(channel) => channel,
-        Err(e) => return Checked::Failed(format!("sidecar.address: {e}")),
-    };
+    let (mut answered, mut failed) = (Vec::new(), Vec::new());
+    for address in sidecar.addresses() {
+        match check_replica(c, sidecar, address).await {
+            Ok(said) => answered.push(said),
+            Err(why) => failed.push(why),
+        }
+    }
+    if failed.is_empty() { Checked::Ok(answered.join("; ")) } else { Checked::Failed(failed.join("; ")) }
+}
+
+async fn check_replica(c: &ConnectorConfig, sidecar: &config::SidecarConfig, address: &str) -> Result<String, String> {
+    let channel = reducer::channel_to(sidecar, address).map_err(|e| format!("sidecar.address: {e}"))?;
     match reducer::describe_once(channel, &c.id, address).await {
         Ok(Described::Yes(d)) => {
             let types = if d.event_types.is_empty() { "every event type".to_string() } else { format!("{} event type(s)", d.event_types.len()) };
             let version = if d.version.is_empty() { String::new() } else { format!(" version `{}`", d.version) };
-            Checked::Ok(format!("{address}: Describe answered: projection `{}`{version}, handles {types}", d.projection))
+            Ok(format!("{address}: Describe answered: projection `{}`{version}, handles {types}", d.projection))
         }
-        Ok(Described::NotSupported) => Checked::Ok(format!("{address}: reachable; it does not serve Describe, so it is sent every event")),
-        Ok(Described::Stopped) => Checked::Failed("stopped".into()),
-        Err(e) => Checked::Failed(e.to_string()),
+        Ok(Described::NotSupported) => Ok(format!("{address}: reachable; it does not serve Describe, so it is sent every event")),
+        Ok(Described::Stopped) => Err("stopped".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -440,7 +440,7 @@ grpc:
         assert_eq!(source.connection_string, "esdb://localhost:2113?tls=false");
         assert_eq!(c.partitioning.count, 1);
         let sidecar = c.sidecar.as_ref().unwrap();
-        assert_eq!(sidecar.address, "http://localhost:9091");
+        assert_eq!(sidecar.address.as_deref(), Some("http://localhost:9091"));
         assert_eq!((sidecar.answers, sidecar.on_timeout), (Answers::Handled, TimeoutPolicy::Retry));
         let SinkConfig::Mongo(mongo) = &c.sink else { panic!("{:?}", c.sink) };
         assert_eq!((mongo.url.as_str(), mongo.database.as_str(), mongo.collection.as_str()), (
@@ -450,7 +450,7 @@ grpc:
         ));
         // Older files call the sidecar section `filter`.
         let older = ESDB_MONGO.replace("grpc:", "filter:");
-        assert_eq!(parse(&older).unwrap().connectors[0].sidecar.as_ref().unwrap().address, "http://localhost:9091");
+        assert_eq!(parse(&older).unwrap().connectors[0].sidecar.as_ref().unwrap().address.as_deref(), Some("http://localhost:9091"));
     }
 
     #[test]
@@ -458,7 +458,7 @@ grpc:
         let https = ESDB_MONGO.replace("http://localhost:9091", "https://reducer.internal:9091");
         for file in [https.clone(), https.replace("credentials: \"insecure\"", "credentials: ssl")] {
             let sidecar = parse(&file).unwrap().connectors[0].sidecar.clone().unwrap();
-            assert_eq!((sidecar.address.as_str(), sidecar.tls), ("https://reducer.internal:9091", None));
+            assert_eq!((sidecar.address.as_deref(), sidecar.tls), (Some("https://reducer.internal:9091"), None));
         }
         let messages = |file: &str| parse(file).unwrap_err().iter().map(ToString::to_string).collect::<Vec<_>>();
         assert_eq!(messages(&ESDB_MONGO.replace("credentials: \"insecure\"", "credentials: ssl")), [
@@ -527,13 +527,13 @@ target:
         let config = parse(ESDB_ELASTIC_PROJECT).expect("valid");
         let c = &config.connectors[0];
         let sidecar = c.sidecar.as_ref().expect("a projector");
-        assert_eq!(sidecar.address, "http://localhost:9091");
+        assert_eq!(sidecar.address.as_deref(), Some("http://localhost:9091"));
         assert_eq!((sidecar.answers, sidecar.on_timeout), (Answers::Handled, TimeoutPolicy::Retry));
         let SinkConfig::Elastic(elastic) = &c.sink else { panic!("{:?}", c.sink) };
         assert_eq!((elastic.url.as_str(), elastic.index.as_deref(), elastic.producer.is_none()), ("http://localhost:9200", Some("test"), true));
         // A `grpc` section, when a file has one, is used.
         let with_grpc = format!("{ESDB_ELASTIC_PROJECT}grpc:\n  uri: \"http://reducer:5000\"\n");
-        assert_eq!(parse(&with_grpc).unwrap().connectors[0].sidecar.as_ref().unwrap().address, "http://reducer:5000");
+        assert_eq!(parse(&with_grpc).unwrap().connectors[0].sidecar.as_ref().unwrap().address.as_deref(), Some("http://reducer:5000"));
     }
 
     #[test]
@@ -627,7 +627,7 @@ grpc:
     fn an_eventuous_sql_server_file_becomes_a_sql_server_connector() {
         let config = parse(ESDB_SQL_SERVER).expect("valid");
         let c = &config.connectors[0];
-        assert_eq!(c.sidecar.as_ref().unwrap().address, "http://localhost:9091");
+        assert_eq!(c.sidecar.as_ref().unwrap().address.as_deref(), Some("http://localhost:9091"));
         let SinkConfig::Mssql(mssql) = &c.sink else { panic!("{:?}", c.sink) };
         assert_eq!(
             mssql.connection_string,

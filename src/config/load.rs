@@ -335,28 +335,79 @@ fn validate_connector(c: &ConnectorConfig, path: &str, problems: &mut Vec<Config
     c.sink.settings().validate(c, path, problems);
 }
 
-/// A gRPC address, `http://` or `https://`; TLS settings only with `https://`, their files
-/// read and checked as the channel will read them (`reducer/tls.rs`).
+/// One gRPC address (`address`) or several replicas' (`addresses`, each once, all `http://` or
+/// all `https://`); TLS settings only with `https://`, their files read and checked as the
+/// channels will read them (`reducer/tls.rs`).
 fn validate_sidecar(sidecar: &SidecarConfig, path: &str, problems: &mut Vec<ConfigProblem>) {
-    let address = &sidecar.address;
-    let https = crate::reducer::tls::is_https(address);
-    let valid = (https || address.starts_with("http://")) && address.parse::<tonic::transport::Uri>().is_ok_and(|uri| uri.host().is_some());
-    if !valid {
-        problems.push(problem(
-            format!("{path}.address"),
-            format!("`{address}` is not a gRPC endpoint; expected e.g. `http://127.0.0.1:50051`, or `https://reducer.internal:50443` for TLS"),
-        ));
-    } else if !https && sidecar.tls.is_some() {
+    let addresses: Vec<(String, &str)> = match (&sidecar.address, &sidecar.addresses) {
+        (Some(address), None) => vec![(format!("{path}.address"), address.as_str())],
+        (None, Some(list)) if !list.is_empty() => {
+            list.iter().enumerate().map(|(i, address)| (format!("{path}.addresses[{i}]"), address.as_str())).collect()
+        }
+        (None, Some(_)) => {
+            let example = "`[http://reducer-0.reducer:50051, http://reducer-1.reducer:50051]`";
+            problems.push(problem(format!("{path}.addresses"), format!("empty; list the sidecar replicas' gRPC endpoints, e.g. {example}")));
+            Vec::new()
+        }
+        (Some(_), Some(_)) => {
+            problems.push(problem(
+                format!("{path}.addresses"),
+                "given with `address`; give one sidecar in `address` or several replicas in `addresses`, not both",
+            ));
+            Vec::new()
+        }
+        (None, None) => {
+            problems.push(problem(
+                format!("{path}.address"),
+                "missing; expected the sidecar's gRPC endpoint, e.g. `http://127.0.0.1:50051`, or several replicas' in `addresses`",
+            ));
+            Vec::new()
+        }
+    };
+    let mut valid: Vec<(&String, &str)> = Vec::new();
+    for (at, address) in &addresses {
+        let https = crate::reducer::tls::is_https(address);
+        let endpoint = (https || address.starts_with("http://")) && address.parse::<tonic::transport::Uri>().is_ok_and(|uri| uri.host().is_some());
+        let same = |earlier: &&(&String, &str)| earlier.1.trim_end_matches('/') == address.trim_end_matches('/');
+        if !endpoint {
+            problems.push(problem(
+                at,
+                format!("`{address}` is not a gRPC endpoint; expected e.g. `http://127.0.0.1:50051`, or `https://reducer.internal:50443` for TLS"),
+            ));
+        } else if let Some((first_at, _)) = valid.iter().find(same) {
+            problems.push(problem(at, format!("`{address}` is listed twice (also at `{first_at}`); list each replica once")));
+        } else if let Some((first_at, first)) = valid.first().filter(|(_, first)| crate::reducer::tls::is_https(first) != https) {
+            problems.push(problem(
+                at,
+                format!(
+                    "`{address}` and `{first}` (`{first_at}`) are reached differently (TLS and plain text); list all replicas with `http://` or all with `https://`"
+                ),
+            ));
+        } else {
+            valid.push((at, *address));
+        }
+    }
+    let https = valid.first().is_some_and(|(_, address)| crate::reducer::tls::is_https(address));
+    if let (Some((_, address)), false, Some(_)) = (valid.first(), https, &sidecar.tls) {
         let tls_address = address.replacen("http://", "https://", 1);
         problems.push(problem(
             format!("{path}.tls"),
             format!("TLS settings for `{address}`, a plain-text address; use `{tls_address}` for TLS to the sidecar, or remove `tls`"),
         ));
-    } else if let Err(found) = crate::reducer::tls::client_config(sidecar) {
-        for p in found {
-            problems.push(problem(format!("{path}.{}", p.key), p.message));
+    } else if https {
+        // Each address is checked against its own host name; the files' problems are told once.
+        let mut told = Vec::new();
+        for (at, address) in &valid {
+            for p in crate::reducer::tls::client_config(sidecar, address).err().unwrap_or_default() {
+                let at = if p.key == "address" { (*at).clone() } else { format!("{path}.{}", p.key) };
+                if !told.contains(&(at.clone(), p.message.clone())) {
+                    told.push((at.clone(), p.message.clone()));
+                    problems.push(problem(at, p.message));
+                }
+            }
         }
     }
+    at_least(sidecar.resolve_every_secs, 1, &format!("{path}.resolve_every_secs"), problems);
     at_least(sidecar.window as u64, 1, &format!("{path}.window"), problems);
     // Below a few KiB not even an event's request fits; past 1 GiB is not a message but a leak.
     at_least(sidecar.max_message_bytes as u64, 4096, &format!("{path}.max_message_bytes"), problems);
@@ -590,7 +641,7 @@ connectors:
     fn an_https_sidecar_takes_the_mozilla_roots_or_the_tls_files_it_names() {
         let config = parse(&with_sidecar(r#"{ address: "https://reducer.example:443" }"#)).unwrap();
         let sidecar = config.connectors[0].sidecar.as_ref().unwrap();
-        assert_eq!((sidecar.address.as_str(), &sidecar.tls), ("https://reducer.example:443", &None));
+        assert_eq!((sidecar.address.as_deref(), &sidecar.tls), (Some("https://reducer.example:443"), &None));
 
         let dir = tempfile::tempdir().unwrap();
         let (ca, cert, key) = tls_files(dir.path());
@@ -654,6 +705,50 @@ connectors:
         assert!(parse(&with_sidecar(r#"{ address: "https://[::1]:50443" }"#)).is_ok());
         let found = messages(&with_sidecar(r#"{ address: "https://127.0.0.1:50443", tls: { ca_fil: x } }"#));
         assert!(found[0].starts_with("connectors[0].sidecar.tls.ca_fil: unknown key"), "{found:#?}");
+    }
+
+    #[test]
+    fn several_sidecar_replicas_are_listed_once_each_and_reached_alike() {
+        let config = parse(&with_sidecar(r#"{ addresses: ["http://10.0.0.1:50051", "http://reducer:50051"], resolve_every_secs: 3 }"#)).unwrap();
+        let sidecar = config.connectors[0].sidecar.as_ref().unwrap();
+        assert_eq!(sidecar.addresses(), ["http://10.0.0.1:50051", "http://reducer:50051"]);
+        assert_eq!(sidecar.shown_addresses(), "http://10.0.0.1:50051, http://reducer:50051");
+        assert_eq!(sidecar.resolve_every_secs, 3);
+        let one = parse(GOOD).unwrap();
+        let one = one.connectors[0].sidecar.as_ref().unwrap();
+        assert_eq!((one.addresses(), one.resolve_every_secs), (vec!["http://127.0.0.1:50051"], 10));
+        // A file with `address` is written back as it was.
+        let written = serde_json::to_value(one).unwrap();
+        assert!(written.get("addresses").is_none() && written["address"] == "http://127.0.0.1:50051", "{written}");
+
+        let problem_of = |sidecar: &str| messages(&with_sidecar(sidecar));
+        assert_eq!(problem_of("{ window: 4 }"), [
+            "connectors[0].sidecar.address: missing; expected the sidecar's gRPC endpoint, e.g. `http://127.0.0.1:50051`, or several \
+             replicas' in `addresses`"
+        ]);
+        assert_eq!(problem_of(r#"{ address: "http://a:1", addresses: ["http://b:1"] }"#), [
+            "connectors[0].sidecar.addresses: given with `address`; give one sidecar in `address` or several replicas in `addresses`, not both"
+        ]);
+        let empty = problem_of("{ addresses: [] }");
+        assert!(empty.len() == 1 && empty[0].starts_with("connectors[0].sidecar.addresses: empty; list the sidecar replicas'"), "{empty:#?}");
+        assert_eq!(problem_of(r#"{ addresses: ["http://a:1", "http://b:1", "http://a:1/"] }"#), [
+            "connectors[0].sidecar.addresses[2]: `http://a:1/` is listed twice (also at `connectors[0].sidecar.addresses[0]`); list each replica once"
+        ]);
+        assert_eq!(problem_of(r#"{ addresses: ["http://a:1", "https://b:1"] }"#), [
+            "connectors[0].sidecar.addresses[1]: `https://b:1` and `http://a:1` (`connectors[0].sidecar.addresses[0]`) are reached differently \
+             (TLS and plain text); list all replicas with `http://` or all with `https://`"
+        ]);
+        assert_eq!(problem_of(r#"{ addresses: ["http://a:1", "b:1"], resolve_every_secs: 0 }"#), [
+            "connectors[0].sidecar.addresses[1]: `b:1` is not a gRPC endpoint; expected e.g. `http://127.0.0.1:50051`, or \
+             `https://reducer.internal:50443` for TLS",
+            "connectors[0].sidecar.resolve_every_secs: 0 is too small; expected at least 1",
+        ]);
+        // Each https address is checked against its own host; a problem of the files is told once.
+        let found = problem_of(r#"{ addresses: ["https://reducer-:1", "https://b:1", "https://c-:1"], tls: { ca_file: /nowhere/ca.pem } }"#);
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(found[0].starts_with("connectors[0].sidecar.addresses[0]: `reducer-` cannot be checked"), "{found:#?}");
+        assert_eq!(found[1], "connectors[0].sidecar.tls.ca_file: /nowhere/ca.pem: no such file");
+        assert!(found[2].starts_with("connectors[0].sidecar.addresses[2]: `c-` cannot be checked"), "{found:#?}");
     }
 
     #[test]

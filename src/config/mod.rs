@@ -142,8 +142,17 @@ pub struct FilterConfig {
 #[serde(deny_unknown_fields)]
 pub struct SidecarConfig {
     /// gRPC endpoint, e.g. `http://127.0.0.1:50051`, or `https://reducer.internal:50443` for
-    /// TLS (see `tls`).
-    pub address: String,
+    /// TLS (see `tls`). A DNS name that resolves to several IPs (a Kubernetes headless Service)
+    /// is one endpoint per IP. Exactly one of `address` and `addresses` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Several sidecar replicas, each a gRPC endpoint as `address` is (all `http://` or all
+    /// `https://`); each partition stream goes to one of them (`src/reducer/endpoints.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<Vec<String>>,
+    /// How often the addresses' DNS names are resolved again, in seconds (replicas come and go).
+    #[serde(default = "defaults::resolve_every_secs")]
+    pub resolve_every_secs: u64,
     /// TLS settings of an `https://` address (a CA of its own, a client certificate, the name
     /// to check). An `https://` address without them is checked against the Mozilla roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,6 +186,22 @@ pub struct SidecarConfig {
     /// the whole log projected again). Off: log a warning and go on.
     #[serde(default)]
     pub rebuild_on_new_version: bool,
+}
+
+impl SidecarConfig {
+    /// The configured addresses: `address`, or the `addresses` list.
+    pub fn addresses(&self) -> Vec<&str> {
+        match (&self.address, &self.addresses) {
+            (Some(address), _) => vec![address.as_str()],
+            (None, Some(addresses)) => addresses.iter().map(String::as_str).collect(),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// The configured addresses for a log line or a report: `http://a:1`, or `http://a:1, http://b:2`.
+    pub fn shown_addresses(&self) -> String {
+        self.addresses().join(", ")
+    }
 }
 
 /// TLS to the sidecar (`src/reducer/tls.rs` reads the files).
@@ -416,6 +441,9 @@ pub(crate) mod defaults {
     }
     pub fn window() -> usize {
         256
+    }
+    pub fn resolve_every_secs() -> u64 {
+        10
     }
     pub fn max_message_bytes() -> usize {
         64 << 20

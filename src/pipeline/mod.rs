@@ -42,7 +42,6 @@ use crate::{
     config::{ConnectorConfig, SinkConfig},
     filter::EventFilter,
     partition::Partitioner,
-    proto::projection_client::ProjectionClient,
     proto::DescribeResponse,
     reducer::{self, Described, PartitionReducer, ReducerError},
     sinks::{OpenSink, Sink, SinkError},
@@ -169,8 +168,12 @@ pub async fn run_with_sink<S: Sink>(
 
     let sink_error = |error| ConnectorError::Sink { connector: connector.clone(), error };
     let source_error = |error| ConnectorError::Source { connector: connector.clone(), error };
-    let channel = match &config.sidecar {
-        Some(sidecar) => Some(reducer::channel(sidecar).map_err(|e| config_error(format!("sidecar: {e}")))?),
+    let telemetry = crate::telemetry::for_connector(&connector);
+    let endpoints = match &config.sidecar {
+        Some(sidecar) => {
+            let endpoints = reducer::Endpoints::start(&connector, sidecar, telemetry.clone()).await;
+            Some(endpoints.map_err(|e| config_error(format!("sidecar: {e}")))?)
+        }
         None => None,
     };
     let mut filter = EventFilter::new(&config.filter).map_err(|e| config_error(format!("filter: {e}")))?;
@@ -180,8 +183,8 @@ pub async fn run_with_sink<S: Sink>(
     takeover::take_over_eventuous_checkpoint(&*sink, &config, count).await.map_err(sink_error)?;
     let mut plan = resume_plan(&*sink, &config, count).await.map_err(sink_error)?;
     let mut source = sources::open(&config.source, &config.filter, plan.start()).await.map_err(source_error)?;
-    if let Some((channel, sidecar)) = channel.as_ref().zip(config.sidecar.as_ref()) {
-        match reducer::describe(channel.clone(), &connector, &sidecar.address, &control.shutdown).await {
+    if let Some(endpoints) = &endpoints {
+        match reducer::describe(endpoints.view(), &connector, &control.shutdown).await {
             Ok(Described::Yes(description)) => {
                 if adopt_description(&*sink, &config, &description).await.map_err(sink_error)? {
                     // Rebuilt: the checkpoints are gone, read the log from its start.
@@ -203,12 +206,11 @@ pub async fn run_with_sink<S: Sink>(
     let (progress_tx, progress_rx) =
         progress::channel((0..count).map(|p| plan.position_of(p).unwrap_or(0)).collect());
     on_start(progress_rx);
-    let telemetry = crate::telemetry::for_connector(&connector);
     let answered = reducer::Answered::new(telemetry.connector.clone());
     if let Some(sidecar) = &config.sidecar {
         reducer::announce_answers(&connector, sidecar);
     }
-    let stages = Stages { sink, config, filter, channel, progress: progress_tx, telemetry, answered };
+    let stages = Stages { sink, config, filter, endpoints, progress: progress_tx, telemetry, answered };
     let mut replans = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         info!(connector = %connector, sink = stages.sink.name(), partitions = count, "resuming after position {}", plan.start());
@@ -237,14 +239,15 @@ pub async fn run_with_sink<S: Sink>(
     }
 }
 
-/// What every run of a connector shares: the sink, the sidecar channel, the filter, the
+/// What every run of a connector shares: the sink, the sidecar's endpoints, the filter, the
 /// progress channel. A run is planned from the stored checkpoints; a run that finds them moved
 /// under it ends, and the next one is planned again (`run_with_sink`).
 struct Stages<S: Sink> {
     sink: Arc<S>,
     config: ConnectorConfig,
     filter: EventFilter,
-    channel: Option<tonic::transport::Channel>,
+    /// The sidecar's endpoints (its replicas), kept resolved while the connector runs.
+    endpoints: Option<reducer::Endpoints>,
     progress: ProgressSender,
     telemetry: Arc<crate::telemetry::ConnectorTelemetry>,
     /// What the partitions learn of the sidecar's answers, kept across re-plans.
@@ -284,24 +287,19 @@ impl<S: Sink> Stages<S> {
             tasks.spawn(async move { writer.run().await.map_err(|error| ConnectorError::Writer { connector, error }) }.in_current_span());
         }
 
-        let reducers = self.channel.clone().zip(config.sidecar.clone()).map(|(channel, sidecar)| {
-            let client = ProjectionClient::new(channel)
-                .max_decoding_message_size(sidecar.max_message_bytes)
-                .max_encoding_message_size(sidecar.max_message_bytes);
-            (client, Arc::new(sidecar))
-        });
+        let reducers = self.endpoints.as_ref().zip(config.sidecar.clone()).map(|(endpoints, sidecar)| (endpoints, Arc::new(sidecar)));
         let mut partition_inputs = Vec::with_capacity(count as usize);
         for partition in 0..count {
             let output = writer_inputs[partition as usize % writer_count].clone();
             let connector = connector.clone();
             let reducer_error = |error| ConnectorError::Reducer { connector, error };
             match &reducers {
-                Some((client, sidecar)) => {
+                Some((endpoints, sidecar)) => {
                     let (tx, rx) = mpsc::channel(sidecar.window.max(16));
                     partition_inputs.push(tx);
                     let reducer = PartitionReducer {
                         partition,
-                        client: client.clone(),
+                        endpoints: endpoints.view(),
                         sink: sink.clone(),
                         config: sidecar.clone(),
                         policy: config.poison,

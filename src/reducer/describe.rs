@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Code, transport::Channel};
 use tracing::{debug, info, warn};
 
+use super::EndpointView;
 use crate::{
     backoff::Backoff,
     proto::{DescribeRequest, DescribeResponse, projection_info_client::ProjectionInfoClient},
@@ -42,15 +43,20 @@ pub enum DescribeError {
     Refused { address: String, code: Code, message: String },
 }
 
-/// Asks the sidecar at `address` to describe itself, waiting (with backoff) while it cannot be
-/// reached.
-pub async fn describe(channel: Channel, connector: &str, address: &str, stop: &CancellationToken) -> Result<Described, DescribeError> {
-    let mut client = ProjectionInfoClient::new(channel);
+/// Asks the sidecar to describe itself, waiting (with backoff) while no endpoint of it can be
+/// reached. Any replica may answer: a failing one is left for the next live one at once.
+pub async fn describe(mut endpoints: EndpointView, connector: &str, stop: &CancellationToken) -> Result<Described, DescribeError> {
     let mut backoff = Backoff::default();
     // Waiting here is an outage of the sidecar like one mid-run: the connector shows
     // `waiting_for_sidecar`, and the wait costs one warning.
     let outage = &crate::telemetry::for_connector(connector).sidecar_outage;
+    let mut attempt = 0u32;
     loop {
+        let endpoint = endpoints.current().in_turn(attempt).clone();
+        attempt = attempt.wrapping_add(1);
+        let address = endpoint.to_string();
+        let address = address.as_str();
+        let mut client = ProjectionInfoClient::new(endpoint.channel());
         let mut request = tonic::Request::new(DescribeRequest { connector: connector.to_string() });
         request.set_timeout(CALL_TIMEOUT);
         let asked_at = std::time::Instant::now();
@@ -58,6 +64,7 @@ pub async fn describe(channel: Channel, connector: &str, address: &str, stop: &C
             _ = stop.cancelled() => return Ok(Described::Stopped),
             answer = client.describe(request) => match answer {
                 Ok(response) => {
+                    endpoints.serving(&endpoint);
                     if let Some((lasted, repeats)) = outage.succeeded(asked_at) {
                         info!(connector, address, "the sidecar answers after {lasted:.1?} ({repeats} more failed attempt(s))");
                     }
@@ -77,8 +84,11 @@ pub async fn describe(channel: Channel, connector: &str, address: &str, stop: &C
         match status.code() {
             Code::Unimplemented => return Ok(Described::NotSupported),
             Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled => {
-                let delay = backoff.next_delay();
                 let reason = super::status_text(&status);
+                if endpoints.failed(&endpoint, &reason) {
+                    continue;
+                }
+                let delay = backoff.next_delay();
                 if outage.failed(&reason) {
                     warn!(
                         connector,

@@ -4,13 +4,16 @@
 //! request order, matched by eventId. Answers are decoded into the sink's typed operations
 //! right here (in the partition's own task, so decoding runs in parallel) and handed to the
 //! partition's sink writer in order. A broken stream is reopened with backoff and every
-//! unanswered event is sent again, in order. An event the sidecar cannot handle (wrong or
+//! unanswered event is sent again, in order. Several sidecar replicas (`sidecar.addresses`, or
+//! a name that resolves to several IPs) share the partitions by rendezvous hashing
+//! (`endpoints.rs`); a stream moves to another replica as it would reconnect. An event the sidecar cannot handle (wrong or
 //! out-of-order answer, unknown operation, reported error, no answer in time) goes to the
 //! connector's poison policy. A sidecar that answers only the events it handles
 //! (`answers: handled`) has its silences settled by later answers or by probes, never by a
 //! timer (`silence.rs`).
 
 mod describe;
+mod endpoints;
 mod request;
 mod silence;
 mod stream;
@@ -19,7 +22,7 @@ mod window;
 
 use std::{sync::Arc, time::Duration};
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use tracing::{info, warn};
 
@@ -29,6 +32,7 @@ use crate::{
 };
 
 pub use describe::{DescribeError, Described, describe, describe_once};
+pub use endpoints::{Endpoint as SidecarEndpoint, EndpointSet, EndpointView, Endpoints};
 pub use request::build_request;
 pub use silence::{Answered, Silence};
 pub use stream::{PartitionReducer, ReducerError, poisoned};
@@ -49,12 +53,12 @@ pub fn announce_answers(connector: &str, config: &SidecarConfig) {
     match config.answers {
         Answers::All => info!(
             connector,
-            address = %config.address,
+            address = %config.shown_addresses(),
             "the sidecar answers every event, in order (`sidecar.answers: all`)"
         ),
         Answers::Handled => info!(
             connector,
-            address = %config.address,
+            address = %config.shown_addresses(),
             "the sidecar answers only the events it handles (`sidecar.answers: handled`): an unanswered event counts as ignored once the \
              sidecar answers a request sent after it (at the end of a backlog, a probe: an event it answered before, sent again), \
              never because a timer ran out"
@@ -111,17 +115,40 @@ fn causes_after(first: &str, error: &(dyn std::error::Error + 'static)) -> Strin
 #[error("{0}")]
 pub struct ChannelError(String);
 
-/// A lazily connected channel to the sidecar; all partitions share its HTTP/2 connection. An
-/// `https://` address gets TLS by its `sidecar.tls` settings (`tls.rs`).
+/// A lazily connected channel to the sidecar's first address (`validate`, the dry run and the
+/// demo ask one replica); tonic resolves its name at each connection. A running connector
+/// reaches every replica ([`Endpoints`]).
 pub fn channel(config: &SidecarConfig) -> Result<Channel, ChannelError> {
-    let address = &config.address;
-    let mut endpoint = Endpoint::from_shared(address.clone())
-        .map_err(|e| ChannelError(format!("`{address}`: {}", causes(&e))))?;
-    let settings = tls::client_config(config).map_err(|problems| {
+    let addresses = config.addresses();
+    let address = addresses.first().ok_or_else(|| ChannelError("no sidecar address is configured (`address` or `addresses`)".into()))?;
+    channel_to(config, address)
+}
+
+/// A lazily connected channel to `address`, one of `config`'s addresses.
+pub fn channel_to(config: &SidecarConfig, address: &str) -> Result<Channel, ChannelError> {
+    connect_lazily(address, None, tls_settings(config, address)?)
+}
+
+/// The TLS settings of `config`'s sidecar at `address` (`tls.rs`), `None` for `http://`.
+fn tls_settings(config: &SidecarConfig, address: &str) -> Result<Option<ClientTlsConfig>, ChannelError> {
+    tls::client_config(config, address).map_err(|problems| {
         let problems: Vec<String> = problems.iter().map(|p| format!("sidecar.{}: {}", p.key, p.message)).collect();
         ChannelError(format!("`{address}`: its TLS settings cannot be used: {}", problems.join("; ")))
-    })?;
-    if let Some(settings) = settings {
+    })
+}
+
+/// A lazily connected channel to `address`, or to `at` (one of the IPs its name resolves to,
+/// as `http://10.1.2.3:50051`) with `address` kept as the requests' origin; all partitions on
+/// it share its HTTP/2 connection. With `tls` (an `https://` address) the certificate is
+/// checked against the name in those settings (`address`'s host or `tls.domain`), never `at`.
+fn connect_lazily(address: &str, at: Option<&str>, tls: Option<ClientTlsConfig>) -> Result<Channel, ChannelError> {
+    let mut endpoint = Endpoint::from_shared(at.unwrap_or(address).to_owned())
+        .map_err(|e| ChannelError(format!("`{}`: {}", at.unwrap_or(address), causes(&e))))?;
+    if at.is_some() {
+        let origin = address.parse().map_err(|e| ChannelError(format!("`{address}`: {}", causes(&e))))?;
+        endpoint = endpoint.origin(origin);
+    }
+    if let Some(settings) = tls {
         endpoint = endpoint
             .tls_config(settings)
             .map_err(|e| ChannelError(format!("`{address}`: its TLS settings cannot be used: {}", causes(&e))))?;

@@ -1,18 +1,21 @@
 //! One partition's conversation with the sidecar: a pipelined bidirectional stream with a
 //! credit window, strict in-order matching, deadlines, reconnection with resend, probes that
 //! settle the events an `answers: handled` sidecar leaves silent (`silence.rs`), and the
-//! poison policy for events the sidecar cannot handle.
+//! poison policy for events the sidecar cannot handle. Each stream goes to the partition's
+//! endpoint among the sidecar's replicas (`endpoints.rs`), and moves, as it would reconnect,
+//! when that endpoint fails or the endpoints change.
 
 use std::{sync::Arc, time::Duration};
 
 use tokio::{sync::mpsc, time::Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{Status, Streaming, transport::Channel};
+use tonic::{Status, Streaming};
 use tracing::{debug, info, warn};
 
 use super::{
     RoutedItem, build_request,
+    endpoints::EndpointView,
     silence::Silence,
     window::{Match, Window},
 };
@@ -46,6 +49,9 @@ enum Flow {
 /// How a stream ended.
 enum StreamEnd {
     Restart,
+    /// The endpoints changed and another one owns this partition now.
+    Moved,
+    /// The stream could not be opened, or broke: its endpoint is suspect.
     Broken(String),
     /// The sidecar ended the stream with an error status of its own (a handler that threw):
     /// most likely on the oldest unanswered event, which is tried `max_retries` more times.
@@ -62,7 +68,8 @@ const HEALTHY_STREAM: Duration = Duration::from_millis(500);
 /// The task that drives one partition's stream.
 pub struct PartitionReducer<S: Sink> {
     pub partition: u32,
-    pub client: ProjectionClient<Channel>,
+    /// The sidecar's endpoints (one per replica), which this partition's stream goes to.
+    pub endpoints: EndpointView,
     pub sink: Arc<S>,
     pub config: Arc<SidecarConfig>,
     pub policy: PoisonPolicy,
@@ -87,7 +94,10 @@ impl<S: Sink> PartitionReducer<S> {
         let handled = self.config.answers == Answers::Handled;
         // What this partition added to the connector's in-flight gauge.
         let mut counted_in_flight = 0i64;
+        // Attempts in a row that found no endpoint answering (each tries the next endpoint).
+        let mut failures = 0u32;
         loop {
+            let endpoint = self.endpoints.current().pick(self.partition, failures).clone();
             // Room for a full window and one probe.
             let (requests, outgoing) = mpsc::channel::<ProjectionRequest>(self.config.window + 2);
             for (event, span) in window.resend_all(Instant::now()) {
@@ -98,7 +108,11 @@ impl<S: Sink> PartitionReducer<S> {
             // outage even with nothing to answer (an idle partition), one that fails at once
             // (a sidecar that misbehaves on every stream) does not.
             let mut accepted_at: Option<Instant> = None;
-            let mut client = self.client.clone();
+            // Counted in the endpoint's gauge from its acceptance to the end of this stream.
+            let mut _counted: Option<CountedStream> = None;
+            let mut client = ProjectionClient::new(endpoint.channel())
+                .max_decoding_message_size(self.config.max_message_bytes)
+                .max_encoding_message_size(self.config.max_message_bytes);
             let call = client.project(ReceiverStream::new(outgoing));
             tokio::pin!(call);
             let mut responses: Option<Streaming<ProjectionResponse>> = None;
@@ -133,6 +147,7 @@ impl<S: Sink> PartitionReducer<S> {
                             responses = Some(response.into_inner());
                             window.restart_clock(Instant::now());
                             accepted_at = Some(Instant::now());
+                            _counted = Some(CountedStream::new(&self.telemetry, &endpoint.key));
                         }
                         Err(status) => break StreamEnd::Broken(describe(&status)),
                     },
@@ -148,6 +163,8 @@ impl<S: Sink> PartitionReducer<S> {
                         }
                         Ok(Some(response)) => {
                             backoff.reset();
+                            failures = 0;
+                            self.endpoints.serving(&endpoint);
                             self.sidecar_is_back(opened_at);
                             if let Flow::Restart = self.on_response(response, &mut window).await? {
                                 break StreamEnd::Restart;
@@ -194,37 +211,56 @@ impl<S: Sink> PartitionReducer<S> {
                         accepted_at = None;
                         self.sidecar_is_back(opened_at);
                     },
+                    endpoints = self.endpoints.changed() => {
+                        if endpoints.owner(self.partition).is_some_and(|owner| owner.key != endpoint.key) {
+                            break StreamEnd::Moved;
+                        }
+                    },
                 }
             };
-            let end = match end {
-                StreamEnd::FailedBySidecar(status) => self.on_sidecar_failure(&mut window, status, false).await?,
-                StreamEnd::Unreadable(status) => self.on_sidecar_failure(&mut window, status, true).await?,
-                other => other,
+            let reason = match end {
+                StreamEnd::Restart => continue,
+                StreamEnd::Moved => {
+                    debug!(partition = self.partition, "the sidecar's endpoints changed: leaving {endpoint}, resending {} unanswered event(s)", window.events());
+                    continue;
+                }
+                StreamEnd::Broken(reason) if self.endpoints.failed(&endpoint, &reason) => {
+                    debug!(partition = self.partition, "sidecar stream on {endpoint} failed: {reason}; moving to another endpoint at once");
+                    continue;
+                }
+                StreamEnd::Broken(reason) => reason,
+                StreamEnd::FailedBySidecar(status) => match self.on_sidecar_failure(&mut window, status, false).await? {
+                    Some(reason) => reason,
+                    None => continue,
+                },
+                StreamEnd::Unreadable(status) => match self.on_sidecar_failure(&mut window, status, true).await? {
+                    Some(reason) => reason,
+                    None => continue,
+                },
             };
-            if let StreamEnd::Broken(reason) = end {
-                let delay = backoff.next_delay();
-                if reason == ENDED_BY_SIDECAR {
-                    info!(partition = self.partition, "the sidecar ended the stream (restarting?); reconnecting in {delay:?} and resending {} unanswered event(s)", window.events());
-                } else if self.telemetry.sidecar_outage.failed(&reason) {
-                    warn!(
-                        connector = %self.telemetry.connector,
-                        partition = self.partition,
-                        address = %self.config.address,
-                        "sidecar stream failed: {reason}; every partition reconnects with backoff and resends what is unanswered \
-                         (nothing is lost); further failures are logged at debug level until the sidecar answers again"
-                    );
-                } else {
-                    debug!(
-                        connector = %self.telemetry.connector,
-                        partition = self.partition,
-                        "sidecar stream failed: {reason}; reconnecting in {delay:?} and resending {} unanswered event(s)",
-                        window.events()
-                    );
-                }
-                tokio::select! {
-                    _ = self.abort.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(delay) => {}
-                }
+            failures = failures.wrapping_add(1);
+            let delay = backoff.next_delay();
+            if reason == ENDED_BY_SIDECAR {
+                info!(partition = self.partition, "the sidecar ended the stream (restarting?); reconnecting in {delay:?} and resending {} unanswered event(s)", window.events());
+            } else if self.telemetry.sidecar_outage.failed(&reason) {
+                warn!(
+                    connector = %self.telemetry.connector,
+                    partition = self.partition,
+                    address = %endpoint,
+                    "sidecar stream failed: {reason}; every partition reconnects with backoff and resends what is unanswered \
+                     (nothing is lost); further failures are logged at debug level until the sidecar answers again"
+                );
+            } else {
+                debug!(
+                    connector = %self.telemetry.connector,
+                    partition = self.partition,
+                    "sidecar stream failed: {reason}; reconnecting in {delay:?} and resending {} unanswered event(s)",
+                    window.events()
+                );
+            }
+            tokio::select! {
+                _ = self.abort.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(delay) => {}
             }
         }
     }
@@ -327,7 +363,7 @@ impl<S: Sink> PartitionReducer<S> {
         if let Some((lasted, repeats)) = self.telemetry.sidecar_outage.succeeded(opened_at.into_std()) {
             info!(
                 connector = %self.telemetry.connector,
-                address = %self.config.address,
+                address = %self.config.shown_addresses(),
                 "the sidecar answers again after {lasted:.1?} ({repeats} more failed attempt(s) across partitions while it was away)"
             );
         }
@@ -383,13 +419,15 @@ impl<S: Sink> PartitionReducer<S> {
     /// The sidecar failed the stream with a status of its own while `window`'s oldest event was
     /// unanswered: counted as an attempt at that event, which goes to the poison policy once
     /// it has failed `max_retries` + 1 times (otherwise a handler that always throws on one
-    /// event would hold the partition back for ever). Then the stream is reopened.
-    async fn on_sidecar_failure(&mut self, window: &mut Window, status: String, unreadable: bool) -> Result<StreamEnd, ReducerError> {
+    /// event would hold the partition back for ever). Then the stream is reopened: at once when
+    /// the event went to the poison policy (`None`), else with backoff, for the reason returned
+    /// (the replica is not suspect: its handler failed, not its transport).
+    async fn on_sidecar_failure(&mut self, window: &mut Window, status: String, unreadable: bool) -> Result<Option<String>, ReducerError> {
         if let Some(position) = window.take_released_mark() {
             self.emit(BatchItem::Advance { partition: self.partition, position }).await?;
         }
         if window.front().is_none() {
-            return Ok(StreamEnd::Broken(status));
+            return Ok(Some(status));
         }
         let attempts = window.bump_front_attempts();
         if attempts > self.config.max_retries {
@@ -404,9 +442,9 @@ impl<S: Sink> PartitionReducer<S> {
                 )
             };
             self.poison(window, reason).await?;
-            return Ok(StreamEnd::Restart);
+            return Ok(None);
         }
-        Ok(StreamEnd::Broken(format!("{status} (attempt {attempts} at the oldest unanswered event)")))
+        Ok(Some(format!("{status} (attempt {attempts} at the oldest unanswered event)")))
     }
 
     /// For a sidecar configured to answer every event that leaves one unanswered while it
@@ -456,6 +494,25 @@ fn traced_request(event: &crate::event::Event, span: &tracing::Span, partition: 
     let mut request = build_request(event, partition, payload);
     request.traceparent = traces::traceparent(span);
     request
+}
+
+/// A stream the sidecar accepted, counted in its endpoint's gauge while it lasts.
+struct CountedStream {
+    telemetry: Arc<ConnectorTelemetry>,
+    endpoint: Arc<str>,
+}
+
+impl CountedStream {
+    fn new(telemetry: &Arc<ConnectorTelemetry>, endpoint: &Arc<str>) -> Self {
+        telemetry.sidecar_streams.opened(endpoint);
+        Self { telemetry: telemetry.clone(), endpoint: endpoint.clone() }
+    }
+}
+
+impl Drop for CountedStream {
+    fn drop(&mut self) {
+        self.telemetry.sidecar_streams.closed(&self.endpoint);
+    }
 }
 
 async fn next_message(responses: &mut Option<Streaming<ProjectionResponse>>) -> Result<Option<ProjectionResponse>, Status> {

@@ -46,16 +46,19 @@ pub fn is_https(address: &str) -> bool {
     address.starts_with("https://")
 }
 
-/// The client TLS settings of `config`'s sidecar: `None` for a plain `http://` address,
-/// otherwise its files read and checked. Every problem found is returned, not just the first.
-pub fn client_config(config: &SidecarConfig) -> Result<Option<ClientTlsConfig>, Vec<TlsProblem>> {
-    if !is_https(&config.address) {
+/// The client TLS settings of `config`'s sidecar at `address` (one of its addresses): `None`
+/// for a plain `http://` address, otherwise its files read and checked. The name checked in
+/// the sidecar's certificate is `tls.domain` or `address`'s host, also when the connection goes
+/// to one of the IPs that host resolves to (`endpoints.rs`). Every problem found is returned,
+/// not just the first.
+pub fn client_config(config: &SidecarConfig, address: &str) -> Result<Option<ClientTlsConfig>, Vec<TlsProblem>> {
+    if !is_https(address) {
         return Ok(None);
     }
     let default = SidecarTlsConfig::default();
     let tls = config.tls.as_ref().unwrap_or(&default);
     let mut problems = Vec::new();
-    let domain = server_name(&config.address, tls, &mut problems);
+    let domain = server_name(address, tls, &mut problems);
     let ca = tls.ca_file.as_deref().and_then(|path| ca_certificates(path, &mut problems));
     let identity = match (&tls.cert_file, &tls.key_file) {
         (None, None) => None,
@@ -247,7 +250,7 @@ mod tests {
         assert!(rustls::crypto::CryptoProvider::get_default().is_none());
         assert!(crate::reducer::channel(&sidecar("address: https://reducer.example:443")).is_ok());
         let plain = sidecar("address: http://127.0.0.1:50051");
-        assert!(client_config(&plain).unwrap().is_none());
+        assert!(client_config(&plain, "http://127.0.0.1:50051").unwrap().is_none());
 
         let missing = sidecar("address: https://reducer.example:443\ntls: { ca_file: /nowhere/ca.pem }");
         let error = crate::reducer::channel(&missing).unwrap_err().to_string();

@@ -144,6 +144,19 @@ fn encode_connectors(connectors: &[Snapshot], mut encoder: DescriptorEncoder) ->
         ),
         dependencies.iter().map(|(labels, outage)| (labels.clone(), ConstCounter::new(outage.failures().get()))),
     )?;
+    family(
+        e,
+        gauge(
+            "sidecar_endpoint_streams",
+            "Partition streams open on each endpoint (label `endpoint`, e.g. `http://10.1.2.3:50051`) of the connector's sidecar: \
+             its replicas, or the IPs its address resolves to.",
+        ),
+        recorded.iter().flat_map(|([(_, id)], t)| {
+            t.sidecar_streams.counts().into_iter().map(|(endpoint, streams)| {
+                ([("connector", id.clone()), ("endpoint", endpoint.to_string())], ConstGauge::new(streams))
+            })
+        }),
+    )?;
     for series in &telemetry::SERIES {
         let mut metric = e.encode_descriptor(series.name, series.help, series.unit.as_ref(), series.kind)?;
         for (labels, recorded) in &recorded {
@@ -270,6 +283,8 @@ mod tests {
         let recorded = telemetry::for_connector(id);
         recorded.sidecar_round_trip.observe(0.002);
         recorded.batch_retries.inc();
+        recorded.sidecar_streams.known(&["http://10.1.2.3:50051".into(), "http://10.1.2.4:50051".into()]);
+        recorded.sidecar_streams.opened(&"http://10.1.2.3:50051".into());
         let running = Snapshot { id: id.into(), origin: Origin::Api, state: ConnectorState::Running, progress: None, head: None };
         let text = render_metrics(vec![running]);
         telemetry::forget(id);
@@ -282,6 +297,9 @@ mod tests {
             "projector_gateway_batch_apply_seconds_count{connector=\"metrics-test-connector\"} 0",
             "# TYPE projector_gateway_batch_retries_total counter",
             "projector_gateway_batch_retries_total{connector=\"metrics-test-connector\"} 1",
+            "# TYPE projector_gateway_sidecar_endpoint_streams gauge",
+            "projector_gateway_sidecar_endpoint_streams{connector=\"metrics-test-connector\",endpoint=\"http://10.1.2.3:50051\"} 1",
+            "projector_gateway_sidecar_endpoint_streams{connector=\"metrics-test-connector\",endpoint=\"http://10.1.2.4:50051\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

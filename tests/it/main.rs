@@ -54,6 +54,8 @@ mod rust_sidecar;
 #[cfg(all(feature = "sqlite", feature = "postgres", feature = "http", feature = "redis"))]
 mod secrets;
 #[cfg(feature = "sqlite")]
+mod sidecar_replicas;
+#[cfg(feature = "sqlite")]
 mod sidecar_tls;
 mod sqlite_pipeline;
 mod stall_memory;

@@ -156,7 +156,9 @@ pub async fn ask(
         let reason = match end {
             StreamEnd::Done | StreamEnd::Restart => continue,
             StreamEnd::Failed(status) if !answered && unreachable(&status) => {
-                return Err(format!("the sidecar at {} cannot be reached ({})", sidecar.address, status_text(&status)));
+                // The dry run asks the first replica (`dry_run::dry_run`).
+                let address = sidecar.addresses().first().copied().unwrap_or_default();
+                return Err(format!("the sidecar at {address} cannot be reached ({})", status_text(&status)));
             }
             StreamEnd::Failed(status) => format!("the sidecar failed its stream with `{}` while this event was the oldest unanswered one", status_text(&status)),
             StreamEnd::Ended => "the sidecar ended its stream while this event was the oldest unanswered one".to_string(),

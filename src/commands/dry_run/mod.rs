@@ -110,7 +110,9 @@ pub async fn dry_run(args: DryRunArgs) -> anyhow::Result<ExitCode> {
     if !types.is_empty() {
         filter.restrict_types(types);
     }
-    let channel = match reducer::channel(&sidecar) {
+    // One replica answers the sample: they run the same projection.
+    let address = sidecar.addresses().first().map(|a| a.to_string()).unwrap_or_default();
+    let channel = match reducer::channel_to(&sidecar, &address) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: connector `{}`: sidecar.address: {e}", connector.id);
@@ -120,7 +122,7 @@ pub async fn dry_run(args: DryRunArgs) -> anyhow::Result<ExitCode> {
     let failed = || Ok(ExitCode::FAILURE);
 
     // As `run` does: the types the sidecar's Describe names narrow the filter.
-    let described = match reducer::describe_once(channel.clone(), &connector.id, &sidecar.address).await {
+    let described = match reducer::describe_once(channel.clone(), &connector.id, &address).await {
         Ok(Described::Yes(d)) => {
             let said = format!(
                 "the sidecar describes projection `{}`{}, {}",
@@ -181,7 +183,7 @@ pub async fn dry_run(args: DryRunArgs) -> anyhow::Result<ExitCode> {
 
     let header = report::Header {
         connector: &connector.id,
-        sidecar: &sidecar.address,
+        sidecar: &address,
         described,
         sampled: &sampled,
         from: args.from,
