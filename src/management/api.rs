@@ -14,7 +14,7 @@ use std::{fmt, sync::Arc};
 
 use axum::{
     Router,
-    extract::{Path, Request, State},
+    extract::{Path, Query, Request, State},
     http::{HeaderMap, StatusCode, Uri, header},
     middleware::Next,
     response::Response,
@@ -23,6 +23,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{ManagementError, ResetTarget, Supervisor, definition::CHANGED_BY};
+use crate::sinks::parked::ParkedQuery;
 use crate::status::endpoint::json_response;
 
 /// One bearer token an operator may send, with the name changes made with it are recorded
@@ -150,6 +151,8 @@ pub fn routes(supervisor: Supervisor, access: Access) -> Router {
     let api = Api { supervisor, access: access.clone() };
     let reads = Router::new()
         .route("/connectors/{id}", get(status))
+        .route("/connectors/{id}/parked", get(parked))
+        .route("/connectors/{id}/parked/{record}", get(parked_event))
         .route("/validate", post(validate))
         .with_state(api.clone());
     Router::new()
@@ -159,6 +162,8 @@ pub fn routes(supervisor: Supervisor, access: Access) -> Router {
         .route("/connectors/{id}/enable", post(enable))
         .route("/connectors/{id}/disable", post(disable))
         .route("/connectors/{id}/reset", post(reset))
+        .route("/connectors/{id}/parked/{record}", axum::routing::delete(discard_parked_event))
+        .route("/connectors/{id}/parked/discard", post(discard_parked))
         .with_state(api)
         .merge(access.guard_reads(reads))
 }
@@ -168,7 +173,7 @@ fn answer(status: StatusCode, outcome: Result<Value, ManagementError>) -> Respon
         Ok(body) => json_response(status, &body),
         Err(e) => {
             let status = match &e {
-                ManagementError::NotFound(_) => StatusCode::NOT_FOUND,
+                ManagementError::NotFound(_) | ManagementError::NoParkedEvent { .. } => StatusCode::NOT_FOUND,
                 ManagementError::Conflict(_) | ManagementError::ReadOnly => StatusCode::CONFLICT,
                 ManagementError::BadRequest(_) | ManagementError::Invalid(_) => StatusCode::BAD_REQUEST,
                 ManagementError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
@@ -242,6 +247,58 @@ async fn reset(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String
     let change = async {
         let to = reset_target(&body)?;
         api.supervisor.reset(&id, to).await
+    };
+    guarded(&api, &headers, StatusCode::OK, change).await
+}
+
+/// The filter of a parked-event listing, from the query string.
+#[derive(serde::Deserialize)]
+struct ParkedFilter {
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    error_contains: Option<String>,
+    /// RFC 3339.
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+impl ParkedFilter {
+    fn query(self) -> Result<ParkedQuery, ManagementError> {
+        let since = match self.since {
+            None => None,
+            Some(text) => Some(chrono::DateTime::parse_from_rfc3339(&text).map(|at| at.to_utc()).map_err(|e| {
+                ManagementError::BadRequest(format!("since={text:?}: {e}; expected RFC 3339, e.g. 2026-12-07T10:00:00Z"))
+            })?),
+        };
+        let limit = self.limit.unwrap_or(ParkedQuery::DEFAULT_LIMIT);
+        Ok(ParkedQuery { event_type: self.event_type, error_contains: self.error_contains, since, ids: vec![], limit })
+    }
+}
+
+async fn parked(State(api): State<Api>, Path(id): Path<String>, Query(filter): Query<ParkedFilter>) -> Response {
+    let listing = async { api.supervisor.parked(&id, filter.query()?).await };
+    answer(StatusCode::OK, listing.await)
+}
+
+async fn parked_event(State(api): State<Api>, Path((id, record)): Path<(String, String)>) -> Response {
+    answer(StatusCode::OK, api.supervisor.parked_event(&id, &record).await)
+}
+
+async fn discard_parked_event(State(api): State<Api>, headers: HeaderMap, Path((id, record)): Path<(String, String)>) -> Response {
+    guarded(&api, &headers, StatusCode::OK, api.supervisor.discard_parked(&id, vec![record])).await
+}
+
+/// `{"ids": ["12", "13"]}`: discards those parked events.
+async fn discard_parked(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>, body: String) -> Response {
+    let change = async {
+        #[derive(serde::Deserialize)]
+        struct Ids {
+            ids: Vec<String>,
+        }
+        let Ids { ids } = serde_json::from_str(&body).map_err(|e| {
+            ManagementError::BadRequest(format!("discard body {body:?}: {e}; expected {{\"ids\": [\"<record id>\", ...]}}"))
+        })?;
+        api.supervisor.discard_parked(&id, ids).await
     };
     guarded(&api, &headers, StatusCode::OK, change).await
 }

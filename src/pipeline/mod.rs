@@ -16,6 +16,7 @@
 //! applied, then the connector returns. Cancelling `abort` (or any stage failing) stops every
 //! stage at once; what was committed is consistent, the rest is read again on restart.
 
+mod parked;
 mod producer;
 mod progress;
 mod reset;
@@ -31,6 +32,7 @@ use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, warn};
 
+pub use parked::{discard_parked, list_parked};
 pub use progress::{Progress, ProgressReceiver, ProgressSender, channel as progress_channel};
 pub use reset::{ResetOutcome, ResetTo, reset_connector};
 pub use writer::WriterError;
