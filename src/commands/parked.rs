@@ -1,11 +1,12 @@
 //! `parked`: the operator's view of a connector's parked events (poison policy `park`) in its
-//! target: list them with a filter, show them whole, discard the ones dealt with. The running
+//! target: list them with a filter, show them whole, replay them through the sidecar, discard
+//! the ones dealt with. The running
 //! gateway offers the same under `/connectors/{id}/parked`.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use projector_gateway::{
-    pipeline::{discard_parked, list_parked},
+    pipeline::{discard_parked, list_parked, replay_parked},
     sinks::parked::{ParkedEvent, ParkedQuery},
 };
 
@@ -36,6 +37,26 @@ enum Verb {
         #[arg(required = true)]
         ids: Vec<String>,
         /// JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sends the named parked events (or with --matching every one the filter selects) through
+    /// the connector's sidecar again and applies what it answers, in log order, after what
+    /// their streams applied since; an applied event's record is discarded, one that fails
+    /// again stays parked with both reasons. No checkpoint moves. Exit code 1 if one failed
+    /// again or could not be replayed.
+    Replay {
+        #[command(flatten)]
+        connector: Connector,
+        /// Record ids, as `list` prints them.
+        #[arg(conflicts_with = "matching", required_unless_present = "matching")]
+        ids: Vec<String>,
+        /// Replay every parked event the filter selects (all of them without a filter).
+        #[arg(long)]
+        matching: bool,
+        #[command(flatten)]
+        filter: Filter,
+        /// The outcome as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -127,6 +148,17 @@ pub async fn parked(args: ParkedArgs) -> anyhow::Result<ExitCode> {
             eprintln!("error: connector `{}` has no parked event {}", connector.connector, quoted(&missing));
             Ok(ExitCode::FAILURE)
         }
+        Verb::Replay { connector, ids, matching, filter, json } => {
+            let ids = if matching {
+                match listed(&connector, filter.query()).await {
+                    Ok(events) => events.into_iter().map(|e| e.id).collect(),
+                    Err(code) => return Ok(code),
+                }
+            } else {
+                ids
+            };
+            replay(&connector, ids, json).await
+        }
         Verb::Discard { connector, ids, matching, filter } => {
             let ids = if matching {
                 match listed(&connector, filter.query()).await {
@@ -166,6 +198,41 @@ async fn discard(connector: &Connector, ids: Vec<String>) -> anyhow::Result<Exit
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+async fn replay(connector: &Connector, ids: Vec<String>, json: bool) -> anyhow::Result<ExitCode> {
+    let config = match super::connector_of(&connector.config, &connector.connector) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    let outcome = match replay_parked(config, ids).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string(&outcome).expect("an outcome serializes"));
+    } else {
+        for id in &outcome.applied {
+            println!("{id}: applied, record discarded");
+        }
+        for failed in &outcome.parked_again {
+            println!("{}: {}", failed.id, failed.reason);
+        }
+        for skipped in &outcome.not_replayed {
+            println!("{}: not replayed: {}", skipped.id, skipped.reason);
+        }
+    }
+    eprintln!(
+        "connector `{}`: {} applied, {} parked again, {} not replayed",
+        connector.connector,
+        outcome.applied.len(),
+        outcome.parked_again.len(),
+        outcome.not_replayed.len()
+    );
+    Ok(if outcome.parked_again.is_empty() && outcome.not_replayed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn print_json(events: &[ParkedEvent]) {

@@ -164,6 +164,7 @@ pub fn routes(supervisor: Supervisor, access: Access) -> Router {
         .route("/connectors/{id}/reset", post(reset))
         .route("/connectors/{id}/parked/{record}", axum::routing::delete(discard_parked_event))
         .route("/connectors/{id}/parked/discard", post(discard_parked))
+        .route("/connectors/{id}/parked/replay", post(replay_parked))
         .with_state(api)
         .merge(access.guard_reads(reads))
 }
@@ -290,17 +291,25 @@ async fn discard_parked_event(State(api): State<Api>, headers: HeaderMap, Path((
 
 /// `{"ids": ["12", "13"]}`: discards those parked events.
 async fn discard_parked(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>, body: String) -> Response {
-    let change = async {
-        #[derive(serde::Deserialize)]
-        struct Ids {
-            ids: Vec<String>,
-        }
-        let Ids { ids } = serde_json::from_str(&body).map_err(|e| {
-            ManagementError::BadRequest(format!("discard body {body:?}: {e}; expected {{\"ids\": [\"<record id>\", ...]}}"))
-        })?;
-        api.supervisor.discard_parked(&id, ids).await
-    };
+    let change = async { api.supervisor.discard_parked(&id, record_ids("discard", &body)?).await };
     guarded(&api, &headers, StatusCode::OK, change).await
+}
+
+/// `{"ids": ["12", "13"]}`: replays those parked events through the sidecar.
+async fn replay_parked(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>, body: String) -> Response {
+    let change = async { api.supervisor.replay_parked(&id, record_ids("replay", &body)?).await };
+    guarded(&api, &headers, StatusCode::OK, change).await
+}
+
+/// The record ids of a `{"ids": [...]}` body.
+fn record_ids(verb: &str, body: &str) -> Result<Vec<String>, ManagementError> {
+    #[derive(serde::Deserialize)]
+    struct Ids {
+        ids: Vec<String>,
+    }
+    serde_json::from_str::<Ids>(body)
+        .map(|ids| ids.ids)
+        .map_err(|e| ManagementError::BadRequest(format!("{verb} body {body:?}: {e}; expected {{\"ids\": [\"<record id>\", ...]}}")))
 }
 
 /// Compares in a time that does not depend on where the first difference is, so the token

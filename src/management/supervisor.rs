@@ -28,7 +28,7 @@ use crate::{
     config::{ConnectorConfig, parse_connector},
     lease,
     backoff::Backoff,
-    pipeline::{ConnectorControl, ConnectorError, ResetTo, discard_parked, list_parked, reset_connector, run_connector},
+    pipeline::{ConnectorControl, ConnectorError, ResetTo, discard_parked, list_parked, replay_parked, reset_connector, run_connector},
     sinks::parked::ParkedQuery,
     sources::{SourceError, head},
     status::{ConnectorHandle, ConnectorState, Connectors, Dependency, Origin, head_probe},
@@ -477,6 +477,24 @@ impl Supervisor {
         let by = super::definition::CHANGED_BY.try_with(String::clone).unwrap_or_else(|_| "anyone".into());
         info!(connector = %id, discarded, ids = ?records, by = %by, "parked events discarded through the management API");
         Ok(json!({ "id": id, "asked": asked, "discarded": discarded }))
+    }
+
+    /// Replays the connector's parked events with these record ids through its sidecar.
+    pub async fn replay_parked(&self, id: &str, records: Vec<String>) -> Result<Value, ManagementError> {
+        let config = self.config_of(id).await?;
+        let outcome = replay_parked(config, records.clone()).await.map_err(|e| ManagementError::Failed(e.to_string()))?;
+        let by = super::definition::CHANGED_BY.try_with(String::clone).unwrap_or_else(|_| "anyone".into());
+        info!(
+            connector = %id,
+            applied = outcome.applied.len(),
+            parked_again = outcome.parked_again.len(),
+            not_replayed = outcome.not_replayed.len(),
+            by = %by,
+            "parked events replayed through the management API"
+        );
+        let mut body = json!(outcome);
+        body["id"] = json!(id);
+        Ok(body)
     }
 
     /// Every change recorded for a connector, oldest first.

@@ -19,6 +19,7 @@
 mod parked;
 mod producer;
 mod progress;
+mod replay;
 mod reset;
 mod router;
 mod takeover;
@@ -33,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, warn};
 
 pub use parked::{discard_parked, list_parked};
+pub use replay::{ReplayOutcome, Replayed, replay_parked};
 pub use progress::{Progress, ProgressReceiver, ProgressSender, channel as progress_channel};
 pub use reset::{ResetOutcome, ResetTo, reset_connector};
 pub use writer::WriterError;

@@ -181,6 +181,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/connectors/{id}/parked/{record}"),
     ("DELETE", "/connectors/{id}/parked/{record}"),
     ("POST", "/connectors/{id}/parked/discard"),
+    ("POST", "/connectors/{id}/parked/replay"),
     ("POST", "/validate"),
 ];
 

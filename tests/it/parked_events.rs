@@ -9,6 +9,7 @@ use std::{path::Path, process::Output, time::Duration};
 use serde_json::Value;
 
 use crate::support::{
+    bookings_model::ReadModel,
     fixtures::*,
     http,
     postgres::{self as pg, Database},
@@ -37,6 +38,20 @@ fn count_of(log: &Path, event_type: &str) -> usize {
         .unwrap()
         .query_row("SELECT count(*) FROM events WHERE event_type = ?1", [event_type], |r| r.get::<_, i64>(0))
         .unwrap() as usize
+}
+
+/// The reference read model of the whole log with the events of `replayed` applied after all
+/// the others, in log order: what replaying them once they were parked yields.
+fn replayed_last(log: &Path, replayed: &str) -> ReadModel {
+    let mut model = ReadModel::from_log(log, |_, event_type| event_type != replayed);
+    let conn = rusqlite::Connection::open(log).unwrap();
+    let mut statement = conn.prepare("SELECT position, data FROM events WHERE event_type = ?1 ORDER BY position").unwrap();
+    let rows = statement.query_map([replayed], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))).unwrap();
+    for row in rows {
+        let (position, data) = row.unwrap();
+        model.apply(position, replayed, &serde_json::from_str(&data).unwrap());
+    }
+    model
 }
 
 fn json_lines(stdout: &str) -> Vec<Value> {
@@ -203,6 +218,84 @@ async fn the_management_api_lists_shows_and_discards_parked_events_of_a_postgres
     let rows = client.query("SELECT id::text FROM public.parked_events WHERE connector = 'bookings' ORDER BY position", &[]).await.unwrap();
     let left: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(left, ids(&all[3..]));
+
+    // A replay while the sidecar still fails: both stay parked (as new rows, the old ones
+    // discarded), each with both reasons; the token is needed.
+    let (c, d) = (all[3]["id"].as_str().unwrap(), all[4]["id"].as_str().unwrap());
+    let request = format!(r#"{{"ids": ["{c}", "{d}"]}}"#);
+    assert_eq!(http::request(&listen, "POST", "/connectors/bookings/parked/replay", &request, None).unwrap().0, 401);
+    let (status, body) = http::request(&listen, "POST", "/connectors/bookings/parked/replay", &request, Some("sesame")).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let outcome: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(outcome["parked_again"].as_array().unwrap().len(), 2, "{outcome}");
+    assert_eq!(outcome["applied"], serde_json::json!([]), "{outcome}");
+    let rows = client
+        .query("SELECT id::text, error FROM public.parked_events WHERE connector = 'bookings' ORDER BY position", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), parked - 3, "one record per event");
+    let again: Vec<String> = rows.iter().map(|r| r.get::<_, String>(1)).filter(|e| e.contains("failed again")).collect();
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert!(again.iter().all(|e| e.contains(REASON) && e.contains("parked before:")), "{again:?}");
+    assert!(!rows.iter().any(|r| r.get::<_, String>(0) == c || r.get::<_, String>(0) == d), "the earlier records were replaced");
     gateway.signal(processes::SIGTERM);
     assert!(gateway.wait_exit(WAIT).success(), "{}", gateway.stderr());
+}
+
+/// Replay on a SQLite target: with the sidecar still failing, the named events stay parked with
+/// both reasons and nothing is applied; once the sidecar is fixed (here: the config names the
+/// correct reducer), every parked event is applied, its record discarded, the read model equals
+/// the reference of the whole log, and no checkpoint moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_replays_parked_events_through_the_fixed_sidecar() {
+    let ws = Workspace::new();
+    let log = ws.log_with_events(400, 40, 83);
+    let failing = sidecars::scripted(Script::ErrorFor(FAILING, false)).await;
+    let setup = Setup { poison: "park", ..Setup::default() };
+    let yaml = connector_yaml(&ws.log_path(), &failing.address, &sqlite_sink_yaml(&ws.target_path()), &setup);
+    park_the_failing_events(&yaml, log.head().unwrap()).await;
+    let still_failing = ws.path("failing.yaml");
+    std::fs::write(&still_failing, &yaml).unwrap();
+    let fixed_sidecar = sidecars::rust_reducer().await;
+    let fixed = ws.path("fixed.yaml");
+    std::fs::write(&fixed, connector_yaml(&ws.log_path(), &fixed_sidecar.address, &sqlite_sink_yaml(&ws.target_path()), &setup)).unwrap();
+    let (still_failing, fixed) = (still_failing.to_str().unwrap(), fixed.to_str().unwrap());
+    let parked = count_of(&ws.log_path(), FAILING);
+    let (_, stdout, _) = gateway(&["parked", "list", "-c", still_failing, "--connector", "bookings", "--limit", "0", "--json"]).await;
+    let before = json_lines(&stdout);
+    assert_eq!(before.len(), parked);
+    let checkpoints = sqlite_checkpoints(&ws.target_path(), "bookings");
+    let without_payments = ReadModel::from_log(&ws.log_path(), |_, event_type| event_type != FAILING);
+    ReadModel::from_sqlite(&ws.target_path()).assert_same(&without_payments);
+
+    // Still failing: parked again with both reasons, exit 1, nothing applied.
+    let (a, b) = (before[0]["id"].as_str().unwrap(), before[1]["id"].as_str().unwrap());
+    let (out, stdout, stderr) = gateway(&["parked", "replay", "-c", still_failing, "--connector", "bookings", a, b, "777777", "--json"]).await;
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let outcome: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(outcome["applied"], serde_json::json!([]), "{outcome}");
+    assert_eq!(outcome["parked_again"].as_array().unwrap().len(), 2, "{outcome}");
+    assert_eq!(outcome["not_replayed"][0]["id"], "777777", "{outcome}");
+    let (_, stdout, _) = gateway(&["parked", "list", "-c", still_failing, "--connector", "bookings", "--limit", "0", "--json"]).await;
+    let after_failure = json_lines(&stdout);
+    assert_eq!(after_failure.len(), parked, "each failed replay leaves exactly one record");
+    let again: Vec<&Value> = after_failure.iter().filter(|e| e["error"].as_str().unwrap().contains("failed again")).collect();
+    assert_eq!(again.len(), 2, "{after_failure:?}");
+    for record in again {
+        let error = record["error"].as_str().unwrap();
+        assert!(error.contains(REASON) && error.contains("parked before:"), "{error}");
+    }
+    ReadModel::from_sqlite(&ws.target_path()).assert_same(&without_payments);
+
+    // Fixed: everything applied, nothing parked; the read model is the whole log's with the
+    // replayed events applied last, in log order (a booking's `last_position` is the replayed
+    // payment's: the documented order of a replay).
+    let (out, stdout, stderr) = gateway(&["parked", "replay", "-c", fixed, "--connector", "bookings", "--matching", "--limit", "0"]).await;
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains(&format!("{parked} applied, 0 parked again, 0 not replayed")), "{stderr}");
+    let (_, stdout, _) = gateway(&["parked", "list", "-c", fixed, "--connector", "bookings", "--json"]).await;
+    assert_eq!(stdout, "");
+    ReadModel::from_sqlite(&ws.target_path()).assert_same(&replayed_last(&ws.log_path(), FAILING));
+    assert_ne!(replayed_last(&ws.log_path(), FAILING), ReadModel::from_log(&ws.log_path(), |_, _| true), "the order shows");
+    assert_eq!(sqlite_checkpoints(&ws.target_path(), "bookings"), checkpoints, "a replay moves no checkpoint");
 }
