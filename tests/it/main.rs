@@ -40,7 +40,7 @@ mod new_sidecar;
 mod operations_endpoint;
 #[cfg(all(feature = "postgres", feature = "sqlite"))]
 mod outages;
-#[cfg(any(feature = "mongo", feature = "elastic", feature = "mssql"))]
+#[cfg(any(feature = "mongo", feature = "elastic", feature = "mssql", feature = "redis"))]
 mod parked_stores;
 #[cfg(all(feature = "postgres", feature = "sqlite"))]
 mod parked_events;

@@ -299,3 +299,90 @@ async fn the_cli_replays_parked_events_through_the_fixed_sidecar() {
     assert_ne!(replayed_last(&ws.log_path(), FAILING), ReadModel::from_log(&ws.log_path(), |_, _| true), "the order shows");
     assert_eq!(sqlite_checkpoints(&ws.target_path(), "bookings"), checkpoints, "a replay moves no checkpoint");
 }
+
+/// Replay where a parked record's id is the event's place in the log (MongoDB, Elasticsearch):
+/// parking an event again replaces its record instead of adding one. With the sidecar still
+/// failing, the two replayed records keep their ids and carry both reasons; with the fixed
+/// sidecar every record is gone and, on MongoDB, the read model is the reference with the
+/// replayed events applied last.
+#[cfg(any(feature = "mongo", feature = "elastic"))]
+mod same_id_stores {
+    use projector_gateway::{
+        pipeline::{list_parked, replay_parked},
+        sinks::parked::ParkedQuery,
+    };
+
+    use super::*;
+    use crate::support::sidecars::Script;
+
+    async fn parked_ids(yaml: &str) -> Vec<(String, String)> {
+        let parked = list_parked(parse_connector(yaml), ParkedQuery::default()).await.expect("list");
+        parked.into_iter().map(|p| (p.id, p.error)).collect()
+    }
+
+    /// Parks the failing events through `failing`, replays two of them through it and then all
+    /// of them through `fixed`; returns the log's path's workspace for the caller's checks.
+    async fn park_and_replay(sink_yaml: &str, failing: Script, fixed: Script) -> Workspace {
+        let ws = Workspace::new();
+        let log = ws.log_with_events(300, 30, 84);
+        let failing = sidecars::scripted(failing).await;
+        let setup = Setup { poison: "park", ..Setup::default() };
+        let yaml = connector_yaml(&ws.log_path(), &failing.address, sink_yaml, &setup);
+        park_the_failing_events(&yaml, log.head().unwrap()).await;
+        let parked = count_of(&ws.log_path(), FAILING);
+        let before = parked_ids(&yaml).await;
+        assert_eq!(before.len(), parked);
+
+        let two = vec![before[0].0.clone(), before[1].0.clone()];
+        let outcome = replay_parked(parse_connector(&yaml), two.clone()).await.expect("replay");
+        assert_eq!(outcome.parked_again.len(), 2, "{outcome:?}");
+        let after = parked_ids(&yaml).await;
+        assert_eq!(after.len(), parked, "the records were replaced, not added to");
+        for id in &two {
+            let error = &after.iter().find(|(i, _)| i == id).expect("same id").1;
+            assert!(error.contains("failed again") && error.contains(REASON) && error.contains("parked before:"), "{error}");
+        }
+
+        let fixed = sidecars::scripted(fixed).await;
+        let fixed_yaml = connector_yaml(&ws.log_path(), &fixed.address, sink_yaml, &setup);
+        let all: Vec<String> = after.into_iter().map(|(id, _)| id).collect();
+        let outcome = replay_parked(parse_connector(&fixed_yaml), all).await.expect("replay");
+        assert_eq!(outcome.applied.len(), parked, "{outcome:?}");
+        assert!(outcome.parked_again.is_empty() && outcome.not_replayed.is_empty(), "{outcome:?}");
+        assert!(parked_ids(&fixed_yaml).await.is_empty());
+        ws
+    }
+
+    fn error_for_failing(request: &bookings_reducer::proto::ProjectionRequest, reduce: fn(&bookings_reducer::proto::ProjectionRequest) -> bookings_reducer::proto::ProjectionResponse) -> bookings_reducer::proto::ProjectionResponse {
+        let mut response = reduce(request);
+        if request.event_type == FAILING {
+            response.operation = None;
+            response.operations.clear();
+            response.error = Some(bookings_reducer::proto::ReducerError { message: REASON.into(), retryable: false });
+        }
+        response
+    }
+
+    #[cfg(feature = "mongo")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mongo_replays_in_place() {
+        use crate::support::mongo::{MongoDb, Server};
+        fn failing(request: &bookings_reducer::proto::ProjectionRequest) -> bookings_reducer::proto::ProjectionResponse {
+            error_for_failing(request, bookings_reducer::reduce_mongo)
+        }
+        let db = MongoDb::fresh(Server::Secantus, "replay").await;
+        let ws = park_and_replay(&db.sink_yaml(""), Script::Map(failing), Script::Map(bookings_reducer::reduce_mongo)).await;
+        db.read_model().await.assert_same(&replayed_last(&ws.log_path(), FAILING));
+    }
+
+    #[cfg(feature = "elastic")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn elasticsearch_replays_in_place() {
+        use crate::support::{elastic::{Engine, Indices}, elastic_bookings::reduce_elastic};
+        fn failing(request: &bookings_reducer::proto::ProjectionRequest) -> bookings_reducer::proto::ProjectionResponse {
+            error_for_failing(request, reduce_elastic)
+        }
+        let indices = Indices::fresh(Engine::Elasticsearch, "replay");
+        park_and_replay(&indices.sink_yaml(""), Script::Map(failing), Script::Map(reduce_elastic)).await;
+    }
+}

@@ -394,3 +394,44 @@ mod mssql {
         db.drop_database().await;
     }
 }
+
+/// Redis keeps a connector's parked events in a stream of its own (`parked_events:<connector>`),
+/// so a record id (the entry's) names an event of one connector only: the shared scenario's
+/// checks across connectors do not apply, the rest do.
+#[cfg(feature = "redis")]
+mod redis_target {
+    use projector_gateway::sinks::redis::RedisSink;
+
+    use super::*;
+    use crate::support::redis::RedisKeys;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parked_events_are_listed_filtered_and_discarded() {
+        let keys = RedisKeys::fresh("parked");
+        let sink = RedisSink::open(&keys.sink_config(), "ops").await.expect("open");
+        assert_eq!(list(&sink, ParkedQuery::default()).await, [], "no stream yet");
+        assert_eq!(sink.discard_parked(&["1-0".into(), "ops/0/1".into()]).await.expect("discard"), 0);
+        park(&sink, &FIRST).await;
+        park(&sink, &SECOND).await;
+
+        let all = list(&sink, ParkedQuery::default()).await;
+        assert_eq!(positions(&all), [10, 11, 12, 13], "{all:#?}");
+        for (listed, parked) in all.iter().zip([FIRST[1], FIRST[0], SECOND[0], SECOND[1]]) {
+            assert_parked(listed, parked);
+        }
+        let by_type = ParkedQuery { event_type: Some("RoomBooked".into()), ..Default::default() };
+        assert_eq!(positions(&list(&sink, by_type).await), [10, 12]);
+        let by_reason = ParkedQuery { error_contains: Some("(code 11000): {_id:".into()), ..Default::default() };
+        assert_eq!(positions(&list(&sink, by_reason).await), [10]);
+        assert_eq!(positions(&list(&sink, ParkedQuery { limit: 3, ..Default::default() }).await), [10, 11, 12]);
+        let later = ParkedQuery { since: Some(Utc::now() + chrono::Duration::hours(1)), ..Default::default() };
+        assert_eq!(list(&sink, later).await, []);
+        let one = ParkedQuery { ids: vec![all[2].id.clone()], ..Default::default() };
+        assert_eq!(list(&sink, one).await, [all[2].clone()]);
+
+        assert_eq!(sink.discard_parked(&[all[0].id.clone(), all[2].id.clone(), "ops/0/1".into()]).await.expect("discard"), 2);
+        assert_eq!(positions(&list(&sink, ParkedQuery::default()).await), [11, 13]);
+        let length: i64 = keys.query("XLEN", &[&keys.key("parked_events:ops")]).await;
+        assert_eq!(length, 2, "the entries are gone from the stream");
+    }
+}
