@@ -127,6 +127,9 @@ enum Command {
     /// target: no checkpoint, no projection version, no table. Exit code 1 if an event's answer
     /// or operation failed, 2 for a bad config or arguments.
     DryRun(commands::dry_run::DryRunArgs),
+    /// List, show or discard a connector's parked events (poison policy `park`) in its target.
+    /// Exit code 1 if the target cannot be read or an id is not found, 2 for a bad config.
+    Parked(commands::parked::ParkedArgs),
     /// Check a config file and print every problem with its key path; the files it names are
     /// checked too (the event log and init SQL files exist), without connecting to anything.
     Validate {
@@ -270,6 +273,7 @@ fn main() -> ExitCode {
             }
             Command::Reset { config, connector, to_position } => commands::reset::reset(&config, &connector, to_position).await,
             Command::DryRun(args) => commands::dry_run::dry_run(args).await,
+            Command::Parked(args) => commands::parked::parked(args).await,
             Command::Validate { config, connect } => commands::validate::validate(&config, connect).await,
             Command::Append { log, from: Some(from), .. } => commands::append::append_from(&log, &from),
             Command::Append { log, stream, event_type, data, metadata, id, from: None } => {

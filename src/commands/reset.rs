@@ -5,24 +5,13 @@ use std::{path::Path, process::ExitCode};
 
 use projector_gateway::{
     checkpoint::CheckpointRow,
-    config,
     pipeline::{ResetTo, reset_connector},
 };
 
-use super::validate::{INVALID_CONFIG, report};
-
 pub async fn reset(path: &Path, connector: &str, to_position: Option<u64>) -> anyhow::Result<ExitCode> {
-    let config = match config::load_file(path) {
-        Ok(c) => c,
-        Err(e) => {
-            report(&e);
-            return Ok(ExitCode::from(INVALID_CONFIG));
-        }
-    };
-    let ids: Vec<&str> = config.connectors.iter().map(|c| c.id.as_str()).collect();
-    let Some(found) = config.connectors.iter().find(|c| c.id == connector).cloned() else {
-        eprintln!("error: {}: no connector `{connector}`; the file has: {}", path.display(), ids.join(", "));
-        return Ok(ExitCode::from(INVALID_CONFIG));
+    let found = match super::connector_of(path, connector) {
+        Ok(found) => found,
+        Err(code) => return Ok(code),
     };
     let to = to_position.map_or(ResetTo::Start, ResetTo::Position);
     match reset_connector(found, to).await {

@@ -14,7 +14,7 @@ use std::{fmt, sync::Arc};
 
 use axum::{
     Router,
-    extract::{Path, Request, State},
+    extract::{Path, Query, Request, State},
     http::{HeaderMap, StatusCode, Uri, header},
     middleware::Next,
     response::Response,
@@ -23,6 +23,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{ManagementError, ResetTarget, Supervisor, definition::CHANGED_BY};
+use crate::sinks::parked::ParkedQuery;
 use crate::status::endpoint::json_response;
 
 /// One bearer token an operator may send, with the name changes made with it are recorded
@@ -150,6 +151,8 @@ pub fn routes(supervisor: Supervisor, access: Access) -> Router {
     let api = Api { supervisor, access: access.clone() };
     let reads = Router::new()
         .route("/connectors/{id}", get(status))
+        .route("/connectors/{id}/parked", get(parked))
+        .route("/connectors/{id}/parked/{record}", get(parked_event))
         .route("/validate", post(validate))
         .with_state(api.clone());
     Router::new()
@@ -159,6 +162,9 @@ pub fn routes(supervisor: Supervisor, access: Access) -> Router {
         .route("/connectors/{id}/enable", post(enable))
         .route("/connectors/{id}/disable", post(disable))
         .route("/connectors/{id}/reset", post(reset))
+        .route("/connectors/{id}/parked/{record}", axum::routing::delete(discard_parked_event))
+        .route("/connectors/{id}/parked/discard", post(discard_parked))
+        .route("/connectors/{id}/parked/replay", post(replay_parked))
         .with_state(api)
         .merge(access.guard_reads(reads))
 }
@@ -168,7 +174,7 @@ fn answer(status: StatusCode, outcome: Result<Value, ManagementError>) -> Respon
         Ok(body) => json_response(status, &body),
         Err(e) => {
             let status = match &e {
-                ManagementError::NotFound(_) => StatusCode::NOT_FOUND,
+                ManagementError::NotFound(_) | ManagementError::NoParkedEvent { .. } => StatusCode::NOT_FOUND,
                 ManagementError::Conflict(_) | ManagementError::ReadOnly => StatusCode::CONFLICT,
                 ManagementError::BadRequest(_) | ManagementError::Invalid(_) => StatusCode::BAD_REQUEST,
                 ManagementError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
@@ -244,6 +250,66 @@ async fn reset(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String
         api.supervisor.reset(&id, to).await
     };
     guarded(&api, &headers, StatusCode::OK, change).await
+}
+
+/// The filter of a parked-event listing, from the query string.
+#[derive(serde::Deserialize)]
+struct ParkedFilter {
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    error_contains: Option<String>,
+    /// RFC 3339.
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+impl ParkedFilter {
+    fn query(self) -> Result<ParkedQuery, ManagementError> {
+        let since = match self.since {
+            None => None,
+            Some(text) => Some(chrono::DateTime::parse_from_rfc3339(&text).map(|at| at.to_utc()).map_err(|e| {
+                ManagementError::BadRequest(format!("since={text:?}: {e}; expected RFC 3339, e.g. 2026-12-07T10:00:00Z"))
+            })?),
+        };
+        let limit = self.limit.unwrap_or(ParkedQuery::DEFAULT_LIMIT);
+        Ok(ParkedQuery { event_type: self.event_type, error_contains: self.error_contains, since, ids: vec![], limit })
+    }
+}
+
+async fn parked(State(api): State<Api>, Path(id): Path<String>, Query(filter): Query<ParkedFilter>) -> Response {
+    let listing = async { api.supervisor.parked(&id, filter.query()?).await };
+    answer(StatusCode::OK, listing.await)
+}
+
+async fn parked_event(State(api): State<Api>, Path((id, record)): Path<(String, String)>) -> Response {
+    answer(StatusCode::OK, api.supervisor.parked_event(&id, &record).await)
+}
+
+async fn discard_parked_event(State(api): State<Api>, headers: HeaderMap, Path((id, record)): Path<(String, String)>) -> Response {
+    guarded(&api, &headers, StatusCode::OK, api.supervisor.discard_parked(&id, vec![record])).await
+}
+
+/// `{"ids": ["12", "13"]}`: discards those parked events.
+async fn discard_parked(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>, body: String) -> Response {
+    let change = async { api.supervisor.discard_parked(&id, record_ids("discard", &body)?).await };
+    guarded(&api, &headers, StatusCode::OK, change).await
+}
+
+/// `{"ids": ["12", "13"]}`: replays those parked events through the sidecar.
+async fn replay_parked(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>, body: String) -> Response {
+    let change = async { api.supervisor.replay_parked(&id, record_ids("replay", &body)?).await };
+    guarded(&api, &headers, StatusCode::OK, change).await
+}
+
+/// The record ids of a `{"ids": [...]}` body.
+fn record_ids(verb: &str, body: &str) -> Result<Vec<String>, ManagementError> {
+    #[derive(serde::Deserialize)]
+    struct Ids {
+        ids: Vec<String>,
+    }
+    serde_json::from_str::<Ids>(body)
+        .map(|ids| ids.ids)
+        .map_err(|e| ManagementError::BadRequest(format!("{verb} body {body:?}: {e}; expected {{\"ids\": [\"<record id>\", ...]}}")))
 }
 
 /// Compares in a time that does not depend on where the first difference is, so the token

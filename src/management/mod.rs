@@ -45,6 +45,8 @@ use crate::config::ConfigProblem;
 pub enum ManagementError {
     #[error("no connector `{0}`; GET /connectors lists them")]
     NotFound(String),
+    #[error("connector `{connector}` has no parked event `{id}`; GET /connectors/{connector}/parked lists them")]
+    NoParkedEvent { connector: String, id: String },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]

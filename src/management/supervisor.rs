@@ -28,7 +28,8 @@ use crate::{
     config::{ConnectorConfig, parse_connector},
     lease,
     backoff::Backoff,
-    pipeline::{ConnectorControl, ConnectorError, ResetTo, reset_connector, run_connector},
+    pipeline::{ConnectorControl, ConnectorError, ResetTo, discard_parked, list_parked, replay_parked, reset_connector, run_connector},
+    sinks::parked::ParkedQuery,
     sources::{SourceError, head},
     status::{ConnectorHandle, ConnectorState, Connectors, Dependency, Origin, head_probe},
     telemetry,
@@ -438,6 +439,62 @@ impl Supervisor {
         telemetry::forget(id);
         info!(connector = %id, "deleted through the management API");
         Ok(json!({ "id": id, "deleted": true, "note": "its checkpoints and read model were left in the target" }))
+    }
+
+    /// The connector's configuration, when it has a usable one.
+    async fn config_of(&self, id: &str) -> Result<ConnectorConfig, ManagementError> {
+        let slots = self.inner.slots.lock().await;
+        let slot = slots.iter().find(|s| s.id == id).ok_or_else(|| ManagementError::NotFound(id.to_owned()))?;
+        slot.config.clone().map_err(|problem| ManagementError::Conflict(format!("connector `{id}`: {problem}")))
+    }
+
+    /// The connector's parked events `query` selects, from its target.
+    pub async fn parked(&self, id: &str, query: ParkedQuery) -> Result<Value, ManagementError> {
+        let config = self.config_of(id).await?;
+        let limit = query.limit;
+        let events = list_parked(config, query).await.map_err(|e| ManagementError::Failed(e.to_string()))?;
+        let mut body = json!({ "id": id, "count": events.len(), "parked": events });
+        if limit > 0 && events.len() == limit {
+            body["note"] = json!(format!("the first {limit}: ask with a filter or a higher `limit` (0: all)"));
+        }
+        Ok(body)
+    }
+
+    /// One parked event of the connector, payload included.
+    pub async fn parked_event(&self, id: &str, record: &str) -> Result<Value, ManagementError> {
+        let config = self.config_of(id).await?;
+        let query = ParkedQuery { ids: vec![record.to_owned()], ..Default::default() };
+        let events = list_parked(config, query).await.map_err(|e| ManagementError::Failed(e.to_string()))?;
+        let event = events.into_iter().next().ok_or_else(|| ManagementError::NoParkedEvent { connector: id.to_owned(), id: record.to_owned() })?;
+        Ok(json!(event))
+    }
+
+    /// Deletes the connector's parked events with these record ids from its target.
+    pub async fn discard_parked(&self, id: &str, records: Vec<String>) -> Result<Value, ManagementError> {
+        let config = self.config_of(id).await?;
+        let asked = records.len();
+        let discarded = discard_parked(config, records.clone()).await.map_err(|e| ManagementError::Failed(e.to_string()))?;
+        let by = super::definition::CHANGED_BY.try_with(String::clone).unwrap_or_else(|_| "anyone".into());
+        info!(connector = %id, discarded, ids = ?records, by = %by, "parked events discarded through the management API");
+        Ok(json!({ "id": id, "asked": asked, "discarded": discarded }))
+    }
+
+    /// Replays the connector's parked events with these record ids through its sidecar.
+    pub async fn replay_parked(&self, id: &str, records: Vec<String>) -> Result<Value, ManagementError> {
+        let config = self.config_of(id).await?;
+        let outcome = replay_parked(config, records.clone()).await.map_err(|e| ManagementError::Failed(e.to_string()))?;
+        let by = super::definition::CHANGED_BY.try_with(String::clone).unwrap_or_else(|_| "anyone".into());
+        info!(
+            connector = %id,
+            applied = outcome.applied.len(),
+            parked_again = outcome.parked_again.len(),
+            not_replayed = outcome.not_replayed.len(),
+            by = %by,
+            "parked events replayed through the management API"
+        );
+        let mut body = json!(outcome);
+        body["id"] = json!(id);
+        Ok(body)
     }
 
     /// Every change recorded for a connector, oldest first.

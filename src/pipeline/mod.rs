@@ -16,8 +16,10 @@
 //! applied, then the connector returns. Cancelling `abort` (or any stage failing) stops every
 //! stage at once; what was committed is consistent, the rest is read again on restart.
 
+mod parked;
 mod producer;
 mod progress;
+mod replay;
 mod reset;
 mod router;
 mod takeover;
@@ -31,6 +33,8 @@ use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, warn};
 
+pub use parked::{discard_parked, list_parked};
+pub use replay::{ReplayOutcome, Replayed, replay_parked};
 pub use progress::{Progress, ProgressReceiver, ProgressSender, channel as progress_channel};
 pub use reset::{ResetOutcome, ResetTo, reset_connector};
 pub use writer::WriterError;

@@ -177,6 +177,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/connectors/{id}/enable"),
     ("POST", "/connectors/{id}/disable"),
     ("POST", "/connectors/{id}/reset"),
+    ("GET", "/connectors/{id}/parked"),
+    ("GET", "/connectors/{id}/parked/{record}"),
+    ("DELETE", "/connectors/{id}/parked/{record}"),
+    ("POST", "/connectors/{id}/parked/discard"),
+    ("POST", "/connectors/{id}/parked/replay"),
     ("POST", "/validate"),
 ];
 

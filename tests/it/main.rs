@@ -40,6 +40,10 @@ mod new_sidecar;
 mod operations_endpoint;
 #[cfg(all(feature = "postgres", feature = "sqlite"))]
 mod outages;
+#[cfg(any(feature = "mongo", feature = "elastic", feature = "mssql", feature = "redis"))]
+mod parked_stores;
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+mod parked_events;
 mod postgres_end_to_end;
 mod postgres_sink;
 mod postgres_source;

@@ -230,8 +230,13 @@ impl ElasticWriter {
         Ok(())
     }
 
-    /// One `_bulk` request with a document per partition of the batch.
+    /// One `_bulk` request with a document per partition of the batch; none for a batch that
+    /// moves no checkpoint (a replay of parked events, a read-progress mark behind the stored
+    /// position), which the engine would refuse as a request without a body.
     async fn write_checkpoints(&self, batch: &Batch<ElasticOp>) -> Result<(), ApplyError> {
+        if batch.checkpoints.is_empty() {
+            return Ok(());
+        }
         let mut body = Vec::with_capacity(batch.checkpoints.len() * 256);
         for &CheckpointWrite { partition, position, .. } in &batch.checkpoints {
             let id = checkpoint_id(&self.connector, batch.partition_count, partition);

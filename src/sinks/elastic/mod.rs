@@ -18,6 +18,7 @@
 //! - `ops.rs`: decoding and validating the operations;
 //! - `apply.rs`: a batch as `_bulk` requests, item outcomes, then the checkpoints;
 //! - `checkpoints.rs`: the gateway's indices, checkpoint and projection-version documents;
+//! - `parked.rs`: the connector's parked events, listed and discarded for the operator;
 //! - `producer.rs`: producer mode's documents and index template.
 
 mod apply;
@@ -25,6 +26,7 @@ mod checkpoints;
 pub mod client;
 pub mod json;
 pub mod ops;
+mod parked;
 mod producer;
 
 use std::sync::Arc;
@@ -178,6 +180,14 @@ impl Sink for ElasticSink {
 
     async fn delete_checkpoints(&self, partition_count: u32) -> Result<(), SinkError> {
         checkpoints::delete_count(&self.client, &self.names, &self.connector, partition_count).await
+    }
+
+    async fn parked_events(&self, query: &crate::sinks::parked::ParkedQuery) -> Result<Vec<crate::sinks::parked::ParkedEvent>, SinkError> {
+        parked::list(&self.client, &self.names, &self.connector, query).await
+    }
+
+    async fn discard_parked(&self, ids: &[String]) -> Result<u64, SinkError> {
+        parked::discard(&self.client, &self.names, &self.connector, ids).await
     }
 
     async fn projection_version(&self) -> Result<Option<String>, SinkError> {

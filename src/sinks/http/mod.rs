@@ -104,6 +104,17 @@ impl super::OpenSink for HttpSink {
     }
 }
 
+impl HttpSink {
+    /// Why the operator's parked-event verbs do not apply: the store is append-only.
+    fn append_only(&self) -> SinkError {
+        SinkError::config(format!(
+            "the http sink keeps parked events append-only, in the {}: read them there (one entry per event, its CloudEvent \
+             included); a producer connector sends each event as it is, so a parked one is sent again by `reset --to-position`",
+            self.shared.parked.location()
+        ))
+    }
+}
+
 impl Sink for HttpSink {
     type Op = HttpOp;
     type Writer = HttpWriter;
@@ -137,6 +148,14 @@ impl Sink for HttpSink {
 
     async fn delete_checkpoints(&self, partition_count: u32) -> Result<(), SinkError> {
         self.shared.checkpoints.delete(partition_count).await
+    }
+
+    async fn parked_events(&self, _: &crate::sinks::parked::ParkedQuery) -> Result<Vec<crate::sinks::parked::ParkedEvent>, SinkError> {
+        Err(self.append_only())
+    }
+
+    async fn discard_parked(&self, _: &[String]) -> Result<u64, SinkError> {
+        Err(self.append_only())
     }
 
     /// One writer: the checkpoint store holds every partition's position in one record, and

@@ -8,7 +8,8 @@
 //!
 //! - `bson.rs`: Struct -> BSON (`$date`, `integerFields`);
 //! - `ops.rs`: decoding and validating the operations;
-//! - `apply.rs`: applying a batch, in a transaction or in order.
+//! - `apply.rs`: applying a batch, in a transaction or in order;
+//! - `parked.rs`: the connector's parked events, listed and discarded for the operator.
 //!
 //! The gateway's documents: in `checkpoints_collection`, one per (connector, partition count,
 //! partition) with `_id` `<connector>/<count>/<partition>` and `kind: "checkpoint"`, and the
@@ -18,6 +19,7 @@
 mod apply;
 pub mod bson;
 pub mod ops;
+mod parked;
 
 use std::{sync::Arc, time::Duration};
 
@@ -305,6 +307,18 @@ impl Sink for MongoSink {
             .await
             .map(drop)
             .map_err(|e| self.error(SinkErrorKind::Checkpoints, "cannot delete checkpoints", &e))
+    }
+
+    async fn parked_events(&self, query: &crate::sinks::parked::ParkedQuery) -> Result<Vec<crate::sinks::parked::ParkedEvent>, SinkError> {
+        parked::list(&self.db, &self.names, &self.connector, query)
+            .await
+            .map_err(|e| self.error(SinkErrorKind::Refused, "cannot read the parked events", &e))
+    }
+
+    async fn discard_parked(&self, ids: &[String]) -> Result<u64, SinkError> {
+        parked::discard(&self.db, &self.names, &self.connector, ids)
+            .await
+            .map_err(|e| self.error(SinkErrorKind::Refused, "cannot discard parked events", &e))
     }
 
     async fn projection_version(&self) -> Result<Option<String>, SinkError> {

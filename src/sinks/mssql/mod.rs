@@ -13,7 +13,8 @@
 //! - `params.rs`: typed parameters as SQL Server values, placeholders renumbered;
 //! - `batch.rs`: a transaction as one T-SQL text, and its lines mapped back to the items;
 //! - `schema.rs`: the gateway's tables;
-//! - `apply.rs`: applying a batch, with reconnection and the in-doubt check.
+//! - `apply.rs`: applying a batch, with reconnection and the in-doubt check;
+//! - `parked.rs`: the connector's parked events, listed and discarded for the operator.
 //!
 //! Projection versions are recorded in `<schema>.projections`, as the PostgreSQL target does.
 
@@ -21,6 +22,7 @@ mod apply;
 mod batch;
 mod connect;
 mod params;
+mod parked;
 mod schema;
 
 use std::sync::Arc;
@@ -47,6 +49,8 @@ pub struct MssqlSink {
     endpoint: Arc<Endpoint>,
     connector: Arc<str>,
     sql: Arc<GatewaySql>,
+    /// `[<schema>].[parked_events]`, as `schema.rs` names it.
+    parked_table: String,
     allow_raw_sql: bool,
     writers: usize,
     /// For reading and deleting checkpoints and recording versions; reopened when lost.
@@ -66,6 +70,7 @@ impl MssqlSink {
             endpoint: Arc::new(endpoint),
             connector: connector.into(),
             sql: Arc::new(sql),
+            parked_table: format!("{}.[parked_events]", quote_ident(&config.schema)),
             allow_raw_sql: config.allow_raw_sql,
             writers: config.writers.max(1),
             admin: Mutex::new(Some(client)),
@@ -141,6 +146,20 @@ impl Sink for MssqlSink {
             query.bind(&*self.connector);
             query.bind(partition_count as i32);
             query.execute(client).await.map(drop)
+        })
+        .await
+    }
+
+    async fn parked_events(&self, query: &crate::sinks::parked::ParkedQuery) -> Result<Vec<crate::sinks::parked::ParkedEvent>, SinkError> {
+        self.with_admin(SinkErrorKind::Refused, "cannot read the parked events", async |client| {
+            parked::list(client, &self.parked_table, &self.connector, query).await
+        })
+        .await
+    }
+
+    async fn discard_parked(&self, ids: &[String]) -> Result<u64, SinkError> {
+        self.with_admin(SinkErrorKind::Refused, "cannot discard parked events", async |client| {
+            parked::discard(client, &self.parked_table, &self.connector, ids).await
         })
         .await
     }

@@ -14,6 +14,7 @@
 //! (`projection`, `version`, `updatedAt`) of the sidecar's `Describe`.
 
 mod apply;
+mod parked;
 pub mod check;
 pub mod ops;
 
@@ -186,6 +187,20 @@ impl Sink for RedisSink {
             .map(|(field, value)| checkpoint_row(field, value, key))
             .collect::<Result<_, _>>()
             .map_err(|e| SinkError::checkpoints(format!("Redis target `{}`: cannot read the checkpoints: {e}", self.target.display)))
+    }
+
+    async fn parked_events(&self, query: &crate::sinks::parked::ParkedQuery) -> Result<Vec<crate::sinks::parked::ParkedEvent>, SinkError> {
+        let mut conn = self.connection().await?;
+        parked::list(&mut conn, &self.target.parked, query)
+            .await
+            .map_err(|e| self.target.error(SinkErrorKind::Refused, "cannot read the parked events", &e))
+    }
+
+    async fn discard_parked(&self, ids: &[String]) -> Result<u64, SinkError> {
+        let mut conn = self.connection().await?;
+        parked::discard(&mut conn, &self.target.parked, ids)
+            .await
+            .map_err(|e| self.target.error(SinkErrorKind::Refused, "cannot discard parked events", &e))
     }
 
     async fn delete_checkpoints(&self, partition_count: u32) -> Result<(), SinkError> {
