@@ -163,14 +163,25 @@ async fn the_management_api_lists_shows_and_discards_parked_events_of_a_postgres
 
     // The gateway runs the connector to the head meanwhile; every failing event ends up parked.
     let client = db.client().await;
-    poll_until_async("every failing event parked and the head reached", WAIT, || async {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(status) = gateway.child.try_wait().unwrap() {
+            panic!("the gateway exited ({status}) before parking every failing event; its log:\n{}", gateway.stderr());
+        }
         let rows = pg::checkpoints(&client, "bookings").await;
         let at_head = rows.len() == 4 && rows.iter().all(|r| r.2 == head as i64);
-        let listed = http::get(&listen, "/connectors/bookings/parked?limit=0").filter(|(status, _)| *status == 200)?;
-        let body: Value = serde_json::from_str(&listed.1).unwrap();
-        (at_head && body["count"] == parked).then_some(())
-    })
-    .await;
+        let listed = http::get(&listen, "/connectors/bookings/parked?limit=0").filter(|(status, _)| *status == 200);
+        let count = listed.map(|(_, body)| serde_json::from_str::<Value>(&body).unwrap()["count"].clone());
+        if at_head && count == Some(Value::from(parked)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "within {WAIT:?}: checkpoints {rows:?} (head {head}), parked {count:?} of {parked}; the gateway's log:\n{}",
+            gateway.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let (status, body) = http::get(&listen, "/connectors/bookings/parked?limit=0").unwrap();
     assert_eq!(status, 200, "{body}");

@@ -250,3 +250,30 @@ async fn a_new_projection_version_rebuilds_the_postgres_read_model() {
     let version: String = client.query_one("SELECT version FROM public.projections WHERE connector = 'bookings'", &[]).await.unwrap().get(0);
     assert_eq!(version, "2");
 }
+
+/// Eight gateways (or a parked-event listing beside a starting connector) preparing one fresh
+/// target at the same moment all succeed: without the preparation lock, concurrent
+/// `CREATE TABLE IF NOT EXISTS` fail with `pg_type_typname_nsp_index`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gateways_preparing_one_fresh_target_at_once_all_succeed() {
+    for round in 0..3 {
+        let db = Database::fresh(&format!("prepare_race_{round}")).await;
+        let yaml = format!(
+            "connectors:\n  - id: race\n    source:\n      sqlite: {{ path: unused.db }}\n    sidecar: {{ address: \"http://127.0.0.1:1\" }}\n    sink:\n{}",
+            pg::postgres_sink_yaml(&db.url)
+        );
+        let config = match parse_connector(&yaml).sink {
+            projector_gateway::config::SinkConfig::Postgres(config) => config,
+            _ => unreachable!(),
+        };
+        let opens = (0..8).map(|n| {
+            let config = config.clone();
+            tokio::spawn(async move { projector_gateway::sinks::postgres::PostgresSink::open(&config, &format!("race-{n}"), None).await })
+        });
+        for opened in futures::future::join_all(opens).await {
+            if let Err(e) = opened.expect("task") {
+                panic!("round {round}: a concurrent preparation failed: {e}");
+            }
+        }
+    }
+}

@@ -123,17 +123,35 @@ impl GatewaySql {
     }
 }
 
+/// The advisory lock every gateway holds while it prepares a PostgreSQL target: two sessions
+/// running `CREATE TABLE IF NOT EXISTS` for the same table at once make one of them fail
+/// (`pg_type_typname_nsp_index`), which two gateways starting together, or a listing of parked
+/// events while the connector starts, would otherwise hit.
+const PREPARING: i64 = 0x7072_6570_6761_7465; // "prepgate"
+
 /// Creates the schema and the gateway's tables where missing, then runs `init_sql` and
-/// `init_sql_file` (simple query protocol: several statements are fine).
+/// `init_sql_file` (simple query protocol: several statements are fine), one gateway session at
+/// a time ([`PREPARING`]).
 pub(super) async fn prepare_target(
     client: &Client,
     config: &PostgresSinkConfig,
     sql: &GatewaySql,
     server: &str,
 ) -> Result<(), SinkError> {
-    let fail = |what: &str, e: &tokio_postgres::Error| {
-        SinkError::schema(format!("PostgreSQL target {server}: {what}: {}", describe(e))).unreachable_if(is_transient(e))
-    };
+    let fail = |what: &str, e: &tokio_postgres::Error| preparation_failed(server, what, e);
+    client.execute("SELECT pg_advisory_lock($1)", &[&PREPARING]).await.map_err(|e| fail("cannot take the preparation lock", &e))?;
+    let prepared = prepare_locked(client, config, sql, server).await;
+    // Released with the session otherwise; an unlock that fails leaves it to that.
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&PREPARING]).await;
+    prepared
+}
+
+fn preparation_failed(server: &str, what: &str, e: &tokio_postgres::Error) -> SinkError {
+    SinkError::schema(format!("PostgreSQL target {server}: {what}: {}", describe(e))).unreachable_if(is_transient(e))
+}
+
+async fn prepare_locked(client: &Client, config: &PostgresSinkConfig, sql: &GatewaySql, server: &str) -> Result<(), SinkError> {
+    let fail = |what: &str, e: &tokio_postgres::Error| preparation_failed(server, what, e);
     let schema_exists: bool = client
         .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&sql.schema])
         .await
