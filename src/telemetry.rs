@@ -100,6 +100,10 @@ pub struct ConnectorTelemetry {
     pub events_already_applied: Counter,
     /// Events sent to the sidecar and not answered yet, over every partition.
     pub in_flight: Gauge,
+    /// Parked events the target holds for the connector: counted in the target when the
+    /// connector starts, then kept up to date with what it parks and what this process's
+    /// management API discards or replays.
+    pub parked: Gauge,
     /// Partition streams open on each endpoint of the sidecar (its replicas).
     pub sidecar_streams: EndpointStreams,
 }
@@ -163,6 +167,7 @@ impl ConnectorTelemetry {
             events_filtered: Counter::default(),
             events_already_applied: Counter::default(),
             in_flight: Gauge::default(),
+            parked: Gauge::default(),
             sidecar_streams: EndpointStreams::default(),
         }
     }
@@ -180,7 +185,7 @@ pub struct Series {
 }
 
 /// Every family of [`ConnectorTelemetry`], in the order `/metrics` lists them.
-pub const SERIES: [Series; 8] = [
+pub const SERIES: [Series; 9] = [
     Series {
         name: "batch_apply",
         unit: Some(Unit::Seconds),
@@ -236,6 +241,13 @@ pub const SERIES: [Series; 8] = [
         kind: MetricType::Gauge,
         help: "Events sent to the sidecar and not answered yet, over every partition stream.",
         metric: |t| &t.in_flight,
+    },
+    Series {
+        name: "parked_events",
+        unit: None,
+        kind: MetricType::Gauge,
+        help: "Parked events the target holds for the connector (counted there at each start, then kept up to date by this process).",
+        metric: |t| &t.parked,
     },
 ];
 

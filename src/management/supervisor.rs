@@ -474,6 +474,7 @@ impl Supervisor {
         let config = self.config_of(id).await?;
         let asked = records.len();
         let discarded = discard_parked(config, records.clone()).await.map_err(|e| ManagementError::Failed(e.to_string()))?;
+        telemetry::for_connector(id).parked.dec_by(discarded as i64);
         let by = super::definition::CHANGED_BY.try_with(String::clone).unwrap_or_else(|_| "anyone".into());
         info!(connector = %id, discarded, ids = ?records, by = %by, "parked events discarded through the management API");
         Ok(json!({ "id": id, "asked": asked, "discarded": discarded }))
@@ -483,6 +484,7 @@ impl Supervisor {
     pub async fn replay_parked(&self, id: &str, records: Vec<String>) -> Result<Value, ManagementError> {
         let config = self.config_of(id).await?;
         let outcome = replay_parked(config, records.clone()).await.map_err(|e| ManagementError::Failed(e.to_string()))?;
+        telemetry::for_connector(id).parked.dec_by(outcome.applied.len() as i64);
         let by = super::definition::CHANGED_BY.try_with(String::clone).unwrap_or_else(|_| "anyone".into());
         info!(
             connector = %id,

@@ -210,6 +210,13 @@ pub async fn run_with_sink<S: Sink>(
     let (progress_tx, progress_rx) =
         progress::channel((0..count).map(|p| plan.position_of(p).unwrap_or(0)).collect());
     on_start(progress_rx);
+    match sink.count_parked().await {
+        Ok(counted) => telemetry.parked.set(counted.unwrap_or(0) as i64),
+        Err(e) => {
+            warn!(connector = %connector, "cannot count the parked events (the parked_events gauge starts at 0): {e}");
+            telemetry.parked.set(0)
+        }
+    };
     let answered = reducer::Answered::new(telemetry.connector.clone());
     if let Some(sidecar) = &config.sidecar {
         reducer::announce_answers(&connector, sidecar);

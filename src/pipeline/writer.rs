@@ -226,7 +226,10 @@ impl<W: SinkWriter> Writer<W> {
                         p.events_applied += 1;
                         p.ops_applied += ops.len() as u64;
                     }
-                    BatchItem::Park { .. } => p.events_parked += 1,
+                    BatchItem::Park { .. } => {
+                        p.events_parked += 1;
+                        self.telemetry.parked.inc();
+                    }
                     BatchItem::Advance { .. } => {}
                 }
             }

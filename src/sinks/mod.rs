@@ -473,6 +473,12 @@ pub trait Sink: Send + Sync + 'static {
         async move { Err(refused) }
     }
 
+    /// How many parked events of the connector the target holds; `None` for a sink whose
+    /// parked events are not counted here (none kept, or append-only elsewhere).
+    fn count_parked(&self) -> impl Future<Output = Result<Option<u64>, SinkError>> + Send {
+        async { Ok(None) }
+    }
+
     /// How many writers may apply batches at the same time (each owns fixed partitions).
     fn writer_count(&self) -> usize;
 

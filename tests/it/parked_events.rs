@@ -54,6 +54,13 @@ fn replayed_last(log: &Path, replayed: &str) -> ReadModel {
     model
 }
 
+/// The `parked_events` gauge of connector `bookings` in the gateway's `/metrics`.
+fn parked_gauge(listen: &str) -> i64 {
+    let (_, metrics) = http::get(listen, "/metrics").expect("metrics");
+    let line = metrics.lines().find(|l| l.starts_with("projector_gateway_parked_events{connector=\"bookings\"}")).unwrap_or_else(|| panic!("{metrics}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
 fn json_lines(stdout: &str) -> Vec<Value> {
     stdout.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect()
 }
@@ -183,6 +190,7 @@ async fn the_management_api_lists_shows_and_discards_parked_events_of_a_postgres
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    assert_eq!(parked_gauge(&listen), parked as i64, "counted as they were parked");
     let (status, body) = http::get(&listen, "/connectors/bookings/parked?limit=0").unwrap();
     assert_eq!(status, 200, "{body}");
     let body: Value = serde_json::from_str(&body).unwrap();
@@ -225,6 +233,7 @@ async fn the_management_api_lists_shows_and_discards_parked_events_of_a_postgres
     let (status, body) = http::request(&listen, "POST", "/connectors/bookings/parked/discard", "[1]", Some("sesame")).unwrap();
     assert_eq!(status, 400, "{body}");
 
+    assert_eq!(parked_gauge(&listen), parked as i64 - 3, "the discards through the API are counted");
     // The target holds exactly the rest.
     let rows = client.query("SELECT id::text FROM public.parked_events WHERE connector = 'bookings' ORDER BY position", &[]).await.unwrap();
     let left: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
@@ -249,6 +258,20 @@ async fn the_management_api_lists_shows_and_discards_parked_events_of_a_postgres
     assert_eq!(again.len(), 2, "{again:?}");
     assert!(again.iter().all(|e| e.contains(REASON) && e.contains("parked before:")), "{again:?}");
     assert!(!rows.iter().any(|r| r.get::<_, String>(0) == c || r.get::<_, String>(0) == d), "the earlier records were replaced");
+    assert_eq!(parked_gauge(&listen), parked as i64 - 3, "parked again: as many as before");
+
+    // A restart counts them in the target: discarded by another process meanwhile included.
+    gateway.signal(processes::SIGTERM);
+    assert!(gateway.wait_exit(WAIT).success(), "{}", gateway.stderr());
+    client.execute("DELETE FROM public.parked_events WHERE id = (SELECT min(id) FROM public.parked_events)", &[]).await.unwrap();
+    let mut command = std::process::Command::new(gateway_bin());
+    command.args(["run", "--config"]).arg(&config).args(["--listen", &listen]).env("RUST_LOG", "info");
+    let mut gateway = processes::Process::spawn(command, ws.path("gateway-2.log"), false);
+    poll_until("the restarted gateway's count", WAIT, || {
+        let (_, metrics) = http::get(&listen, "/metrics")?;
+        metrics.contains(&format!("projector_gateway_parked_events{{connector=\"bookings\"}} {}", parked - 4)).then_some(())
+    })
+    .await;
     gateway.signal(processes::SIGTERM);
     assert!(gateway.wait_exit(WAIT).success(), "{}", gateway.stderr());
 }

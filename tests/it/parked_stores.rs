@@ -95,6 +95,7 @@ fn assert_parked(listed: &ParkedEvent, (position, partition, event_type, error):
 /// of it.
 async fn lists_filters_and_discards<S: Sink>(sink: &S, other: &S, gateway_clock: bool) {
     assert_eq!(list(sink, ParkedQuery::default()).await, [], "nothing parked yet");
+    assert_eq!(sink.count_parked().await.expect("count"), Some(0));
     assert_eq!(sink.discard_parked(&["ops/0/1".into(), "1".into()]).await.expect("discard"), 0);
 
     park(sink, &FIRST).await;
@@ -109,6 +110,8 @@ async fn lists_filters_and_discards<S: Sink>(sink: &S, other: &S, gateway_clock:
     }
     park(sink, &SECOND).await;
 
+    assert_eq!(sink.count_parked().await.expect("count"), Some(4), "only ops's");
+    assert_eq!(other.count_parked().await.expect("count"), Some(2));
     // Everything of `ops`, by position, with its fields; none of `other`'s.
     let all = list(sink, ParkedQuery::default()).await;
     assert_eq!(positions(&all), [10, 11, 12, 13], "{all:#?}");
@@ -158,6 +161,7 @@ async fn lists_filters_and_discards<S: Sink>(sink: &S, other: &S, gateway_clock:
     // Discarding: two of ops's, then ids that name nothing of ops's.
     assert_eq!(sink.discard_parked(&[id(10), id(12)]).await.expect("discard"), 2);
     assert_eq!(positions(&list(sink, ParkedQuery::default()).await), [11, 13], "the rest remain");
+    assert_eq!(sink.count_parked().await.expect("count"), Some(2));
     assert_eq!(sink.discard_parked(&[id(10), "no-such-id".into(), theirs[0].id.clone()]).await.expect("discard"), 0);
     assert_eq!(sink.discard_parked(&[]).await.expect("discard"), 0);
     assert_eq!(list(other, ParkedQuery::default()).await, theirs, "another connector's are never deleted");
@@ -433,5 +437,6 @@ mod redis_target {
         assert_eq!(positions(&list(&sink, ParkedQuery::default()).await), [11, 13]);
         let length: i64 = keys.query("XLEN", &[&keys.key("parked_events:ops")]).await;
         assert_eq!(length, 2, "the entries are gone from the stream");
+        assert_eq!(sink.count_parked().await.expect("count"), Some(2));
     }
 }

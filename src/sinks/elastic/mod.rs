@@ -186,6 +186,10 @@ impl Sink for ElasticSink {
         parked::list(&self.client, &self.names, &self.connector, query).await
     }
 
+    async fn count_parked(&self) -> Result<Option<u64>, SinkError> {
+        parked::count(&self.client, &self.names, &self.connector).await.map(Some)
+    }
+
     async fn discard_parked(&self, ids: &[String]) -> Result<u64, SinkError> {
         parked::discard(&self.client, &self.names, &self.connector, ids).await
     }

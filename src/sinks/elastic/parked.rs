@@ -46,6 +46,21 @@ pub async fn list(client: &Elasticsearch, names: &Names, connector: &str, query:
     }
 }
 
+/// How many parked events the connector has (0 without a parked index).
+pub async fn count(client: &Elasticsearch, names: &Names, connector: &str) -> Result<u64, SinkError> {
+    let index = encode_segment(&names.parked);
+    let body = serde_json::to_vec(&json!({"query": {"term": {"connector": connector}}})).expect("JSON");
+    let counted = async {
+        client::send(client, Method::Post, &format!("/{index}/_refresh"), None).await?;
+        client::send_json(client, Method::Post, &format!("/{index}/_count"), Some(body)).await
+    };
+    match counted.await {
+        Ok((answer, _)) => Ok(answer["count"].as_u64().unwrap_or(0)),
+        Err(e) if no_index(&e) => Ok(0),
+        Err(e) => Err(error(names, &format!("cannot count the parked events of index `{}`", names.parked), e)),
+    }
+}
+
 async fn search(client: &Elasticsearch, names: &Names, connector: &str, query: &ParkedQuery) -> Result<Vec<ParkedEvent>, RequestError> {
     let index = encode_segment(&names.parked);
     client::send(client, Method::Post, &format!("/{index}/_refresh"), None).await?;

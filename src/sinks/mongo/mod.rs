@@ -315,6 +315,13 @@ impl Sink for MongoSink {
             .map_err(|e| self.error(SinkErrorKind::Refused, "cannot read the parked events", &e))
     }
 
+    async fn count_parked(&self) -> Result<Option<u64>, SinkError> {
+        parked::count(&self.db, &self.names, &self.connector)
+            .await
+            .map(Some)
+            .map_err(|e| self.error(SinkErrorKind::Refused, "cannot count the parked events", &e))
+    }
+
     async fn discard_parked(&self, ids: &[String]) -> Result<u64, SinkError> {
         parked::discard(&self.db, &self.names, &self.connector, ids)
             .await

@@ -37,6 +37,11 @@ pub(super) async fn list(db: &Database, names: &Names, connector: &str, query: &
     Ok(documents.iter().filter_map(parked_event).collect())
 }
 
+/// How many parked events the connector has.
+pub(super) async fn count(db: &Database, names: &Names, connector: &str) -> Result<u64, mongodb::error::Error> {
+    db.collection::<Document>(&names.parked).count_documents(doc! { "connector": connector }).await
+}
+
 /// Deletes the connector's parked events with these `_id`s.
 pub(super) async fn discard(db: &Database, names: &Names, connector: &str, ids: &[String]) -> Result<u64, mongodb::error::Error> {
     if ids.is_empty() {

@@ -157,6 +157,13 @@ impl Sink for MssqlSink {
         .await
     }
 
+    async fn count_parked(&self) -> Result<Option<u64>, SinkError> {
+        self.with_admin(SinkErrorKind::Refused, "cannot count the parked events", async |client| {
+            parked::count(client, &self.parked_table, &self.connector).await.map(Some)
+        })
+        .await
+    }
+
     async fn discard_parked(&self, ids: &[String]) -> Result<u64, SinkError> {
         self.with_admin(SinkErrorKind::Refused, "cannot discard parked events", async |client| {
             parked::discard(client, &self.parked_table, &self.connector, ids).await

@@ -98,6 +98,14 @@ async fn select(
 }
 
 /// Deletes the connector's parked events with these ids (ids that are not numbers name none).
+/// How many parked events the connector has in `table`.
+pub(super) async fn count(client: &mut MssqlClient, table: &str, connector: &str) -> Result<u64, tiberius::error::Error> {
+    let mut statement = Query::new(format!("SELECT COUNT_BIG(*) FROM {table} WHERE connector = @P1 COLLATE Latin1_General_BIN2"));
+    statement.bind(connector);
+    let row = statement.query(client).await?.into_row().await?;
+    Ok(row.and_then(|r| r.get::<i64, _>(0)).unwrap_or(0) as u64)
+}
+
 pub(super) async fn discard(client: &mut MssqlClient, table: &str, connector: &str, ids: &[String]) -> Result<u64, tiberius::error::Error> {
     let mut deleted = 0;
     for chunk in record_ids(ids).chunks(IDS_PER_STATEMENT) {

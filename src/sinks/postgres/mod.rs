@@ -134,6 +134,14 @@ impl Sink for PostgresSink {
             .map_err(|e| self.error(SinkErrorKind::Refused, "cannot read the parked events", &e))
     }
 
+    async fn count_parked(&self) -> Result<Option<u64>, SinkError> {
+        let client = self.admin().await?;
+        parked::count(&client, &self.sql.parked_table, &self.connector)
+            .await
+            .map(Some)
+            .map_err(|e| self.error(SinkErrorKind::Refused, "cannot count the parked events", &e))
+    }
+
     async fn discard_parked(&self, ids: &[String]) -> Result<u64, SinkError> {
         let client = self.admin().await?;
         parked::discard(&client, &self.sql.parked_table, &self.connector, ids)

@@ -51,6 +51,12 @@ pub(super) async fn list(client: &Client, table: &str, connector: &str, query: &
         .collect())
 }
 
+/// How many parked events the connector has in `table`.
+pub(super) async fn count(client: &Client, table: &str, connector: &str) -> Result<u64, tokio_postgres::Error> {
+    let row = client.query_one(&format!("SELECT count(*) FROM {table} WHERE connector = $1"), &[&connector]).await?;
+    Ok(row.try_get::<_, i64>(0)? as u64)
+}
+
 /// Deletes the connector's parked events with these ids (ids that are not numbers name none).
 pub(super) async fn discard(client: &Client, table: &str, connector: &str, ids: &[String]) -> Result<u64, tokio_postgres::Error> {
     let ids: Vec<i64> = ids.iter().filter_map(|id| id.parse().ok()).collect();

@@ -196,6 +196,14 @@ impl Sink for RedisSink {
             .map_err(|e| self.target.error(SinkErrorKind::Refused, "cannot read the parked events", &e))
     }
 
+    async fn count_parked(&self) -> Result<Option<u64>, SinkError> {
+        let mut conn = self.connection().await?;
+        parked::count(&mut conn, &self.target.parked)
+            .await
+            .map(Some)
+            .map_err(|e| self.target.error(SinkErrorKind::Refused, "cannot count the parked events", &e))
+    }
+
     async fn discard_parked(&self, ids: &[String]) -> Result<u64, SinkError> {
         let mut conn = self.connection().await?;
         parked::discard(&mut conn, &self.target.parked, ids)

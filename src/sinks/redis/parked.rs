@@ -19,6 +19,11 @@ pub(super) async fn list(conn: &mut MultiplexedConnection, key: &str, query: &Pa
     Ok(events)
 }
 
+/// How many entries the stream holds.
+pub(super) async fn count(conn: &mut MultiplexedConnection, key: &str) -> Result<u64, RedisError> {
+    redis::cmd("XLEN").arg(key).query_async(conn).await
+}
+
 /// Deletes the entries with these ids (ids that are not entry ids name none).
 pub(super) async fn discard(conn: &mut MultiplexedConnection, key: &str, ids: &[String]) -> Result<u64, RedisError> {
     let ids: Vec<&String> = ids.iter().filter(|id| is_entry_id(id)).collect();

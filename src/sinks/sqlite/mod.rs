@@ -207,6 +207,11 @@ impl Sink for SqliteSink {
         self.with_conn(SinkErrorKind::Refused, move |conn| parked::list(conn, &connector, &query)).await
     }
 
+    async fn count_parked(&self) -> Result<Option<u64>, SinkError> {
+        let connector = self.connector.clone();
+        self.with_conn(SinkErrorKind::Refused, move |conn| parked::count(conn, &connector).map(Some)).await
+    }
+
     async fn discard_parked(&self, ids: &[String]) -> Result<u64, SinkError> {
         let (connector, ids) = (self.connector.clone(), ids.to_vec());
         self.with_conn(SinkErrorKind::Refused, move |conn| parked::discard(conn, &connector, &ids)).await

@@ -54,6 +54,11 @@ pub(super) fn list(conn: &Connection, connector: &str, query: &ParkedQuery) -> r
     Ok(found)
 }
 
+/// How many parked events the connector has.
+pub(super) fn count(conn: &Connection, connector: &str) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT count(*) FROM parked_events WHERE connector = ?1", [connector], |r| r.get::<_, i64>(0)).map(|n| n as u64)
+}
+
 /// Deletes the connector's parked events with these ids (ids that are not numbers name none).
 pub(super) fn discard(conn: &Connection, connector: &str, ids: &[String]) -> rusqlite::Result<u64> {
     let mut deleted = 0;
