@@ -41,6 +41,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 TICKS = os.sysconf("SC_CLK_TCK")
 TARGET_RATIO = 0.9
+# The most gateway CPU time per event sent behind a sidecar that is the bottleneck.
+TARGET_CPU_US = 50
 PARTITIONS = 8  # the gateway's default, which the config leaves in place
 
 
@@ -168,15 +170,16 @@ def raw(name: str, sidecar_cmd: list, client_cmd: list, env: dict, events: str, 
     return result
 
 
-def gateway_config(log_path: str, address: str, target: str, max_wait_ms: int = 0) -> str:
+def gateway_config(log_path: str, address: str, target: str, max_wait_ms: int = 0, adaptive_wait_ms=None) -> str:
     schema = os.path.join(ROOT, "sidecar-examples", "bookings-schema.sql")
+    adaptive = "" if adaptive_wait_ms is None else f", adaptive_wait_ms: {adaptive_wait_ms}"
     return f"""connectors:
   - id: bench
     source:
       sqlite: {{ path: "{log_path}" }}
     sidecar:
       address: "http://{address}"
-    batch: {{ max_wait_ms: {max_wait_ms} }}
+    batch: {{ max_wait_ms: {max_wait_ms}{adaptive} }}
     sink:
       sqlite:
         path: "{target}"
@@ -199,14 +202,15 @@ def low_watermark(target: str) -> int:
 
 
 def through_gateway(
-    name: str, sidecar_cmd: list, env: dict, gateway: str, log_path: str, head: int, sent: int, work: str, tag: str, max_wait_ms: int
+    name: str, sidecar_cmd: list, env: dict, gateway: str, log_path: str, head: int, sent: int, work: str, tag: str, max_wait_ms: int,
+    adaptive_wait_ms=None,
 ) -> dict:
     target = os.path.join(work, f"{name}-{tag}-target.db")
     config = os.path.join(work, f"{name}-{tag}-gateway.yaml")
     sidecar = Sidecar(sidecar_cmd, env, os.path.join(work, f"{name}-gateway-{tag}-sidecar.log"))
     try:
         with open(config, "w", encoding="utf-8") as f:
-            f.write(gateway_config(log_path, sidecar.address, target, max_wait_ms))
+            f.write(gateway_config(log_path, sidecar.address, target, max_wait_ms, adaptive_wait_ms))
         with open(os.path.join(work, f"{name}-{tag}-gateway.log"), "ab") as gateway_log:
             started_at = time.time()
             started = time.perf_counter()
@@ -237,6 +241,8 @@ def through_gateway(
         raise SystemExit(f"the {name} read model is empty: nothing was projected")
     result = {"sent": sent, "seconds": round(seconds, 4), "sent_per_s": round(sent / seconds)}
     result.update(usage_of(sampler.between(started_at, started_at + seconds), "sidecar", "gateway"))
+    # The gateway's CPU time per event sent (user + system, its sidecar-facing and SQLite work).
+    result["gateway_us_per_event"] = result["other_cpu"] * seconds / sent * 1e6
     log(f"{name} through the gateway: {result['sent_per_s']} events/s ({sent} events in {seconds:.2f}s)")
     return result
 
@@ -294,11 +300,11 @@ def main() -> None:
     rows = []
     for name in names:
         sidecar_cmd, client_cmd = sidecars[name]
-        raws, gateways = [], []
+        raws, gateways, unadaptive = [], [], []
         sent = None
         for round_ in range(args.rounds):
-            # Alternate which goes first, so a change in the machine's load hits both alike.
-            order = ["raw", "gateway"] if round_ % 2 == 0 else ["gateway", "raw"]
+            # Rotate which goes first, so a change in the machine's load hits each alike.
+            order = ["raw", "gateway", "unadaptive"][round_ % 3 :] + ["raw", "gateway", "unadaptive"][: round_ % 3]
             for kind in order:
                 subprocess.run(["sync"], check=False)
                 if kind == "raw":
@@ -307,12 +313,16 @@ def main() -> None:
                 else:
                     if sent is None:  # the gateway sends what the raw client sends
                         sent = raw(name, sidecar_cmd, client_cmd, env, events, work, "count")["sent"]
-                    gateways.append(
+                    # `unadaptive`: the gateway without its adaptive wait (`batch.adaptive_wait_ms: 0`),
+                    # as it batched before: what the wait saves in CPU per event, in the same run.
+                    adaptive = 0 if kind == "unadaptive" else None
+                    (unadaptive if kind == "unadaptive" else gateways).append(
                         through_gateway(
-                            name, sidecar_cmd, env, args.gateway, log_path, args.events, sent, work, str(round_), args.batch_max_wait_ms
+                            name, sidecar_cmd, env, args.gateway, log_path, args.events, sent, work, f"{kind}-{round_}",
+                            args.batch_max_wait_ms, adaptive,
                         )
                     )
-        rows.append((name, raws, gateways))
+        rows.append((name, raws, gateways, unadaptive))
 
     load_after = os.getloadavg()
     total = time.perf_counter() - began
@@ -327,14 +337,26 @@ def main() -> None:
         f" {'ratio per busy s':>16}"
     )
     summary = []
-    for name, raws, gateways in rows:
+    for name, raws, gateways, unadaptive in rows:
         r = statistics.median(x["sent_per_s"] for x in raws)
         g = statistics.median(x["sent_per_s"] for x in gateways)
         ratio = g / r
         per_busy = statistics.median(per_busy_s(x) for x in gateways) / statistics.median(per_busy_s(x) for x in raws)
-        summary.append((name, raws[0]["sent"], r, g, ratio, per_busy))
+        cpu = statistics.median(x["gateway_us_per_event"] for x in gateways)
+        cpu_unadaptive = statistics.median(x["gateway_us_per_event"] for x in unadaptive)
+        g_unadaptive = statistics.median(x["sent_per_s"] for x in unadaptive)
+        summary.append((name, raws[0]["sent"], r, g, ratio, per_busy, cpu, cpu_unadaptive, g_unadaptive))
         verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
         print(f"{name:<11} {raws[0]['sent']:>7} {r:>16.0f} {g:>21.0f} {ratio:>6.2f}  {verdict:<13} {per_busy:>16.2f}")
+    print()
+    print(
+        f"{'sidecar':<11} {'gateway CPU us/ev':>18} {'target <= 50':<13} {'without adaptive wait':>22} {'ev/s without':>13}"
+    )
+    for name, _, _, g, _, _, cpu, cpu_unadaptive, g_unadaptive in summary:
+        verdict = "met" if cpu <= TARGET_CPU_US else "MISSED"
+        print(f"{name:<11} {cpu:>18.1f} {verdict:<13} {cpu_unadaptive:>22.1f} {g_unadaptive:>13.0f}")
+    print("gateway CPU us/ev: the gateway's user + system CPU time per event sent, medians; without adaptive wait:")
+    print("the same connector with batch.adaptive_wait_ms: 0 (a transaction per answer or two behind a slow sidecar)")
     print()
     print("events: sent to the sidecar (the types its Describe declares) out of", args.events, "in the log; medians of the rounds")
     print("ratio per busy s: the same ratio for the events per second of the sidecar main thread's time on a CPU (below)")
@@ -344,8 +366,8 @@ def main() -> None:
         f"{'sidecar':<11} {'run':<10} {'ev/s':>7} {'main thread busy/run-queue/idle':>32} {'ev per busy s':>14}"
         f" {'sidecar CPU':>12} {'feeder CPU':>11}"
     )
-    for name, raws, gateways in rows:
-        for kind, results, feeder in (("raw", raws, "client"), ("gateway", gateways, "gateway")):
+    for name, raws, gateways, unadaptive in rows:
+        for kind, results, feeder in (("raw", raws, "client"), ("gateway", gateways, "gateway"), ("no-adapt", unadaptive, "gateway")):
             for i, x in enumerate(results):
                 split = f"{pct(x['main_busy'])} / {pct(x['main_waiting'])} / {pct(x['main_idle'])}"
                 per_busy = per_busy_s(x)
@@ -357,10 +379,10 @@ def main() -> None:
     print("ev per busy s: events answered per second the sidecar's main thread spent on a CPU (its rate with a core to itself);")
     print("idle: the share of the time it had nothing to do, i.e. was waiting for requests")
     print()
-    for name, sent, r, g, ratio, per_busy in summary:
+    for name, sent, r, g, ratio, per_busy, cpu, cpu_unadaptive, _ in summary:
         print(
             f"bench sidecar={name} events={sent} raw_events_per_s={r:.0f} gateway_events_per_s={g:.0f} ratio={ratio:.2f}"
-            f" ratio_per_busy_s={per_busy:.2f}"
+            f" ratio_per_busy_s={per_busy:.2f} gateway_cpu_us_per_event={cpu:.1f} without_adaptive_wait={cpu_unadaptive:.1f}"
         )
     if args.keep:
         log(f"kept {work}")

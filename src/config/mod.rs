@@ -305,11 +305,18 @@ pub struct BatchConfig {
     /// connector applies each event at once.
     #[serde(default)]
     pub max_wait_ms: u64,
+    /// While events of the connector are still at the sidecar, how long at most to wait for
+    /// their answers before applying what has arrived (default 5 ms; 0: never). Behind a sidecar
+    /// that is the bottleneck this makes one transaction of what would be many small ones, at no
+    /// cost in throughput (the sink would be waiting anyway); with nothing at the sidecar (an
+    /// idle connector, a live event on its own) nothing waits.
+    #[serde(default = "defaults::adaptive_wait_ms")]
+    pub adaptive_wait_ms: u64,
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        Self { max_ops: defaults::max_ops(), max_wait_ms: 0 }
+        Self { max_ops: defaults::max_ops(), max_wait_ms: 0, adaptive_wait_ms: defaults::adaptive_wait_ms() }
     }
 }
 
@@ -459,6 +466,10 @@ pub(crate) mod defaults {
     }
     pub fn max_ops() -> usize {
         500
+    }
+
+    pub fn adaptive_wait_ms() -> u64 {
+        5
     }
     /// Connections (or clients) applying batches in parallel, for every sink that has them.
     pub fn writers() -> usize {

@@ -55,8 +55,10 @@ impl<W: SinkWriter> Writer<W> {
         Ok(())
     }
 
-    /// Waits for the first item, then takes whatever else is ready (and, with `max_wait_ms`,
-    /// what arrives within that time) up to `max_ops` operations.
+    /// Waits for the first item, then takes whatever else is ready up to `max_ops` operations,
+    /// and what arrives within `max_wait_ms`, or, while events are still at the sidecar, within
+    /// `adaptive_wait_ms` (their answers are on their way: a sidecar that is the bottleneck
+    /// would otherwise make a transaction of every answer or two).
     async fn collect(&mut self) -> Option<Vec<BatchItem<W::Op>>> {
         let first = tokio::select! {
             biased;
@@ -67,11 +69,15 @@ impl<W: SinkWriter> Writer<W> {
         let mut items = vec![first];
         let linger = Duration::from_millis(self.batch.max_wait_ms);
         let deadline = Instant::now() + linger;
+        let adaptive_deadline = Instant::now() + Duration::from_millis(self.batch.adaptive_wait_ms);
         while ops < self.batch.max_ops {
             let next = match self.input.try_recv() {
                 Ok(item) => Some(item),
-                Err(_) if linger.is_zero() => None,
-                Err(_) => tokio::time::timeout_at(deadline, self.input.recv()).await.ok().flatten(),
+                Err(_) if !linger.is_zero() => tokio::time::timeout_at(deadline, self.input.recv()).await.ok().flatten(),
+                Err(_) if self.telemetry.in_flight.get() > 0 && Instant::now() < adaptive_deadline => {
+                    tokio::time::timeout_at(adaptive_deadline, self.input.recv()).await.ok().flatten()
+                }
+                Err(_) => None,
             };
             let Some(item) = next else { break };
             ops += item.op_count();
@@ -235,5 +241,110 @@ impl<W: SinkWriter> Writer<W> {
             }
             p.batches += 1;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! How the writer groups what arrives into batches, on a paused clock: an item sent "1 ms
+    //! later" arrives exactly then, so the waits are measured, not raced.
+
+    use std::sync::Arc;
+
+    use tokio::time::{Duration, Instant};
+
+    use super::*;
+    use crate::{
+        event::{ContentType, Event},
+        pipeline::progress,
+        sinks::{Batch, SinkWriter},
+    };
+
+    struct NoSink;
+
+    impl SinkWriter for NoSink {
+        type Op = ();
+
+        async fn apply(&mut self, _: Arc<Batch<()>>) -> Result<(), ApplyError> {
+            Ok(())
+        }
+    }
+
+    fn item(position: u64) -> BatchItem<()> {
+        let event = Event {
+            position,
+            stream: "s".into(),
+            revision: 0,
+            event_type: "T".into(),
+            event_id: position.to_string(),
+            data: Default::default(),
+            content_type: ContentType::Json,
+            metadata: None,
+            created: chrono::Utc::now(),
+        };
+        BatchItem::Apply { event: EventRef::new(Arc::new(event), 0), ops: vec![()] }
+    }
+
+    /// A writer of connector `connector` (its own telemetry) and the sender of its input.
+    fn writer(connector: &str) -> (Writer<NoSink>, mpsc::Sender<BatchItem<()>>) {
+        let (tx, input) = mpsc::channel(64);
+        let writer = Writer {
+            sink: NoSink,
+            input,
+            batch: BatchConfig::default(),
+            partition_count: 1,
+            stored: vec![None],
+            policy: PoisonPolicy::Stop,
+            progress: progress::channel(vec![0]).0,
+            abort: CancellationToken::new(),
+            telemetry: crate::telemetry::for_connector(connector),
+        };
+        (writer, tx)
+    }
+
+    /// Sends `positions` one millisecond apart, the first at once.
+    fn trickle(tx: mpsc::Sender<BatchItem<()>>, positions: std::ops::Range<u64>) {
+        tokio::spawn(async move {
+            for position in positions {
+                tx.send(item(position)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_nothing_at_the_sidecar_a_batch_goes_at_once() {
+        let (mut writer, tx) = writer("writer-idle");
+        trickle(tx, 1..4);
+        let started = Instant::now();
+        let batch = writer.collect().await.expect("a batch");
+        assert_eq!(batch.len(), 1, "nothing was in flight: the live event goes alone");
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_events_are_at_the_sidecar_their_answers_are_waited_for() {
+        let (mut writer, tx) = writer("writer-busy");
+        writer.telemetry.in_flight.set(3);
+        // The input stays open (the sender is kept): only the bound ends the wait.
+        trickle(tx.clone(), 1..4);
+        let started = Instant::now();
+        let batch = writer.collect().await.expect("a batch");
+        assert_eq!(batch.len(), 3, "the answers that came within adaptive_wait_ms joined the batch");
+        // Then nothing more comes: the wait ends at its bound, 5 ms after the first item.
+        assert_eq!(started.elapsed(), Duration::from_millis(5));
+        writer.telemetry.in_flight.set(0);
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_adaptive_wait_can_be_turned_off() {
+        let (mut writer, tx) = writer("writer-off");
+        writer.batch.adaptive_wait_ms = 0;
+        writer.telemetry.in_flight.set(3);
+        trickle(tx, 1..4);
+        let batch = writer.collect().await.expect("a batch");
+        assert_eq!(batch.len(), 1);
+        writer.telemetry.in_flight.set(0);
     }
 }

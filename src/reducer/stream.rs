@@ -87,13 +87,18 @@ impl<S: Sink> PartitionReducer<S> {
     /// aborted, or until an event is poisoned under policy `stop`.
     pub async fn run(mut self) -> Result<(), ReducerError> {
         let mut window = Window::default();
+        let result = self.drive(&mut window).await;
+        // Events still counted in flight are not any more: this stream is over.
+        self.telemetry.in_flight.dec_by(window.reported());
+        result
+    }
+
+    async fn drive(&mut self, window: &mut Window) -> Result<(), ReducerError> {
         let mut input_open = true;
         let mut backoff = Backoff::default();
         let timeout = Duration::from_millis(self.config.request_timeout_ms);
         let far = Duration::from_secs(86_400 * 365);
         let handled = self.config.answers == Answers::Handled;
-        // What this partition added to the connector's in-flight gauge.
-        let mut counted_in_flight = 0i64;
         // Attempts in a row that found no endpoint answering (each tries the next endpoint).
         let mut failures = 0u32;
         loop {
@@ -118,9 +123,7 @@ impl<S: Sink> PartitionReducer<S> {
             let mut responses: Option<Streaming<ProjectionResponse>> = None;
 
             let end = loop {
-                let in_flight = window.events() as i64;
-                self.telemetry.in_flight.inc_by(in_flight - counted_in_flight);
-                counted_in_flight = in_flight;
+                self.telemetry.in_flight.inc_by(window.in_flight_change());
                 if let Some(position) = window.take_released_mark() {
                     self.emit(BatchItem::Advance { partition: self.partition, position }).await?;
                 }
@@ -166,7 +169,7 @@ impl<S: Sink> PartitionReducer<S> {
                             failures = 0;
                             self.endpoints.serving(&endpoint);
                             self.sidecar_is_back(opened_at);
-                            if let Flow::Restart = self.on_response(response, &mut window).await? {
+                            if let Flow::Restart = self.on_response(response, window).await? {
                                 break StreamEnd::Restart;
                             }
                         }
@@ -176,7 +179,7 @@ impl<S: Sink> PartitionReducer<S> {
                         Err(status) => break StreamEnd::Broken(describe(&status)),
                     },
                     _ = tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + far)), if deadline.is_some() => {
-                        if let Flow::Restart = self.on_timeout(&mut window, timeout).await? {
+                        if let Flow::Restart = self.on_timeout(window, timeout).await? {
                             break StreamEnd::Restart;
                         }
                     },
@@ -229,11 +232,11 @@ impl<S: Sink> PartitionReducer<S> {
                     continue;
                 }
                 StreamEnd::Broken(reason) => reason,
-                StreamEnd::FailedBySidecar(status) => match self.on_sidecar_failure(&mut window, status, false).await? {
+                StreamEnd::FailedBySidecar(status) => match self.on_sidecar_failure(window, status, false).await? {
                     Some(reason) => reason,
                     None => continue,
                 },
-                StreamEnd::Unreadable(status) => match self.on_sidecar_failure(&mut window, status, true).await? {
+                StreamEnd::Unreadable(status) => match self.on_sidecar_failure(window, status, true).await? {
                     Some(reason) => reason,
                     None => continue,
                 },
@@ -322,6 +325,7 @@ impl<S: Sink> PartitionReducer<S> {
                     self.telemetry.sidecar_round_trip.observe_duration(sent_at.elapsed());
                 }
                 let (event, span) = window.pop_front().expect("classified as front");
+                self.telemetry.in_flight.inc_by(window.in_flight_change());
                 // What the sidecar wrote for this event, for a sidecar's author (`RUST_LOG=debug`
                 // or `projector_gateway::reducer=debug`); nothing is formatted otherwise.
                 if tracing::enabled!(tracing::Level::DEBUG) {
@@ -348,6 +352,7 @@ impl<S: Sink> PartitionReducer<S> {
     /// are ignored (their positions still count).
     async fn settle(&mut self, window: &mut Window, event_id: &str) -> Result<(), ReducerError> {
         let settled = window.settle_before(event_id);
+        self.telemetry.in_flight.inc_by(window.in_flight_change());
         for (event, span) in &settled.ignored {
             traces::ended_without_applying(span, "ignored", None);
             self.silence.ignored(event);
@@ -463,6 +468,7 @@ impl<S: Sink> PartitionReducer<S> {
     /// Applies the poison policy to the oldest unanswered event.
     async fn poison(&mut self, window: &mut Window, reason: String) -> Result<(), ReducerError> {
         let (event, span) = window.pop_front().expect("an event is in flight");
+        self.telemetry.in_flight.inc_by(window.in_flight_change());
         let item = poisoned(self.policy, EventRef::traced(event, self.partition, span), reason)?;
         self.emit(item).await
     }

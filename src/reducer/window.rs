@@ -46,12 +46,29 @@ pub(super) struct Window {
     events: usize,
     /// Probes among `items` (0 or 1), so looking for one costs nothing when there is none.
     probes: usize,
+    /// `events` as last added to the connector's in-flight gauge.
+    reported: usize,
 }
 
 impl Window {
     /// Events in flight (marks excluded).
     pub fn events(&self) -> usize {
         self.events
+    }
+
+    /// How much the events in flight changed since this was last asked: what the connector's
+    /// in-flight gauge is moved by. Asked before an answered event is handed on, so the writer
+    /// never sees an answered event still counted as in flight.
+    pub fn in_flight_change(&mut self) -> i64 {
+        let change = self.events as i64 - self.reported as i64;
+        self.reported = self.events;
+        change
+    }
+
+    /// What this window added to the in-flight gauge and has not taken back (when it is dropped
+    /// with events in flight: a stop, an abort).
+    pub fn reported(&self) -> i64 {
+        self.reported as i64
     }
 
     pub fn is_empty(&self) -> bool {
