@@ -48,14 +48,8 @@ enum Verb {
     Replay {
         #[command(flatten)]
         connector: Connector,
-        /// Record ids, as `list` prints them.
-        #[arg(conflicts_with = "matching", required_unless_present = "matching")]
-        ids: Vec<String>,
-        /// Replay every parked event the filter selects (all of them without a filter).
-        #[arg(long)]
-        matching: bool,
         #[command(flatten)]
-        filter: Filter,
+        selection: Selection,
         /// The outcome as one JSON object.
         #[arg(long)]
         json: bool,
@@ -66,15 +60,32 @@ enum Verb {
     Discard {
         #[command(flatten)]
         connector: Connector,
-        /// Record ids, as `list` prints them.
-        #[arg(conflicts_with = "matching", required_unless_present = "matching")]
-        ids: Vec<String>,
-        /// Discard every parked event the filter selects (all of them without a filter).
-        #[arg(long)]
-        matching: bool,
         #[command(flatten)]
-        filter: Filter,
+        selection: Selection,
     },
+}
+
+/// The parked events a replay or a discard acts on: named, or all that a filter selects.
+#[derive(clap::Args)]
+struct Selection {
+    /// Record ids, as `list` prints them.
+    #[arg(conflicts_with = "matching", required_unless_present = "matching")]
+    ids: Vec<String>,
+    /// Every parked event the filter selects (all of them without a filter).
+    #[arg(long)]
+    matching: bool,
+    #[command(flatten)]
+    filter: Filter,
+}
+
+impl Selection {
+    /// The record ids it names, or the exit code once the failure to list them was printed.
+    async fn ids(self, connector: &Connector) -> Result<Vec<String>, ExitCode> {
+        if !self.matching {
+            return Ok(self.ids);
+        }
+        Ok(listed(connector, self.filter.query()).await?.into_iter().map(|e| e.id).collect())
+    }
 }
 
 #[derive(clap::Args)]
@@ -148,28 +159,14 @@ pub async fn parked(args: ParkedArgs) -> anyhow::Result<ExitCode> {
             eprintln!("error: connector `{}` has no parked event {}", connector.connector, quoted(&missing));
             Ok(ExitCode::FAILURE)
         }
-        Verb::Replay { connector, ids, matching, filter, json } => {
-            let ids = if matching {
-                match listed(&connector, filter.query()).await {
-                    Ok(events) => events.into_iter().map(|e| e.id).collect(),
-                    Err(code) => return Ok(code),
-                }
-            } else {
-                ids
-            };
-            replay(&connector, ids, json).await
-        }
-        Verb::Discard { connector, ids, matching, filter } => {
-            let ids = if matching {
-                match listed(&connector, filter.query()).await {
-                    Ok(events) => events.into_iter().map(|e| e.id).collect(),
-                    Err(code) => return Ok(code),
-                }
-            } else {
-                ids
-            };
-            discard(&connector, ids).await
-        }
+        Verb::Replay { connector, selection, json } => match selection.ids(&connector).await {
+            Ok(ids) => replay(&connector, ids, json).await,
+            Err(code) => Ok(code),
+        },
+        Verb::Discard { connector, selection } => match selection.ids(&connector).await {
+            Ok(ids) => discard(&connector, ids).await,
+            Err(code) => Ok(code),
+        },
     }
 }
 

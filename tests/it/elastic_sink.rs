@@ -606,29 +606,7 @@ fn without_sidecar(yaml: &str) -> String {
     out.join("\n") + "\n"
 }
 
-/// One test per (engine, case).
-macro_rules! on_both_engines {
-    ($($case:ident),* $(,)?) => {
-        mod elasticsearch {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Engine::Elasticsearch).await
-                }
-            )*
-        }
-        mod opensearch {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Engine::OpenSearch).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_engines!(
+crate::support::elastic::on_both_engines!(
     every_operation_with_its_semantics,
     external_versions_keep_replays_from_overwriting_newer_state,
     item_level_failures_name_their_event_and_nothing_is_sent_twice,

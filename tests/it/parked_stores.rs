@@ -258,28 +258,7 @@ mod elastic {
         assert_eq!(sink.discard_parked(&["ops/0/1".into()]).await.expect("discard"), 0);
     }
 
-    macro_rules! on_both_engines {
-        ($($case:ident),* $(,)?) => {
-            mod elasticsearch {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $case() {
-                        super::$case(super::Engine::Elasticsearch).await
-                    }
-                )*
-            }
-            mod opensearch {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $case() {
-                        super::$case(super::Engine::OpenSearch).await
-                    }
-                )*
-            }
-        };
-    }
-
-    on_both_engines!(parked_events_are_listed_filtered_and_discarded, a_reason_filter_reads_past_one_page, no_parked_index_is_no_parked_event);
+    crate::support::elastic::on_both_engines!(parked_events_are_listed_filtered_and_discarded, a_reason_filter_reads_past_one_page, no_parked_index_is_no_parked_event);
 }
 
 #[cfg(feature = "mssql")]

@@ -241,3 +241,27 @@ impl Indices {
 pub fn encode(id: &str) -> String {
     projector_gateway::sinks::elastic::client::encode_segment(id)
 }
+
+/// One test per (engine, case): `on_both_engines!(case, ...)` in a module that has `Engine` in
+/// scope and an `async fn case(engine: Engine)` for each case.
+macro_rules! on_both_engines {
+    ($($case:ident),* $(,)?) => {
+        mod elasticsearch {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Engine::Elasticsearch).await
+                }
+            )*
+        }
+        mod opensearch {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Engine::OpenSearch).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_engines;
