@@ -175,7 +175,7 @@ pub async fn run_with_sink<S: Sink>(
     let telemetry = crate::telemetry::for_connector(&connector);
     let endpoints = match &config.sidecar {
         Some(sidecar) => {
-            let endpoints = reducer::Endpoints::start(&connector, sidecar, telemetry.clone()).await;
+            let endpoints = reducer::Endpoints::start(&connector, sidecar, count, telemetry.clone()).await;
             Some(endpoints.map_err(|e| config_error(format!("sidecar: {e}")))?)
         }
         None => None,

@@ -94,7 +94,7 @@ impl WithSink for Replay {
 
         // Through the sidecar (any of its replicas), one stream per partition, as `run` sends them.
         let telemetry = crate::telemetry::for_connector(&connector);
-        let endpoints = reducer::Endpoints::start(&connector, &sidecar, telemetry.clone())
+        let endpoints = reducer::Endpoints::start(&connector, &sidecar, partitioner.count(), telemetry.clone())
             .await
             .map_err(|e| config_error(format!("sidecar: {e}")))?;
         // A sidecar that is down would make every event look failed again: nothing is replayed.
