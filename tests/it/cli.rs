@@ -143,6 +143,59 @@ fn the_kubernetes_example_agrees_with_the_binary() {
     assert!(replicas == 1 || leased, "{replicas} replicas of connectors without a lease");
 }
 
+/// `deploy/kubernetes-sidecar-replicas.yaml`: its gateway.yaml validates; the sidecar address is
+/// the headless Service's name on the port the Service and the replicas serve; the autoscaler
+/// never makes more replicas than partitions; the gateway's probes and port are `run --listen`'s.
+#[test]
+fn the_scaled_sidecar_example_agrees_with_the_binary_and_itself() {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(crate::support::processes::repo_root().join("deploy/kubernetes-sidecar-replicas.yaml")).unwrap();
+    let docs: Vec<serde_yaml::Value> =
+        serde_yaml::Deserializer::from_str(&text).map(|doc| serde_yaml::Value::deserialize(doc).expect("YAML")).collect();
+    let named = |kind: &str, name: &str| {
+        docs.iter().find(|d| d["kind"] == kind && d["metadata"]["name"] == name).unwrap_or_else(|| panic!("a {kind} {name}"))
+    };
+
+    let config_text = named("ConfigMap", "projector-gateway")["data"]["gateway.yaml"].as_str().unwrap();
+    let ws = Workspace::new();
+    let config = ws.path("gateway.yaml");
+    std::fs::write(&config, config_text).unwrap();
+    let out = Command::new(gateway_bin())
+        .args(["validate", "--config", config.to_str().unwrap()])
+        .env("ESDB_PASSWORD", "secret")
+        .env("PGPASSWORD", "secret")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let connector = &serde_yaml::from_str::<serde_yaml::Value>(config_text).unwrap()["connectors"][0];
+    let address = connector["sidecar"]["address"].as_str().unwrap();
+    let service = named("Service", "bookings-reducer");
+    assert_eq!(service["spec"]["clusterIP"].as_str(), Some("None"), "headless: the name resolves to every replica");
+    let port = service["spec"]["ports"][0]["port"].as_u64().unwrap();
+    assert_eq!(address, format!("http://bookings-reducer.default.svc.cluster.local:{port}"));
+    let reducer = named("Deployment", "bookings-reducer");
+    assert_eq!(reducer["spec"]["selector"]["matchLabels"], service["spec"]["selector"]);
+    let container = &reducer["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["ports"][0]["name"], service["spec"]["ports"][0]["targetPort"]);
+    assert_eq!(container["ports"][0]["containerPort"].as_u64(), Some(port));
+    let autoscaler = named("HorizontalPodAutoscaler", "bookings-reducer");
+    assert_eq!(autoscaler["spec"]["scaleTargetRef"]["name"].as_str(), Some("bookings-reducer"));
+    let partitions = connector["partitioning"]["count"].as_u64().unwrap();
+    assert!(autoscaler["spec"]["maxReplicas"].as_u64().unwrap() * 2 <= partitions, "a few partitions per replica at most scale");
+
+    let gateway = named("Deployment", "projector-gateway");
+    let replicas = gateway["spec"]["replicas"].as_u64().unwrap();
+    assert!(replicas == 1 || connector["lease"].is_mapping(), "{replicas} gateways run an unleased connector each");
+    let container = &gateway["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.windows(2).any(|w| w[0] == "--listen" && w[1].ends_with(":9464")), "{args:?}");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"].as_str(), Some("/ready"));
+    for budget in ["bookings-reducer", "projector-gateway"] {
+        named("PodDisruptionBudget", budget);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Mistakes caught before the first event; paths read from the config file's directory; bulk
 // appends; a run that ends once caught up.
