@@ -86,7 +86,17 @@ struct Plan {
     live_seconds: u64,
     live_rate: u64,
     partitions: u32,
+    /// Events of the `scale-sidecars-<N>` log per replica (the log of N replicas has N times
+    /// as many).
+    scale_events: usize,
 }
+
+/// The `scale-sidecars-<N>` scenarios: N latency-bound sidecar replicas (bench/replicas.rs).
+const SCALE: [(&str, usize); 4] =
+    [("scale-sidecars-1", 1), ("scale-sidecars-2", 2), ("scale-sidecars-4", 4), ("scale-sidecars-8", 8)];
+/// Their partitions: a few per replica, so rendezvous hashing spreads them evenly enough
+/// (16 over 8 replicas leaves one replica with 3-5 and caps the run at it).
+const SCALE_PARTITIONS: u32 = 64;
 
 struct Scenario {
     name: &'static str,
@@ -132,6 +142,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         live_seconds: if args.quick { 3 } else { 5 },
         live_rate: 1000,
         partitions: 16,
+        // One replica answers ~2k log events/s: about 10 s per point at a linear rate (15 s in
+        // the full run), more where the busiest replica has more than its share.
+        scale_events: if args.quick { 20_000 } else { 30_000 },
     };
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&base)?;
@@ -157,7 +170,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // The logs: one generator pass, smaller logs are prefixes of the large one.
     let uses = |log: &str| selected.iter().any(|s| s.args.iter().any(|a| a.ends_with(log)));
     let mut targets = Vec::new();
-    for (file, limit) in [
+    let scale_logs = SCALE.map(|(_, n)| (format!("events-scale-{n}.db"), plan.scale_events * n));
+    let logs = [
         ("events-main.db", plan.events),
         ("events-large.db", plan.large_events),
         ("events-baseline-sqlite.db", plan.sqlite_baseline),
@@ -168,7 +182,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ("events-ferret.db", plan.ferret),
         ("events-baseline-ferret.db", plan.ferret_baseline),
         ("events-redis.db", plan.redis),
-    ] {
+    ];
+    for (file, limit) in logs.into_iter().chain(scale_logs.iter().map(|(f, n)| (f.as_str(), *n))) {
         if uses(file) {
             targets.push(LogTarget { path: dir.join(file), limit });
         }
@@ -405,6 +420,12 @@ fn scenarios(plan: &Plan, dir: &Path, urls: &Urls<'_>, pg_writers: usize, sqlite
     }
     all.push(redis("redis-raw", "raw-sink"));
     all.push(redis("redis-e2e", "pipeline"));
+    // N latency-bound replicas (`sidecar.addresses`) behind the null sink, so that nothing but
+    // the replicas and the gateway's spreading of partitions over them sets the rate.
+    for (name, n) in SCALE {
+        let overrides = [("--partitions", SCALE_PARTITIONS.to_string()), ("--replicas", n.to_string())];
+        all.push(s(name, args(name, "pipeline", "null", &format!("events-scale-{n}.db"), &overrides), false));
+    }
     all
 }
 
@@ -476,8 +497,13 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
     };
 
     println!();
+    let scale = if selected.iter().any(|s| SCALE.iter().any(|(name, _)| *name == s.name)) {
+        format!(" ({SCALE_PARTITIONS} for scale-sidecars-*)")
+    } else {
+        String::new()
+    };
     println!(
-        "projector-gateway pipeline benchmark: {} events, {} partitions, Rust example reducer over loopback gRPC, {} CPU(s)",
+        "projector-gateway pipeline benchmark: {} events, {} partitions{scale}, Rust example reducer over loopback gRPC, {} CPU(s)",
         plan.events,
         plan.partitions,
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -514,6 +540,15 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
             )
         } else if o.setup_seconds > 0.0 {
             format!("   (+{:.1}s untimed: read, reduce, decode)", o.setup_seconds)
+        } else if let Some(spread) = Spread::of(o) {
+            format!(
+                "   {} replica(s): partitions per replica max {} / min {}, busiest {:.0}% of events, busy {:.0}% of the run",
+                spread.replicas,
+                spread.max_partitions,
+                spread.min_partitions,
+                spread.busiest_share * 100.0,
+                spread.busiest_busy * 100.0
+            )
         } else {
             String::new()
         };
@@ -618,6 +653,70 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
             );
         }
     }
+    // N latency-bound replicas against N x the one-replica rate of this run.
+    let one_replica = rate(SCALE[0].0);
+    let one_replica_ms = ok(SCALE[0].0).and_then(Spread::of).map(|s| s.busiest_ms_per_event);
+    let linear_ratio = |name: &str| {
+        let n = SCALE.iter().find(|(s, _)| *s == name)?.1;
+        Some(rate(name)? / (n as f64 * one_replica?))
+    };
+    if SCALE.iter().any(|(name, _)| ok(name).is_some()) {
+        println!(
+            "  sidecar replicas ({SCALE_PARTITIONS} partitions, {} us per event per replica, null sink):",
+            crate::replicas::SERVICE_CALL.as_micros()
+        );
+    }
+    for (name, n) in SCALE {
+        let (Some(o), Some(spread)) = (ok(name), ok(name).and_then(Spread::of)) else { continue };
+        // What the placement allows: the busiest replica answers its share at the one-replica rate.
+        let placement_bound = 1.0 / (n as f64 * spread.busiest_share);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let cpu = o.cpu_seconds / o.seconds.max(1e-9);
+        println!(
+            "    {name}: {:.0} events/s; partitions per replica max {} / min {}; busiest replica: {:.0}% of the events (the placement allows {:.2} x linear), {:.3} ms per event, busy {:.0}% of the run; process CPU {cpu:.2} of {cores:.0} cores",
+            o.events_per_s(),
+            spread.max_partitions,
+            spread.min_partitions,
+            spread.busiest_share * 100.0,
+            placement_bound.min(1.0),
+            spread.busiest_ms_per_event,
+            spread.busiest_busy * 100.0,
+        );
+        let Some(r) = linear_ratio(name).filter(|_| n > 1) else { continue };
+        // The busiest replica busy all along: it set the rate, by its share of the events or by
+        // answering slower than the lone replica did.
+        let saturated = spread.busiest_busy >= 0.85;
+        // Judged as printed: 0.80 is met.
+        let met = (r * 100.0).round() >= 80.0;
+        let limit = if met {
+            String::new()
+        } else if saturated && (placement_bound < 0.85 || r >= 0.9 * placement_bound) {
+            format!(
+                "; limited by the busiest replica's partition share ({} of {SCALE_PARTITIONS} partitions, {:.0}% of the events)",
+                spread.max_partitions,
+                spread.busiest_share * 100.0
+            )
+        } else if saturated {
+            format!(
+                "; limited by the replicas' time per event ({:.3} ms against {:.3} ms alone: waits stretched by CPU contention on the {cores:.0} cores, process CPU {cpu:.2})",
+                spread.busiest_ms_per_event,
+                one_replica_ms.unwrap_or(f64::NAN)
+            )
+        } else if cpu >= 0.8 * cores {
+            format!("; limited by CPU ({cpu:.2} of the {cores:.0} cores)")
+        } else {
+            format!(
+                "; the busiest replica was busy {:.0}% of the run: other work on the machine (load average {} after)",
+                spread.busiest_busy * 100.0,
+                times.load_after
+            )
+        };
+        println!(
+            "      = {r:.2} x linear (target >= 0.80: {}), {:.2} of what the placement allows{limit}",
+            verdict(met),
+            r / placement_bound.min(1.0)
+        );
+    }
     if let Some(live) = ok("live") {
         let p99 = live.p99_ms.unwrap_or(f64::NAN);
         println!(
@@ -650,6 +749,15 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
             );
             continue;
         }
+        if SCALE.iter().any(|(name, _)| *name == s.name) {
+            println!(
+                "bench scenario={} events_per_s={:.0} linear_ratio={}",
+                s.name,
+                o.events_per_s(),
+                linear_ratio(s.name).map_or("-".into(), |r| format!("{r:.2}"))
+            );
+            continue;
+        }
         println!(
             "bench scenario={} events={} events_per_s={:.0} ceiling_ratio={} baseline_ratio={} peak_rss_mb={:.0}",
             s.name,
@@ -659,6 +767,34 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
             baseline_ratio(s.name).map_or("-".into(), |r| format!("{r:.1}")),
             o.peak_rss_kb as f64 / 1024.0,
         );
+    }
+}
+
+/// How the events of a `scale-sidecars-<N>` run were spread over its replicas.
+struct Spread {
+    replicas: usize,
+    max_partitions: u32,
+    min_partitions: u32,
+    /// The busiest replica's share of the events answered.
+    busiest_share: f64,
+    /// The time its thread was busy, over the run's.
+    busiest_busy: f64,
+    /// Its busy time per event answered: the wait of `SERVICE_CALL` as the OS gives it, plus the reducer.
+    busiest_ms_per_event: f64,
+}
+
+impl Spread {
+    fn of(o: &Outcome) -> Option<Self> {
+        let busiest = o.replicas.iter().max_by_key(|r| r.events)?;
+        let total = o.replicas.iter().map(|r| r.events).sum::<u64>();
+        Some(Self {
+            replicas: o.replicas.len(),
+            max_partitions: o.replicas.iter().map(|r| r.partitions).max()?,
+            min_partitions: o.replicas.iter().map(|r| r.partitions).min()?,
+            busiest_share: busiest.events as f64 / total.max(1) as f64,
+            busiest_busy: busiest.busy_seconds / o.seconds.max(1e-9),
+            busiest_ms_per_event: busiest.busy_seconds * 1000.0 / busiest.events.max(1) as f64,
+        })
     }
 }
 

@@ -16,6 +16,7 @@ mod otlp;
 mod pg;
 mod raw_batches;
 mod redis;
+mod replicas;
 mod scenarios;
 
 use std::process::ExitCode;

@@ -5,7 +5,8 @@
 //! - `pipeline`: the real connector (`run_connector`, or `run_with_sink` with the [`NullSink`])
 //!   reading a SQLite event log, talking to the Rust example reducer served in-process over
 //!   loopback gRPC, writing to SQLite or PostgreSQL. Timed from start until every partition's
-//!   committed position reaches the log's head.
+//!   committed position reaches the log's head. With `--replicas N` the connector talks to N
+//!   latency-bound replicas of the reducer instead (`sidecar.addresses`, `replicas.rs`).
 //! - `raw-sink`: the same operations applied by the same sink writers, without gRPC: every
 //!   event is reduced by calling the reducer function directly and decoded by the sink
 //!   beforehand (untimed); the batches are cut as the writers cut them under load (up to
@@ -45,9 +46,16 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::{elastic::ScratchIndices, mongo::ScratchMongo, null_sink::NullSink, pg::ScratchDatabase, redis::ScratchRedis};
+use crate::{
+    elastic::ScratchIndices,
+    mongo::ScratchMongo,
+    null_sink::NullSink,
+    pg::ScratchDatabase,
+    redis::ScratchRedis,
+    replicas::{ReplicaLoad, Replicas},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Kind {
@@ -131,6 +139,10 @@ pub struct ScenarioArgs {
     /// transaction is fenced by it (high availability).
     #[arg(long, action = clap::ArgAction::Set, default_value_t = false)]
     pub leased: bool,
+    /// Pipeline only: talk to this many latency-bound replicas of the SQL reducer
+    /// (`sidecar.addresses`, `bench/replicas.rs`) instead of one plain reducer.
+    #[arg(long, default_value_t = 0)]
+    pub replicas: usize,
 }
 
 /// What a scenario reports.
@@ -159,6 +171,9 @@ pub struct Outcome {
     /// Trace spans the collector received (`--traces` only).
     #[serde(default)]
     pub spans: u64,
+    /// What each latency-bound replica did (`--replicas` only).
+    #[serde(default)]
+    pub replicas: Vec<ReplicaLoad>,
 }
 
 impl Outcome {
@@ -200,16 +215,16 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<Outcome> {
     let result = match (args.kind, args.target) {
         (Kind::Pipeline, _) => pipeline(&args, &targets).await,
         (Kind::RawSink, Target::Elastic | Target::ElasticProducer) => {
-            match connector_config(&args, "http://127.0.0.1:1", &targets) {
+            match connector_config(&args, &[NO_SIDECAR.into()], &targets) {
                 Ok(config) => crate::elastic::raw_bulk(&config).await,
                 Err(e) => Err(e),
             }
         }
-        (Kind::RawSink, Target::Mongo) => match connector_config(&args, "http://127.0.0.1:1", &targets) {
+        (Kind::RawSink, Target::Mongo) => match connector_config(&args, &[NO_SIDECAR.into()], &targets) {
             Ok(config) => crate::mongo::raw_bulk(&config).await,
             Err(e) => Err(e),
         },
-        (Kind::RawSink, Target::Redis) => match connector_config(&args, "http://127.0.0.1:1", &targets) {
+        (Kind::RawSink, Target::Redis) => match connector_config(&args, &[NO_SIDECAR.into()], &targets) {
             Ok(config) => crate::redis::raw_multi_exec(&config).await,
             Err(e) => Err(e),
         },
@@ -256,8 +271,8 @@ struct Targets<'a> {
 /// The connector as the product runs it, timed until the whole log is applied.
 async fn pipeline(args: &ScenarioArgs, targets: &Targets<'_>) -> anyhow::Result<Outcome> {
     let head = EventLog::open(&args.log)?.head()?;
-    let sidecar = Sidecar::start(args.target).await?;
-    let config = connector_config(args, &sidecar.address, targets)?;
+    let reducer = Reducer::start(args).await?;
+    let config = connector_config(args, &reducer.addresses(), targets)?;
     let mut context = RunContext::default();
     match &config.sink {
         SinkConfig::Postgres(c) if args.leased => {
@@ -284,7 +299,7 @@ async fn pipeline(args: &ScenarioArgs, targets: &Targets<'_>) -> anyhow::Result<
     let cpu_seconds = cpu_seconds() - cpu;
     let p = running.progress.borrow().clone();
     running.stop().await?;
-    sidecar.stop().await;
+    let replicas = reducer.stop().await;
     // The reducer's `Describe` narrows the subscription to the types it handles; the others
     // only move the checkpoint. A producer records every event.
     let handled = if args.target == Target::ElasticProducer { head } else { handled_events(&args.log)? };
@@ -298,13 +313,14 @@ async fn pipeline(args: &ScenarioArgs, targets: &Targets<'_>) -> anyhow::Result<
         seconds,
         cpu_seconds,
         transactions: p.batches,
+        replicas,
         ..Default::default()
     })
 }
 
 /// The sink writers alone, on precomputed operations and batches.
 async fn raw_sink(args: &ScenarioArgs, db: Option<&ScratchDatabase>) -> anyhow::Result<Outcome> {
-    let config = connector_config(args, "http://127.0.0.1:1", &Targets { db, indices: None, mongo: None, redis: None })?;
+    let config = connector_config(args, &[NO_SIDECAR.into()], &Targets { db, indices: None, mongo: None, redis: None })?;
     match &config.sink {
         SinkConfig::Sqlite(c) => {
             let sink = projector_gateway::sinks::sqlite::SqliteSink::open(c, &config.id).await?;
@@ -458,7 +474,7 @@ async fn live(args: &ScenarioArgs) -> anyhow::Result<Outcome> {
     }
     let head = log.head()?;
     let sidecar = Sidecar::start(args.target).await?;
-    let config = connector_config(args, &sidecar.address, &Targets { db: None, indices: None, mongo: None, redis: None })?;
+    let config = connector_config(args, std::slice::from_ref(&sidecar.address), &Targets { db: None, indices: None, mongo: None, redis: None })?;
     let partitioner = Partitioner::new(&config.partitioning);
     let mut running = Running::start(config, RunContext::default(), false).await?;
     running.wait_for(head, Duration::from_secs(60)).await?;
@@ -547,8 +563,12 @@ fn handled_events(log: &Path) -> anyhow::Result<u64> {
     Ok(n as u64)
 }
 
-/// The connector's configuration, through the same YAML loader users go through.
-fn connector_config(args: &ScenarioArgs, sidecar: &str, targets: &Targets<'_>) -> anyhow::Result<ConnectorConfig> {
+/// The sidecar address of the scenarios that never call one.
+const NO_SIDECAR: &str = "http://127.0.0.1:1";
+
+/// The connector's configuration, through the same YAML loader users go through: `sidecar`
+/// is its `address`, or with `--replicas` its `addresses`.
+fn connector_config(args: &ScenarioArgs, sidecar: &[String], targets: &Targets<'_>) -> anyhow::Result<ConnectorConfig> {
     let sink = match (args.target, targets.indices, targets.mongo) {
         (Target::Elastic, Some(ix), _) => ix.sink(false),
         (Target::ElasticProducer, Some(ix), _) => ix.sink(true),
@@ -561,7 +581,10 @@ fn connector_config(args: &ScenarioArgs, sidecar: &str, targets: &Targets<'_>) -
     let mut connector = json!({
         "id": format!("bench-{}", args.name),
         "source": {"sqlite": {"path": args.log}},
-        "sidecar": {"address": sidecar, "window": args.window},
+        "sidecar": match (args.replicas, sidecar) {
+            (0, [address]) => json!({"address": address, "window": args.window}),
+            _ => json!({"addresses": sidecar, "window": args.window}),
+        },
         "partitioning": {"count": args.partitions},
         "batch": {"max_ops": args.max_ops, "max_wait_ms": args.max_wait_ms},
         "sink": sink,
@@ -656,9 +679,50 @@ impl Running {
     }
 }
 
-/// The Rust example reducer, served in-process on a loopback port.
-struct Sidecar {
-    address: String,
+/// What a pipeline scenario's connector talks to.
+enum Reducer {
+    One(Sidecar),
+    /// `--replicas`: latency-bound replicas of the SQL reducer.
+    Replicas(Replicas),
+}
+
+impl Reducer {
+    async fn start(args: &ScenarioArgs) -> anyhow::Result<Self> {
+        if args.replicas == 0 {
+            return Ok(Self::One(Sidecar::start(args.target).await?));
+        }
+        if !matches!(args.target, Target::Null | Target::Sqlite | Target::Postgres) {
+            bail!("--replicas serves the SQL reducer: use it with the null, sqlite or postgres target");
+        }
+        Ok(Self::Replicas(Replicas::start(args.replicas).await?))
+    }
+
+    fn addresses(&self) -> Vec<String> {
+        match self {
+            Self::One(sidecar) => vec![sidecar.address.clone()],
+            Self::Replicas(replicas) => replicas.addresses(),
+        }
+    }
+
+    /// Stops the servers; returns what each replica did.
+    async fn stop(self) -> Vec<ReplicaLoad> {
+        match self {
+            Self::One(sidecar) => {
+                sidecar.stop().await;
+                Vec::new()
+            }
+            Self::Replicas(replicas) => {
+                let loads = replicas.loads();
+                replicas.stop().await;
+                loads
+            }
+        }
+    }
+}
+
+/// A reducer served in-process on a loopback port of its own.
+pub struct Sidecar {
+    pub address: String,
     stop: CancellationToken,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
@@ -667,19 +731,28 @@ impl Sidecar {
     /// The SQL reducer, or its Elasticsearch, MongoDB or Redis form for those targets (a producer
     /// has no sidecar: this one then serves nobody).
     async fn start(target: Target) -> anyhow::Result<Self> {
+        Self::serve(move |listener, shutdown| match target {
+            Target::Elastic => tokio::spawn(crate::elastic::serve(listener, shutdown)),
+            Target::Mongo => tokio::spawn(crate::mongo::serve(listener, shutdown)),
+            Target::Redis => tokio::spawn(crate::redis::serve(listener, shutdown)),
+            _ => tokio::spawn(bookings_reducer::serve(listener, shutdown)),
+        })
+        .await
+    }
+
+    /// Binds a loopback port and spawns `serve` on it, which stops serving when its second
+    /// argument completes.
+    pub async fn serve(
+        serve: impl FnOnce(TcpListener, WaitForCancellationFutureOwned) -> JoinHandle<Result<(), tonic::transport::Error>>,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = format!("http://{}", listener.local_addr()?);
         let stop = CancellationToken::new();
-        let task = match target {
-            Target::Elastic => tokio::spawn(crate::elastic::serve(listener, stop.clone().cancelled_owned())),
-            Target::Mongo => tokio::spawn(crate::mongo::serve(listener, stop.clone().cancelled_owned())),
-            Target::Redis => tokio::spawn(crate::redis::serve(listener, stop.clone().cancelled_owned())),
-            _ => tokio::spawn(bookings_reducer::serve(listener, stop.clone().cancelled_owned())),
-        };
+        let task = serve(listener, stop.clone().cancelled_owned());
         Ok(Self { address, stop, task })
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
     }

@@ -11,10 +11,9 @@
 //!   a replaced replica may have a new IP) by a task owned here; a name that does not resolve
 //!   keeps its last endpoints (or, never resolved, is one endpoint that tonic resolves).
 //! - Each partition goes to its rendezvous (highest random weight) owner among the live
-//!   endpoints, with bounded loads: no endpoint takes more than its share, rounded up (a
-//!   partition whose first choice is full goes to its next), so N replicas each get P/N
-//!   partitions and the connector runs at N times one replica's rate; an endpoint added or
-//!   removed moves about its share, few more.
+//!   endpoints, with bounded loads: no endpoint takes more than 1.125 x its share, rounded up
+//!   (a partition whose first choice is full goes to its next), so N replicas run the connector
+//!   at nearly N times one replica's rate; an endpoint added or removed moves about its share.
 //! - An endpoint whose stream fails is left out of the live ones at once, so its partitions
 //!   move to their next-ranked endpoint without a backoff, with one INFO line per endpoint (not
 //!   per partition). It is tried again once it takes TCP connections (checked at each resolve,
@@ -138,12 +137,13 @@ impl EndpointSet {
     }
 }
 
-/// The most partitions one endpoint holds: its share and a quarter, rounded up. With N replicas
-/// the busiest holds at most 1.25 x P/N partitions, so the connector runs at 0.8 x N replicas'
-/// rate or better; the slack keeps an endpoint added or removed from moving many more
-/// partitions than its share (an exact share, `ceil(P/N)`, moves up to half of them).
+/// The most partitions one endpoint holds: its share and an eighth, rounded up. With N replicas
+/// the busiest holds at most 1.125 x P/N partitions, so the connector runs at 0.89 x N replicas'
+/// rate or better (as far as partitions carry alike); the slack keeps an endpoint added or
+/// removed from moving many more partitions than its share (an exact share, `ceil(P/N)`, moves
+/// up to half of them).
 fn capacity(partitions: u32, endpoints: usize) -> usize {
-    (partitions as usize * 5).div_ceil(endpoints * 4)
+    (partitions as usize * 9).div_ceil(endpoints * 8)
 }
 
 /// Each of `partitions` partitions' owner among `items` (an index), by rendezvous hashing with
