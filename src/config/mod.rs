@@ -305,11 +305,11 @@ pub struct BatchConfig {
     /// connector applies each event at once.
     #[serde(default)]
     pub max_wait_ms: u64,
-    /// While events of the connector are still at the sidecar, how long at most to wait for
-    /// their answers before applying what has arrived (default 5 ms; 0: never). Behind a sidecar
-    /// that is the bottleneck this makes one transaction of what would be many small ones, at no
-    /// cost in throughput (the sink would be waiting anyway); with nothing at the sidecar (an
-    /// idle connector, a live event on its own) nothing waits.
+    /// While the sidecar holds a backlog (more of the connector's events in flight than it has
+    /// partitions), how long at most to wait for its answers before applying what has arrived
+    /// (default 5 ms; 0: never). Behind a sidecar that is the bottleneck this makes one
+    /// transaction of what would be many small ones, at no cost in throughput (the sink would be
+    /// waiting anyway); live traffic (an event or two in flight) never waits.
     #[serde(default = "defaults::adaptive_wait_ms")]
     pub adaptive_wait_ms: u64,
 }

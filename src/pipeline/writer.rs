@@ -56,9 +56,10 @@ impl<W: SinkWriter> Writer<W> {
     }
 
     /// Waits for the first item, then takes whatever else is ready up to `max_ops` operations,
-    /// and what arrives within `max_wait_ms`, or, while events are still at the sidecar, within
-    /// `adaptive_wait_ms` (their answers are on their way: a sidecar that is the bottleneck
-    /// would otherwise make a transaction of every answer or two).
+    /// and what arrives within `max_wait_ms`, or, while the sidecar holds a backlog (more events
+    /// in flight than partitions), within `adaptive_wait_ms`: their answers are on their way,
+    /// and a sidecar that is the bottleneck would otherwise make a transaction of every answer
+    /// or two. A live event or two in flight is no backlog: nothing waits for them.
     async fn collect(&mut self) -> Option<Vec<BatchItem<W::Op>>> {
         let first = tokio::select! {
             biased;
@@ -74,7 +75,7 @@ impl<W: SinkWriter> Writer<W> {
             let next = match self.input.try_recv() {
                 Ok(item) => Some(item),
                 Err(_) if !linger.is_zero() => tokio::time::timeout_at(deadline, self.input.recv()).await.ok().flatten(),
-                Err(_) if self.telemetry.in_flight.get() > 0 && Instant::now() < adaptive_deadline => {
+                Err(_) if self.sidecar_has_a_backlog() && Instant::now() < adaptive_deadline => {
                     tokio::time::timeout_at(adaptive_deadline, self.input.recv()).await.ok().flatten()
                 }
                 Err(_) => None,
@@ -84,6 +85,12 @@ impl<W: SinkWriter> Writer<W> {
             items.push(item);
         }
         Some(items)
+    }
+
+    /// Whether more events are at the sidecar than the connector has partitions: a backlog the
+    /// sidecar works through, not the odd live event on its way.
+    fn sidecar_has_a_backlog(&self) -> bool {
+        self.telemetry.in_flight.get() > i64::from(self.partition_count)
     }
 
     /// Applies the items, isolating and handing to the poison policy any item that fails.
@@ -313,13 +320,16 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn with_nothing_at_the_sidecar_a_batch_goes_at_once() {
+    async fn with_no_backlog_at_the_sidecar_a_batch_goes_at_once() {
         let (mut writer, tx) = writer("writer-idle");
+        // One event in flight per partition at most: live traffic, not a backlog.
+        writer.telemetry.in_flight.set(1);
         trickle(tx, 1..4);
         let started = Instant::now();
         let batch = writer.collect().await.expect("a batch");
         assert_eq!(batch.len(), 1, "nothing was in flight: the live event goes alone");
         assert_eq!(started.elapsed(), Duration::ZERO);
+        writer.telemetry.in_flight.set(0);
     }
 
     #[tokio::test(start_paused = true)]
