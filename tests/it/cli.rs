@@ -102,20 +102,18 @@ fn append_rejects_a_payload_that_is_not_json() {
     assert!(stderr(&out).contains("event data for stream `s` is not valid JSON"), "{}", stderr(&out));
 }
 
-/// `deploy/kubernetes.yaml` cannot be applied here (no cluster), but what it says about the
-/// binary is checked: its gateway.yaml validates, and the arguments, probes and scrape port
-/// are those `run --listen` serves.
-#[test]
-fn the_kubernetes_example_agrees_with_the_binary() {
+/// The documents of a Kubernetes manifest of the repository.
+fn manifest(path: &str) -> Vec<serde_yaml::Value> {
     use serde::Deserialize;
-    let text = std::fs::read_to_string(crate::support::processes::repo_root().join("deploy/kubernetes.yaml")).unwrap();
-    let docs: Vec<serde_yaml::Value> =
-        serde_yaml::Deserializer::from_str(&text).map(|doc| serde_yaml::Value::deserialize(doc).expect("YAML")).collect();
-    let of_kind = |kind: &str| docs.iter().find(|d| d["kind"] == kind).unwrap_or_else(|| panic!("a {kind}"));
+    let text = std::fs::read_to_string(crate::support::processes::repo_root().join(path)).unwrap();
+    serde_yaml::Deserializer::from_str(&text).map(|doc| serde_yaml::Value::deserialize(doc).expect("YAML")).collect()
+}
 
+/// `validate` accepts a manifest's gateway.yaml, with the Secret's variables set.
+fn assert_validates(gateway_yaml: &str) {
     let ws = Workspace::new();
     let config = ws.path("gateway.yaml");
-    std::fs::write(&config, of_kind("ConfigMap")["data"]["gateway.yaml"].as_str().unwrap()).unwrap();
+    std::fs::write(&config, gateway_yaml).unwrap();
     let out = Command::new(gateway_bin())
         .args(["validate", "--config", config.to_str().unwrap()])
         .env("ESDB_PASSWORD", "secret")
@@ -123,6 +121,17 @@ fn the_kubernetes_example_agrees_with_the_binary() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// `deploy/kubernetes.yaml` cannot be applied here (no cluster), but what it says about the
+/// binary is checked: its gateway.yaml validates, and the arguments, probes and scrape port
+/// are those `run --listen` serves.
+#[test]
+fn the_kubernetes_example_agrees_with_the_binary() {
+    let docs = manifest("deploy/kubernetes.yaml");
+    let of_kind = |kind: &str| docs.iter().find(|d| d["kind"] == kind).unwrap_or_else(|| panic!("a {kind}"));
+
+    assert_validates(of_kind("ConfigMap")["data"]["gateway.yaml"].as_str().unwrap());
 
     let pod = &of_kind("Deployment")["spec"]["template"];
     let gateway = &pod["spec"]["containers"][0];
@@ -148,25 +157,13 @@ fn the_kubernetes_example_agrees_with_the_binary() {
 /// never makes more replicas than partitions; the gateway's probes and port are `run --listen`'s.
 #[test]
 fn the_scaled_sidecar_example_agrees_with_the_binary_and_itself() {
-    use serde::Deserialize;
-    let text = std::fs::read_to_string(crate::support::processes::repo_root().join("deploy/kubernetes-sidecar-replicas.yaml")).unwrap();
-    let docs: Vec<serde_yaml::Value> =
-        serde_yaml::Deserializer::from_str(&text).map(|doc| serde_yaml::Value::deserialize(doc).expect("YAML")).collect();
+    let docs = manifest("deploy/kubernetes-sidecar-replicas.yaml");
     let named = |kind: &str, name: &str| {
         docs.iter().find(|d| d["kind"] == kind && d["metadata"]["name"] == name).unwrap_or_else(|| panic!("a {kind} {name}"))
     };
 
     let config_text = named("ConfigMap", "projector-gateway")["data"]["gateway.yaml"].as_str().unwrap();
-    let ws = Workspace::new();
-    let config = ws.path("gateway.yaml");
-    std::fs::write(&config, config_text).unwrap();
-    let out = Command::new(gateway_bin())
-        .args(["validate", "--config", config.to_str().unwrap()])
-        .env("ESDB_PASSWORD", "secret")
-        .env("PGPASSWORD", "secret")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_validates(config_text);
 
     let connector = &serde_yaml::from_str::<serde_yaml::Value>(config_text).unwrap()["connectors"][0];
     let address = connector["sidecar"]["address"].as_str().unwrap();
