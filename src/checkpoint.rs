@@ -45,6 +45,8 @@ pub struct ResumePlan {
     current: Scheme,
     earlier: Vec<Scheme>,
     start: Position,
+    /// Where a partition of the current scheme without a row starts.
+    fallback: Position,
 }
 
 impl ResumePlan {
@@ -64,13 +66,17 @@ impl ResumePlan {
         // A partition of the current scheme without a row has applied nothing under it; what
         // it may still have to apply starts after the lowest earlier position (or at the very
         // beginning when there is no earlier scheme).
-        let start = current
-            .positions
-            .iter()
-            .map(|p| p.unwrap_or_else(|| lowest_earlier.unwrap_or(0)))
-            .min()
-            .unwrap_or(0);
-        Self { key, current, earlier, start }
+        let fallback = lowest_earlier.unwrap_or(0);
+        let start = current.positions.iter().map(|p| p.unwrap_or(fallback)).min().unwrap_or(0);
+        Self { key, current, earlier, start, fallback }
+    }
+
+    /// The plan of a run of only `partitions` (the ones this gateway holds): reading resumes
+    /// from the lowest of their positions.
+    pub fn only(mut self, partitions: &[u32]) -> Self {
+        let positions = partitions.iter().filter_map(|p| self.current.positions.get(*p as usize));
+        self.start = positions.map(|p| p.unwrap_or(self.fallback)).min().unwrap_or(self.start);
+        self
     }
 
     /// Reading resumes after this position.
@@ -122,6 +128,20 @@ mod tests {
 
     fn row(partition_count: u32, partition: u32, position: Position) -> CheckpointRow {
         CheckpointRow { partition_count, partition, position }
+    }
+
+    #[test]
+    fn a_run_of_some_partitions_starts_at_the_lowest_of_theirs() {
+        let rows = [
+            CheckpointRow { partition_count: 4, partition: 0, position: 10 },
+            CheckpointRow { partition_count: 4, partition: 1, position: 50 },
+            CheckpointRow { partition_count: 4, partition: 2, position: 30 },
+        ];
+        let plan = ResumePlan::new(&rows, PartitionKey::Stream, 4);
+        assert_eq!(plan.start(), 0, "partition 3 has no row");
+        assert_eq!(plan.clone().only(&[1, 2]).start(), 30);
+        assert_eq!(plan.clone().only(&[1]).start(), 50);
+        assert_eq!(plan.only(&[1, 3]).start(), 0);
     }
 
     #[test]

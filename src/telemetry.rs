@@ -29,6 +29,8 @@ use prometheus_client::{
 
 /// Upper bounds of the latency buckets, in seconds.
 const SECONDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// Upper bounds of the handover buckets (a partition's holder gone to its new holder), in seconds.
+const HANDOVER_SECONDS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0];
 /// Upper bounds of the batch-size buckets, in operations.
 const OPERATIONS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0];
 /// Sums are kept in millionths, so that an integer atomic holds them.
@@ -106,6 +108,17 @@ pub struct ConnectorTelemetry {
     pub parked: Gauge,
     /// Partition streams open on each endpoint of the sidecar (its replicas).
     pub sidecar_streams: EndpointStreams,
+    /// Partitions this process holds (`lease.scope: partitions`).
+    pub partitions_held: Gauge,
+    /// Live gateways sharing the connector's partitions, as this one last saw them.
+    pub claim_members: Gauge,
+    /// Times this process changed the set of partitions it runs.
+    pub rebalances: Counter,
+    /// For each partition this process took from another gateway: from that gateway's last
+    /// renewal (its death, as near as the store knows) or hand-back to the take.
+    pub partition_handover: Histogram,
+    /// Statements this process sent to the claims store (the cost of coordination).
+    pub coordination_statements: Counter,
 }
 
 /// How many partition streams each endpoint of a connector's sidecar holds now (streams it
@@ -168,6 +181,11 @@ impl ConnectorTelemetry {
             events_already_applied: Counter::default(),
             in_flight: Gauge::default(),
             parked: Gauge::default(),
+            partitions_held: Gauge::default(),
+            claim_members: Gauge::default(),
+            rebalances: Counter::default(),
+            partition_handover: Histogram::new(HANDOVER_SECONDS),
+            coordination_statements: Counter::default(),
             sidecar_streams: EndpointStreams::default(),
         }
     }
@@ -185,7 +203,7 @@ pub struct Series {
 }
 
 /// Every family of [`ConnectorTelemetry`], in the order `/metrics` lists them.
-pub const SERIES: [Series; 9] = [
+pub const SERIES: [Series; 14] = [
     Series {
         name: "batch_apply",
         unit: Some(Unit::Seconds),
@@ -248,6 +266,41 @@ pub const SERIES: [Series; 9] = [
         kind: MetricType::Gauge,
         help: "Parked events the target holds for the connector (counted there at each start, then kept up to date by this process).",
         metric: |t| &t.parked,
+    },
+    Series {
+        name: "partitions_held",
+        unit: None,
+        kind: MetricType::Gauge,
+        help: "Partitions of the connector this gateway holds (lease.scope: partitions).",
+        metric: |t| &t.partitions_held,
+    },
+    Series {
+        name: "claim_members",
+        unit: None,
+        kind: MetricType::Gauge,
+        help: "Live gateways sharing the connector's partitions, as this gateway last saw them.",
+        metric: |t| &t.claim_members,
+    },
+    Series {
+        name: "rebalances",
+        unit: None,
+        kind: MetricType::Counter,
+        help: "Times this gateway changed the set of partitions it runs.",
+        metric: |t| &t.rebalances,
+    },
+    Series {
+        name: "partition_handover",
+        unit: Some(Unit::Seconds),
+        kind: MetricType::Histogram,
+        help: "Per partition taken from another gateway: from that gateway's last renewal (or its hand-back) to the take.",
+        metric: |t| &t.partition_handover,
+    },
+    Series {
+        name: "coordination_statements",
+        unit: None,
+        kind: MetricType::Counter,
+        help: "Statements this gateway sent to the partition claims store (heartbeats, renewals, reads, takes, hand-backs).",
+        metric: |t| &t.coordination_statements,
     },
 ];
 

@@ -492,10 +492,14 @@ fn validate_eventuous_checkpoint(c: &EventuousCheckpointConfig, sink: &SinkConfi
 /// lifetime.
 fn validate_lease(lease: &LeaseConfig, sink: &SinkConfig, path: &str, problems: &mut Vec<ConfigProblem>) {
     if !matches!(sink, SinkConfig::Postgres(_)) {
+        let what = match lease.scope {
+            LeaseScope::Connector => "a lease is held and fenced in the target database",
+            LeaseScope::Partitions => "partition claims (`scope: partitions`) are held and fenced in the target database",
+        };
         problems.push(problem(
             path,
             format!(
-                "a lease is held and fenced in the target database, which only the postgres sink supports yet (this connector's is {}); \
+                "{what}, which only the postgres sink supports yet (this connector's is {}); \
                  run this connector on one gateway, or remove `lease`",
                 sink.key()
             ),
@@ -758,13 +762,19 @@ connectors:
         };
         let postgres = r#"{ postgres: { url: "postgres://gw@127.0.0.1/rm" } }"#;
         let config = parse(&leased(postgres, "{}")).unwrap();
-        assert_eq!(config.connectors[0].lease, Some(LeaseConfig { ttl_ms: 15_000, renew_every_ms: 3_000 }));
+        assert_eq!(config.connectors[0].lease, Some(LeaseConfig { scope: LeaseScope::Connector, ttl_ms: 15_000, renew_every_ms: 3_000 }));
         let found = messages(&leased("{ sqlite: { path: read.db } }", "{}"));
         assert!(found.iter().any(|m| m.starts_with("connectors[0].lease: a lease is held and fenced in the target database, which only the postgres sink supports yet (this connector's is sqlite)")), "{found:#?}");
         let found = messages(&leased(postgres, "{ ttl_ms: 2000, renew_every_ms: 1500 }"));
         assert!(found.iter().any(|m| m.starts_with("connectors[0].lease.renew_every_ms: 1500 ms is more than half of ttl_ms (2000 ms)")), "{found:#?}");
         let found = messages(&leased(postgres, "{ ttl_ms: 10 }"));
         assert!(found.iter().any(|m| m.starts_with("connectors[0].lease.ttl_ms: 10 is too small")), "{found:#?}");
+        let config = parse(&leased(postgres, "{ scope: partitions }")).unwrap();
+        assert_eq!(config.connectors[0].lease.as_ref().map(|l| l.scope), Some(LeaseScope::Partitions));
+        let found = messages(&leased("{ sqlite: { path: read.db } }", "{ scope: partitions }"));
+        assert!(found.iter().any(|m| m.starts_with("connectors[0].lease: partition claims (`scope: partitions`) are held and fenced in the target database, which only the postgres sink supports yet")), "{found:#?}");
+        let found = messages(&leased(postgres, "{ scope: segments }"));
+        assert!(found.iter().any(|m| m.starts_with("connectors[0].lease.scope: unknown variant `segments`")), "{found:#?}");
         let found = messages(&leased(postgres, "{ tll_ms: 2000 }"));
         assert!(found.iter().any(|m| m.starts_with("connectors[0].lease.tll_ms: unknown")), "{found:#?}");
     }

@@ -60,8 +60,9 @@ pub struct ConnectorConfig {
     pub sink: SinkConfig,
     #[serde(default)]
     pub poison: PoisonPolicy,
-    /// High availability: with a lease, the connector runs on one gateway at a time among all
-    /// those that define it; the others stand by to take over.
+    /// High availability and scale-out: with a lease, the connector runs on one gateway at a
+    /// time among all those that define it (the others stand by to take over), or, with
+    /// `scope: partitions`, its partitions are shared out among them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseConfig>,
     /// Taking over from the Eventuous Connector: where its checkpoint is in the target. On a
@@ -100,6 +101,10 @@ pub struct EventuousCheckpointConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseConfig {
+    /// What one gateway holds: the whole connector (high availability), or some of its
+    /// partitions (scale-out: every gateway that runs the connector holds a fair share).
+    #[serde(default)]
+    pub scope: LeaseScope,
     /// How long the lease lasts without a renewal: a gateway that dies or is cut off is
     /// replaced after at most this long.
     #[serde(default = "defaults::lease_ttl_ms")]
@@ -111,8 +116,19 @@ pub struct LeaseConfig {
 
 impl Default for LeaseConfig {
     fn default() -> Self {
-        Self { ttl_ms: defaults::lease_ttl_ms(), renew_every_ms: defaults::lease_renew_every_ms() }
+        Self { scope: LeaseScope::default(), ttl_ms: defaults::lease_ttl_ms(), renew_every_ms: defaults::lease_renew_every_ms() }
     }
+}
+
+/// What a lease covers.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseScope {
+    /// One gateway runs the whole connector; the others stand by.
+    #[default]
+    Connector,
+    /// Each partition is claimed by one gateway; the live gateways share them out.
+    Partitions,
 }
 
 /// Which events reach the sidecar. Includes are applied first (empty = everything), then

@@ -9,12 +9,43 @@
 //! the lease still has this holder and epoch, and rolls back otherwise. A replaced gateway can
 //! therefore never commit, whatever its clocks and pauses.
 //!
+//! Scale-out (`scope: partitions`) makes the same lease per partition: every gateway running
+//! the connector keeps a membership row alive, the live members share the partitions out
+//! (each holds its fair share, `share`), and each batch's transaction checks the epochs of
+//! the partitions it writes, so a partition moves between gateways with its checkpoint and a
+//! former holder can never commit for it again.
+//!
 //! - `postgres`: the lease table, taking, renewing and releasing a lease, and the fence.
+//! - `postgres_claims`: the claims and membership tables, and the per-partition fence.
+//! - `share`: which partitions a member should take or hand back (pure, unit-tested).
 //! - `tenure`: how a gateway runs a leased connector: stand by, take over, renew, hand over.
+//! - `partitions`: how a gateway runs its share of a connector's partitions.
 
 #[cfg(feature = "postgres")]
+pub mod partitions;
+#[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "postgres")]
+pub mod postgres_claims;
+pub mod share;
 pub mod tenure;
+
+use std::collections::BTreeMap;
+
+#[cfg(feature = "postgres")]
+pub use partitions::run_claimed;
+
+/// Without PostgreSQL there is nowhere to hold partition claims.
+#[cfg(not(feature = "postgres"))]
+pub async fn run_claimed(
+    config: crate::config::ConnectorConfig,
+    _: &str,
+    _: crate::pipeline::ConnectorControl,
+    _: &crate::status::ConnectorHandle,
+) -> Result<(), crate::pipeline::ConnectorError> {
+    let message = "partition claims need the postgres feature, which this build lacks".into();
+    Err(crate::pipeline::ConnectorError::Config { connector: config.id, message })
+}
 
 /// A lease as its holder holds it: what the sink fences each commit with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +54,32 @@ pub struct Tenure {
     pub holder: String,
     /// Grows with each new holder; a commit under an older epoch is refused.
     pub epoch: i64,
+}
+
+/// The partitions a gateway holds, each under the epoch it took it with: what the sink
+/// fences each commit with when the connector's partitions are shared out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// The gateway instance that holds them (`--instance-id`).
+    pub holder: String,
+    /// Partition -> epoch.
+    pub epochs: BTreeMap<u32, i64>,
+}
+
+impl Claims {
+    /// Whether `partition` is one of them.
+    pub fn holds(&self, partition: u32) -> bool {
+        self.epochs.contains_key(&partition)
+    }
+}
+
+/// What every commit of a run is fenced with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fence {
+    /// The connector's lease (high availability): one holder for every partition.
+    Lease(Tenure),
+    /// Partition claims (scale-out): the batch's partitions must all still be held.
+    Claims(Claims),
 }
 
 /// Who holds a connector's lease, as the store says now.

@@ -82,7 +82,7 @@ pub async fn run_leased(
         info!(connector = %id, holder = %tenure.holder, epoch = tenure.epoch, "took the lease; starting the connector");
         let leases = store.as_mut().expect("the lease was taken through it");
         handle.starting();
-        let context = RunContext { tenure: Some(tenure.clone()) };
+        let context = RunContext { tenure: Some(tenure.clone()), ..RunContext::default() };
         let run_control = control.child();
         let run = run_connector_in(config.clone(), context, run_control.clone(), |progress| handle.started(progress));
         tokio::pin!(run);

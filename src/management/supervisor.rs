@@ -25,7 +25,7 @@ use super::{
 };
 use crate::{
     checkpoint::CheckpointRow,
-    config::{ConnectorConfig, parse_connector},
+    config::{ConnectorConfig, LeaseScope, parse_connector},
     lease,
     backoff::Backoff,
     pipeline::{ConnectorControl, ConnectorError, ResetTo, discard_parked, list_parked, replay_parked, reset_connector, run_connector},
@@ -209,8 +209,9 @@ impl Supervisor {
         // clients and sinks included.
         let span = tracing::info_span!("connector", connector = %id);
         let task = tokio::spawn(async move {
-            let result = match config.lease {
-                Some(_) => lease::tenure::run_leased(config, &instance, own, &handle).await,
+            let result = match config.lease.as_ref().map(|l| l.scope) {
+                Some(LeaseScope::Partitions) => lease::run_claimed(config, &instance, own, &handle).await,
+                Some(LeaseScope::Connector) => lease::tenure::run_leased(config, &instance, own, &handle).await,
                 None => run_waiting_at_start(config, own, &handle, fail_fast).await,
             };
             stuck.abort();

@@ -111,14 +111,16 @@ pub async fn run_connector_in(
     struct Run<F> {
         control: ConnectorControl,
         on_start: F,
+        held: Option<Vec<u32>>,
     }
     impl<F: FnOnce(ProgressReceiver) + Send> WithSink for Run<F> {
         type Output = ();
         async fn with<S: Sink>(self, sink: S, config: ConnectorConfig) -> Result<(), ConnectorError> {
-            run_with_sink(sink, config, self.control, self.on_start).await
+            run_partitions_with_sink(sink, config, self.held, self.control, self.on_start).await
         }
     }
-    with_sink(config, &context, Run { control, on_start }).await
+    let held = context.claims.as_ref().map(|claims| claims.epochs.keys().copied().collect());
+    with_sink(config, &context, Run { control, on_start, held }).await
 }
 
 /// Something to do with a connector's sink, whichever kind it is (the sinks are different
@@ -164,6 +166,18 @@ pub async fn run_with_sink<S: Sink>(
     control: ConnectorControl,
     on_start: impl FnOnce(ProgressReceiver) + Send,
 ) -> Result<(), ConnectorError> {
+    run_partitions_with_sink(sink, config, None, control, on_start).await
+}
+
+/// [`run_with_sink`] for the partitions `held` only (the ones this gateway holds when the
+/// connector's partitions are shared out), or all of them.
+async fn run_partitions_with_sink<S: Sink>(
+    sink: S,
+    config: ConnectorConfig,
+    held: Option<Vec<u32>>,
+    control: ConnectorControl,
+    on_start: impl FnOnce(ProgressReceiver) + Send,
+) -> Result<(), ConnectorError> {
     let connector = config.id.clone();
     let config_error = |message: String| ConnectorError::Config { connector: connector.clone(), message };
     let sink = Arc::new(sink);
@@ -185,14 +199,14 @@ pub async fn run_with_sink<S: Sink>(
     // is reported at once, whether or not the sidecar is up yet.
     // Only here, at the start: a rebuild below, or a re-plan, finds no rows for other reasons.
     takeover::take_over_eventuous_checkpoint(&*sink, &config, count).await.map_err(sink_error)?;
-    let mut plan = resume_plan(&*sink, &config, count).await.map_err(sink_error)?;
+    let mut plan = resume_plan(&*sink, &config, count, held.as_deref()).await.map_err(sink_error)?;
     let mut source = sources::open(&config.source, &config.filter, plan.start()).await.map_err(source_error)?;
     if let Some(endpoints) = &endpoints {
         match reducer::describe(endpoints.view(), &connector, &control.shutdown).await {
             Ok(Described::Yes(description)) => {
                 if adopt_description(&*sink, &config, &description).await.map_err(sink_error)? {
                     // Rebuilt: the checkpoints are gone, read the log from its start.
-                    plan = resume_plan(&*sink, &config, count).await.map_err(sink_error)?;
+                    plan = resume_plan(&*sink, &config, count, held.as_deref()).await.map_err(sink_error)?;
                     source = sources::open(&config.source, &config.filter, plan.start()).await.map_err(source_error)?;
                 }
                 if !description.event_types.is_empty() {
@@ -209,6 +223,7 @@ pub async fn run_with_sink<S: Sink>(
     }
     let (progress_tx, progress_rx) =
         progress::channel((0..count).map(|p| plan.position_of(p).unwrap_or(0)).collect());
+    progress_tx.send_modify(|p| p.held = held.clone());
     on_start(progress_rx);
     match sink.count_parked().await {
         Ok(counted) => telemetry.parked.set(counted.unwrap_or(0) as i64),
@@ -221,7 +236,7 @@ pub async fn run_with_sink<S: Sink>(
     if let Some(sidecar) = &config.sidecar {
         reducer::announce_answers(&connector, sidecar);
     }
-    let stages = Stages { sink, config, filter, endpoints, progress: progress_tx, telemetry, answered };
+    let stages = Stages { sink, config, filter, endpoints, progress: progress_tx, telemetry, answered, held };
     let mut replans = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         info!(connector = %connector, sink = stages.sink.name(), partitions = count, "resuming after position {}", plan.start());
@@ -237,7 +252,7 @@ pub async fn run_with_sink<S: Sink>(
                     _ = control.shutdown.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(delay) => {}
                 }
-                plan = resume_plan(&*stages.sink, &stages.config, count).await.map_err(sink_error)?;
+                plan = resume_plan(&*stages.sink, &stages.config, count, stages.held.as_deref()).await.map_err(sink_error)?;
                 stages.progress.send_modify(|p| {
                     for (partition, slot) in p.positions.iter_mut().enumerate() {
                         *slot = (*slot).max(plan.position_of(partition as u32).unwrap_or(0));
@@ -263,6 +278,8 @@ struct Stages<S: Sink> {
     telemetry: Arc<crate::telemetry::ConnectorTelemetry>,
     /// What the partitions learn of the sidecar's answers, kept across re-plans.
     answered: Arc<reducer::Answered>,
+    /// The partitions this run processes (the ones this gateway holds), or all of them.
+    held: Option<Vec<u32>>,
 }
 
 impl<S: Sink> Stages<S> {
@@ -301,13 +318,18 @@ impl<S: Sink> Stages<S> {
         let reducers = self.endpoints.as_ref().zip(config.sidecar.clone()).map(|(endpoints, sidecar)| (endpoints, Arc::new(sidecar)));
         let mut partition_inputs = Vec::with_capacity(count as usize);
         for partition in 0..count {
+            if self.held.as_ref().is_some_and(|held| !held.contains(&partition)) {
+                // Another gateway's: the router drops its events.
+                partition_inputs.push(None);
+                continue;
+            }
             let output = writer_inputs[partition as usize % writer_count].clone();
             let connector = connector.clone();
             let reducer_error = |error| ConnectorError::Reducer { connector, error };
             match &reducers {
                 Some((endpoints, sidecar)) => {
                     let (tx, rx) = mpsc::channel(sidecar.window.max(16));
-                    partition_inputs.push(tx);
+                    partition_inputs.push(Some(tx));
                     let reducer = PartitionReducer {
                         partition,
                         endpoints: endpoints.view(),
@@ -324,7 +346,7 @@ impl<S: Sink> Stages<S> {
                 }
                 None => {
                     let (tx, rx) = mpsc::channel(config.batch.max_ops.max(64));
-                    partition_inputs.push(tx);
+                    partition_inputs.push(Some(tx));
                     let producer = producer::PartitionProducer {
                         partition,
                         sink: sink.clone(),
@@ -422,9 +444,13 @@ async fn adopt_description<S: Sink>(sink: &S, config: &ConnectorConfig, descript
 
 /// Where to resume, from the stored checkpoints; deletes those of an earlier partition count
 /// that are no longer needed.
-async fn resume_plan<S: Sink>(sink: &S, config: &ConnectorConfig, count: u32) -> Result<ResumePlan, SinkError> {
+async fn resume_plan<S: Sink>(sink: &S, config: &ConnectorConfig, count: u32, held: Option<&[u32]>) -> Result<ResumePlan, SinkError> {
     let rows = sink.load_checkpoints().await?;
     let plan = ResumePlan::new(&rows, config.partitioning.key, count);
+    let plan = match held {
+        Some(held) => plan.only(held),
+        None => plan,
+    };
     for obsolete in plan.obsolete_counts() {
         sink.delete_checkpoints(obsolete).await?;
     }

@@ -18,12 +18,21 @@ pub struct Progress {
     pub events_parked: u64,
     /// Transactions committed.
     pub batches: u64,
+    /// The partitions this process runs, when it runs only some (partition claims); `None`:
+    /// every partition. The others' positions are what was stored when it started them.
+    pub held: Option<Vec<u32>>,
 }
 
 impl Progress {
-    /// Every event at or below this position is done in every partition.
+    /// Every event at or below this position is done in every partition this process runs.
     pub fn low_watermark(&self) -> Position {
-        self.positions.iter().copied().min().unwrap_or(0)
+        self.run_positions().map(|(_, p)| p).min().unwrap_or(0)
+    }
+
+    /// (partition, committed position) of each partition this process runs.
+    pub fn run_positions(&self) -> impl Iterator<Item = (u32, Position)> + '_ {
+        let runs = |p: u32| self.held.as_ref().is_none_or(|held| held.contains(&p));
+        self.positions.iter().enumerate().map(|(p, at)| (p as u32, *at)).filter(move |(p, _)| runs(*p))
     }
 }
 

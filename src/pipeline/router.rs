@@ -24,7 +24,9 @@ pub(super) struct Router {
     pub filter: EventFilter,
     pub partitioner: Partitioner,
     pub plan: ResumePlan,
-    pub partitions: Vec<mpsc::Sender<RoutedItem>>,
+    /// Each partition's input; `None` for a partition another gateway runs (its events are
+    /// dropped here).
+    pub partitions: Vec<Option<mpsc::Sender<RoutedItem>>>,
     /// Stop reading (graceful shutdown): what was read is still processed.
     pub shutdown: CancellationToken,
     /// Stop at once.
@@ -90,12 +92,13 @@ impl Router {
     }
 
     /// Hands an item to its partition, waiting for room (backpressure). False when the
-    /// connector is stopping.
+    /// connector is stopping. An item of a partition this run does not process goes nowhere.
     async fn send(&self, partition: u32, item: RoutedItem) -> bool {
+        let Some(input) = &self.partitions[partition as usize] else { return true };
         tokio::select! {
             biased;
             _ = self.abort.cancelled() => false,
-            sent = self.partitions[partition as usize].send(item) => sent.is_ok(),
+            sent = input.send(item) => sent.is_ok(),
         }
     }
 }

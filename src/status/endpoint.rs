@@ -311,7 +311,7 @@ mod tests {
 
     #[test]
     fn readiness_follows_the_state_and_the_lag_bound() {
-        let running = |head: Option<Head>| Snapshot { id: "c".into(), origin: Origin::File, state: ConnectorState::Running, progress: None, head };
+        let running = |head: Option<Head>| Snapshot { id: "c".into(), origin: Origin::File, state: ConnectorState::Running, progress: None, head, claims: None };
         let behind = |seconds| Some(Head { position: 9, oldest_pending: Some(Utc::now() - chrono::Duration::seconds(seconds)) });
         let bound = Readiness { max_lag: Some(std::time::Duration::from_secs(30)), max_outage: None };
         assert_eq!(unready(&running(behind(5)), bound), None);

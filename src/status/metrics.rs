@@ -117,8 +117,8 @@ fn encode_connectors(connectors: &[Snapshot], mut encoder: DescriptorEncoder) ->
         e,
         gauge("checkpoint_position", "Committed position of each partition."),
         connectors.iter().flat_map(|c| {
-            let positions = c.progress.iter().flat_map(|p| p.positions.iter().enumerate());
-            positions.map(|(partition, position)| ([("connector", c.id.clone()), ("partition", partition.to_string())], ConstGauge::new(*position)))
+            let positions = c.progress.iter().flat_map(|p| p.run_positions());
+            positions.map(|(partition, position)| ([("connector", c.id.clone()), ("partition", partition.to_string())], ConstGauge::new(position)))
         }),
     )?;
     let recorded: Vec<_> = connectors.iter().filter_map(|c| Some((connector(c), telemetry::of_connector(&c.id)?))).collect();
@@ -223,7 +223,7 @@ mod tests {
     use crate::{sources::head::Head, status::Origin};
 
     fn progress(positions: Vec<u64>, events: u64) -> Progress {
-        Progress { positions, events_applied: events, ops_applied: events * 2, events_parked: 1, batches: 3 }
+        Progress { positions, events_applied: events, ops_applied: events * 2, events_parked: 1, batches: 3, held: None }
     }
 
     /// Fixed snapshots, encoded as `/metrics` encodes the registry's.
@@ -252,8 +252,9 @@ mod tests {
                 state: ConnectorState::Running,
                 progress: Some(progress(vec![7, 5], 10)),
                 head: Some(Head { position: 12, oldest_pending: Some(created) }),
+                claims: None,
             },
-            Snapshot { id: "odd \"one\"\\x".into(), origin: Origin::Api, state: ConnectorState::Failed("boom".into()), progress: None, head: None },
+            Snapshot { id: "odd \"one\"\\x".into(), origin: Origin::Api, state: ConnectorState::Failed("boom".into()), progress: None, head: None, claims: None },
         ]);
         for line in [
             "# TYPE projector_gateway_connector_up gauge",
@@ -285,7 +286,7 @@ mod tests {
         recorded.batch_retries.inc();
         recorded.sidecar_streams.known(&["http://10.1.2.3:50051".into(), "http://10.1.2.4:50051".into()]);
         recorded.sidecar_streams.opened(&"http://10.1.2.3:50051".into());
-        let running = Snapshot { id: id.into(), origin: Origin::Api, state: ConnectorState::Running, progress: None, head: None };
+        let running = Snapshot { id: id.into(), origin: Origin::Api, state: ConnectorState::Running, progress: None, head: None, claims: None };
         let text = render_metrics(vec![running]);
         telemetry::forget(id);
         for line in [

@@ -111,6 +111,8 @@ struct Entry {
     progress: Option<ProgressReceiver>,
     /// The source's head at the last probe (see `head_probe::watch_source_head`).
     head: Option<Head>,
+    /// The partition claims as this process last saw them (`lease.scope: partitions`).
+    claims: Option<Value>,
 }
 
 impl Entry {
@@ -121,6 +123,7 @@ impl Entry {
             state: self.state.clone().seen_through_outages(&self.id),
             progress: self.progress.as_ref().map(|p| p.borrow().clone()),
             head: self.head.clone(),
+            claims: self.claims.clone(),
         }
     }
 }
@@ -133,6 +136,7 @@ pub struct Snapshot {
     pub(super) state: ConnectorState,
     pub(super) progress: Option<Progress>,
     pub(super) head: Option<Head>,
+    pub(super) claims: Option<Value>,
 }
 
 impl Snapshot {
@@ -186,16 +190,17 @@ impl Snapshot {
                 item["last_error"] = json!({ "dependency": on.name(), "message": message, "at": at.to_rfc3339() });
             }
         }
+        if let Some(claims) = &self.claims {
+            item["claims"] = claims.clone();
+        }
         if let Some(p) = &self.progress {
             let head = self.head.as_ref().map(|h| h.position);
             item["partitions"] = p
-                .positions
-                .iter()
-                .enumerate()
+                .run_positions()
                 .map(|(partition, position)| {
                     let mut one = json!({ "partition": partition, "position": position });
                     if let Some(head) = head {
-                        one["lag_positions"] = json!(head.saturating_sub(*position));
+                        one["lag_positions"] = json!(head.saturating_sub(position));
                     }
                     one
                 })
@@ -225,7 +230,7 @@ pub struct ConnectorHandle {
 impl Connectors {
     /// Registers a connector, in state `starting`.
     pub fn add(&self, id: &str, origin: Origin) -> ConnectorHandle {
-        let entry = Entry { id: id.to_owned(), origin, state: ConnectorState::Starting, progress: None, head: None };
+        let entry = Entry { id: id.to_owned(), origin, state: ConnectorState::Starting, progress: None, head: None, claims: None };
         let entry = Arc::new(Mutex::new(entry));
         self.entries.lock().push(entry.clone());
         ConnectorHandle { entry }
@@ -296,6 +301,12 @@ impl ConnectorHandle {
         entry.state = ConnectorState::Standby(why);
         entry.progress = None;
         entry.head = None;
+    }
+
+    /// The partition claims as this process sees them now: the members, who holds which
+    /// partition under which epoch, the rebalances so far.
+    pub fn claims(&self, claims: Value) {
+        self.entry().claims = Some(claims);
     }
 
     /// An operator disabled the connector; it finishes what it read.

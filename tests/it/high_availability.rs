@@ -10,7 +10,7 @@ use std::{path::Path, process::Command, sync::Arc, time::Duration};
 use projector_gateway::{
     config::SinkConfig,
     event::{ContentType, Event},
-    lease::{Tenure, postgres::PgLeases},
+    lease::{Fence, Tenure, postgres::PgLeases},
     sinks::{Batch, BatchItem, EventRef, Sink, SinkWriter, postgres::PostgresSink, sql::SqlOp},
     sources::sqlite::EventLog,
 };
@@ -178,7 +178,7 @@ async fn a_batch_under_a_lost_lease_is_refused_whole() {
     assert_eq!(tenure, Tenure { holder: "a".into(), epoch: 1 });
     assert_eq!(leases.try_acquire("c", "b", 60_000).await.unwrap(), None, "held by a");
 
-    let sink = PostgresSink::open(&sink_config, "c", Some(tenure.clone())).await.unwrap();
+    let sink = PostgresSink::open(&sink_config, "c", Some(Fence::Lease(tenure.clone()))).await.unwrap();
     let mut writer = sink.open_writer().await.unwrap();
     writer.apply(insert(1)).await.expect("applied under the lease");
 

@@ -44,6 +44,8 @@ mod outages;
 mod parked_stores;
 #[cfg(all(feature = "postgres", feature = "sqlite"))]
 mod parked_events;
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+mod partition_claims;
 mod postgres_end_to_end;
 mod postgres_sink;
 mod postgres_source;

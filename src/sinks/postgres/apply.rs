@@ -41,7 +41,7 @@ use super::{
 };
 use crate::{
     event::Position,
-    lease::{Tenure, postgres::FENCED},
+    lease::{Fence, postgres::FENCED},
     postgres::{PgEndpoint, describe, is_connection_lost, is_transient},
     sinks::{
         ApplyError, Batch, BatchItem, EventRef, SinkError, SinkWriter,
@@ -62,8 +62,9 @@ pub struct PostgresWriter {
     conn: Option<WriterConnection>,
     /// A batch whose `COMMIT` was sent but whose outcome is unknown (the connection was lost).
     in_doubt: Option<InDoubt>,
-    /// The lease every transaction is fenced with, when the connector runs under one.
-    tenure: Option<Arc<Tenure>>,
+    /// The lease or partition claims every transaction is fenced with, when the connector
+    /// runs under them.
+    fence: Option<Arc<Fence>>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -83,10 +84,10 @@ impl PostgresWriter {
         endpoint: Arc<PgEndpoint>,
         connector: Arc<str>,
         sql: Arc<GatewaySql>,
-        tenure: Option<Arc<Tenure>>,
+        fence: Option<Arc<Fence>>,
     ) -> Result<Self, SinkError> {
-        let conn = WriterConnection::open(&endpoint, &sql, tenure.is_some()).await.map_err(|e| super::cannot_connect(&endpoint, &e))?;
-        Ok(Self { endpoint, connector, sql, conn: Some(conn), in_doubt: None, tenure })
+        let conn = WriterConnection::open(&endpoint, &sql, fence.as_deref()).await.map_err(|e| super::cannot_connect(&endpoint, &e))?;
+        Ok(Self { endpoint, connector, sql, conn: Some(conn), in_doubt: None, fence })
     }
 
     async fn apply_batch(&mut self, batch: &Batch<SqlOp>) -> Result<(), ApplyError> {
@@ -94,7 +95,7 @@ impl PostgresWriter {
             Some(conn) if !conn.client.is_closed() => conn,
             _ => {
                 self.conn = None;
-                let conn = WriterConnection::open(&self.endpoint, &self.sql, self.tenure.is_some()).await.map_err(|e| ApplyError {
+                let conn = WriterConnection::open(&self.endpoint, &self.sql, self.fence.as_deref()).await.map_err(|e| ApplyError {
                     message: format!("cannot connect: {}", describe(&e)),
                     transient: is_transient(&e),
                     failed_at: None,
@@ -123,7 +124,7 @@ impl PostgresWriter {
                 }
             }
         }
-        let Err(failure) = conn.apply(&self.connector, self.tenure.as_deref(), batch).await else {
+        let Err(failure) = conn.apply(&self.connector, self.fence.as_deref(), batch).await else {
             return Ok(());
         };
         if failure.connection_lost || conn.client.is_closed() {
@@ -155,7 +156,7 @@ struct WriterConnection {
     statements: HashMap<String, Statement>,
     write_checkpoints: Statement,
     insert_parked: Statement,
-    /// Prepared only under a lease (its table exists then: the lease was taken in it).
+    /// Prepared only under a lease or claims (their table exists then: they were taken in it).
     fence: Option<Statement>,
 }
 
@@ -169,15 +170,16 @@ struct Failure {
 }
 
 impl WriterConnection {
-    async fn open(endpoint: &PgEndpoint, sql: &GatewaySql, fenced: bool) -> Result<Self, tokio_postgres::Error> {
+    async fn open(endpoint: &PgEndpoint, sql: &GatewaySql, fence: Option<&Fence>) -> Result<Self, tokio_postgres::Error> {
         let client = endpoint.connect().await?;
         let (write_checkpoints, insert_parked, fence) = futures::try_join!(
             client.prepare(&sql.write_checkpoints),
             client.prepare(&sql.insert_parked),
             async {
-                match fenced {
-                    true => client.prepare(&sql.fence).await.map(Some),
-                    false => Ok(None),
+                match fence {
+                    Some(Fence::Lease(_)) => client.prepare(&sql.fence).await.map(Some),
+                    Some(Fence::Claims(_)) => client.prepare(&sql.claims_fence).await.map(Some),
+                    None => Ok(None),
                 }
             }
         )?;
@@ -199,9 +201,9 @@ impl WriterConnection {
         }))
     }
 
-    async fn apply(&mut self, connector: &str, tenure: Option<&Tenure>, batch: &Batch<SqlOp>) -> Result<(), Failure> {
+    async fn apply(&mut self, connector: &str, fence: Option<&Fence>, batch: &Batch<SqlOp>) -> Result<(), Failure> {
         self.prepare_new_statements(batch).await?;
-        let mut steps = self.plan(connector, tenure, batch)?;
+        let mut steps = self.plan(connector, fence, batch)?;
         let mut start = 0;
         loop {
             let end = steps[start..].iter().position(Step::is_barrier).map_or(steps.len(), |i| start + i);
@@ -283,11 +285,21 @@ impl WriterConnection {
     }
 
     /// The transaction as a list of steps, parameters already converted.
-    fn plan<'b>(&self, connector: &'b str, tenure: Option<&'b Tenure>, batch: &'b Batch<SqlOp>) -> Result<Vec<Step<'b>>, Failure> {
+    fn plan<'b>(&self, connector: &'b str, fence: Option<&'b Fence>, batch: &'b Batch<SqlOp>) -> Result<Vec<Step<'b>>, Failure> {
         let mut steps = Vec::with_capacity(batch.items.len() + 4);
         steps.push(Step::Begin);
-        if let Some(tenure) = tenure {
-            steps.push(Step::Fence { connector, tenure });
+        match fence {
+            Some(Fence::Lease(tenure)) => steps.push(Step::Fence { connector, holder: &tenure.holder, epoch: tenure.epoch }),
+            Some(Fence::Claims(claims)) => {
+                // Every partition the batch writes for, operations or checkpoint; one this
+                // gateway does not hold gets an epoch no claim has, so the fence refuses it.
+                let partitions: std::collections::BTreeSet<u32> =
+                    batch.items.iter().map(BatchItem::partition).chain(batch.checkpoints.iter().map(|c| c.partition)).collect();
+                let (partitions, epochs) =
+                    partitions.into_iter().map(|p| (p as i32, claims.epochs.get(&p).copied().unwrap_or(-1))).unzip();
+                steps.push(Step::ClaimsFence { connector, holder: &claims.holder, partitions, epochs });
+            }
+            None => {}
         }
         // The checkpoints right after `BEGIN`: their compare-and-set takes the rows' locks
         // before any operation runs, so a batch planned from a stale read fails at once.
@@ -335,7 +347,7 @@ impl WriterConnection {
                 match step {
                     Step::Begin => client.batch_execute("BEGIN").boxed(),
                     Step::Commit => client.batch_execute("COMMIT").boxed(),
-                    Step::Fence { .. } => {
+                    Step::Fence { .. } | Step::ClaimsFence { .. } => {
                         let fence = self.fence.as_ref().expect("prepared on connections of a leased connector");
                         client.execute(fence, params).map_ok(drop).boxed()
                     }
@@ -451,7 +463,9 @@ enum Step<'b> {
         expected: Vec<Option<i64>>,
     },
     /// The lease check that precedes everything else in the transaction.
-    Fence { connector: &'b str, tenure: &'b Tenure },
+    Fence { connector: &'b str, holder: &'b str, epoch: i64 },
+    /// The partition claims check that precedes everything else in the transaction.
+    ClaimsFence { connector: &'b str, holder: &'b str, partitions: Vec<i32>, epochs: Vec<i64> },
 }
 
 impl Step<'_> {
@@ -475,7 +489,8 @@ impl Step<'_> {
             Step::Checkpoints { connector, partition_count, partitions, positions, checked, expected } => {
                 vec![connector, partition_count, partitions, positions, checked, expected]
             }
-            Step::Fence { connector, tenure } => vec![connector, &tenure.holder, &tenure.epoch],
+            Step::Fence { connector, holder, epoch } => vec![connector, holder, epoch],
+            Step::ClaimsFence { connector, holder, partitions, epochs } => vec![connector, holder, partitions, epochs],
             _ => Vec::new(),
         }
     }
@@ -510,12 +525,11 @@ impl Step<'_> {
                 commit_sent,
             },
             Step::Begin => whole("BEGIN"),
-            Step::Fence { connector, tenure } if e.code() == Some(FENCED) => Failure {
+            Step::Fence { connector, holder, epoch } if e.code() == Some(FENCED) => Failure {
                 error: ApplyError {
                     message: format!(
-                        "this gateway ({}) no longer holds the lease of connector `{connector}` (epoch {}): another gateway took it over, \
-                         and nothing of this batch was committed",
-                        tenure.holder, tenure.epoch
+                        "this gateway ({holder}) no longer holds the lease of connector `{connector}` (epoch {epoch}): another gateway took it over, \
+                         and nothing of this batch was committed"
                     ),
                     transient: false,
                     failed_at: None,
@@ -525,6 +539,20 @@ impl Step<'_> {
                 commit_sent,
             },
             Step::Fence { .. } => whole("checking the lease"),
+            Step::ClaimsFence { connector, holder, partitions, epochs } if e.code() == Some(FENCED) => Failure {
+                error: ApplyError {
+                    message: format!(
+                        "this gateway ({holder}) no longer holds every partition of connector `{connector}` this batch writes for \
+                         (partitions {partitions:?} under epochs {epochs:?}): another gateway took one over, and nothing of this batch was committed"
+                    ),
+                    transient: false,
+                    failed_at: None,
+                    checkpoint_moved: false,
+                },
+                connection_lost: false,
+                commit_sent,
+            },
+            Step::ClaimsFence { .. } => whole("checking the partition claims"),
             Step::Checkpoints { partitions, checked, expected, .. } if e.code() == Some(&SqlState::DIVISION_BY_ZERO) => {
                 let planned: Vec<String> = partitions
                     .iter()

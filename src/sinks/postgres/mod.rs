@@ -22,7 +22,7 @@ use crate::{
     checkpoint::CheckpointRow,
     config::{EventuousCheckpoint, PostgresSinkConfig},
     event::Position,
-    lease::Tenure,
+    lease::Fence,
     postgres::{PgEndpoint, describe, is_transient},
     sinks::{DecodeError, Sink, SinkError, SinkErrorKind, eventuous, sql::{SqlOp, decode_sql_op}},
 };
@@ -38,18 +38,18 @@ pub struct PostgresSink {
     sql: Arc<GatewaySql>,
     allow_raw_sql: bool,
     writers: usize,
-    /// The lease this gateway holds for the connector, when it runs under one: every batch
-    /// transaction is fenced with it.
-    tenure: Option<Arc<Tenure>>,
+    /// The lease or partition claims this gateway holds for the connector, when it runs under
+    /// them: every batch transaction is fenced with them.
+    fence: Option<Arc<Fence>>,
     /// For reading and deleting checkpoints; reopened if the server dropped it.
     admin: Mutex<Client>,
 }
 
 impl PostgresSink {
     /// Connects to the target, creates the gateway's schema and tables where missing, and runs
-    /// the configured init SQL. With a `tenure`, every commit is fenced by that lease (its
-    /// table exists: the lease was taken in it).
-    pub async fn open(config: &PostgresSinkConfig, connector: &str, tenure: Option<Tenure>) -> Result<Self, SinkError> {
+    /// the configured init SQL. With a `fence`, every commit is fenced by that lease or those
+    /// claims (their table exists: they were taken in it).
+    pub async fn open(config: &PostgresSinkConfig, connector: &str, fence: Option<Fence>) -> Result<Self, SinkError> {
         let endpoint = PgEndpoint::parse(&config.url).map_err(|e| SinkError::config(format!("sink.postgres.url: {e}")))?;
         let client = connect(&endpoint).await?;
         let sql = GatewaySql::new(&config.schema);
@@ -60,7 +60,7 @@ impl PostgresSink {
             sql: Arc::new(sql),
             allow_raw_sql: config.allow_raw_sql,
             writers: config.writers.max(1),
-            tenure: tenure.map(Arc::new),
+            fence: fence.map(Arc::new),
             admin: Mutex::new(client),
         })
     }
@@ -94,7 +94,7 @@ impl super::OpenSink for PostgresSink {
     type Settings = crate::config::PostgresSinkConfig;
 
     async fn open(settings: &Self::Settings, connector: &crate::config::ConnectorConfig, context: &crate::run_context::RunContext) -> Result<Self, SinkError> {
-        Self::open(settings, &connector.id, context.tenure.clone()).await
+        Self::open(settings, &connector.id, context.fence()).await
     }
 }
 
@@ -222,7 +222,7 @@ impl Sink for PostgresSink {
     }
 
     async fn open_writer(&self) -> Result<PostgresWriter, SinkError> {
-        PostgresWriter::open(self.endpoint.clone(), self.connector.clone(), self.sql.clone(), self.tenure.clone()).await
+        PostgresWriter::open(self.endpoint.clone(), self.connector.clone(), self.sql.clone(), self.fence.clone()).await
     }
 }
 

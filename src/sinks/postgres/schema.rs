@@ -41,6 +41,9 @@ pub(super) struct GatewaySql {
     pub delete_checkpoints: String,
     /// `$1` connector, `$2` holder, `$3` epoch: fails unless the lease is still theirs.
     pub fence: String,
+    /// The fence of a connector whose partitions are shared out: `$1` connector, `$2` holder,
+    /// `$3` partitions, `$4` their epochs.
+    pub claims_fence: String,
 }
 
 impl GatewaySql {
@@ -119,6 +122,7 @@ impl GatewaySql {
                 "DELETE FROM {s}.checkpoints WHERE connector = $1 AND partition_count = $2"
             ),
             fence: crate::lease::postgres::fence_sql(schema),
+            claims_fence: crate::lease::postgres_claims::fence_sql(schema),
         }
     }
 }

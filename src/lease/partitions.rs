@@ -1,0 +1,304 @@
+//! How a gateway runs its share of a connector whose partitions are shared out among gateways
+//! (`lease.scope: partitions`): it keeps its membership alive and its claims renewed, takes
+//! free partitions while it holds less than its fair share, and runs the connector on exactly
+//! the partitions it holds (every commit fenced with their epochs).
+//!
+//! A change of the partitions it runs goes through a drain: the run stops reading, commits
+//! what it read (as a stop signal does), and only then are surplus partitions handed back and
+//! the run started again with the new set, planned from the stored checkpoints. So a partition
+//! moves with its checkpoint and nothing but the batch in flight is read twice. A partition
+//! found taken by another gateway (this one was paused or cut off past the claims' lifetime)
+//! stops the run at once: whatever it had not committed is fenced off and belongs to the new
+//! holder.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use serde_json::json;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::{
+    Claims, LeaseError,
+    postgres_claims::PgClaims,
+    share::{self, Decision, View},
+};
+use crate::{
+    config::{ConnectorConfig, LeaseConfig, SinkConfig},
+    partition::Partitioner,
+    pipeline::{ConnectorControl, ConnectorError, RunContext, run_connector_in},
+    status::ConnectorHandle,
+    telemetry::ConnectorTelemetry,
+};
+
+/// Runs this process's share of `config`'s partitions as instance `instance` until the process
+/// or the operator stops it.
+pub async fn run_claimed(
+    config: ConnectorConfig,
+    instance: &str,
+    control: ConnectorControl,
+    handle: &ConnectorHandle,
+) -> Result<(), ConnectorError> {
+    let lease = config.lease.clone().expect("run_claimed is given a connector with a lease");
+    let SinkConfig::Postgres(sink) = &config.sink else {
+        let message = "partition claims need the postgres sink (refused by validation otherwise)".into();
+        return Err(ConnectorError::Config { connector: config.id, message });
+    };
+    let every = Duration::from_millis(lease.renew_every_ms);
+    let mut member = Member {
+        connector: config.id.clone(),
+        instance: instance.to_owned(),
+        partitions: Partitioner::new(&config.partitioning).count(),
+        url: sink.url.clone(),
+        schema: sink.schema.clone(),
+        lease,
+        store: None,
+        held: BTreeMap::new(),
+        view: View::default(),
+        telemetry: crate::telemetry::for_connector(&config.id),
+        handle: handle.clone(),
+        store_failing: false,
+    };
+    loop {
+        if control.shutdown.is_cancelled() {
+            member.leave().await;
+            return Ok(());
+        }
+        // Settle what this member holds before running anything.
+        if member.tick().await.is_ok() {
+            match member.decide() {
+                Decision::Release(surplus) => member.release(&surplus).await,
+                Decision::Take(free) => drop(member.take(&free).await),
+                Decision::Steady => {}
+            }
+        }
+        if member.held.is_empty() {
+            handle.standby(member.why_idle());
+            tokio::select! {
+                _ = control.shutdown.cancelled() => {}
+                _ = tokio::time::sleep(every) => {}
+            }
+            continue;
+        }
+
+        handle.starting();
+        member.publish();
+        let context = RunContext { claims: Some(member.claims()), ..RunContext::default() };
+        let run_control = control.child();
+        let run = run_connector_in(config.clone(), context, run_control.clone(), |progress| handle.started(progress));
+        tokio::pin!(run);
+        let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
+        // Set once the run was asked to stop for a change of partitions: past it, stop now.
+        let mut restart: Option<Instant> = None;
+        let result = loop {
+            tokio::select! {
+                result = &mut run => break result,
+                _ = async { tokio::time::sleep_until(restart.expect("guarded")).await }, if restart.is_some() => {
+                    warn!(connector = %member.connector, "draining for a rebalance took longer than the claims' ttl; stopping now (what was not committed is read again)");
+                    run_control.abort.cancel();
+                }
+                _ = ticks.tick() => {
+                    let Ok(lost) = member.tick().await else { continue };
+                    if !lost.is_empty() {
+                        warn!(
+                            connector = %member.connector,
+                            "partition(s) {lost:?} were taken over by another gateway (this one missed renewing them); stopping their run now, \
+                             their uncommitted work is fenced off"
+                        );
+                        run_control.abort.cancel();
+                        restart.get_or_insert_with(Instant::now);
+                        continue;
+                    }
+                    if restart.is_some() {
+                        continue;
+                    }
+                    let change = match member.decide() {
+                        Decision::Steady => false,
+                        Decision::Take(free) => member.take(&free).await,
+                        Decision::Release(_) => true,
+                    };
+                    if change {
+                        // Drain, then the top of the loop hands back the surplus and starts again.
+                        run_control.shutdown.cancel();
+                        restart = Some(Instant::now() + Duration::from_millis(member.lease.ttl_ms));
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(()) if control.shutdown.is_cancelled() || restart.is_none() => {
+                member.leave().await;
+                return Ok(());
+            }
+            Ok(()) => drop(member.telemetry.rebalances.inc()),
+            Err(e) => {
+                // A run whose commit was fenced lost a partition: that is a handover, not a failure.
+                let before = member.held.len();
+                let lost_some = matches!(member.tick().await, Ok(lost) if !lost.is_empty()) || member.held.len() < before;
+                if !lost_some && restart.is_none() {
+                    member.leave().await;
+                    return Err(e);
+                }
+                info!(connector = %member.connector, "stopped after a change of partitions: {e}");
+                member.telemetry.rebalances.inc();
+            }
+        }
+    }
+}
+
+/// This process as one member of the gateways sharing a connector.
+struct Member {
+    connector: String,
+    instance: String,
+    partitions: u32,
+    url: String,
+    schema: String,
+    lease: LeaseConfig,
+    store: Option<PgClaims>,
+    /// Partition -> epoch, of the partitions this process holds.
+    held: BTreeMap<u32, i64>,
+    /// What the store showed at the last tick.
+    view: View,
+    telemetry: Arc<ConnectorTelemetry>,
+    handle: ConnectorHandle,
+    /// The last statement against the store failed: warned once until it works again.
+    store_failing: bool,
+}
+
+impl Member {
+    /// The store, opened if it is not yet; counts the statements it sends.
+    async fn with_store<T>(&mut self, act: impl AsyncFnOnce(&mut PgClaims) -> Result<T, LeaseError>) -> Result<T, LeaseError> {
+        if self.store.is_none() {
+            self.store = Some(PgClaims::open(&self.url, &self.schema).await.inspect_err(|e| self.failed(e))?);
+        }
+        let store = self.store.as_mut().expect("opened above");
+        let before = store.statements;
+        let result = act(store).await;
+        self.telemetry.coordination_statements.inc_by(store.statements - before);
+        match &result {
+            Ok(_) if self.store_failing => {
+                self.store_failing = false;
+                info!(connector = %self.connector, "the partition claims store answers again");
+            }
+            Ok(_) => {}
+            Err(e) => self.failed(e),
+        }
+        result
+    }
+
+    fn failed(&mut self, e: &LeaseError) {
+        if !std::mem::replace(&mut self.store_failing, true) {
+            warn!(connector = %self.connector, "{e}; the partitions held go on, every commit still fenced by their claims; retrying");
+        }
+    }
+
+    /// Heartbeat, renewal and a fresh view. Returns the partitions found lost (taken by
+    /// another gateway), which are no longer held.
+    async fn tick(&mut self) -> Result<Vec<u32>, LeaseError> {
+        let (connector, claims, ttl) = (self.connector.clone(), self.claims(), self.lease.ttl_ms);
+        let (still, view) = self.with_store(async |store| store.tick(&connector, &claims, ttl).await).await?;
+        let still: BTreeSet<u32> = still.into_iter().collect();
+        let lost: Vec<u32> = self.held.keys().copied().filter(|p| !still.contains(p)).collect();
+        self.held.retain(|p, _| still.contains(p));
+        self.view = view;
+        self.publish();
+        Ok(lost)
+    }
+
+    fn decide(&self) -> Decision {
+        let held: BTreeSet<u32> = self.held.keys().copied().collect();
+        share::decide(&self.view, &self.instance, self.partitions, &held)
+    }
+
+    /// Takes what it can of `free`; true when it got any.
+    async fn take(&mut self, free: &[u32]) -> bool {
+        let (connector, me, ttl) = (self.connector.clone(), self.instance.clone(), self.lease.ttl_ms);
+        let Ok(taken) = self.with_store(async |store| store.take(&connector, &me, free, ttl).await).await else { return false };
+        for t in &taken {
+            self.held.insert(t.partition, t.epoch);
+            if let Some(ms) = t.since_previous_holder_ms {
+                self.telemetry.partition_handover.observe(ms.max(0) as f64 / 1000.0);
+            }
+        }
+        if !taken.is_empty() {
+            let list: Vec<String> = taken.iter().map(|t| format!("{} (epoch {})", t.partition, t.epoch)).collect();
+            info!(
+                connector = %self.connector,
+                "took partition(s) {}; holding {} of {} with {} member(s)",
+                list.join(", "),
+                self.held.len(),
+                self.partitions,
+                self.view.members.len().max(1)
+            );
+        }
+        self.publish();
+        !taken.is_empty()
+    }
+
+    /// Hands `surplus` back (its run has drained).
+    async fn release(&mut self, surplus: &[u32]) {
+        let released: BTreeMap<u32, i64> = surplus.iter().filter_map(|p| Some((*p, *self.held.get(p)?))).collect();
+        let (connector, me) = (self.connector.clone(), self.instance.clone());
+        if self.with_store(async |store| store.release(&connector, &me, &released).await).await.is_ok() {
+            info!(
+                connector = %self.connector,
+                "handed back partition(s) {:?} to rebalance: {} member(s) share {} partitions",
+                released.keys().collect::<Vec<_>>(),
+                self.view.members.len(),
+                self.partitions
+            );
+        }
+        // Not running them either way: unreleased, they expire.
+        self.held.retain(|p, _| !released.contains_key(p));
+        self.publish();
+    }
+
+    /// Hands everything back and leaves the members (a clean stop), so the others take over at
+    /// once instead of after the ttl.
+    async fn leave(&mut self) {
+        let (connector, me, held) = (self.connector.clone(), self.instance.clone(), std::mem::take(&mut self.held));
+        let left = self
+            .with_store(async |store| {
+                store.release(&connector, &me, &held).await?;
+                store.leave(&connector, &me).await
+            })
+            .await;
+        if let Err(e) = left {
+            warn!(connector = %self.connector, "{e}; the other gateways take this one's partitions once its claims expire");
+        }
+        self.publish();
+    }
+
+    fn claims(&self) -> Claims {
+        Claims { holder: self.instance.clone(), epochs: self.held.clone() }
+    }
+
+    fn why_idle(&self) -> String {
+        format!(
+            "holds no partition: {} member(s) share {} partition(s) and none is free for this one yet",
+            self.view.members.len().max(1),
+            self.partitions
+        )
+    }
+
+    /// Status and metrics: the members, who holds which partition, this one's share.
+    fn publish(&self) {
+        self.telemetry.partitions_held.set(self.held.len() as i64);
+        self.telemetry.claim_members.set(self.view.members.len() as i64);
+        let holders: BTreeMap<String, Vec<u32>> = self.view.claims.iter().filter(|c| c.live).fold(BTreeMap::new(), |mut by, c| {
+            by.entry(c.holder.clone()).or_default().push(c.partition);
+            by
+        });
+        self.handle.claims(json!({
+            "member": self.instance,
+            "members": self.view.members,
+            "fair_share": share::fair_share(&self.view.members, &self.instance, self.partitions),
+            "held": self.held.iter().map(|(p, e)| json!({ "partition": p, "epoch": e })).collect::<Vec<_>>(),
+            "holders": holders,
+            "rebalances": self.telemetry.rebalances.get(),
+        }));
+    }
+}
