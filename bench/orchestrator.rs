@@ -94,6 +94,16 @@ struct Plan {
 /// The `scale-sidecars-<N>` scenarios: N latency-bound sidecar replicas (bench/replicas.rs).
 const SCALE: [(&str, usize); 4] =
     [("scale-sidecars-1", 1), ("scale-sidecars-2", 2), ("scale-sidecars-4", 4), ("scale-sidecars-8", 8)];
+/// The `scale-gateways-<N>` scenarios: N gateways sharing one 16-partition connector, each
+/// with its own latency-bound replica (bench/gateways.rs), into PostgreSQL.
+const GATEWAYS: [(&str, usize); 3] = [("scale-gateways-1", 1), ("scale-gateways-2", 2), ("scale-gateways-4", 4)];
+/// Their partitions, as the issue sets them.
+const GATEWAY_PARTITIONS: u32 = 16;
+/// Partitions of the `failover` scenario's connector (four gateways, the coordination cost).
+const FAILOVER_PARTITIONS: u32 = 64;
+/// Events per second appended during the `failover` scenario.
+const FAILOVER_RATE: u64 = 500;
+
 /// Their partitions: a few per replica, so rendezvous hashing spreads them evenly enough
 /// (16 over 8 replicas leaves one replica with 3-5 and caps the run at it).
 const SCALE_PARTITIONS: u32 = 64;
@@ -426,6 +436,18 @@ fn scenarios(plan: &Plan, dir: &Path, urls: &Urls<'_>, pg_writers: usize, sqlite
         let overrides = [("--partitions", SCALE_PARTITIONS.to_string()), ("--replicas", n.to_string())];
         all.push(s(name, args(name, "pipeline", "null", &format!("events-scale-{n}.db"), &overrides), false));
     }
+    // N gateways sharing one connector through partition claims in PostgreSQL, each with one
+    // latency-bound replica; then gateways killed and joining under a steady append rate.
+    for (name, n) in GATEWAYS {
+        let overrides = [
+            ("--partitions", GATEWAY_PARTITIONS.to_string()),
+            ("--replicas", n.to_string()),
+            ("--gateways", n.to_string()),
+        ];
+        all.push(s(name, args(name, "pipeline", "postgres", &format!("events-scale-{n}.db"), &overrides), true));
+    }
+    let overrides = [("--partitions", FAILOVER_PARTITIONS.to_string()), ("--live-rate", FAILOVER_RATE.to_string())];
+    all.push(s("failover", args("failover", "failover", "postgres", "events-failover.db", &overrides), true));
     all
 }
 
@@ -717,6 +739,54 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
             r / placement_bound.min(1.0)
         );
     }
+    // N gateways against N x the one-gateway rate of this run.
+    let one_gateway = rate(GATEWAYS[0].0);
+    let gateway_ratio = |name: &str| {
+        let n = GATEWAYS.iter().find(|(s, _)| *s == name)?.1;
+        Some(rate(name)? / (n as f64 * one_gateway?))
+    };
+    if GATEWAYS.iter().any(|(name, _)| ok(name).is_some()) {
+        println!(
+            "  gateway replicas ({GATEWAY_PARTITIONS} partitions shared through claims in PostgreSQL, one {} us-per-event replica per gateway):",
+            crate::replicas::SERVICE_CALL.as_micros()
+        );
+    }
+    for (name, n) in GATEWAYS {
+        let Some(o) = ok(name) else { continue };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let cpu = o.cpu_seconds / o.seconds.max(1e-9);
+        let busiest = Spread::of(o).map_or(f64::NAN, |s| s.busiest_busy * 100.0);
+        print!("    {name}: {:.0} events/s; busiest replica busy {busiest:.0}% of the run; process CPU {cpu:.2} of {cores:.0} cores", o.events_per_s());
+        match gateway_ratio(name).filter(|_| n > 1) {
+            Some(r) => {
+                let met = (r * 100.0).round() >= 80.0;
+                let limit = if met || busiest >= 85.0 {
+                    String::new()
+                } else if cpu >= 0.8 * cores {
+                    format!("; limited by CPU ({cpu:.2} of the {cores:.0} cores, PostgreSQL's not counted)")
+                } else {
+                    "; the replicas waited: the target (PostgreSQL, sharing the cores) set the rate".into()
+                };
+                println!(" = {r:.2} x linear (target >= 0.80: {}){limit}", verdict(met));
+            }
+            None => println!(),
+        }
+    }
+    if let Some(f) = ok("failover") {
+        let (p50, p99) = (crate::gateways::percentile(&f.failover_ms, 50.0), crate::gateways::percentile(&f.failover_ms, 99.0));
+        let (j50, j99) = (crate::gateways::percentile(&f.join_ms, 50.0), crate::gateways::percentile(&f.join_ms, 99.0));
+        let bound = 2_000.0 + 1_000.0;
+        println!(
+            "  failover (4 gateways, {FAILOVER_PARTITIONS} partitions, ttl 2000 ms, renewals every 250 ms, {FAILOVER_RATE} events/s appended): kill -9 to its partitions committing elsewhere p50 {p50:.0} ms, p99 {p99:.0} ms over {} kills (target <= ttl + 1 s = {bound:.0} ms: {}); join to its share committing p50 {j50:.0} ms, p99 {j99:.0} ms ({})",
+            f.failover_ms.len(),
+            verdict(p99 <= bound),
+            verdict(j99 <= bound)
+        );
+        println!(
+            "  coordination: {:.1} statements/s against the target from 4 members holding {FAILOVER_PARTITIONS} partitions (4 per member per renewal, whatever the partitions)",
+            f.coordination_statements_per_s
+        );
+    }
     if let Some(live) = ok("live") {
         let p99 = live.p99_ms.unwrap_or(f64::NAN);
         println!(
@@ -746,6 +816,26 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
                 "bench scenario=live p50_ms={:.2} p99_ms={:.2}",
                 o.p50_ms.unwrap_or(f64::NAN),
                 o.p99_ms.unwrap_or(f64::NAN)
+            );
+            continue;
+        }
+        if s.name == "failover" {
+            println!(
+                "bench scenario=failover failover_p50_ms={:.0} failover_p99_ms={:.0} join_p50_ms={:.0} join_p99_ms={:.0} coordination_statements_per_s={:.1}",
+                crate::gateways::percentile(&o.failover_ms, 50.0),
+                crate::gateways::percentile(&o.failover_ms, 99.0),
+                crate::gateways::percentile(&o.join_ms, 50.0),
+                crate::gateways::percentile(&o.join_ms, 99.0),
+                o.coordination_statements_per_s
+            );
+            continue;
+        }
+        if GATEWAYS.iter().any(|(name, _)| *name == s.name) {
+            println!(
+                "bench scenario={} events_per_s={:.0} linear_ratio={}",
+                s.name,
+                o.events_per_s(),
+                gateway_ratio(s.name).map_or("-".into(), |r| format!("{r:.2}"))
             );
             continue;
         }

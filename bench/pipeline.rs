@@ -6,6 +6,7 @@
 //! `bench scenario=...` line per scenario.
 
 mod elastic;
+mod gateways;
 mod logs;
 mod mongo;
 mod null_sink;

@@ -62,6 +62,8 @@ pub enum Kind {
     Pipeline,
     RawSink,
     Live,
+    /// Gateways killed and joining on a connector whose partitions they share (`gateways.rs`).
+    Failover,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -143,6 +145,10 @@ pub struct ScenarioArgs {
     /// (`sidecar.addresses`, `bench/replicas.rs`) instead of one plain reducer.
     #[arg(long, default_value_t = 0)]
     pub replicas: usize,
+    /// Pipeline only, PostgreSQL target: this many gateways share the connector's partitions
+    /// (`lease.scope: partitions`), each with one of the `--replicas` (`bench/gateways.rs`).
+    #[arg(long, default_value_t = 0)]
+    pub gateways: usize,
 }
 
 /// What a scenario reports.
@@ -174,6 +180,18 @@ pub struct Outcome {
     /// What each latency-bound replica did (`--replicas` only).
     #[serde(default)]
     pub replicas: Vec<ReplicaLoad>,
+    /// Gateways sharing the connector (`--gateways`, `failover`).
+    #[serde(default)]
+    pub gateways: usize,
+    /// `failover`: per kill, from the kill to every orphaned partition committing elsewhere.
+    #[serde(default)]
+    pub failover_ms: Vec<f64>,
+    /// `failover`: per join, from the start of the new gateway to its share committing.
+    #[serde(default)]
+    pub join_ms: Vec<f64>,
+    /// `failover`: statements per second the members sent to the claims store, settled.
+    #[serde(default)]
+    pub coordination_statements_per_s: f64,
 }
 
 impl Outcome {
@@ -230,6 +248,7 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<Outcome> {
         },
         (Kind::RawSink, _) => raw_sink(&args, scratch.as_ref()).await,
         (Kind::Live, _) => live(&args).await,
+        (Kind::Failover, _) => failover(&args, &targets).await,
     };
     if let Some(indices) = indices {
         indices.drop().await?;
@@ -272,6 +291,9 @@ struct Targets<'a> {
 async fn pipeline(args: &ScenarioArgs, targets: &Targets<'_>) -> anyhow::Result<Outcome> {
     let head = EventLog::open(&args.log)?.head()?;
     let reducer = Reducer::start(args).await?;
+    if args.gateways > 0 {
+        return several_gateways(args, targets, reducer, head).await;
+    }
     let config = connector_config(args, &reducer.addresses(), targets)?;
     let mut context = RunContext::default();
     match &config.sink {
@@ -316,6 +338,34 @@ async fn pipeline(args: &ScenarioArgs, targets: &Targets<'_>) -> anyhow::Result<
         replicas,
         ..Default::default()
     })
+}
+
+/// `--gateways N`: N gateways share the connector, gateway i calling replica i.
+async fn several_gateways(args: &ScenarioArgs, targets: &Targets<'_>, reducer: Reducer, head: u64) -> anyhow::Result<Outcome> {
+    let addresses = reducer.addresses();
+    anyhow::ensure!(addresses.len() == args.gateways, "--gateways {} needs as many --replicas", args.gateways);
+    let configs = addresses.iter().map(|a| connector_config(args, std::slice::from_ref(a), targets)).collect::<anyhow::Result<Vec<_>>>()?;
+    prepare_postgres(&configs[0]).await?;
+    let outcome = crate::gateways::scale(configs, head).await;
+    let replicas = reducer.stop().await;
+    Ok(Outcome { replicas, ..outcome? })
+}
+
+/// `failover`: four gateways on one connector, killed and joining in turn.
+async fn failover(args: &ScenarioArgs, targets: &Targets<'_>) -> anyhow::Result<Outcome> {
+    let sidecar = Sidecar::start(args.target).await?;
+    let config = connector_config(args, std::slice::from_ref(&sidecar.address), targets)?;
+    prepare_postgres(&config).await?;
+    let outcome = crate::gateways::failover(config, args.log.clone(), args.live_rate).await;
+    sidecar.stop().await;
+    outcome
+}
+
+/// The PostgreSQL target's schema and read model, created before the clock starts.
+async fn prepare_postgres(config: &ConnectorConfig) -> anyhow::Result<()> {
+    let SinkConfig::Postgres(c) = &config.sink else { bail!("several gateways need the postgres target (it holds the claims)") };
+    projector_gateway::sinks::postgres::PostgresSink::open(c, &config.id, None).await?;
+    Ok(())
 }
 
 /// The sink writers alone, on precomputed operations and batches.

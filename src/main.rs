@@ -32,11 +32,18 @@ enum Command {
     Run {
         #[arg(long, short, env = "PROJECTOR_GATEWAY_CONFIG", required_unless_present = "state")]
         config: Option<PathBuf>,
-        /// The definition log (an SQLite file, created if missing) that makes the management
-        /// API read-write: connectors created, disabled or deleted through it stay so across
-        /// restarts.
-        #[arg(long, env = "PROJECTOR_GATEWAY_STATE")]
+        /// The definition log that makes the management API read-write: connectors created,
+        /// disabled or deleted through it stay so across restarts. An SQLite file (created if
+        /// missing), or a PostgreSQL URL (`postgres://user:password@host/db`, optional
+        /// `?schema=NAME`, default `projector_gateway`) whose log every replica given the same
+        /// URL shares: a change made through any of them is run by all of them. The URL's
+        /// password is never printed (`--help` hides the variable's value too).
+        #[arg(long, env = "PROJECTOR_GATEWAY_STATE", hide_env_values = true)]
         state: Option<PathBuf>,
+        /// With --state a PostgreSQL URL: how often this gateway reads the shared definition
+        /// log for the changes made through other gateways, and applies them.
+        #[arg(long, env = "PROJECTOR_GATEWAY_STATE_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+        state_poll_ms: u64,
         /// After a stop signal (or a disable through the API), how long to finish in-flight
         /// events before stopping anyway.
         #[arg(long, default_value_t = 30)]
@@ -237,6 +244,7 @@ fn main() -> ExitCode {
             Command::Run {
                 config,
                 state,
+                state_poll_ms,
                 drain_timeout_secs,
                 listen,
                 lag_probe_interval_ms,
@@ -268,7 +276,8 @@ fn main() -> ExitCode {
                 let drain_timeout = Duration::from_secs(drain_timeout_secs);
                 let instance_id = instance_id.unwrap_or_else(projector_gateway::lease::default_instance_id);
                 let lag_probe_every = Duration::from_millis(lag_probe_interval_ms);
-                let args = commands::run::RunArgs { config, state, drain_timeout, endpoint, lag_probe_every, instance_id, progress, fail_fast, exit_when_caught_up };
+                let state_poll_every = Duration::from_millis(state_poll_ms);
+                let args = commands::run::RunArgs { config, state, state_poll_every, drain_timeout, endpoint, lag_probe_every, instance_id, progress, fail_fast, exit_when_caught_up };
                 commands::run::run(args).await
             }
             Command::Reset { config, connector, to_position } => commands::reset::reset(&config, &connector, to_position).await,

@@ -1,6 +1,7 @@
-//! `run`: runs every connector of a config file (and of the definition log of `--state`) until
-//! a stop signal. One connector failing does not stop the others; the exit code says whether
-//! all of them stopped cleanly.
+//! `run`: runs every connector of a config file (and of the definition log of `--state`, an
+//! SQLite file or a PostgreSQL database several replicas share) until a stop signal. One
+//! connector failing does not stop the others; the exit code says whether all of them stopped
+//! cleanly.
 
 use std::{
     net::SocketAddr,
@@ -14,7 +15,7 @@ use projector_gateway::{
     management::{
         self, Settings, Supervisor,
         api::{Access, Token},
-        store::DefinitionLog,
+        store::{DefinitionLog, Location},
     },
     pipeline::ConnectorControl,
     shutdown::watch_signals,
@@ -44,7 +45,11 @@ pub struct Endpoint {
 /// What `run` was asked to run.
 pub struct RunArgs {
     pub config: Option<PathBuf>,
+    /// The definition log: an SQLite file, or a PostgreSQL URL (never printed: it may hold a
+    /// password).
     pub state: Option<PathBuf>,
+    /// How often a shared definition log is read for other gateways' changes.
+    pub state_poll_every: Duration,
     pub drain_timeout: Duration,
     pub endpoint: Option<Endpoint>,
     /// How often each source is asked for its head, when the endpoint or the progress output
@@ -78,7 +83,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let watched = if args.exit_when_caught_up { file_connectors.clone() } else { Vec::new() };
     let opened = match args.state.as_deref() {
-        Some(path) => Some(open_log(path).await),
+        Some(state) => Some(open_log(state, &args.instance_id).await),
         None => None,
     };
     let log = match opened.transpose() {
@@ -116,6 +121,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // The same probe feeds the endpoint's lag and the progress output's.
         lag_probe_every: (args.endpoint.is_some() || progress.is_on()).then_some(args.lag_probe_every),
         log,
+        log_poll_every: args.state_poll_every,
         instance_id: args.instance_id.clone(),
         fail_fast: args.fail_fast,
     };
@@ -185,6 +191,12 @@ fn tls(endpoint: &Endpoint) -> Result<Option<endpoint::Tls>, (u8, String)> {
     endpoint.tls.as_ref().map(|files| files.load().map_err(|e| (CANNOT_LISTEN, e.to_string()))).transpose()
 }
 
-async fn open_log(path: &Path) -> Result<DefinitionLog, String> {
-    DefinitionLog::open(path).await.map_err(|e| format!("--state {}: {e}", path.display()))
+/// The definition log `--state` names. An error names the file, or the PostgreSQL server
+/// without its password.
+async fn open_log(state: &Path, instance_id: &str) -> Result<DefinitionLog, String> {
+    let location = Location::from_state(state).map_err(|e| format!("--state: {e}"))?;
+    DefinitionLog::open(&location, instance_id).await.map_err(|e| match &location {
+        Location::Sqlite(path) => format!("--state {}: {e}", path.display()),
+        Location::Postgres { .. } => format!("--state: {e}"),
+    })
 }

@@ -491,19 +491,36 @@ fn validate_eventuous_checkpoint(c: &EventuousCheckpointConfig, sink: &SinkConfi
 /// A lease needs a target that can fence a commit with it, and a renewal well within its
 /// lifetime.
 fn validate_lease(lease: &LeaseConfig, sink: &SinkConfig, path: &str, problems: &mut Vec<ConfigProblem>) {
-    if !matches!(sink, SinkConfig::Postgres(_)) {
-        let what = match lease.scope {
-            LeaseScope::Connector => "a lease is held and fenced in the target database",
-            LeaseScope::Partitions => "partition claims (`scope: partitions`) are held and fenced in the target database",
-        };
-        problems.push(problem(
-            path,
-            format!(
-                "{what}, which only the postgres sink supports yet (this connector's is {}); \
-                 run this connector on one gateway, or remove `lease`",
-                sink.key()
-            ),
-        ));
+    match (sink, lease.scope) {
+        (SinkConfig::Postgres(_), _) => {}
+        // Claims are fenced inside each batch's transaction: none, no fence.
+        (SinkConfig::Mongo(mongo), LeaseScope::Partitions) => {
+            if mongo.transactions == MongoTransactions::Off {
+                let connector = path.strip_suffix(".lease").unwrap_or(path);
+                problems.push(problem(
+                    format!("{connector}.sink.mongo.transactions"),
+                    "`off`, but partition claims (`lease.scope: partitions`) are fenced inside each batch's transaction; \
+                     set `auto` or `on` (the server must be a replica set or mongos)",
+                ));
+            }
+        }
+        (_, scope) => {
+            let (what, supported) = match scope {
+                LeaseScope::Connector => ("a lease is held and fenced in the target database", "only the postgres sink supports"),
+                LeaseScope::Partitions => (
+                    "partition claims (`scope: partitions`) are held and fenced in the target database",
+                    "only the postgres and mongo sinks support",
+                ),
+            };
+            problems.push(problem(
+                path,
+                format!(
+                    "{what}, which {supported} yet (this connector's is {}); \
+                     run this connector on one gateway, or remove `lease`",
+                    sink.key()
+                ),
+            ));
+        }
     }
     at_least(lease.ttl_ms, 1_000, &format!("{path}.ttl_ms"), problems);
     at_least(lease.renew_every_ms, 100, &format!("{path}.renew_every_ms"), problems);
@@ -772,7 +789,20 @@ connectors:
         let config = parse(&leased(postgres, "{ scope: partitions }")).unwrap();
         assert_eq!(config.connectors[0].lease.as_ref().map(|l| l.scope), Some(LeaseScope::Partitions));
         let found = messages(&leased("{ sqlite: { path: read.db } }", "{ scope: partitions }"));
-        assert!(found.iter().any(|m| m.starts_with("connectors[0].lease: partition claims (`scope: partitions`) are held and fenced in the target database, which only the postgres sink supports yet")), "{found:#?}");
+        assert!(found.iter().any(|m| m.starts_with("connectors[0].lease: partition claims (`scope: partitions`) are held and fenced in the target database, which only the postgres and mongo sinks support yet (this connector's is sqlite)")), "{found:#?}");
+        // MongoDB: partition claims, fenced in each batch's transaction; no connector lease.
+        let mongo = |extra: &str| format!(r#"{{ mongo: {{ url: "mongodb://127.0.0.1:1/", database: rm, collection: docs{extra} }} }}"#);
+        let config = parse(&leased(&mongo(""), "{ scope: partitions }")).unwrap();
+        assert_eq!(config.connectors[0].lease.as_ref().map(|l| l.scope), Some(LeaseScope::Partitions));
+        assert!(parse(&leased(&mongo(", transactions: on"), "{ scope: partitions }")).is_ok());
+        let found = messages(&leased(&mongo(", transactions: off"), "{ scope: partitions }"));
+        assert_eq!(
+            found,
+            ["connectors[0].sink.mongo.transactions: `off`, but partition claims (`lease.scope: partitions`) are fenced inside each batch's transaction; \
+              set `auto` or `on` (the server must be a replica set or mongos)"],
+        );
+        let found = messages(&leased(&mongo(""), "{}"));
+        assert!(found.iter().any(|m| m.starts_with("connectors[0].lease: a lease is held and fenced in the target database, which only the postgres sink supports yet (this connector's is mongo)")), "{found:#?}");
         let found = messages(&leased(postgres, "{ scope: segments }"));
         assert!(found.iter().any(|m| m.starts_with("connectors[0].lease.scope: unknown variant `segments`")), "{found:#?}");
         let found = messages(&leased(postgres, "{ tll_ms: 2000 }"));

@@ -17,12 +17,15 @@
 //!
 //! - `postgres`: the lease table, taking, renewing and releasing a lease, and the fence.
 //! - `postgres_claims`: the claims and membership tables, and the per-partition fence.
+//! - `mongo_claims`: the same as collections of a MongoDB target.
 //! - `share`: which partitions a member should take or hand back (pure, unit-tested).
 //! - `tenure`: how a gateway runs a leased connector: stand by, take over, renew, hand over.
 //! - `partitions`: how a gateway runs its share of a connector's partitions.
 
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "mongo"))]
 pub mod partitions;
+#[cfg(feature = "mongo")]
+pub mod mongo_claims;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "postgres")]
@@ -32,18 +35,18 @@ pub mod tenure;
 
 use std::collections::BTreeMap;
 
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "mongo"))]
 pub use partitions::run_claimed;
 
-/// Without PostgreSQL there is nowhere to hold partition claims.
-#[cfg(not(feature = "postgres"))]
+/// Without a target that can hold them there is nowhere to keep partition claims.
+#[cfg(not(any(feature = "postgres", feature = "mongo")))]
 pub async fn run_claimed(
     config: crate::config::ConnectorConfig,
     _: &str,
     _: crate::pipeline::ConnectorControl,
     _: &crate::status::ConnectorHandle,
 ) -> Result<(), crate::pipeline::ConnectorError> {
-    let message = "partition claims need the postgres feature, which this build lacks".into();
+    let message = "partition claims need the postgres or mongo feature, which this build lacks".into();
     Err(crate::pipeline::ConnectorError::Config { connector: config.id, message })
 }
 
@@ -99,8 +102,8 @@ pub enum LeaseError {
     #[error("sink.postgres.url: {0}")]
     Url(String),
     /// A statement against the lease table failed.
-    #[error("lease store (PostgreSQL target {endpoint}): {action}: {cause}")]
-    Store { endpoint: String, action: &'static str, cause: String },
+    #[error("lease store ({database} target {endpoint}): {action}: {cause}")]
+    Store { database: &'static str, endpoint: String, action: &'static str, cause: String },
 }
 
 /// This process's name among the gateways: `--instance-id`, else the host name (a pod's name)

@@ -23,9 +23,10 @@ use tracing::{info, warn};
 
 use super::{
     Claims, LeaseError,
-    postgres_claims::PgClaims,
     share::{self, Decision, View},
 };
+#[cfg(feature = "postgres")]
+use super::postgres_claims::PgClaims;
 use crate::{
     config::{ConnectorConfig, LeaseConfig, SinkConfig},
     partition::Partitioner,
@@ -43,17 +44,44 @@ pub async fn run_claimed(
     handle: &ConnectorHandle,
 ) -> Result<(), ConnectorError> {
     let lease = config.lease.clone().expect("run_claimed is given a connector with a lease");
-    let SinkConfig::Postgres(sink) = &config.sink else {
-        let message = "partition claims need the postgres sink (refused by validation otherwise)".into();
-        return Err(ConnectorError::Config { connector: config.id, message });
-    };
+    match &config.sink {
+        #[cfg(feature = "postgres")]
+        SinkConfig::Postgres(sink) => {
+            let (url, schema) = (sink.url.clone(), sink.schema.clone());
+            let open: OpenStore<PgClaims> = Box::new(move || Box::pin(PgClaims::open_owned(url.clone(), schema.clone())));
+            run_member(config, instance, control, handle, lease, open).await
+        }
+        #[cfg(feature = "mongo")]
+        SinkConfig::Mongo(sink) => {
+            use super::mongo_claims::MongoClaims;
+            let (url, database) = (sink.url.clone(), sink.database.clone());
+            let open: OpenStore<MongoClaims> = Box::new(move || Box::pin(MongoClaims::open_owned(url.clone(), database.clone())));
+            run_member(config, instance, control, handle, lease, open).await
+        }
+        other => {
+            let message = format!("partition claims are not held in {} targets yet (refused by validation otherwise)", other.key());
+            Err(ConnectorError::Config { connector: config.id, message })
+        }
+    }
+}
+
+/// Opens a claims store (again, after a failure).
+type OpenStore<S> = Box<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = Result<S, LeaseError>> + Send>> + Send + Sync>;
+
+async fn run_member<S: ClaimStore>(
+    config: ConnectorConfig,
+    instance: &str,
+    control: ConnectorControl,
+    handle: &ConnectorHandle,
+    lease: LeaseConfig,
+    open: OpenStore<S>,
+) -> Result<(), ConnectorError> {
     let every = Duration::from_millis(lease.renew_every_ms);
     let mut member = Member {
         connector: config.id.clone(),
         instance: instance.to_owned(),
         partitions: Partitioner::new(&config.partitioning).count(),
-        url: sink.url.clone(),
-        schema: sink.schema.clone(),
+        open,
         lease,
         store: None,
         held: BTreeMap::new(),
@@ -149,15 +177,43 @@ pub async fn run_claimed(
     }
 }
 
+/// Where a connector's partition claims and members are kept (the target database), as a
+/// member uses it. Each store also gives its sink a fence that checks the claims' epochs in
+/// every batch transaction.
+pub trait ClaimStore: Send {
+    /// One tick: keeps `held.holder`'s membership alive for `ttl_ms`, renews every claim of
+    /// `held`, and reads the live members and every claim. Returns the partitions of `held`
+    /// still held (renewed) and the view.
+    fn tick(&mut self, connector: &str, held: &Claims, ttl_ms: u64) -> impl Future<Output = Result<(Vec<u32>, View), LeaseError>> + Send;
+    /// Takes those of `partitions` that are free for `holder` (no claim, expired, handed back,
+    /// or `holder`'s own from an earlier run), each under a new epoch; returns what it got.
+    fn take(&mut self, connector: &str, holder: &str, partitions: &[u32], ttl_ms: u64) -> impl Future<Output = Result<Vec<Taken>, LeaseError>> + Send;
+    /// Hands `released` (partition -> epoch) back at once.
+    fn release(&mut self, connector: &str, holder: &str, released: &BTreeMap<u32, i64>) -> impl Future<Output = Result<(), LeaseError>> + Send;
+    /// Ends `member`'s heartbeat.
+    fn leave(&mut self, connector: &str, member: &str) -> impl Future<Output = Result<(), LeaseError>> + Send;
+    /// Statements sent so far (the cost of coordination).
+    fn statements(&self) -> u64;
+}
+
+/// A partition just taken: its epoch, and for one taken from another gateway, how long ago
+/// that gateway last renewed it (its death, as near as the store knows) or handed it back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Taken {
+    pub partition: u32,
+    pub epoch: i64,
+    pub since_previous_holder_ms: Option<i64>,
+    pub was_released: bool,
+}
+
 /// This process as one member of the gateways sharing a connector.
-struct Member {
+struct Member<S> {
     connector: String,
     instance: String,
     partitions: u32,
-    url: String,
-    schema: String,
+    open: OpenStore<S>,
     lease: LeaseConfig,
-    store: Option<PgClaims>,
+    store: Option<S>,
     /// Partition -> epoch, of the partitions this process holds.
     held: BTreeMap<u32, i64>,
     /// What the store showed at the last tick.
@@ -168,16 +224,16 @@ struct Member {
     store_failing: bool,
 }
 
-impl Member {
+impl<S: ClaimStore> Member<S> {
     /// The store, opened if it is not yet; counts the statements it sends.
-    async fn with_store<T>(&mut self, act: impl AsyncFnOnce(&mut PgClaims) -> Result<T, LeaseError>) -> Result<T, LeaseError> {
+    async fn with_store<T>(&mut self, act: impl AsyncFnOnce(&mut S) -> Result<T, LeaseError>) -> Result<T, LeaseError> {
         if self.store.is_none() {
-            self.store = Some(PgClaims::open(&self.url, &self.schema).await.inspect_err(|e| self.failed(e))?);
+            self.store = Some((self.open)().await.inspect_err(|e| self.failed(e))?);
         }
         let store = self.store.as_mut().expect("opened above");
-        let before = store.statements;
+        let before = store.statements();
         let result = act(store).await;
-        self.telemetry.coordination_statements.inc_by(store.statements - before);
+        self.telemetry.coordination_statements.inc_by(store.statements() - before);
         match &result {
             Ok(_) if self.store_failing => {
                 self.store_failing = false;

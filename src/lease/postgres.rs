@@ -85,7 +85,7 @@ impl PgLeases {
     }
 
     fn error(&self, action: &'static str, e: &tokio_postgres::Error) -> LeaseError {
-        LeaseError::Store { endpoint: self.endpoint.display().to_string(), action, cause: describe(e) }
+        LeaseError::Store { database: "PostgreSQL", endpoint: self.endpoint.display().to_string(), action, cause: describe(e) }
     }
 
     /// Takes the lease of `connector` for `holder` if it is free, expired or already theirs.

@@ -14,6 +14,7 @@ use tokio_postgres::{Client, types::ToSql};
 
 use super::{
     Claims, LeaseError,
+    partitions::{ClaimStore, Taken},
     share::{ClaimRow, View},
 };
 use crate::postgres::{PgEndpoint, describe, quote_ident};
@@ -31,24 +32,13 @@ pub fn fence_sql(schema: &str) -> String {
     )
 }
 
-/// A partition just taken: its epoch, and for one taken from another gateway that stopped
-/// renewing it, how long ago that gateway last renewed it (its death, as near as the store
-/// knows), or for one handed back, how long ago it was.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Taken {
-    pub partition: u32,
-    pub epoch: i64,
-    pub since_previous_holder_ms: Option<i64>,
-    pub was_released: bool,
-}
-
 /// The claims and members of one target, on a connection of their own.
 pub struct PgClaims {
     endpoint: PgEndpoint,
     client: Option<Client>,
     sql: Statements,
     /// Statements sent (for the coordination cost the benchmark prints).
-    pub statements: u64,
+    statements: u64,
 }
 
 struct Statements {
@@ -158,13 +148,22 @@ impl PgClaims {
     }
 
     fn error(&self, action: &'static str, e: &tokio_postgres::Error) -> LeaseError {
-        LeaseError::Store { endpoint: self.endpoint.display().to_string(), action, cause: describe(e) }
+        LeaseError::Store { database: "PostgreSQL", endpoint: self.endpoint.display().to_string(), action, cause: describe(e) }
     }
 
-    /// One tick of a member: keeps its membership alive, renews every claim it holds, and
-    /// reads who is live and who holds what. Returns the partitions of `held` still ours and
-    /// the view.
-    pub async fn tick(&mut self, connector: &str, held: &Claims, ttl_ms: u64) -> Result<(Vec<u32>, View), LeaseError> {
+    /// [`PgClaims::open`] for a store that outlives its arguments.
+    pub async fn open_owned(url: String, schema: String) -> Result<Self, LeaseError> {
+        Self::open(&url, &schema).await
+    }
+}
+
+impl ClaimStore for PgClaims {
+    fn statements(&self) -> u64 {
+        self.statements
+    }
+
+    /// Four statements, sent together on the connection's pipeline.
+    async fn tick(&mut self, connector: &str, held: &Claims, ttl_ms: u64) -> Result<(Vec<u32>, View), LeaseError> {
         let ttl = ttl_ms as i64;
         let (partitions, epochs) = arrays(&held.epochs);
         let me = held.holder.as_str();
@@ -173,8 +172,9 @@ impl PgClaims {
         let (heartbeat, renew, members, claims) = (sql.heartbeat.clone(), sql.renew.clone(), sql.members.clone(), sql.claims.clone());
         let client = self.client().await?;
         // Sent together: one round trip on the connection's pipeline.
-        let (beat_params, renew_params, read_params): ([&(dyn ToSql + Sync); 3], [&(dyn ToSql + Sync); 5], [&(dyn ToSql + Sync); 1]) =
-            ([&connector, &me, &ttl], [&connector, &me, &ttl, &partitions, &epochs], [&connector]);
+        let beat_params: [&(dyn ToSql + Sync); 3] = [&connector, &me, &ttl];
+        let renew_params: [&(dyn ToSql + Sync); 5] = [&connector, &me, &ttl, &partitions, &epochs];
+        let read_params: [&(dyn ToSql + Sync); 1] = [&connector];
         let (beat, renewed, members, claims) = tokio::join!(
             client.execute(&heartbeat, &beat_params),
             client.query(&renew, &renew_params),
@@ -196,8 +196,7 @@ impl PgClaims {
         Ok((still, view))
     }
 
-    /// Takes those of `partitions` that are free for `holder`; returns what it got.
-    pub async fn take(&mut self, connector: &str, holder: &str, partitions: &[u32], ttl_ms: u64) -> Result<Vec<Taken>, LeaseError> {
+    async fn take(&mut self, connector: &str, holder: &str, partitions: &[u32], ttl_ms: u64) -> Result<Vec<Taken>, LeaseError> {
         let ttl = ttl_ms as i64;
         let wanted: Vec<i32> = partitions.iter().map(|p| *p as i32).collect();
         self.statements += 1;
@@ -215,8 +214,7 @@ impl PgClaims {
             .collect())
     }
 
-    /// Hands `released` back at once, so another member takes them without waiting.
-    pub async fn release(&mut self, connector: &str, holder: &str, released: &BTreeMap<u32, i64>) -> Result<(), LeaseError> {
+    async fn release(&mut self, connector: &str, holder: &str, released: &BTreeMap<u32, i64>) -> Result<(), LeaseError> {
         if released.is_empty() {
             return Ok(());
         }
@@ -227,8 +225,7 @@ impl PgClaims {
         done.map(drop).map_err(|e| self.error("cannot hand partitions back", &e))
     }
 
-    /// Ends this member's heartbeat, so the others count it out at once.
-    pub async fn leave(&mut self, connector: &str, member: &str) -> Result<(), LeaseError> {
+    async fn leave(&mut self, connector: &str, member: &str) -> Result<(), LeaseError> {
         self.statements += 1;
         let sql = self.sql.leave.clone();
         let done = self.client().await?.execute(&sql, &[&connector, &member]).await;

@@ -1,39 +1,19 @@
-//! The management API of `run --listen ... --state FILE` (design §4): operators create,
+//! The management API of `run --listen ... --state FILE|URL` (design §4): operators create,
 //! enable, disable, reset and delete connectors while the gateway runs, and every change is
 //! kept in an append-only definition log so a restart runs the same set in the same states.
+//! Kept in PostgreSQL, the log is shared: several replicas follow it and run the same set,
+//! whichever of them an operator changed it through.
 //!
 //! - `definition`: the changes the definition log records and what its replay yields.
-//! - `store`: the definition log (SQLite, append-only; its replay is the connector set).
-//! - `supervisor`: owns the connector tasks and applies the operations in order.
+//! - `store`: the definition log (an SQLite file or a shared PostgreSQL table, append-only;
+//!   its replay is the connector set).
+//! - `supervisor`: owns the connector tasks, applies the operations in order, and follows a
+//!   shared log (`follow`).
 //! - `api`: the HTTP routes over the supervisor, merged into the operations endpoint.
 
 pub mod api;
 mod definition;
-#[cfg(feature = "sqlite")]
 pub mod store;
-#[cfg(not(feature = "sqlite"))]
-pub mod store {
-    //! Without the `sqlite` feature there is no definition log: `--state` is refused.
-    #[derive(Debug, thiserror::Error)]
-    #[error("this build has no `sqlite` feature, so it cannot keep a definition log (--state)")]
-    pub struct StoreError;
-    pub use super::definition::{DefinitionEvent, Replayed};
-    pub struct DefinitionLog;
-    impl DefinitionLog {
-        pub fn open(_: &std::path::Path) -> Result<Self, StoreError> {
-            Err(StoreError)
-        }
-        pub fn append(&self, _: &str, _: &DefinitionEvent) -> Result<(), StoreError> {
-            Err(StoreError)
-        }
-        pub fn replay(&self) -> Result<Replayed, StoreError> {
-            Err(StoreError)
-        }
-        pub fn history(&self, _: &str) -> Result<Vec<serde_json::Value>, StoreError> {
-            Err(StoreError)
-        }
-    }
-}
 pub mod supervisor;
 
 pub use supervisor::{ResetTarget, Settings, StartError, Supervisor};

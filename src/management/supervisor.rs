@@ -6,22 +6,31 @@
 //!
 //! One lock serialises the management operations: two operators disabling and enabling the
 //! same connector at once see one outcome after the other, never a half-stopped connector.
+//!
+//! A definition log in PostgreSQL is shared by several gateways (replicas). Each one follows
+//! it (`follow`: every `--state-poll-ms`, under the same lock) and applies what the others
+//! appended to its own connectors as the API verbs do here. It keeps the sequence number of
+//! the last event it applied (`through`); its own appends name it, and the log refuses one
+//! made on an older state, so a gateway first applies what it had not seen yet and then
+//! records its change on top, or answers 409 when another gateway changed the same connector
+//! meanwhile. Its own events are never read back: each moves `through` past itself.
 
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicI64, Ordering},
     },
     time::Duration,
 };
 
 use serde_json::{Value, json};
 use tokio::{sync::Mutex, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, error, info, warn};
 
 use super::{
     ManagementError,
-    store::{DefinitionEvent, DefinitionLog, StoreError},
+    store::{DefinitionEvent, DefinitionLog, Logged, StoreError},
 };
 use crate::{
     checkpoint::CheckpointRow,
@@ -45,6 +54,9 @@ pub struct Settings {
     pub lag_probe_every: Option<Duration>,
     /// The definition log; without it the management API is read-only.
     pub log: Option<DefinitionLog>,
+    /// How often a shared definition log is read for the changes other gateways made
+    /// (`--state-poll-ms`).
+    pub log_poll_every: Duration,
     /// This gateway's name among those sharing leased connectors (`--instance-id`).
     pub instance_id: String,
     /// A connector that cannot reach its target, source or sidecar at start fails at once
@@ -99,10 +111,19 @@ impl Slot {
 
 struct Inner {
     slots: Mutex<Vec<Slot>>,
+    /// The sequence number of the last definition-log event applied to `slots` (replayed,
+    /// appended here, or followed); changed only while `slots` is locked.
+    through: AtomicI64,
+    /// The task that follows a shared definition log, and what stops it.
+    follower: parking_lot::Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
     registry: Connectors,
     process: ConnectorControl,
     settings: Settings,
 }
+
+/// How many times a change is tried on top of what other gateways appended meanwhile before
+/// it is refused (each try first applies their changes here).
+const RECORD_ATTEMPTS: usize = 5;
 
 /// The connectors of this process and the operations an operator can apply to them.
 #[derive(Clone)]
@@ -127,20 +148,22 @@ impl Supervisor {
             return Err(StartError::DefinedTwice(id.clone()));
         }
         let from_file = file.into_iter().map(|config| (config.id.clone(), Origin::File, Ok(config)));
-        let from_log = replayed.created.into_iter().map(|(id, text)| {
-            let config = parse_connector(&text).map_err(|problems| {
-                let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-                format!("its stored definition no longer loads: {}", problems.join("; "))
-            });
-            (id, Origin::Api, config)
-        });
+        let from_log = replayed.created.into_iter().map(|(id, text)| (id, Origin::Api, load_stored(&text)));
         let mut slots = Vec::new();
         for (id, origin, config) in from_file.chain(from_log) {
             let handle = registry.add(&id, origin);
             let enabled = !replayed.disabled.contains(&id);
             slots.push(Slot { id, origin, config, enabled, handle, running: None, probe: None });
         }
-        let supervisor = Self { inner: Arc::new(Inner { slots: Mutex::new(slots), registry, process, settings }) };
+        let inner = Inner {
+            slots: Mutex::new(slots),
+            through: AtomicI64::new(replayed.through),
+            follower: parking_lot::Mutex::new(None),
+            registry,
+            process,
+            settings,
+        };
+        let supervisor = Self { inner: Arc::new(inner) };
         let mut slots = supervisor.inner.slots.lock().await;
         for slot in slots.iter_mut() {
             match (&slot.config, slot.enabled) {
@@ -156,6 +179,16 @@ impl Supervisor {
             }
         }
         drop(slots);
+        if let Some(log) = supervisor.inner.settings.log.as_ref().filter(|log| log.is_shared()) {
+            info!(
+                "the definition log {} is shared: following the changes other gateways make to it every {:?}",
+                log.name(),
+                supervisor.inner.settings.log_poll_every
+            );
+            let stop = supervisor.inner.process.shutdown.child_token();
+            let task = tokio::spawn(supervisor.clone().follow(stop.clone()));
+            *supervisor.inner.follower.lock() = Some((stop, task));
+        }
         Ok(supervisor)
     }
 
@@ -164,12 +197,24 @@ impl Supervisor {
         self.inner.settings.log.is_some()
     }
 
+    /// Whether this gateway follows a definition log other gateways append to.
+    pub fn follows_shared_log(&self) -> bool {
+        self.inner.follower.lock().is_some()
+    }
+
     /// Runs until the connectors have ended: with `until_signal`, until a stop signal has
     /// ended them (a gateway with a management API serves until then, even with none
-    /// running); otherwise until every connector has ended. Returns how many failed.
+    /// running; one that follows a shared log too, as other gateways may give it connectors);
+    /// otherwise until every connector has ended. Returns how many failed.
     pub async fn wait(&self, until_signal: bool) -> usize {
-        if until_signal {
+        if until_signal || self.follows_shared_log() {
             self.inner.process.shutdown.cancelled().await;
+        }
+        // Nothing is started after this: the follower would start what it applies.
+        let follower = self.inner.follower.lock().take();
+        if let Some((stop, task)) = follower {
+            stop.cancel();
+            let _ = task.await;
         }
         loop {
             let tasks: Vec<(ConnectorHandle, JoinHandle<()>)> = {
@@ -256,22 +301,247 @@ impl Supervisor {
         slot.running = Some(Running { control, task: stopping });
     }
 
-    /// The slots, once management changes are possible: a definition log exists and the
-    /// process is not stopping.
+    /// The slots, once management changes are possible (a definition log exists and the
+    /// process is not stopping), with what other gateways appended to a shared log applied.
     async fn writable_slots(&self) -> Result<tokio::sync::MutexGuard<'_, Vec<Slot>>, ManagementError> {
         if self.inner.settings.log.is_none() {
             return Err(ManagementError::ReadOnly);
         }
-        let slots = self.inner.slots.lock().await;
+        let mut slots = self.inner.slots.lock().await;
         if self.inner.process.shutdown.is_cancelled() {
             return Err(ManagementError::Stopping);
         }
+        self.catch_up(&mut slots).await.map_err(ManagementError::Store)?;
         Ok(slots)
     }
 
-    async fn record(&self, id: &str, event: DefinitionEvent) -> Result<(), ManagementError> {
+    /// Records a change decided on `slots` as they are. When another gateway appended to a
+    /// shared log since this one last applied it, nothing is recorded: their changes are
+    /// applied here first, then the change is recorded on top of them, unless one of them
+    /// changed the same connector (the change was decided on a state that is gone: 409).
+    async fn record(&self, slots: &mut Vec<Slot>, id: &str, event: DefinitionEvent) -> Result<(), ManagementError> {
         let log = self.inner.settings.log.as_ref().ok_or(ManagementError::ReadOnly)?;
-        log.append(id, &event).await.map_err(ManagementError::Store)
+        for _ in 0..RECORD_ATTEMPTS {
+            match log.append(id, &event, Some(self.inner.through.load(Ordering::Acquire))).await {
+                Ok(seq) => {
+                    self.inner.through.store(seq, Ordering::Release);
+                    return Ok(());
+                }
+                Err(StoreError::Behind { .. }) => {
+                    let applied = self.catch_up(slots).await.map_err(ManagementError::Store)?;
+                    if let Some(other) = applied.iter().rev().find(|logged| logged.connector == id) {
+                        return Err(ManagementError::Conflict(format!(
+                            "connector `{id}` was {} through {} while this change was being made, so this change was not made; \
+                             GET /connectors/{id} shows it now: send the change again if it still applies",
+                            other.event.kind(),
+                            gateway_name(other)
+                        )));
+                    }
+                }
+                Err(e) => return Err(ManagementError::Store(e)),
+            }
+        }
+        Err(ManagementError::Conflict(format!(
+            "other gateways kept changing connectors in the shared definition log while this change to `{id}` was being made, \
+             so it was not made; try again"
+        )))
+    }
+
+    /// Follows a shared definition log until `stop`: every `log_poll_every`, reads what other
+    /// gateways appended since the last event applied here and applies it. A log that cannot
+    /// be read is reported once (WARN) and read again at the next poll.
+    async fn follow(self, stop: CancellationToken) {
+        let Some(log) = &self.inner.settings.log else { return };
+        let every = self.inner.settings.log_poll_every;
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            // Read without holding the slots, so a slow or unreachable database never holds
+            // up the API; what a change made here meanwhile applied is skipped below.
+            let read = tokio::select! {
+                _ = stop.cancelled() => return,
+                read = log.since(self.inner.through.load(Ordering::Acquire)) => read,
+            };
+            match read {
+                Ok(events) => {
+                    if failing {
+                        failing = false;
+                        info!("the shared definition log {} can be read again; following it", log.name());
+                    }
+                    if !events.is_empty() {
+                        let mut slots = self.inner.slots.lock().await;
+                        if stop.is_cancelled() {
+                            return;
+                        }
+                        self.apply_followed(&mut slots, events).await;
+                    }
+                }
+                Err(e) if !failing => {
+                    failing = true;
+                    warn!(
+                        "{e}; changes other gateways make are applied here once it can be read again (tried every {every:?}; \
+                         repeats are logged at debug level)"
+                    );
+                }
+                Err(e) => debug!("{e}"),
+            }
+        }
+    }
+
+    /// Applies what the log holds after the last event applied here, in log order (what other
+    /// gateways appended); answers those events.
+    async fn catch_up(&self, slots: &mut Vec<Slot>) -> Result<Vec<Logged>, StoreError> {
+        let Some(log) = &self.inner.settings.log else { return Ok(Vec::new()) };
+        let events = log.since(self.inner.through.load(Ordering::Acquire)).await?;
+        Ok(self.apply_followed(slots, events).await)
+    }
+
+    /// Applies `events`, read from the log, in order, but those already applied (a change made
+    /// here after they were read moved `through` past them); answers those it applied.
+    async fn apply_followed(&self, slots: &mut Vec<Slot>, events: Vec<Logged>) -> Vec<Logged> {
+        let mut applied = Vec::new();
+        for logged in events {
+            if logged.seq <= self.inner.through.load(Ordering::Acquire) {
+                continue;
+            }
+            self.apply_one(slots, &logged).await;
+            self.inner.through.store(logged.seq, Ordering::Release);
+            applied.push(logged);
+        }
+        applied
+    }
+
+    /// Applies one change another gateway made to this gateway's connectors, as the API verb
+    /// does here: created, added and started; updated, stopped and started with the new
+    /// definition; deleted, stopped and forgotten; disabled, stopped; enabled, started; reset
+    /// (the checkpoints were moved by the gateway that took the call), run again from them.
+    async fn apply_one(&self, slots: &mut Vec<Slot>, logged: &Logged) {
+        let (id, change, gateway) = (logged.connector.as_str(), logged.event.kind(), gateway_name(logged));
+        let by = logged.by.as_deref().unwrap_or("-");
+        let Some(index) = slots.iter().position(|s| s.id == id) else {
+            match &logged.event {
+                DefinitionEvent::Created { definition } => {
+                    self.add(slots, id, load_stored(definition));
+                    info!(connector = %id, by, "connector {id} created by {gateway} through the shared definition log");
+                }
+                _ => debug!(connector = %id, "connector {id} {change} by {gateway}: not a connector of this gateway, nothing to do"),
+            }
+            return;
+        };
+        let slot = &mut slots[index];
+        let definition_change = matches!(logged.event, DefinitionEvent::Created { .. } | DefinitionEvent::Updated { .. } | DefinitionEvent::Deleted);
+        if slot.origin == Origin::File && definition_change {
+            warn!(
+                connector = %id,
+                "connector {id} {change} by {gateway} through the shared definition log, but this gateway's config file defines \
+                 it: the file's definition is kept (give every replica the same config file)"
+            );
+            return;
+        }
+        match &logged.event {
+            DefinitionEvent::Created { definition } | DefinitionEvent::Updated { definition } => {
+                if matches!(logged.event, DefinitionEvent::Created { .. }) {
+                    slot.enabled = true;
+                }
+                self.replace(slot, load_stored(definition)).await;
+            }
+            DefinitionEvent::Deleted => self.remove(slots, index).await,
+            DefinitionEvent::Disabled => self.disable_slot(slot, None),
+            DefinitionEvent::Enabled => {
+                // A connector still stopping after a disable is waited for, then started.
+                if slot.config.is_ok() && (!slot.enabled || !slot.is_active()) {
+                    self.start_again(slot).await;
+                }
+                slot.enabled = true;
+            }
+            DefinitionEvent::Reset { .. } => self.run_again_after_reset(slot).await,
+        }
+        info!(connector = %id, by, "connector {id} {change} by {gateway} through the shared definition log");
+    }
+
+    /// Adds a connector created through the API (here or through another gateway) and starts
+    /// it; one whose definition does not load is reported as failed.
+    fn add(&self, slots: &mut Vec<Slot>, id: &str, config: Result<ConnectorConfig, String>) {
+        let handle = self.inner.registry.add(id, Origin::Api);
+        slots.push(Slot { id: id.to_owned(), origin: Origin::Api, config, enabled: true, handle, running: None, probe: None });
+        let slot = slots.last_mut().expect("just pushed");
+        match &slot.config {
+            Ok(_) => self.spawn(slot),
+            Err(problem) => {
+                error!(connector = %id, "{problem}");
+                slot.handle.ended(Some(problem.clone()));
+            }
+        }
+    }
+
+    /// Gives the slot a new definition: its connector drains and stops, then starts with it
+    /// unless it is disabled.
+    async fn replace(&self, slot: &mut Slot, config: Result<ConnectorConfig, String>) {
+        self.stop(slot).await;
+        if let Some(probe) = slot.probe.take() {
+            probe.abort();
+        }
+        slot.config = config;
+        match (&slot.config, slot.enabled) {
+            (Ok(_), true) => self.spawn(slot),
+            (Ok(_), false) => {}
+            (Err(problem), _) => {
+                error!(connector = %slot.id, "{problem}");
+                slot.handle.ended(Some(problem.clone()));
+            }
+        }
+    }
+
+    /// Stops the connector at `index` (draining) and forgets it.
+    async fn remove(&self, slots: &mut Vec<Slot>, index: usize) {
+        let slot = &mut slots[index];
+        self.stop(slot).await;
+        if let Some(probe) = slot.probe.take() {
+            probe.abort();
+        }
+        let id = slots.remove(index).id;
+        self.inner.registry.remove(&id);
+        telemetry::forget(&id);
+    }
+
+    /// Keeps the slot's connector stopped: it drains in the background and shows `disabled`
+    /// once it has stopped, when `done` is logged.
+    fn disable_slot(&self, slot: &mut Slot, done: Option<String>) {
+        slot.enabled = false;
+        let handle = slot.handle.clone();
+        if slot.is_active() {
+            handle.stopping();
+        }
+        let id = slot.id.clone();
+        self.stop_in_background(slot, move || {
+            handle.disabled();
+            if let Some(done) = done {
+                info!(connector = %id, "{done}");
+            }
+        });
+    }
+
+    /// Starts the slot's connector from its checkpoints once its previous run (if any) has
+    /// ended.
+    async fn start_again(&self, slot: &mut Slot) {
+        slot.enabled = true;
+        if let Some(Running { task, .. }) = slot.running.take() {
+            let _ = task.await;
+        }
+        self.spawn(slot);
+    }
+
+    /// After another gateway reset the connector's checkpoints (in the target, so nothing is
+    /// left to move here): a run of it here stops and starts again, so it plans from them; one
+    /// not running reads them when it starts.
+    async fn run_again_after_reset(&self, slot: &mut Slot) {
+        if slot.enabled && slot.is_active() {
+            self.stop(slot).await;
+            self.spawn(slot);
+        }
     }
 
     fn status(&self, id: &str) -> Value {
@@ -289,12 +559,9 @@ impl Supervisor {
                 if existing.origin == Origin::File { "config file" } else { "management API" }
             )));
         }
-        self.record(&config.id, DefinitionEvent::Created { definition: definition.to_owned() }).await?;
+        self.record(&mut slots, &config.id, DefinitionEvent::Created { definition: definition.to_owned() }).await?;
         let id = config.id.clone();
-        let handle = self.inner.registry.add(&id, Origin::Api);
-        slots.push(Slot { id: id.clone(), origin: Origin::Api, config: Ok(config), enabled: true, handle, running: None, probe: None });
-        let slot = slots.last_mut().expect("just pushed");
-        self.spawn(slot);
+        self.add(&mut slots, &id, Ok(config));
         info!(connector = %id, "created through the management API");
         Ok(self.status(&id))
     }
@@ -304,18 +571,10 @@ impl Supervisor {
     /// once it has stopped), or once it has stopped with `wait`; the bool says whether it has.
     pub async fn disable(&self, id: &str, wait: bool) -> Result<(Value, bool), ManagementError> {
         let mut slots = self.writable_slots().await?;
+        find(&mut slots, id)?;
+        self.record(&mut slots, id, DefinitionEvent::Disabled).await?;
         let slot = find(&mut slots, id)?;
-        self.record(id, DefinitionEvent::Disabled).await?;
-        slot.enabled = false;
-        let handle = slot.handle.clone();
-        if slot.is_active() {
-            handle.stopping();
-        }
-        let (stopped, id_) = (handle.clone(), id.to_owned());
-        self.stop_in_background(slot, move || {
-            stopped.disabled();
-            info!(connector = %id_, "disabled through the management API");
-        });
+        self.disable_slot(slot, Some("disabled through the management API".into()));
         if wait && let Some(Running { task, .. }) = slot.running.take() {
             let _ = task.await;
         }
@@ -334,21 +593,14 @@ impl Supervisor {
                 config.id
             )));
         }
-        let slot = find(&mut slots, id)?;
-        if slot.origin == Origin::File {
+        if find(&mut slots, id)?.origin == Origin::File {
             return Err(ManagementError::Conflict(format!(
                 "connector `{id}` is defined in the config file; change it there and restart the gateway"
             )));
         }
-        self.record(id, DefinitionEvent::Updated { definition: definition.to_owned() }).await?;
-        self.stop(slot).await;
-        if let Some(probe) = slot.probe.take() {
-            probe.abort();
-        }
-        slot.config = Ok(config);
-        if slot.enabled {
-            self.spawn(slot);
-        }
+        self.record(&mut slots, id, DefinitionEvent::Updated { definition: definition.to_owned() }).await?;
+        let slot = find(&mut slots, id)?;
+        self.replace(slot, Ok(config)).await;
         info!(connector = %id, "definition replaced through the management API{}", if slot.enabled { "; restarted" } else { "" });
         Ok(self.status(id))
     }
@@ -374,12 +626,8 @@ impl Supervisor {
             return Err(ManagementError::Conflict(format!("connector `{id}` cannot start: {problem}; delete it and create it again")));
         }
         if !slot.is_active() {
-            self.record(id, DefinitionEvent::Enabled).await?;
-            slot.enabled = true;
-            if let Some(Running { task, .. }) = slot.running.take() {
-                let _ = task.await;
-            }
-            self.spawn(slot);
+            self.record(&mut slots, id, DefinitionEvent::Enabled).await?;
+            self.start_again(find(&mut slots, id)?).await;
             info!(connector = %id, "enabled through the management API");
         }
         Ok(self.status(id))
@@ -403,10 +651,10 @@ impl Supervisor {
         let outcome = reset_connector(config, if position == 0 { ResetTo::Start } else { ResetTo::Position(position) })
             .await
             .map_err(|e| ManagementError::Failed(e.to_string()))?;
-        self.record(id, DefinitionEvent::Reset { to: if position == 0 { "start".into() } else { position.to_string() } }).await?;
+        self.record(&mut slots, id, DefinitionEvent::Reset { to: if position == 0 { "start".into() } else { position.to_string() } }).await?;
         let mut positions = outcome.after.clone();
         positions.sort_by_key(|r| r.partition);
-        slot.handle.checkpoints_moved(positions.iter().map(|r| r.position).collect());
+        find(&mut slots, id)?.handle.checkpoints_moved(positions.iter().map(|r| r.position).collect());
         info!(connector = %id, position, "checkpoints reset through the management API");
         let rows = |rows: &[CheckpointRow]| -> Vec<Value> {
             rows.iter().map(|r| json!({ "partition": r.partition, "partition_count": r.partition_count, "position": r.position })).collect()
@@ -424,20 +672,14 @@ impl Supervisor {
     /// model stay in the target.
     pub async fn delete(&self, id: &str) -> Result<Value, ManagementError> {
         let mut slots = self.writable_slots().await?;
-        let slot = find(&mut slots, id)?;
-        if slot.origin == Origin::File {
+        if find(&mut slots, id)?.origin == Origin::File {
             return Err(ManagementError::Conflict(format!(
                 "connector `{id}` is defined in the config file; remove it there (or disable it here)"
             )));
         }
-        self.record(id, DefinitionEvent::Deleted).await?;
-        self.stop(slot).await;
-        if let Some(probe) = slot.probe.take() {
-            probe.abort();
-        }
-        slots.retain(|s| s.id != id);
-        self.inner.registry.remove(id);
-        telemetry::forget(id);
+        self.record(&mut slots, id, DefinitionEvent::Deleted).await?;
+        let index = slots.iter().position(|s| s.id == id).ok_or_else(|| ManagementError::NotFound(id.to_owned()))?;
+        self.remove(&mut slots, index).await;
         info!(connector = %id, "deleted through the management API");
         Ok(json!({ "id": id, "deleted": true, "note": "its checkpoints and read model were left in the target" }))
     }
@@ -598,6 +840,23 @@ async fn stop_at_once_when_stuck(control: ConnectorControl, id: String) {
             return;
         }
         every.tick().await;
+    }
+}
+
+/// A stored definition as a connector's configuration, or why it no longer loads (e.g. an
+/// environment variable it names is not set in this process).
+fn load_stored(text: &str) -> Result<ConnectorConfig, String> {
+    parse_connector(text).map_err(|problems| {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        format!("its stored definition no longer loads: {}", problems.join("; "))
+    })
+}
+
+/// The gateway that appended an event, as log lines and messages name it.
+fn gateway_name(logged: &Logged) -> String {
+    match &logged.instance {
+        Some(instance) => format!("gateway {instance}"),
+        None => "another gateway".into(),
     }
 }
 

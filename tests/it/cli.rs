@@ -184,6 +184,9 @@ fn the_scaled_sidecar_example_agrees_with_the_binary_and_itself() {
     let gateway = named("Deployment", "projector-gateway");
     let replicas = gateway["spec"]["replicas"].as_u64().unwrap();
     assert!(replicas == 1 || connector["lease"].is_mapping(), "{replicas} gateways run an unleased connector each");
+    // The gateways share the partitions: each holds some, none stands idle.
+    assert_eq!(connector["lease"]["scope"].as_str(), Some("partitions"));
+    assert!(replicas > 1 && replicas <= partitions, "{replicas} gateways for {partitions} partitions");
     let container = &gateway["spec"]["template"]["spec"]["containers"][0];
     let args: Vec<&str> = container["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert!(args.windows(2).any(|w| w[0] == "--listen" && w[1].ends_with(":9464")), "{args:?}");

@@ -46,6 +46,8 @@ mod parked_stores;
 mod parked_events;
 #[cfg(all(feature = "postgres", feature = "sqlite"))]
 mod partition_claims;
+#[cfg(all(feature = "mongo", feature = "sqlite"))]
+mod partition_claims_mongo;
 mod postgres_end_to_end;
 mod postgres_sink;
 mod postgres_source;
@@ -59,6 +61,8 @@ mod run_progress;
 mod rust_sidecar;
 #[cfg(all(feature = "sqlite", feature = "postgres", feature = "http", feature = "redis"))]
 mod secrets;
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+mod shared_definitions;
 #[cfg(feature = "sqlite")]
 mod sidecar_replicas;
 #[cfg(feature = "sqlite")]

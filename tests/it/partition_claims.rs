@@ -7,90 +7,25 @@
 //! checkpoint at the head. At the sink: a batch that writes for a partition this gateway no
 //! longer holds is refused whole (the per-partition fence).
 
-use std::{collections::BTreeMap, path::Path, process::Command, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 use projector_gateway::{
     config::SinkConfig,
-    event::{ContentType, Event},
-    lease::{Claims, Fence, postgres_claims::PgClaims},
-    sinks::{Batch, BatchItem, EventRef, Sink, SinkWriter, postgres::PostgresSink, sql::SqlOp},
-    sources::sqlite::EventLog,
+    lease::{Claims, Fence, partitions::ClaimStore, postgres_claims::PgClaims},
+    sinks::{Batch, BatchItem, Sink, SinkWriter, postgres::PostgresSink, sql::SqlOp},
 };
-use serde_json::Value;
 
 use crate::support::{
     bookings_model::ReadModel,
+    claims::{PARTITIONS, WAIT, claimed_config, event, gateway, held, moved, settled},
     fixtures::*,
     http::get,
     postgres::{self as pg, Database},
     processes::{self, Process, SIGCONT, SIGSTOP},
 };
 
-const WAIT: Duration = Duration::from_secs(120);
-const PARTITIONS: u32 = 16;
-
 fn everything(_: &str, _: &str) -> bool {
     true
-}
-
-/// The bookings connector, 16 partitions shared out among gateways, calling every sidecar.
-fn claimed_config(ws: &Workspace, sidecars: &[String], db: &Database) -> std::path::PathBuf {
-    let setup = Setup { partitions: PARTITIONS, max_ops: 50, ..Setup::default() };
-    let yaml = connector_yaml(&ws.log_path(), &sidecars[0], &pg::postgres_sink_yaml(&db.url), &setup);
-    let addresses = sidecars.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
-    let yaml = yaml.replace(&format!("address: \"{}\"", sidecars[0]), &format!("addresses: [{addresses}]"))
-        + "    lease: { scope: partitions, ttl_ms: 1500, renew_every_ms: 250 }\n";
-    let path = ws.path("gateway.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
-
-/// A gateway process and the address of its endpoint.
-struct Gateway {
-    name: &'static str,
-    address: String,
-    process: Process,
-}
-
-fn gateway(config: &Path, name: &'static str, dir: &Path) -> Gateway {
-    let address = format!("127.0.0.1:{}", processes::free_port());
-    let mut command = Command::new(processes::gateway_bin());
-    command.args(["run", "--config"]).arg(config).args(["--instance-id", name, "--listen", &address]).env("RUST_LOG", "info");
-    Gateway { name, process: Process::spawn(command, dir.join(format!("gateway-{name}.log")), false), address }
-}
-
-/// The partitions `gateway` says it holds, once its endpoint answers.
-fn held(gateway: &Gateway) -> Option<Vec<u32>> {
-    let (status, body) = get(&gateway.address, "/connectors/bookings")?;
-    let body: Value = serde_json::from_str(&body).ok()?;
-    if status != 200 {
-        return None;
-    }
-    Some(body["claims"]["held"].as_array()?.iter().map(|h| h["partition"].as_u64().unwrap() as u32).collect())
-}
-
-/// Waits until `members` hold every partition between them, each once, shares differing by at
-/// most one, each member seeing exactly these members. Returns who holds what.
-async fn settled(members: &[&Gateway]) -> BTreeMap<&'static str, Vec<u32>> {
-    let names: Vec<&str> = members.iter().map(|g| g.name).collect();
-    poll_until(&format!("{names:?} to share the {PARTITIONS} partitions fairly"), WAIT, || {
-        let mut holdings = BTreeMap::new();
-        for gateway in members {
-            let (_, body) = get(&gateway.address, "/connectors/bookings")?;
-            let body: Value = serde_json::from_str(&body).ok()?;
-            let seen: Vec<&str> = body["claims"]["members"].as_array()?.iter().filter_map(Value::as_str).collect();
-            if seen != names {
-                return None;
-            }
-            holdings.insert(gateway.name, held(gateway)?);
-        }
-        let mut all: Vec<u32> = holdings.values().flatten().copied().collect();
-        all.sort_unstable();
-        let sizes: Vec<usize> = holdings.values().map(Vec::len).collect();
-        let fair = sizes.iter().max()? - sizes.iter().min()? <= 1;
-        (fair && all == (0..PARTITIONS).collect::<Vec<_>>()).then_some(holdings)
-    })
-    .await
 }
 
 /// Waits until all 16 checkpoints are at `head`.
@@ -103,12 +38,6 @@ async fn committed(db: &Database, head: u64) {
     .await;
 }
 
-/// How many partitions have another holder in `after` than in `before`.
-fn moved(before: &BTreeMap<&str, Vec<u32>>, after: &BTreeMap<&str, Vec<u32>>) -> usize {
-    let holder = |h: &BTreeMap<&str, Vec<u32>>, p: u32| h.iter().find(|(_, ps)| ps.contains(&p)).map(|(n, _)| n.to_string());
-    (0..PARTITIONS).filter(|p| holder(before, *p) != holder(after, *p)).count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateways_share_partitions_through_kills_pauses_and_joins_and_the_read_model_stays_exact() {
     let db = Database::fresh("claims_chaos").await;
@@ -117,7 +46,7 @@ async fn gateways_share_partitions_through_kills_pauses_and_joins_and_the_read_m
     let sidecar_addresses: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", processes::free_port())).collect();
     let mut sidecars: Vec<Process> = sidecar_addresses.iter().map(|a| processes::example_sidecar(a, ws.dir.path())).collect();
     let urls: Vec<String> = sidecar_addresses.iter().map(|a| format!("http://{a}")).collect();
-    let config = claimed_config(&ws, &urls, &db);
+    let config = claimed_config(&ws, &urls, &pg::postgres_sink_yaml(&db.url));
 
     let mut a = gateway(&config, "a", ws.dir.path());
     let b = gateway(&config, "b", ws.dir.path());
@@ -168,23 +97,6 @@ async fn gateways_share_partitions_through_kills_pauses_and_joins_and_the_read_m
     let handovers = metrics.lines().find(|l| l.starts_with("projector_gateway_partition_handover_seconds_count{")).unwrap_or_default();
     assert!(handovers.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n >= 3), "{handovers}");
     drop((b, c, d, sidecars));
-}
-
-fn event(position: u64, partition: u32) -> EventRef {
-    EventRef::new(
-        Arc::new(Event {
-            position,
-            stream: format!("s-{partition}"),
-            revision: position - 1,
-            event_type: "T".into(),
-            event_id: format!("e{position}"),
-            data: "{}".into(),
-            metadata: None,
-            created: chrono::Utc::now(),
-            content_type: ContentType::Json,
-        }),
-        partition,
-    )
 }
 
 fn insert(position: u64, partition: u32) -> Arc<Batch<SqlOp>> {

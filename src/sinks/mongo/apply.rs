@@ -13,7 +13,12 @@
 //! that is how a failure is traced back to its operation and event (`failed_at`).
 //!
 //! With transactions (a replica set), everything runs in one multi-document transaction and
-//! the effect is exactly once. A commit whose outcome is unknown (the connection was lost, or
+//! the effect is exactly once. A connector whose partitions are shared out among gateways
+//! first runs the claims fence in it (`lease::mongo_claims::fence_command`): it writes the
+//! claim documents of every partition the batch writes for (operations or checkpoint), so a
+//! take of one of them waits for the transaction (or, done first, makes it fail with a write
+//! conflict and be retried), and the batch is refused whole unless this gateway still holds
+//! each under its epoch. A commit whose outcome is unknown (the connection was lost, or
 //! the server said `UnknownTransactionCommitResult`) leaves the batch in doubt: the next
 //! attempt at it first reads the checkpoints, and if they hold the batch's positions it
 //! committed.
@@ -44,6 +49,7 @@ use super::{
 };
 use crate::{
     event::Position,
+    lease::{Claims, mongo_claims},
     sinks::{ApplyError, Batch, BatchItem, CheckpointWrite, EventRef, SinkWriter, Stored, moved_detail},
 };
 
@@ -74,11 +80,21 @@ pub struct MongoWriter {
     /// Without transactions: what an attempt that failed applied for sure of an event
     /// (partition, position).
     applied: HashMap<(u32, Position), Done>,
+    /// The partition claims every transaction is fenced with, when the connector's partitions
+    /// are shared out among gateways.
+    fence: Option<Arc<Claims>>,
 }
 
 impl MongoWriter {
-    pub(super) fn new(client: Client, db: Database, names: Arc<Names>, connector: Arc<str>, transactional: bool) -> Self {
-        Self { client, db, names, connector, transactional, in_doubt: None, applied: HashMap::new() }
+    pub(super) fn new(
+        client: Client,
+        db: Database,
+        names: Arc<Names>,
+        connector: Arc<str>,
+        transactional: bool,
+        fence: Option<Arc<Claims>>,
+    ) -> Self {
+        Self { client, db, names, connector, transactional, in_doubt: None, applied: HashMap::new(), fence }
     }
 
     async fn apply_batch(&mut self, batch: &Batch<MongoOp>) -> Result<(), ApplyError> {
@@ -130,6 +146,12 @@ impl MongoWriter {
         };
         let mut session = self.client.start_session().await.map_err(|e| whole("cannot start a session", &e))?;
         session.start_transaction().await.map_err(|e| whole("cannot start a transaction", &e))?;
+        if let Some(claims) = &self.fence
+            && let Err(error) = self.fence(claims, batch, &mut session).await
+        {
+            let _ = session.abort_transaction().await;
+            return Err(error);
+        }
         for run in runs {
             if let Err(failure) = run.execute(&self.db, Some(&mut session), &self.names).await {
                 // The server aborts the transaction on a failing write; make sure of it.
@@ -148,6 +170,50 @@ impl MongoWriter {
             return Err(error);
         }
         Ok(())
+    }
+
+    /// The claims fence, first in the batch's transaction: every partition the batch writes
+    /// for must still be this gateway's under its epoch (one it does not hold gets epoch -1,
+    /// which no claim has).
+    async fn fence(&self, claims: &Claims, batch: &Batch<MongoOp>, session: &mut ClientSession) -> Result<(), ApplyError> {
+        let partitions: std::collections::BTreeSet<u32> =
+            batch.items.iter().map(BatchItem::partition).chain(batch.checkpoints.iter().map(|c| c.partition)).collect();
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let epochs: Vec<(u32, i64)> = partitions.iter().map(|p| (*p, claims.epochs.get(p).copied().unwrap_or(-1))).collect();
+        let command = mongo_claims::fence_command(&self.connector, &claims.holder, &epochs);
+        let reply = self.db.run_command(command).session(session).await.map_err(|e| ApplyError {
+            message: format!("checking the partition claims: {}", describe_error(&e)),
+            transient: is_transient(&e),
+            failed_at: None,
+            checkpoint_moved: false,
+        })?;
+        if let Ok(errors) = reply.get_array("writeErrors")
+            && let Some(Bson::Document(first)) = errors.first()
+        {
+            let code = first.get_i32("code").unwrap_or(0);
+            return Err(ApplyError {
+                message: format!("checking the partition claims: code {code}: {}", first.get_str("errmsg").unwrap_or("no message")),
+                transient: is_transient_code(code),
+                failed_at: None,
+                checkpoint_moved: false,
+            });
+        }
+        if mongo_claims::matched(&reply) == epochs.len() as u64 {
+            return Ok(());
+        }
+        let (partitions, epochs): (Vec<u32>, Vec<i64>) = epochs.into_iter().unzip();
+        Err(ApplyError {
+            message: format!(
+                "this gateway ({}) no longer holds every partition of connector `{}` this batch writes for \
+                 (partitions {partitions:?} under epochs {epochs:?}): another gateway took one over, and nothing of this batch was committed",
+                claims.holder, self.connector
+            ),
+            transient: false,
+            failed_at: None,
+            checkpoint_moved: false,
+        })
     }
 
     async fn apply_in_order(&mut self, runs: &[Run<'_>], mut done: HashMap<(u32, Position), Done>) -> Result<(), ApplyError> {

@@ -4,7 +4,10 @@
 //! with the checkpoint documents, in one multi-document transaction where the server has them
 //! (replica sets, sharded clusters), else with the checkpoints written right after the batch
 //! (at-least-once). Writers run in parallel (`sink.mongo.writers`) on one shared client (a
-//! connection pool), each on the fixed set of partitions the pipeline gives it.
+//! connection pool), each on the fixed set of partitions the pipeline gives it. A connector
+//! whose partitions are shared out among gateways (`lease.scope: partitions`) has every batch
+//! transaction fenced by its partition claims (`lease/mongo_claims.rs`); without transactions
+//! there is no fence, so such a sink refuses to open.
 //!
 //! - `bson.rs`: Struct -> BSON (`$date`, `integerFields`);
 //! - `ops.rs`: decoding and validating the operations;
@@ -37,6 +40,7 @@ use crate::{
     checkpoint::CheckpointRow,
     config::{EventuousCheckpoint, EventuousPlace, MongoSinkConfig, MongoTransactions},
     event::Position,
+    lease::{Claims, Fence},
     sinks::{DecodeError, Sink, SinkError, SinkErrorKind, eventuous},
 };
 
@@ -65,6 +69,9 @@ pub struct MongoSink {
     connector: Arc<str>,
     transactional: bool,
     writers: usize,
+    /// The partitions this gateway holds, when the connector's partitions are shared out among
+    /// gateways: every batch transaction is fenced with them.
+    fence: Option<Arc<Claims>>,
 }
 
 /// Most statements per write command on FerretDB v1 (see `MongoSink::open`).
@@ -84,6 +91,23 @@ impl MongoSink {
     /// Connects (failing fast when the server cannot be reached), decides whether batches use
     /// transactions, and creates the gateway's index.
     pub async fn open(config: &MongoSinkConfig, connector: &str) -> Result<Self, SinkError> {
+        Self::open_fenced(config, connector, None).await
+    }
+
+    /// [`MongoSink::open`] for a run that holds partition claims (`Fence::Claims`): every batch
+    /// transaction first checks them, and a target without transactions is refused. A lease
+    /// (`Fence::Lease`) is not fenced in MongoDB targets (refused by validation).
+    pub async fn open_fenced(config: &MongoSinkConfig, connector: &str, fence: Option<Fence>) -> Result<Self, SinkError> {
+        let fence = match fence {
+            None => None,
+            Some(Fence::Claims(claims)) => Some(Arc::new(claims)),
+            Some(Fence::Lease(_)) => {
+                return Err(SinkError::config(
+                    "a connector lease (`lease.scope: connector`) is not fenced in MongoDB targets; use `lease.scope: partitions` \
+                     (refused by validation otherwise)",
+                ));
+            }
+        };
         let mut options = ClientOptions::parse(&config.url)
             .await
             .map_err(|e| SinkError::config(format!("sink.mongo.url: {}", describe_error(&e))))?;
@@ -141,6 +165,18 @@ impl MongoSink {
                 }
             },
         };
+        if fence.is_some() && !transactional {
+            return Err(SinkError::config(format!(
+                "MongoDB target `{}`: partition claims (`lease.scope: partitions`) fence every batch inside its transaction, and \
+                 this server runs none (`sink.mongo.transactions` is `{}`): use a replica set or mongos with `transactions: auto` or `on`",
+                names.display,
+                match config.transactions {
+                    MongoTransactions::Auto => "auto",
+                    MongoTransactions::On => "on",
+                    MongoTransactions::Off => "off",
+                }
+            )));
+        }
         if transactional {
             info!("MongoDB target `{}`: each batch and its checkpoints commit in one transaction", names.display);
         }
@@ -154,7 +190,7 @@ impl MongoSink {
                 SinkError::schema(format!("MongoDB target `{}`: cannot create the checkpoints index: {}", names.display, describe_error(&e)))
                     .unreachable_if(is_transient(&e))
             })?;
-        Ok(Self { client, db, names, connector: connector.into(), transactional, writers: config.writers.max(1) })
+        Ok(Self { client, db, names, connector: connector.into(), transactional, writers: config.writers.max(1), fence })
     }
 
     /// Whether batches and their checkpoints commit in one transaction (exactly once) rather
@@ -277,8 +313,12 @@ pub(crate) fn is_transient_code(code: i32) -> bool {
 impl super::OpenSink for MongoSink {
     type Settings = crate::config::MongoSinkConfig;
 
-    async fn open(settings: &Self::Settings, connector: &crate::config::ConnectorConfig, _: &crate::run_context::RunContext) -> Result<Self, SinkError> {
-        Self::open(settings, &connector.id).await
+    async fn open(
+        settings: &Self::Settings,
+        connector: &crate::config::ConnectorConfig,
+        context: &crate::run_context::RunContext,
+    ) -> Result<Self, SinkError> {
+        Self::open_fenced(settings, &connector.id, context.fence()).await
     }
 }
 
@@ -417,7 +457,14 @@ impl Sink for MongoSink {
     }
 
     async fn open_writer(&self) -> Result<MongoWriter, SinkError> {
-        Ok(MongoWriter::new(self.client.clone(), self.db.clone(), self.names.clone(), self.connector.clone(), self.transactional))
+        Ok(MongoWriter::new(
+            self.client.clone(),
+            self.db.clone(),
+            self.names.clone(),
+            self.connector.clone(),
+            self.transactional,
+            self.fence.clone(),
+        ))
     }
 }
 

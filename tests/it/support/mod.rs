@@ -6,6 +6,7 @@
 
 pub mod bookings_model;
 pub mod chaos;
+pub mod claims;
 #[cfg(feature = "elastic")]
 pub mod elastic;
 #[cfg(feature = "elastic")]

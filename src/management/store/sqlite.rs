@@ -1,7 +1,5 @@
-//! The definition log of `run --state FILE`: every change an operator makes through the
-//! management API (a connector created, deleted, enabled, disabled or reset) is appended to an
-//! SQLite table and never rewritten, so the set of connectors a restarted gateway runs is the
-//! replay of that log, and the log is also the audit trail of who changed what when.
+//! The definition log in an SQLite file (`run --state FILE`): one gateway's own, one
+//! append-only table, its replay the set of connectors.
 //!
 //! A created connector is stored as the definition text the operator sent, `${VAR}`s
 //! unexpanded, so secrets kept in the environment do not end up in the file; one written inline
@@ -10,43 +8,34 @@
 //! warning. The history the API shows has every secret redacted.
 //!
 //! SQLite is called on the blocking pool (`spawn_blocking`), never on a runtime thread: an
-//! fsync of the file must not stall the tasks that run connectors.
+//! fsync of the file must not stall the tasks that run connectors. An append is one `BEGIN
+//! IMMEDIATE` transaction, so its check of the log's last event holds until it commits.
 
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
 use parking_lot::Mutex;
-
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde_json::Value;
 use tracing::warn;
 
-pub use super::definition::{DefinitionEvent, Replayed};
-use super::definition::CHANGED_BY;
-use crate::status::registry::redact_secrets;
-use serde_json::{Value, json};
-
-/// The definition log could not be read or written.
-#[derive(Debug, thiserror::Error)]
-#[error("definition log {path}: {message}")]
-pub struct StoreError {
-    path: String,
-    message: String,
-}
+use super::{DefinitionEvent, Logged, Replayed, StoreError, history_item};
+use crate::management::definition::CHANGED_BY;
 
 /// The append-only log, in one SQLite file.
-pub struct DefinitionLog {
+pub struct SqliteLog {
     path: PathBuf,
+    name: String,
     connection: Arc<Mutex<Connection>>,
 }
 
-impl DefinitionLog {
+impl SqliteLog {
     /// Opens (or creates) the log at `path`.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let path = path.to_owned();
-        let failed = |message: String| StoreError { path: path.display().to_string(), message };
+        let failed = |message: String| StoreError::Failed { log: path.display().to_string(), message };
         let opened = tokio::task::spawn_blocking({
             let path = path.clone();
             move || Self::open_blocking(&path)
@@ -55,8 +44,8 @@ impl DefinitionLog {
     }
 
     fn open_blocking(path: &Path) -> Result<Self, StoreError> {
-        let failed = |e: rusqlite::Error| StoreError { path: path.display().to_string(), message: e.to_string() };
-        owner_only(path).map_err(|message| StoreError { path: path.display().to_string(), message })?;
+        let failed = |e: rusqlite::Error| StoreError::Failed { log: path.display().to_string(), message: e.to_string() };
+        owner_only(path).map_err(|message| StoreError::Failed { log: path.display().to_string(), message })?;
         let connection = Connection::open(path).map_err(failed)?;
         connection
             .execute_batch(
@@ -107,78 +96,71 @@ impl DefinitionLog {
                 )
                 .map_err(failed)?;
         }
-        Ok(Self { path: path.to_owned(), connection: Arc::new(Mutex::new(connection)) })
+        Ok(Self { path: path.to_owned(), name: path.display().to_string(), connection: Arc::new(Mutex::new(connection)) })
+    }
+
+    /// The file, as messages name it.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Runs `f` on the connection on the blocking pool.
-    async fn with<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static) -> Result<T, StoreError> {
+    async fn with<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static) -> Result<T, StoreError> {
         let connection = self.connection.clone();
-        let failed = |message: String| StoreError { path: self.path.display().to_string(), message };
-        match tokio::task::spawn_blocking(move || f(&connection.lock())).await {
+        let failed = |message: String| StoreError::Failed { log: self.path.display().to_string(), message };
+        match tokio::task::spawn_blocking(move || f(&mut connection.lock())).await {
             Ok(result) => result.map_err(|e| failed(e.to_string())),
             Err(e) => Err(failed(e.to_string())),
         }
     }
 
-    /// Appends one change (durably: it is committed when this returns), with who made it when
-    /// the management API says so (see `CHANGED_BY`).
-    pub async fn append(&self, connector: &str, event: &DefinitionEvent) -> Result<(), StoreError> {
+    /// See [`super::DefinitionLog::append`].
+    pub async fn append(&self, connector: &str, event: &DefinitionEvent, after: Option<i64>) -> Result<i64, StoreError> {
         let (connector, kind, body) = (connector.to_owned(), event.kind(), event.body().map(str::to_owned));
         let by = CHANGED_BY.try_with(String::clone).ok();
-        self.with(move |connection| {
-            connection
-                .execute(
-                    "INSERT INTO connector_definition_events (connector, kind, body, changed_by) VALUES (?1, ?2, ?3, ?4)",
-                    params![connector, kind, body, by],
-                )
-                .map(drop)
-        })
-        .await
+        let appended = self.with(move |connection| {
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let head: i64 = transaction.query_row("SELECT coalesce(max(seq), 0) FROM connector_definition_events", [], |row| row.get(0))?;
+            if after.is_some_and(|after| head > after) {
+                return Ok(Err(head));
+            }
+            transaction.execute(
+                "INSERT INTO connector_definition_events (connector, kind, body, changed_by) VALUES (?1, ?2, ?3, ?4)",
+                params![connector, kind, body, by],
+            )?;
+            let seq = transaction.last_insert_rowid();
+            transaction.commit()?;
+            Ok(Ok(seq))
+        });
+        appended.await?.map_err(|head| StoreError::Behind { log: self.name.clone(), after: after.unwrap_or_default(), head })
     }
 
     /// Replays the whole log.
     pub async fn replay(&self) -> Result<Replayed, StoreError> {
-        let rows = self.with(|connection| {
-            let mut statement = connection.prepare("SELECT connector, kind, body FROM connector_definition_events ORDER BY seq")?;
-            let rows = statement
-                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, Option<String>>(2)?)))?;
+        let events = self.since(0).await?;
+        Ok(Replayed::fold(events.into_iter().map(|e| (e.seq, e.connector, e.event))))
+    }
+
+    /// The events after `after`, oldest first (no instance: the file is one gateway's).
+    pub async fn since(&self, after: i64) -> Result<Vec<Logged>, StoreError> {
+        let rows = self.with(move |connection| {
+            let mut statement =
+                connection.prepare("SELECT seq, connector, kind, body, changed_by FROM connector_definition_events WHERE seq > ?1 ORDER BY seq")?;
+            let rows = statement.query_map([after], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, Option<String>>(3)?, row.get::<_, Option<String>>(4)?))
+            })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         });
         let rows = rows.await?;
-        let mut created: Vec<(String, String)> = Vec::new();
-        let mut disabled: HashMap<String, bool> = HashMap::new();
-        let mut order: Vec<String> = Vec::new();
-        for (connector, kind, body) in rows {
-            match kind.as_str() {
-                "created" => {
-                    created.retain(|(id, _)| *id != connector);
-                    created.push((connector.clone(), body.unwrap_or_default()));
-                    disabled.remove(&connector);
-                }
-                "updated" => {
-                    if let Some((_, definition)) = created.iter_mut().find(|(id, _)| *id == connector) {
-                        *definition = body.unwrap_or_default();
-                    }
-                }
-                "deleted" => {
-                    created.retain(|(id, _)| *id != connector);
-                    disabled.remove(&connector);
-                }
-                "enabled" | "disabled" => {
-                    if !order.contains(&connector) {
-                        order.push(connector.clone());
-                    }
-                    disabled.insert(connector, kind == "disabled");
-                }
-                _ => {}
-            }
-        }
-        let disabled = order.into_iter().filter(|id| disabled.get(id).copied().unwrap_or(false)).collect();
-        Ok(Replayed { created, disabled })
+        Ok(rows
+            .into_iter()
+            .filter_map(|(seq, connector, kind, body, by)| {
+                Some(Logged { seq, connector, event: DefinitionEvent::from_stored(&kind, body)?, instance: None, by })
+            })
+            .collect())
     }
 
-    /// Every change to `connector`, oldest first, as the API shows it: who made it (`by`, when
-    /// recorded) and, for a creation, the definition with its secrets redacted.
+    /// Every change to `connector`, oldest first, as the API shows it.
     pub async fn history(&self, connector: &str) -> Result<Vec<Value>, StoreError> {
         let connector = connector.to_owned();
         self.with(move |connection| {
@@ -186,17 +168,8 @@ impl DefinitionLog {
                 "SELECT seq, kind, body, recorded_at, changed_by FROM connector_definition_events WHERE connector = ?1 ORDER BY seq",
             )?;
             let rows = statement.query_map([connector], |row| {
-                let (seq, kind, body, at): (i64, String, Option<String>, String) = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-                let mut item = json!({ "seq": seq, "event": kind, "recorded_at": at });
-                if let Some(by) = row.get::<_, Option<String>>(4)? {
-                    item["by"] = json!(by);
-                }
-                match (kind.as_str(), body) {
-                    ("created" | "updated", Some(definition)) => item["definition"] = json!(redact_secrets(&definition)),
-                    ("reset", Some(to)) => item["to"] = json!(to),
-                    _ => {}
-                }
-                Ok(item)
+                let kind: String = row.get(1)?;
+                Ok(history_item(row.get(0)?, &kind, row.get(2)?, row.get(3)?, row.get(4)?, None))
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })
@@ -260,7 +233,7 @@ mod tests {
     async fn replay_keeps_what_still_exists_and_the_last_enable_or_disable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let log = DefinitionLog::open(&path).await.unwrap();
+        let log = SqliteLog::open(&path).await.unwrap();
         let created = |text: &str| DefinitionEvent::Created { definition: text.into() };
         for (connector, event) in [
             ("a", created("id: a")),
@@ -276,13 +249,14 @@ mod tests {
             ("c", DefinitionEvent::Deleted),
             ("c", created("id: c\n# again")),
         ] {
-            log.append(connector, &event).await.unwrap();
+            log.append(connector, &event, None).await.unwrap();
         }
         drop(log);
-        let log = DefinitionLog::open(&path).await.unwrap();
+        let log = SqliteLog::open(&path).await.unwrap();
         let replayed = log.replay().await.unwrap();
         assert_eq!(replayed.created, vec![("a".to_owned(), "id: a".to_owned()), ("c".to_owned(), "id: c\n# again".to_owned())]);
         assert_eq!(replayed.disabled, vec!["file-one".to_owned(), "a".to_owned()]);
+        assert_eq!(replayed.through, 12, "the last event replayed");
         let history = log.history("a").await.unwrap();
         let kinds: Vec<&str> = history.iter().map(|h| h["event"].as_str().unwrap()).collect();
         assert_eq!(kinds, ["created", "disabled", "reset"]);
@@ -294,15 +268,27 @@ mod tests {
     #[tokio::test]
     async fn history_names_who_changed_and_redacts_the_definitions() {
         let dir = tempfile::tempdir().unwrap();
-        let log = DefinitionLog::open(&dir.path().join("state.db")).await.unwrap();
+        let log = SqliteLog::open(&dir.path().join("state.db")).await.unwrap();
         let definition = "id: a\nsink: { postgres: { url: \"postgres://gw:pg-pass-123@db/app\" } }\n";
         let created = DefinitionEvent::Created { definition: definition.into() };
-        CHANGED_BY.scope("alice".to_owned(), log.append("a", &created)).await.unwrap();
-        CHANGED_BY.scope("token".to_owned(), log.append("a", &DefinitionEvent::Disabled)).await.unwrap();
+        CHANGED_BY.scope("alice".to_owned(), log.append("a", &created, None)).await.unwrap();
+        CHANGED_BY.scope("token".to_owned(), log.append("a", &DefinitionEvent::Disabled, None)).await.unwrap();
         let history = log.history("a").await.unwrap();
         assert_eq!((history[0]["by"].as_str(), history[1]["by"].as_str()), (Some("alice"), Some("token")));
         assert_eq!(history[0]["definition"], "id: a\nsink: { postgres: { url: \"postgres://gw:***@db/app\" } }\n");
         assert_eq!(log.replay().await.unwrap().created[0].1, definition, "the replay keeps the definition whole");
+    }
+
+    #[tokio::test]
+    async fn an_append_decided_on_an_older_state_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteLog::open(&dir.path().join("state.db")).await.unwrap();
+        assert_eq!(log.append("a", &DefinitionEvent::Disabled, Some(0)).await.unwrap(), 1);
+        assert_eq!(log.append("a", &DefinitionEvent::Enabled, Some(1)).await.unwrap(), 2);
+        let err = log.append("a", &DefinitionEvent::Disabled, Some(1)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Behind { after: 1, head: 2, .. }), "{err}");
+        let since: Vec<(i64, DefinitionEvent)> = log.since(1).await.unwrap().into_iter().map(|e| (e.seq, e.event)).collect();
+        assert_eq!(since, [(2, DefinitionEvent::Enabled)], "nothing was appended");
     }
 
     #[cfg(unix)]
@@ -313,8 +299,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
         let path = dir.path().join("new.db");
-        let log = DefinitionLog::open(&path).await.unwrap();
-        log.append("a", &DefinitionEvent::Disabled).await.unwrap();
+        let log = SqliteLog::open(&path).await.unwrap();
+        log.append("a", &DefinitionEvent::Disabled, None).await.unwrap();
         for suffix in ["", "-wal", "-shm"] {
             let file = PathBuf::from(format!("{}{suffix}", path.display()));
             assert_eq!(mode(&file), 0o600, "{}", file.display());
@@ -324,7 +310,7 @@ mod tests {
         let loose = dir.path().join("loose.db");
         std::fs::write(&loose, b"").unwrap();
         std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
-        DefinitionLog::open(&loose).await.unwrap();
+        SqliteLog::open(&loose).await.unwrap();
         assert_eq!(mode(&loose), 0o600);
     }
 
@@ -340,8 +326,8 @@ mod tests {
                  INSERT INTO connector_definition_events (connector, kind) VALUES ('a', 'disabled');",
             )
             .unwrap();
-        let log = DefinitionLog::open(&path).await.unwrap();
-        CHANGED_BY.scope("bob".to_owned(), log.append("a", &DefinitionEvent::Enabled)).await.unwrap();
+        let log = SqliteLog::open(&path).await.unwrap();
+        CHANGED_BY.scope("bob".to_owned(), log.append("a", &DefinitionEvent::Enabled, None)).await.unwrap();
         let history = log.history("a").await.unwrap();
         assert_eq!((history[0].get("by"), history[1]["by"].as_str()), (None, Some("bob")));
     }
@@ -359,13 +345,13 @@ mod tests {
                  INSERT INTO connector_definition_events (connector, kind, body) VALUES ('a', 'created', 'id: a'), ('b', 'created', 'id: b');",
             )
             .unwrap();
-        let log = DefinitionLog::open(&path).await.unwrap();
-        log.append("a", &DefinitionEvent::Updated { definition: "id: a\n# v2".into() }).await.unwrap();
+        let log = SqliteLog::open(&path).await.unwrap();
+        log.append("a", &DefinitionEvent::Updated { definition: "id: a\n# v2".into() }, None).await.unwrap();
         let replayed = log.replay().await.unwrap();
         assert_eq!(replayed.created, [("a".to_owned(), "id: a\n# v2".to_owned()), ("b".to_owned(), "id: b".to_owned())]);
         let kinds: Vec<String> = log.history("a").await.unwrap().iter().map(|h| h["event"].as_str().unwrap().to_owned()).collect();
         assert_eq!(kinds, ["created", "updated"]);
         drop(log);
-        DefinitionLog::open(&path).await.expect("opened again: nothing left to migrate");
+        SqliteLog::open(&path).await.expect("opened again: nothing left to migrate");
     }
 }

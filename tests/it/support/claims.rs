@@ -1,0 +1,122 @@
+//! Scale-out tests (`lease.scope: partitions`), whatever the target: the 16-partition bookings
+//! connector shared out among gateway processes, each gateway's holdings read from its status
+//! endpoint, waiting for a fair split, and the events of batches applied straight to a fenced
+//! sink.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Arc,
+    time::Duration,
+};
+
+use projector_gateway::{
+    event::{ContentType, Event},
+    sinks::EventRef,
+};
+use serde_json::Value;
+
+use super::{
+    fixtures::*,
+    http::get,
+    processes::{self, Process},
+};
+
+/// How long the gateways get to settle or commit.
+pub const WAIT: Duration = Duration::from_secs(120);
+/// The partitions of the shared connector.
+pub const PARTITIONS: u32 = 16;
+
+/// The bookings connector into `sink_yaml`, its 16 partitions shared out among gateways,
+/// calling every sidecar of `sidecars` (URLs).
+pub fn claimed_config(ws: &Workspace, sidecars: &[String], sink_yaml: &str) -> PathBuf {
+    let setup = Setup { partitions: PARTITIONS, max_ops: 50, ..Setup::default() };
+    let yaml = connector_yaml(&ws.log_path(), &sidecars[0], sink_yaml, &setup);
+    let addresses = sidecars.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
+    let yaml = yaml.replace(&format!("address: \"{}\"", sidecars[0]), &format!("addresses: [{addresses}]"))
+        + "    lease: { scope: partitions, ttl_ms: 1500, renew_every_ms: 250 }\n";
+    let path = ws.path("gateway.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// The bundled example reducer as its own process, answering with MongoDB operations.
+pub fn mongo_example_sidecar(address: &str, dir: &Path) -> Process {
+    let mut command = Command::new(processes::gateway_bin());
+    command.args(["example-sidecar", "--target", "mongo", "--address", address]);
+    Process::spawn(command, dir.join(format!("sidecar-{}.log", address.replace(':', "_"))), true)
+}
+
+/// A gateway process and the address of its endpoint.
+pub struct Gateway {
+    pub name: &'static str,
+    pub address: String,
+    pub process: Process,
+}
+
+/// `projector-gateway run --config <config> --instance-id <name> --listen <free port>`.
+pub fn gateway(config: &Path, name: &'static str, dir: &Path) -> Gateway {
+    let address = format!("127.0.0.1:{}", processes::free_port());
+    let mut command = Command::new(processes::gateway_bin());
+    command.args(["run", "--config"]).arg(config).args(["--instance-id", name, "--listen", &address]).env("RUST_LOG", "info");
+    Gateway { name, process: Process::spawn(command, dir.join(format!("gateway-{name}.log")), false), address }
+}
+
+/// The partitions `gateway` says it holds, once its endpoint answers.
+pub fn held(gateway: &Gateway) -> Option<Vec<u32>> {
+    let (status, body) = get(&gateway.address, "/connectors/bookings")?;
+    let body: Value = serde_json::from_str(&body).ok()?;
+    if status != 200 {
+        return None;
+    }
+    Some(body["claims"]["held"].as_array()?.iter().map(|h| h["partition"].as_u64().unwrap() as u32).collect())
+}
+
+/// Waits until `members` hold every partition between them, each once, shares differing by at
+/// most one, each member seeing exactly these members. Returns who holds what.
+pub async fn settled(members: &[&Gateway]) -> BTreeMap<&'static str, Vec<u32>> {
+    let names: Vec<&str> = members.iter().map(|g| g.name).collect();
+    poll_until(&format!("{names:?} to share the {PARTITIONS} partitions fairly"), WAIT, || {
+        let mut holdings = BTreeMap::new();
+        for gateway in members {
+            let (_, body) = get(&gateway.address, "/connectors/bookings")?;
+            let body: Value = serde_json::from_str(&body).ok()?;
+            let seen: Vec<&str> = body["claims"]["members"].as_array()?.iter().filter_map(Value::as_str).collect();
+            if seen != names {
+                return None;
+            }
+            holdings.insert(gateway.name, held(gateway)?);
+        }
+        let mut all: Vec<u32> = holdings.values().flatten().copied().collect();
+        all.sort_unstable();
+        let sizes: Vec<usize> = holdings.values().map(Vec::len).collect();
+        let fair = sizes.iter().max()? - sizes.iter().min()? <= 1;
+        (fair && all == (0..PARTITIONS).collect::<Vec<_>>()).then_some(holdings)
+    })
+    .await
+}
+
+/// How many partitions have another holder in `after` than in `before`.
+pub fn moved(before: &BTreeMap<&str, Vec<u32>>, after: &BTreeMap<&str, Vec<u32>>) -> usize {
+    let holder = |h: &BTreeMap<&str, Vec<u32>>, p: u32| h.iter().find(|(_, ps)| ps.contains(&p)).map(|(n, _)| n.to_string());
+    (0..PARTITIONS).filter(|p| holder(before, *p) != holder(after, *p)).count()
+}
+
+/// An event at `position` of `partition`, for batches applied straight to a sink.
+pub fn event(position: u64, partition: u32) -> EventRef {
+    EventRef::new(
+        Arc::new(Event {
+            position,
+            stream: format!("s-{partition}"),
+            revision: position - 1,
+            event_type: "T".into(),
+            event_id: format!("e{position}"),
+            data: "{}".into(),
+            metadata: None,
+            created: chrono::Utc::now(),
+            content_type: ContentType::Json,
+        }),
+        partition,
+    )
+}
