@@ -9,14 +9,14 @@ use std::{path::Path, process::Command, sync::Arc, time::Duration};
 
 use projector_gateway::{
     config::SinkConfig,
-    event::{ContentType, Event},
     lease::{Fence, Tenure, postgres::PgLeases},
-    sinks::{Batch, BatchItem, EventRef, Sink, SinkWriter, postgres::PostgresSink, sql::SqlOp},
+    sinks::{Batch, BatchItem, Sink, SinkWriter, postgres::PostgresSink, sql::SqlOp},
     sources::sqlite::EventLog,
 };
 use serde_json::Value;
 use crate::support::{
     bookings_model::ReadModel,
+    claims::event,
     fixtures::*,
     http::get,
     postgres::{self as pg, Database},
@@ -146,26 +146,9 @@ async fn a_paused_holder_is_replaced_and_stands_by_when_it_wakes() {
     drop((a, b));
 }
 
-fn event(position: u64) -> EventRef {
-    EventRef::new(
-        Arc::new(Event {
-            position,
-            stream: "s-1".into(),
-            revision: position - 1,
-            event_type: "T".into(),
-            event_id: format!("e{position}"),
-            data: "{}".into(),
-            metadata: None,
-            created: chrono::Utc::now(),
-            content_type: ContentType::Json,
-        }),
-        0,
-    )
-}
-
 fn insert(position: u64) -> Arc<Batch<SqlOp>> {
     let op = SqlOp::Raw(format!("INSERT INTO fenced VALUES ({position})"));
-    Arc::new(Batch::new(vec![BatchItem::Apply { event: event(position), ops: vec![op] }], 1))
+    Arc::new(Batch::new(vec![BatchItem::Apply { event: event(position, 0), ops: vec![op] }], 1))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

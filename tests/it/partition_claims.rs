@@ -17,7 +17,7 @@ use projector_gateway::{
 
 use crate::support::{
     bookings_model::ReadModel,
-    claims::{PARTITIONS, WAIT, claimed_config, event, gateway, held, moved, settled},
+    claims::{PARTITIONS, WAIT, claimed_config, event, gateway, held, moved, partition_taken_over_is_fenced_off, settled},
     fixtures::*,
     http::get,
     postgres::{self as pg, Database},
@@ -125,17 +125,12 @@ async fn a_batch_for_a_partition_taken_over_is_refused_whole_and_the_others_go_o
     writer.apply(insert(1, 0)).await.expect("partition 0 is a's");
     writer.apply(insert(2, 1)).await.expect("partition 1 is a's");
 
-    // a stops renewing partition 1; b takes it over.
+    // a stops renewing partition 1; b takes it over; a's batch for it is refused.
     let client = db.client().await;
-    client.execute("UPDATE gateway_claims SET expires_at = now() - interval '1 second' WHERE partition = 1", &[]).await.unwrap();
-    let taken = claims.take("c", "b", &[1], 60_000).await.unwrap();
-    assert_eq!((taken[0].partition, taken[0].epoch), (1, 2));
-    assert!(taken[0].since_previous_holder_ms.is_some(), "the take measures how long a was silent");
-
-    let refused = writer.apply(insert(3, 1)).await.expect_err("a's batch for partition 1 must be fenced off");
-    assert!(refused.message.contains("no longer holds every partition of connector `c` this batch writes for"), "{}", refused.message);
-    assert!(!refused.transient, "{refused:?}");
-    writer.apply(insert(4, 0)).await.expect("partition 0 is still a's");
+    let expire = async {
+        client.execute("UPDATE gateway_claims SET expires_at = now() - interval '1 second' WHERE partition = 1", &[]).await.unwrap();
+    };
+    partition_taken_over_is_fenced_off(&mut writer, &mut claims, expire, insert).await;
     let rows: Vec<i32> = client.query("SELECT n FROM fenced ORDER BY n", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(rows, [1, 2, 4], "nothing of the fenced batch was applied");
     let checkpoints = pg::checkpoints(&client, "c").await;

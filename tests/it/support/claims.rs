@@ -13,7 +13,8 @@ use std::{
 
 use projector_gateway::{
     event::{ContentType, Event},
-    sinks::EventRef,
+    lease::partitions::ClaimStore,
+    sinks::{Batch, EventRef, SinkWriter},
 };
 use serde_json::Value;
 
@@ -119,4 +120,26 @@ pub fn event(position: u64, partition: u32) -> EventRef {
         }),
         partition,
     )
+}
+
+/// The middle of each target's fence test. Gateway `a` holds partitions 0 and 1 of connector
+/// `c` and has applied `insert(1, 0)` and `insert(2, 1)` through `writer`; `expire` lets its
+/// claim on partition 1 lapse. Then `b` takes partition 1 (epoch 2, the take measuring how
+/// long `a` was silent), `a`'s batch `insert(3, 1)` is refused whole and not as transient, and
+/// its batch `insert(4, 0)` still commits. The caller checks that the target holds 1, 2 and 4.
+pub async fn partition_taken_over_is_fenced_off<W: SinkWriter>(
+    writer: &mut W,
+    claims: &mut impl ClaimStore,
+    expire: impl Future<Output = ()>,
+    insert: impl Fn(u64, u32) -> Arc<Batch<W::Op>>,
+) {
+    expire.await;
+    let taken = claims.take("c", "b", &[1], 60_000).await.unwrap();
+    assert_eq!((taken[0].partition, taken[0].epoch), (1, 2));
+    assert!(taken[0].since_previous_holder_ms.is_some(), "the take measures how long a was silent");
+
+    let refused = writer.apply(insert(3, 1)).await.expect_err("a's batch for partition 1 must be fenced off");
+    assert!(refused.message.contains("no longer holds every partition of connector `c` this batch writes for"), "{}", refused.message);
+    assert!(!refused.transient, "{refused:?}");
+    writer.apply(insert(4, 0)).await.expect("partition 0 is still a's");
 }
