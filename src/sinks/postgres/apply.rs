@@ -64,6 +64,9 @@ pub struct PostgresWriter {
     in_doubt: Option<InDoubt>,
     /// The lease every transaction is fenced with, when the connector runs under one.
     tenure: Option<Arc<Tenure>>,
+    /// The projection version every transaction is fenced with, once the connector has pinned
+    /// one (blue/green rebuilds: a swap in the target refuses the old version's batches).
+    version: Arc<std::sync::OnceLock<String>>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -84,9 +87,10 @@ impl PostgresWriter {
         connector: Arc<str>,
         sql: Arc<GatewaySql>,
         tenure: Option<Arc<Tenure>>,
+        version: Arc<std::sync::OnceLock<String>>,
     ) -> Result<Self, SinkError> {
         let conn = WriterConnection::open(&endpoint, &sql, tenure.is_some()).await.map_err(|e| super::cannot_connect(&endpoint, &e))?;
-        Ok(Self { endpoint, connector, sql, conn: Some(conn), in_doubt: None, tenure })
+        Ok(Self { endpoint, connector, sql, conn: Some(conn), in_doubt: None, tenure, version })
     }
 
     async fn apply_batch(&mut self, batch: &Batch<SqlOp>) -> Result<(), ApplyError> {
@@ -123,7 +127,7 @@ impl PostgresWriter {
                 }
             }
         }
-        let Err(failure) = conn.apply(&self.connector, self.tenure.as_deref(), batch).await else {
+        let Err(failure) = conn.apply(&self.connector, self.tenure.as_deref(), self.version.get().map(String::as_str), batch).await else {
             return Ok(());
         };
         if failure.connection_lost || conn.client.is_closed() {
@@ -155,8 +159,11 @@ struct WriterConnection {
     statements: HashMap<String, Statement>,
     write_checkpoints: Statement,
     insert_parked: Statement,
+    version_fence: Statement,
     /// Prepared only under a lease (its table exists then: the lease was taken in it).
     fence: Option<Statement>,
+    /// `SET LOCAL search_path` to the read model's schema, when it has one.
+    search_path: Option<String>,
 }
 
 /// Why a batch failed, and what that means for the connection.
@@ -171,9 +178,15 @@ struct Failure {
 impl WriterConnection {
     async fn open(endpoint: &PgEndpoint, sql: &GatewaySql, fenced: bool) -> Result<Self, tokio_postgres::Error> {
         let client = endpoint.connect().await?;
-        let (write_checkpoints, insert_parked, fence) = futures::try_join!(
+        // The session's search_path too, so that statements prepared outside a transaction
+        // resolve their names where the transaction will run them.
+        if let Some(set) = &sql.set_search_path {
+            client.batch_execute(set).await?;
+        }
+        let (write_checkpoints, insert_parked, version_fence, fence) = futures::try_join!(
             client.prepare(&sql.write_checkpoints),
             client.prepare(&sql.insert_parked),
+            client.prepare(&sql.version_fence),
             async {
                 match fenced {
                     true => client.prepare(&sql.fence).await.map(Some),
@@ -181,7 +194,8 @@ impl WriterConnection {
                 }
             }
         )?;
-        Ok(Self { client, statements: HashMap::new(), write_checkpoints, insert_parked, fence })
+        let search_path = sql.set_search_path.as_ref().map(|set| set.replacen("SET ", "SET LOCAL ", 1));
+        Ok(Self { client, statements: HashMap::new(), write_checkpoints, insert_parked, version_fence, fence, search_path })
     }
 
     /// True when the checkpoint rows already hold every position of the batch in doubt.
@@ -199,9 +213,9 @@ impl WriterConnection {
         }))
     }
 
-    async fn apply(&mut self, connector: &str, tenure: Option<&Tenure>, batch: &Batch<SqlOp>) -> Result<(), Failure> {
+    async fn apply(&mut self, connector: &str, tenure: Option<&Tenure>, version: Option<&str>, batch: &Batch<SqlOp>) -> Result<(), Failure> {
         self.prepare_new_statements(batch).await?;
-        let mut steps = self.plan(connector, tenure, batch)?;
+        let mut steps = self.plan(connector, tenure, version, batch)?;
         let mut start = 0;
         loop {
             let end = steps[start..].iter().position(Step::is_barrier).map_or(steps.len(), |i| start + i);
@@ -283,11 +297,26 @@ impl WriterConnection {
     }
 
     /// The transaction as a list of steps, parameters already converted.
-    fn plan<'b>(&self, connector: &'b str, tenure: Option<&'b Tenure>, batch: &'b Batch<SqlOp>) -> Result<Vec<Step<'b>>, Failure> {
-        let mut steps = Vec::with_capacity(batch.items.len() + 4);
+    fn plan<'b>(
+        &self,
+        connector: &'b str,
+        tenure: Option<&'b Tenure>,
+        version: Option<&'b str>,
+        batch: &'b Batch<SqlOp>,
+    ) -> Result<Vec<Step<'b>>, Failure> {
+        let mut steps = Vec::with_capacity(batch.items.len() + 6);
         steps.push(Step::Begin);
+        if let Some(set) = &self.search_path {
+            steps.push(Step::SearchPath(set.clone()));
+        }
         if let Some(tenure) = tenure {
             steps.push(Step::Fence { connector, tenure });
+        }
+        // Before anything is written: the version's row is share-locked, so a swap (which
+        // updates it first) waits for this transaction, and a batch after the swap finds
+        // another version there and fails whole (`blue_green.rs`).
+        if let Some(version) = version {
+            steps.push(Step::Version { connector, version });
         }
         // The checkpoints right after `BEGIN`: their compare-and-set takes the rows' locks
         // before any operation runs, so a batch planned from a stale read fails at once.
@@ -334,6 +363,8 @@ impl WriterConnection {
                 let client = &self.client;
                 match step {
                     Step::Begin => client.batch_execute("BEGIN").boxed(),
+                    Step::SearchPath(set) => client.batch_execute(set).boxed(),
+                    Step::Version { .. } => client.execute(&self.version_fence, params).map_ok(drop).boxed(),
                     Step::Commit => client.batch_execute("COMMIT").boxed(),
                     Step::Fence { .. } => {
                         let fence = self.fence.as_ref().expect("prepared on connections of a leased connector");
@@ -452,6 +483,10 @@ enum Step<'b> {
     },
     /// The lease check that precedes everything else in the transaction.
     Fence { connector: &'b str, tenure: &'b Tenure },
+    /// `SET LOCAL search_path` to the read model's schema.
+    SearchPath(String),
+    /// The projection version check (blue/green): the version's row, share-locked.
+    Version { connector: &'b str, version: &'b str },
 }
 
 impl Step<'_> {
@@ -476,6 +511,7 @@ impl Step<'_> {
                 vec![connector, partition_count, partitions, positions, checked, expected]
             }
             Step::Fence { connector, tenure } => vec![connector, &tenure.holder, &tenure.epoch],
+            Step::Version { connector, version } => vec![connector, version],
             _ => Vec::new(),
         }
     }
@@ -510,6 +546,17 @@ impl Step<'_> {
                 commit_sent,
             },
             Step::Begin => whole("BEGIN"),
+            Step::SearchPath(set) => whole(set),
+            Step::Version { version, .. } if e.code() == Some(&SqlState::DIVISION_BY_ZERO) => Failure {
+                // Said as a moved checkpoint: the connector re-plans, and there finds the read
+                // model swapped (`Sink::swapped`).
+                error: ApplyError::checkpoint_moved(format!(
+                    "the read model is no longer projection version {version}: a blue/green rebuild swapped another version in"
+                )),
+                connection_lost: false,
+                commit_sent,
+            },
+            Step::Version { .. } => whole("checking the projection version"),
             Step::Fence { connector, tenure } if e.code() == Some(FENCED) => Failure {
                 error: ApplyError {
                     message: format!(
