@@ -109,7 +109,7 @@ pub fn staged_config(live: &ConnectorConfig, version: &str, sidecar: &str) -> Re
     if let Some(settings) = &mut staged.sidecar {
         settings.address = Some(sidecar.to_string());
         settings.addresses = None;
-        settings.on_new_version = Some(OnNewVersion::Warn);
+        settings.on_new_version = Some(OnNewVersion::BlueGreen);
         settings.rebuild_on_new_version = false;
     }
     Ok(staged)
@@ -147,6 +147,16 @@ impl Target {
                 Ok(Target::Postgres(super::postgres::blue_green::Schemas::open(&live.id, settings, schema).await?))
             }
             other => Err(unsupported(other)),
+        }
+    }
+
+    /// The projection version the live read model records, if any.
+    pub async fn live_version(&self) -> Result<Option<String>, SinkError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Target::Sqlite(files) => files.live_version().await,
+            #[cfg(feature = "postgres")]
+            Target::Postgres(schemas) => schemas.live_version().await,
         }
     }
 

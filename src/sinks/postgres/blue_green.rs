@@ -99,6 +99,15 @@ impl Schemas {
         read_versions(&*client, &self.gw, &self.connector).await.map_err(|e| self.error("cannot read blue_green_versions", &e))
     }
 
+    pub async fn live_version(&self) -> Result<Option<String>, SinkError> {
+        let client = self.client.lock().await;
+        match client.query_opt(&format!("SELECT version FROM {}.projections WHERE connector = $1", self.gw), &[&self.connector]).await {
+            Ok(row) => row.map(|r| r.try_get(0)).transpose().map_err(|e| self.error("cannot read the live projection version", &e)),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(None),
+            Err(e) => Err(self.error("cannot read the live projection version", &e)),
+        }
+    }
+
     pub async fn record(&self, record: &VersionRecord) -> Result<(), SinkError> {
         let client = self.client.lock().await;
         write_version(&*client, &self.gw, &self.connector, record).await.map_err(|e| self.error("cannot record the rebuild", &e))

@@ -88,6 +88,20 @@ impl Files {
         .await
     }
 
+    pub async fn live_version(&self) -> Result<Option<String>, SinkError> {
+        self.blocking(|this| {
+            let conn = this.open(&this.path)?;
+            let version = conn.query_row("SELECT version FROM projections WHERE connector = ?1", [&this.connector], |r| r.get(0));
+            match version {
+                Ok(version) => Ok(Some(version)),
+                Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+                Err(e) if e.to_string().contains("no such table") => Ok(None),
+                Err(e) => Err(this.fail("cannot read the live projection version", e)),
+            }
+        })
+        .await
+    }
+
     pub async fn record(&self, record: &VersionRecord) -> Result<(), SinkError> {
         let record = record.clone();
         self.blocking(move |this| {
