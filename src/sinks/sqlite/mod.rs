@@ -232,6 +232,6 @@ impl Sink for SqliteSink {
     }
 
     async fn open_writer(&self) -> Result<SqliteWriter, SinkError> {
-        Ok(SqliteWriter::new(self.conn.clone(), self.connector.clone(), self.path.clone(), self.checkpointer.clone()))
+        Ok(SqliteWriter::new(self.conn.clone(), self.connector.clone(), self.path.clone(), self.checkpointer.clone(), self.opened))
     }
 }
