@@ -107,7 +107,7 @@ mod tests {
 
     #[test]
     fn blue_green_is_refused_where_the_target_cannot_build_beside_and_says_what_to_do() {
-        let mongo = problems("      on_new_version: blue_green\n", "{ mongo: { connection_string: \"mongodb://127.0.0.1:27017\", database: d } }");
+        let mongo = problems("      on_new_version: blue_green\n", "{ mongo: { url: \"mongodb://127.0.0.1:27017\", database: d, collection: c } }");
         assert_eq!(
             mongo,
             ["connectors[0].sidecar.on_new_version: blue/green rebuild is not available for the mongo sink yet (only sqlite and postgres); \

@@ -186,6 +186,16 @@ impl Snapshot {
                 item["last_error"] = json!({ "dependency": on.name(), "message": message, "at": at.to_rfc3339() });
             }
         }
+        if let Some(rebuild) = crate::pipeline::rebuild_report(&self.id) {
+            item["rebuild"] = json!({
+                "version": rebuild.version,
+                "replaces": rebuild.replaces,
+                "state": rebuild.state,
+                "position": rebuild.position,
+                "lag_positions": rebuild.lag(),
+                "error": rebuild.error,
+            });
+        }
         if let Some(p) = &self.progress {
             let head = self.head.as_ref().map(|h| h.position);
             item["partitions"] = p
