@@ -46,7 +46,7 @@ pub async fn rebuild(args: RebuildArgs<'_>) -> anyhow::Result<ExitCode> {
     }
     let control = ConnectorControl::default();
     projector_gateway::shutdown::watch_signals(control.clone(), Duration::from_secs(30));
-    match run_rebuild(found, RebuildRequest { sidecar: args.sidecar }, control).await {
+    match run_rebuild(found, RebuildRequest { sidecar: args.sidecar, automatic: false }, control).await {
         Ok(RebuildOutcome::Swapped { from, to, dropped }) => {
             println!(
                 "connector `{connector}`: version {to} is live, it replaced version {}; dropped by policy: {}",

@@ -534,7 +534,7 @@ impl Supervisor {
         }
         let by = super::definition::CHANGED_BY.try_with(String::clone).unwrap_or_else(|_| "anyone".into());
         info!(connector = %id, by = %by, sidecar = ?sidecar, "blue/green rebuild started through the management API");
-        let request = crate::pipeline::RebuildRequest { sidecar: sidecar.clone() };
+        let request = crate::pipeline::RebuildRequest { sidecar: sidecar.clone(), automatic: false };
         // The rebuild records itself in the target as it goes: stopped with the process, it is
         // resumed by the next start of a connector with `on_new_version: blue_green`, or by
         // asking again.

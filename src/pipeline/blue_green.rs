@@ -24,6 +24,7 @@
 //!   recorded version, which the swap changes first; on SQLite the live run notices that
 //!   `path` names another file, and its writes (if any slipped in) went to the old file.
 //!   Either way the live run then reopens its sink on the new version.
+//!
 //! Limit: a sidecar replaced in place by another version *while* the live run streams to it is
 //! noticed at the next start, not at once; run the new version at its own address
 //! (`blue_green.sidecar`) so the old one keeps serving the live read model until the swap.
@@ -60,6 +61,9 @@ pub struct RebuildRequest {
     /// The new version's sidecar; `None`: the one recorded with a rebuild in progress, else
     /// `sidecar.blue_green.sidecar`, else the connector's own.
     pub sidecar: Option<String>,
+    /// Started by the connector itself (`rebuild_beside`): only a read model that records a
+    /// version is rebuilt beside; a first start records the version in place.
+    pub automatic: bool,
 }
 
 /// How a rebuild ended.
@@ -146,7 +150,7 @@ pub async fn rebuild(live: ConnectorConfig, request: RebuildRequest, control: Co
     };
     let new = description.version.clone();
     let live_version = target.live_version().await.map_err(sink_error)?;
-    if live_version.as_deref() == Some(new.as_str()) {
+    if live_version.as_deref() == Some(new.as_str()) || (request.automatic && live_version.is_none() && resumed.is_none()) {
         return Ok(RebuildOutcome::UpToDate { version: new });
     }
     // A rebuild of another version left behind (the sidecar moved on), or a failed one of this
@@ -347,7 +351,7 @@ async fn record(target: &Target, version: &str, state: VersionState, place: &str
 /// attempt at start (a rebuild in progress, or a new version at the new sidecar). Its failure
 /// is logged once; the live run goes on.
 pub async fn rebuild_beside(live: ConnectorConfig, control: ConnectorControl) {
-    match rebuild(live.clone(), RebuildRequest::default(), control).await {
+    match rebuild(live.clone(), RebuildRequest { sidecar: None, automatic: true }, control).await {
         Ok(RebuildOutcome::Swapped { .. } | RebuildOutcome::UpToDate { .. } | RebuildOutcome::NoVersion | RebuildOutcome::Stopped) => {}
         Err(e) => tracing::error!(connector = %live.id, "{e}"),
     }

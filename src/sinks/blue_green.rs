@@ -132,7 +132,7 @@ pub enum Target {
     #[cfg(feature = "sqlite")]
     Sqlite(super::sqlite::blue_green::Files),
     #[cfg(feature = "postgres")]
-    Postgres(super::postgres::blue_green::Schemas),
+    Postgres(Box<super::postgres::blue_green::Schemas>),
 }
 
 impl Target {
@@ -144,7 +144,7 @@ impl Target {
             #[cfg(feature = "postgres")]
             SinkConfig::Postgres(settings) => {
                 let schema = settings.read_model_schema.as_deref().ok_or_else(|| unsupported(&live.sink))?;
-                Ok(Target::Postgres(super::postgres::blue_green::Schemas::open(&live.id, settings, schema).await?))
+                Ok(Target::Postgres(Box::new(super::postgres::blue_green::Schemas::open(&live.id, settings, schema).await?)))
             }
             other => Err(unsupported(other)),
         }

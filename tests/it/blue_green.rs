@@ -61,8 +61,10 @@ fn reference_v2(log: &std::path::Path) -> ReadModel {
     model
 }
 
-fn blue_green_yaml(ws: &Workspace, sidecar: &str, sink: &str, keep: u32) -> String {
-    connector_yaml(&ws.log_path(), sidecar, sink, &Setup::default()).replace(
+/// Each test's connector has an id of its own: the rebuild reports and the telemetry are
+/// process-wide, and the tests run at the same time.
+fn blue_green_yaml(id: &str, ws: &Workspace, sidecar: &str, sink: &str, keep: u32) -> String {
+    connector_yaml(&ws.log_path(), sidecar, sink, &Setup { id: id.into(), ..Setup::default() }).replace(
         "      window:",
         &format!("      on_new_version: blue_green\n      blue_green: {{ keep_old_versions: {keep} }}\n      window:"),
     )
@@ -115,7 +117,7 @@ async fn sqlite_readers_see_version_1_then_version_2_never_an_empty_or_half_buil
     let mut log = ws.log_with_events(20_000, 2_000, 81);
     let head = log.head().unwrap();
     let v1 = sidecars::describing(description("1")).await;
-    let config = parse_connector(&blue_green_yaml(&ws, &v1.address, &sqlite_sink_yaml(&ws.target_path()), 1));
+    let config = parse_connector(&blue_green_yaml("bg-sqlite-readers", &ws, &v1.address, &sqlite_sink_yaml(&ws.target_path()), 1));
     let mut live = Running::start(config.clone()).await;
     live.wait_for(head, WAIT).await;
     let target = ws.target_path();
@@ -141,13 +143,13 @@ async fn sqlite_readers_see_version_1_then_version_2_never_an_empty_or_half_buil
     assert_eq!(sqlite_snapshot(&holder).version(), Some(1));
 
     let v2 = sidecars::describing_with(Script::Map(reduce_v2), description("2")).await;
-    let rebuilding = tokio::spawn(rebuild(config.clone(), RebuildRequest { sidecar: Some(v2.address.clone()) }, ConnectorControl::default()));
-    poll_until("the rebuild to be building", WAIT, || rebuild_report("bookings").filter(|r| r.state == "building" && r.position > 0)).await;
+    let rebuilding = tokio::spawn(rebuild(config.clone(), RebuildRequest { automatic: false, sidecar: Some(v2.address.clone()) }, ConnectorControl::default()));
+    poll_until("the rebuild to be building", WAIT, || rebuild_report("bg-sqlite-readers").filter(|r| r.state == "building" && r.position > 0)).await;
     // The live connector keeps committing while version 2 is built.
     append_generated(&mut log, 300, 2_000, 82);
     let appended = log.head().unwrap();
     live.wait_for(appended, WAIT).await;
-    let report = rebuild_report("bookings").unwrap();
+    let report = rebuild_report("bg-sqlite-readers").unwrap();
     assert_eq!(report.state, "building", "the live connector committed while the rebuild was building: {report:?}");
     let v1_now = ReadModel::from_sqlite(&target);
     v1_now.assert_same(&ReadModel::from_log(&ws.log_path(), |_, _| true));
@@ -173,7 +175,7 @@ async fn sqlite_readers_see_version_1_then_version_2_never_an_empty_or_half_buil
     live.stop().await.expect("the live connector stops cleanly");
     append_generated(&mut log, 200, 2_000, 83);
     let last = log.head().unwrap();
-    let moved = parse_connector(&blue_green_yaml(&ws, &v2.address, &sqlite_sink_yaml(&target), 1));
+    let moved = parse_connector(&blue_green_yaml("bg-sqlite-readers", &ws, &v2.address, &sqlite_sink_yaml(&target), 1));
     let mut resumed = Running::start(moved).await;
     resumed.wait_for(last, WAIT).await;
     resumed.stop().await.expect("clean stop");
@@ -187,7 +189,7 @@ async fn sqlite_a_failing_rebuild_leaves_version_1_untouched_and_old_versions_go
     let log = ws.log_with_events(3_000, 300, 84);
     let head = log.head().unwrap();
     let v1 = sidecars::describing(description("1")).await;
-    let config = parse_connector(&blue_green_yaml(&ws, &v1.address, &sqlite_sink_yaml(&ws.target_path()), 1));
+    let config = parse_connector(&blue_green_yaml("bg-sqlite-failing", &ws, &v1.address, &sqlite_sink_yaml(&ws.target_path()), 1));
     let mut live = Running::start(config.clone()).await;
     live.wait_for(head, WAIT).await;
     live.stop().await.expect("clean stop");
@@ -195,7 +197,7 @@ async fn sqlite_a_failing_rebuild_leaves_version_1_untouched_and_old_versions_go
     let v1_model = ReadModel::from_sqlite(&target);
 
     let broken = sidecars::describing_with(Script::BadSqlFor("PaymentRecorded"), description("2")).await;
-    let failed = rebuild(config.clone(), RebuildRequest { sidecar: Some(broken.address.clone()) }, ConnectorControl::default()).await;
+    let failed = rebuild(config.clone(), RebuildRequest { automatic: false, sidecar: Some(broken.address.clone()) }, ConnectorControl::default()).await;
     let message = failed.expect_err("the rebuild fails").to_string();
     assert!(message.contains("the blue/green rebuild to version 2 failed; the live read model (version 1) is untouched"), "{message}");
     assert!(!std::fs::symlink_metadata(&target).unwrap().file_type().is_symlink(), "nothing was swapped");
@@ -205,15 +207,15 @@ async fn sqlite_a_failing_rebuild_leaves_version_1_untouched_and_old_versions_go
 
     // 1 -> 2 -> 3 keeping one old version: version 1's file goes, version 2's stays.
     let v2 = sidecars::describing_with(Script::Map(reduce_v2), description("2")).await;
-    let outcome = rebuild(config.clone(), RebuildRequest { sidecar: Some(v2.address.clone()) }, ConnectorControl::default()).await.unwrap();
+    let outcome = rebuild(config.clone(), RebuildRequest { automatic: false, sidecar: Some(v2.address.clone()) }, ConnectorControl::default()).await.unwrap();
     assert_eq!(outcome, RebuildOutcome::Swapped { from: Some("1".into()), to: "2".into(), dropped: vec![] });
     let v3 = sidecars::describing(description("3")).await;
-    let outcome = rebuild(config.clone(), RebuildRequest { sidecar: Some(v3.address.clone()) }, ConnectorControl::default()).await.unwrap();
+    let outcome = rebuild(config.clone(), RebuildRequest { automatic: false, sidecar: Some(v3.address.clone()) }, ConnectorControl::default()).await.unwrap();
     assert_eq!(outcome, RebuildOutcome::Swapped { from: Some("2".into()), to: "3".into(), dropped: vec!["1".into()] });
     assert!(!ws.path("target.db.v1").exists(), "version 1 was dropped by the policy");
     ReadModel::from_sqlite(&ws.path("target.db.v2")).assert_same(&reference_v2(&ws.log_path()));
     ReadModel::from_sqlite(&target).assert_same(&ReadModel::from_log(&ws.log_path(), |_, _| true));
-    let again = rebuild(config, RebuildRequest { sidecar: Some(v3.address.clone()) }, ConnectorControl::default()).await.unwrap();
+    let again = rebuild(config, RebuildRequest { automatic: false, sidecar: Some(v3.address.clone()) }, ConnectorControl::default()).await.unwrap();
     assert_eq!(again, RebuildOutcome::UpToDate { version: "3".into() });
 }
 
@@ -243,7 +245,7 @@ async fn postgres_readers_see_version_1_then_version_2_never_an_empty_or_half_bu
     let mut log = ws.log_with_events(20_000, 2_000, 85);
     let head = log.head().unwrap();
     let v1 = sidecars::describing(description("1")).await;
-    let config = parse_connector(&blue_green_yaml(&ws, &v1.address, &pg_sink(&db), 1));
+    let config = parse_connector(&blue_green_yaml("bg-postgres-readers", &ws, &v1.address, &pg_sink(&db), 1));
     let mut live = Running::start(config.clone()).await;
     live.wait_for(head, WAIT).await;
     let reader = pg_reader(&db).await;
@@ -263,12 +265,12 @@ async fn postgres_readers_see_version_1_then_version_2_never_an_empty_or_half_bu
     });
 
     let v2 = sidecars::describing_with(Script::Map(reduce_v2), description("2")).await;
-    let rebuilding = tokio::spawn(rebuild(config.clone(), RebuildRequest { sidecar: Some(v2.address.clone()) }, ConnectorControl::default()));
-    poll_until("the rebuild to be building", WAIT, || rebuild_report("bookings").filter(|r| r.state == "building" && r.position > 0)).await;
+    let rebuilding = tokio::spawn(rebuild(config.clone(), RebuildRequest { automatic: false, sidecar: Some(v2.address.clone()) }, ConnectorControl::default()));
+    poll_until("the rebuild to be building", WAIT, || rebuild_report("bg-postgres-readers").filter(|r| r.state == "building" && r.position > 0)).await;
     append_generated(&mut log, 300, 2_000, 86);
     let appended = log.head().unwrap();
     live.wait_for(appended, WAIT).await;
-    let report = rebuild_report("bookings").unwrap();
+    let report = rebuild_report("bg-postgres-readers").unwrap();
     assert_eq!(report.state, "building", "the live connector committed while the rebuild was building: {report:?}");
     let client = pg_reader(&db).await;
     let v1_now = pg::read_model(&client).await;
@@ -291,14 +293,14 @@ async fn postgres_readers_see_version_1_then_version_2_never_an_empty_or_half_bu
     append_generated(&mut log, 100, 2_000, 87);
     let last = log.head().unwrap();
     let paused = poll_until("the live connector to pause after the fence", WAIT, || {
-        projector_gateway::telemetry::for_connector("bookings").sidecar_outage.last_failure().map(|(_, reason)| reason)
+        projector_gateway::telemetry::for_connector("bg-postgres-readers").sidecar_outage.last_failure().map(|(_, reason)| reason)
     })
     .await;
     assert!(paused.contains("the sidecar reports projection version 1, the read model was built by version 2"), "{paused}");
     live.stop().await.expect("the live connector stops cleanly");
     assert_eq!(pg_snapshot(&client).await.version(), Some(2), "no version 1 operation reached version 2's model");
 
-    let moved = parse_connector(&blue_green_yaml(&ws, &v2.address, &pg_sink(&db), 1));
+    let moved = parse_connector(&blue_green_yaml("bg-postgres-readers", &ws, &v2.address, &pg_sink(&db), 1));
     let mut resumed = Running::start(moved).await;
     resumed.wait_for(last, WAIT).await;
     resumed.stop().await.expect("clean stop");
@@ -312,7 +314,7 @@ async fn postgres_a_failing_rebuild_leaves_version_1_untouched_and_old_versions_
     let log = ws.log_with_events(3_000, 300, 88);
     let head = log.head().unwrap();
     let v1 = sidecars::describing(description("1")).await;
-    let config = parse_connector(&blue_green_yaml(&ws, &v1.address, &pg_sink(&db), 1));
+    let config = parse_connector(&blue_green_yaml("bg-postgres-failing", &ws, &v1.address, &pg_sink(&db), 1));
     let mut live = Running::start(config.clone()).await;
     live.wait_for(head, WAIT).await;
     live.stop().await.expect("clean stop");
@@ -320,15 +322,15 @@ async fn postgres_a_failing_rebuild_leaves_version_1_untouched_and_old_versions_
     let v1_model = pg::read_model(&client).await;
 
     let broken = sidecars::describing_with(Script::BadSqlFor("PaymentRecorded"), description("2")).await;
-    let failed = rebuild(config.clone(), RebuildRequest { sidecar: Some(broken.address.clone()) }, ConnectorControl::default()).await;
+    let failed = rebuild(config.clone(), RebuildRequest { automatic: false, sidecar: Some(broken.address.clone()) }, ConnectorControl::default()).await;
     let message = failed.expect_err("the rebuild fails").to_string();
     assert!(message.contains("the blue/green rebuild to version 2 failed; the live read model (version 1) is untouched"), "{message}");
     pg::read_model(&client).await.assert_same(&v1_model);
 
     let v2 = sidecars::describing_with(Script::Map(reduce_v2), description("2")).await;
-    rebuild(config.clone(), RebuildRequest { sidecar: Some(v2.address.clone()) }, ConnectorControl::default()).await.unwrap();
+    rebuild(config.clone(), RebuildRequest { automatic: false, sidecar: Some(v2.address.clone()) }, ConnectorControl::default()).await.unwrap();
     let v3 = sidecars::describing(description("3")).await;
-    let outcome = rebuild(config.clone(), RebuildRequest { sidecar: Some(v3.address.clone()) }, ConnectorControl::default()).await.unwrap();
+    let outcome = rebuild(config.clone(), RebuildRequest { automatic: false, sidecar: Some(v3.address.clone()) }, ConnectorControl::default()).await.unwrap();
     assert_eq!(outcome, RebuildOutcome::Swapped { from: Some("2".into()), to: "3".into(), dropped: vec!["1".into()] });
     let schemas: Vec<String> = client
         .query("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'rm%' ORDER BY 1", &[])
@@ -339,7 +341,7 @@ async fn postgres_a_failing_rebuild_leaves_version_1_untouched_and_old_versions_
         .collect();
     assert_eq!(schemas, ["rm", "rm_v2"], "version 1's schema was dropped by the policy, version 2's kept");
     pg::read_model(&client).await.assert_same(&ReadModel::from_log(&ws.log_path(), |_, _| true));
-    let checkpoints = pg::checkpoints(&client, "bookings").await;
+    let checkpoints = pg::checkpoints(&client, "bg-postgres-failing").await;
     assert!(checkpoints.iter().all(|c| c.2 as u64 >= head) && !checkpoints.is_empty(), "{checkpoints:?}");
     drop(v1);
 }

@@ -80,17 +80,32 @@ impl Files {
         Ok(conn)
     }
 
+    /// Reading writes nothing (the live run may be opening the file at the same moment): a
+    /// missing file or table is no version.
+    fn open_to_read(&self) -> Result<Option<Connection>, SinkError> {
+        if !self.path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(&self.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| self.fail("cannot open", e))?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(|e| self.fail("cannot configure", e))?;
+        Ok(Some(conn))
+    }
+
     pub async fn versions(&self) -> Result<Vec<VersionRecord>, SinkError> {
         self.blocking(|this| {
-            let conn = this.open(&this.path)?;
-            read_versions(&conn, &this.connector).map_err(|e| this.fail("cannot read blue_green_versions", e))
+            let Some(conn) = this.open_to_read()? else { return Ok(Vec::new()) };
+            match read_versions(&conn, &this.connector) {
+                Err(e) if e.to_string().contains("no such table") => Ok(Vec::new()),
+                other => other.map_err(|e| this.fail("cannot read blue_green_versions", e)),
+            }
         })
         .await
     }
 
     pub async fn live_version(&self) -> Result<Option<String>, SinkError> {
         self.blocking(|this| {
-            let conn = this.open(&this.path)?;
+            let Some(conn) = this.open_to_read()? else { return Ok(None) };
             let version = conn.query_row("SELECT version FROM projections WHERE connector = ?1", [&this.connector], |r| r.get(0));
             match version {
                 Ok(version) => Ok(Some(version)),
