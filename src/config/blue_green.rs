@@ -63,10 +63,20 @@ fn refuse_unsupported_target(sink: &SinkConfig, at: &str, problems: &mut Vec<Con
                 Some(_) => {}
             }
         }
+        SinkConfig::Elastic(settings) => {
+            let path = at.split(".sidecar.").next().unwrap_or(at);
+            if settings.index.is_none() {
+                problems.push(problem(
+                    format!("{path}.sink.elastic.index"),
+                    "missing; a blue/green rebuild builds the new version in `<index>_v<version>` and swaps it in by moving the \
+                     alias `<index>` (readers query it), so the read model must be the connector's index: name it here",
+                ));
+            }
+        }
         other => problems.push(problem(
             at,
             format!(
-                "blue/green rebuild is not available for the {} sink yet (only sqlite and postgres); use `on_new_version: rebuild_in_place` \
+                "blue/green rebuild is not available for the {} sink yet (only sqlite, postgres and elastic); use `on_new_version: rebuild_in_place` \
                  (or `rebuild_on_new_version: true`) to rebuild in place, or remove this key",
                 other.key()
             ),
@@ -110,7 +120,7 @@ mod tests {
         let mongo = problems("      on_new_version: blue_green\n", "{ mongo: { url: \"mongodb://127.0.0.1:27017\", database: d, collection: c } }");
         assert_eq!(
             mongo,
-            ["connectors[0].sidecar.on_new_version: blue/green rebuild is not available for the mongo sink yet (only sqlite and postgres); \
+            ["connectors[0].sidecar.on_new_version: blue/green rebuild is not available for the mongo sink yet (only sqlite, postgres and elastic); \
               use `on_new_version: rebuild_in_place` (or `rebuild_on_new_version: true`) to rebuild in place, or remove this key"],
         );
         let postgres = problems("      on_new_version: blue_green\n", "{ postgres: { url: \"postgres://g@127.0.0.1/d\" } }");

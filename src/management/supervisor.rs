@@ -526,9 +526,12 @@ impl Supervisor {
                 report.version, report.state
             )));
         }
-        if !matches!(config.sink, crate::config::SinkConfig::Sqlite(_) | crate::config::SinkConfig::Postgres(_)) {
+        if !matches!(
+            config.sink,
+            crate::config::SinkConfig::Sqlite(_) | crate::config::SinkConfig::Postgres(_) | crate::config::SinkConfig::Elastic(_)
+        ) {
             return Err(ManagementError::Conflict(format!(
-                "connector `{id}`: blue/green rebuild is not available for the {} sink yet (only sqlite and postgres)",
+                "connector `{id}`: blue/green rebuild is not available for the {} sink yet (only sqlite, postgres and elastic)",
                 config.sink.key()
             )));
         }

@@ -10,6 +10,11 @@
 //! - PostgreSQL (`postgres/blue_green.rs`): each version is a schema (`<read_model_schema>_v<version>`);
 //!   the swap renames schemas in one transaction, with the checkpoints and the recorded version.
 //!
+//! - Elasticsearch / OpenSearch (`elastic/blue_green.rs`): each version is an index
+//!   (`<index>_v<version>`); readers query `<index>`, an alias, and the swap is one `_aliases`
+//!   request. The versions' rows do not change hands (no transaction): the live version is
+//!   recorded, and a sink opened for the connector writes that version's index under its id.
+//!
 //! The new version's run keeps its checkpoints, projection version and parked events under a
 //! connector id of its own ([`staged_id`]), so it resumes after a crash and never touches the
 //! live version's rows; the swap gives them the connector's id.
@@ -104,6 +109,11 @@ pub fn staged_config(live: &ConnectorConfig, version: &str, sidecar: &str) -> Re
             let schema = settings.read_model_schema.as_deref().ok_or_else(|| unsupported(&live.sink))?;
             settings.read_model_schema = Some(super::postgres::blue_green::version_schema(schema, &suffix)?);
         }
+        // The sink derives the version's index from the staged id (`elastic/blue_green.rs`).
+        #[cfg(feature = "elastic")]
+        SinkConfig::Elastic(settings) if settings.index.is_some() => {
+            super::elastic::blue_green::version_index(settings.index.as_deref().unwrap_or_default(), version)?;
+        }
         other => return Err(unsupported(other)),
     }
     if let Some(settings) = &mut staged.sidecar {
@@ -120,8 +130,11 @@ fn unsupported(sink: &SinkConfig) -> SinkError {
         SinkConfig::Postgres(_) => SinkError::config(
             "a blue/green rebuild on PostgreSQL needs the read model in a schema of its own: set `sink.postgres.read_model_schema`",
         ),
+        SinkConfig::Elastic(_) => SinkError::config(
+            "a blue/green rebuild on Elasticsearch versions the read model's index behind an alias: set `sink.elastic.index`",
+        ),
         other => SinkError::config(format!(
-            "blue/green rebuild is not available for the {} sink yet (only sqlite and postgres); use `on_new_version: rebuild_in_place`",
+            "blue/green rebuild is not available for the {} sink yet (only sqlite, postgres and elastic); use `on_new_version: rebuild_in_place`",
             other.key()
         )),
     }
@@ -133,6 +146,8 @@ pub enum Target {
     Sqlite(super::sqlite::blue_green::Files),
     #[cfg(feature = "postgres")]
     Postgres(Box<super::postgres::blue_green::Schemas>),
+    #[cfg(feature = "elastic")]
+    Elastic(Box<super::elastic::blue_green::Versions>),
 }
 
 impl Target {
@@ -146,6 +161,10 @@ impl Target {
                 let schema = settings.read_model_schema.as_deref().ok_or_else(|| unsupported(&live.sink))?;
                 Ok(Target::Postgres(Box::new(super::postgres::blue_green::Schemas::open(&live.id, settings, schema).await?)))
             }
+            #[cfg(feature = "elastic")]
+            SinkConfig::Elastic(settings) if settings.producer.is_none() && live.sidecar.is_some() => {
+                Ok(Target::Elastic(Box::new(super::elastic::blue_green::Versions::open(&live.id, settings).await?)))
+            }
             other => Err(unsupported(other)),
         }
     }
@@ -157,6 +176,8 @@ impl Target {
             Target::Sqlite(files) => files.live_version().await,
             #[cfg(feature = "postgres")]
             Target::Postgres(schemas) => schemas.live_version().await,
+            #[cfg(feature = "elastic")]
+            Target::Elastic(indices) => indices.live_version().await,
         }
     }
 
@@ -167,6 +188,8 @@ impl Target {
             Target::Sqlite(files) => files.versions().await,
             #[cfg(feature = "postgres")]
             Target::Postgres(schemas) => schemas.versions().await,
+            #[cfg(feature = "elastic")]
+            Target::Elastic(indices) => indices.versions().await,
         }
     }
 
@@ -177,6 +200,8 @@ impl Target {
             Target::Sqlite(files) => files.record(record).await,
             #[cfg(feature = "postgres")]
             Target::Postgres(schemas) => schemas.record(record).await,
+            #[cfg(feature = "elastic")]
+            Target::Elastic(indices) => indices.record(record).await,
         }
     }
 
@@ -188,6 +213,8 @@ impl Target {
             Target::Sqlite(files) => files.discard(version).await,
             #[cfg(feature = "postgres")]
             Target::Postgres(schemas) => schemas.discard(version).await,
+            #[cfg(feature = "elastic")]
+            Target::Elastic(indices) => indices.discard(version).await,
         }
     }
 
@@ -200,6 +227,8 @@ impl Target {
             Target::Sqlite(files) => files.swap(projection, live, new, keep).await,
             #[cfg(feature = "postgres")]
             Target::Postgres(schemas) => schemas.swap(projection, live, new, keep).await,
+            #[cfg(feature = "elastic")]
+            Target::Elastic(indices) => indices.swap(projection, live, new, keep).await,
         }
     }
 }

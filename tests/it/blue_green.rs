@@ -1,4 +1,4 @@
-//! Blue/green rebuilds on SQLite and PostgreSQL: a read model built by version 1, rebuilt by
+//! Blue/green rebuilds on SQLite, PostgreSQL and Elasticsearch: a read model built by version 1, rebuilt by
 //! version 2 beside it while a reader polls it without pause, then swapped. The reader never
 //! sees it empty or half built (every snapshot holds at least the rows version 1 had, and is
 //! wholly version 1's or wholly version 2's shape); the live connector keeps committing during
@@ -22,6 +22,7 @@ use prost::Message;
 
 use crate::support::{
     bookings_model::ReadModel,
+    elastic::{Engine, Indices},
     fixtures::*,
     postgres::{self as pg, Database, postgres_sink_yaml},
     sidecars::{self, Script},
@@ -344,4 +345,168 @@ async fn postgres_a_failing_rebuild_leaves_version_1_untouched_and_old_versions_
     let checkpoints = pg::checkpoints(&client, "bg-postgres-failing").await;
     assert!(checkpoints.iter().all(|c| c.2 as u64 >= head) && !checkpoints.is_empty(), "{checkpoints:?}");
     drop(v1);
+}
+
+// Elasticsearch: versions are indices (`<index>_v<version>`) and readers query `<index>`, an
+// alias after the first swap; the read model of these tests starts as a concrete index.
+
+fn elastic_description(version: &str) -> DescribeResponse {
+    DescribeResponse { version: version.into(), ..bookings_reducer::elastic_description() }
+}
+
+/// Elasticsearch reducer version 2: version 1 with the statuses in capitals.
+fn reduce_elastic_v2(request: &ProjectionRequest) -> ProjectionResponse {
+    // Slow enough that the test sees the rebuild building while the live connector commits.
+    std::thread::sleep(Duration::from_micros(500));
+    let mut response = bookings_reducer::reduce_elastic(request);
+    fn capitals(document: Option<&mut prost_types::Struct>) {
+        let Some(status) = document.and_then(|d| d.fields.get_mut("status")) else { return };
+        if let Some(prost_types::value::Kind::StringValue(text)) = status.kind.as_mut() {
+            *text = text.to_uppercase();
+        }
+    }
+    let rewrite = |any: &mut prost_types::Any| {
+        if any.type_url.ends_with("projection.Index") {
+            let mut index = sp::Index::decode(any.value.as_slice()).expect("an Index");
+            capitals(index.document.as_mut());
+            any.value = index.encode_to_vec();
+        } else if any.type_url.ends_with("projection.Update") {
+            let mut update = sp::Update::decode(any.value.as_slice()).expect("an Update");
+            capitals(update.document.as_mut());
+            any.value = update.encode_to_vec();
+        }
+    };
+    if let Some(operation) = response.operation.as_mut() {
+        rewrite(operation);
+    }
+    response.operations.iter_mut().for_each(rewrite);
+    response
+}
+
+/// A search through the alias (one request, one point in time after the last refresh).
+async fn elastic_snapshot(ix: &Indices) -> Snapshot {
+    let query = serde_json::json!({
+        "size": 0, "track_total_hits": true,
+        "query": {"term": {"kind.keyword": "booking"}},
+        "aggs": {"statuses": {"terms": {"field": "status.keyword", "size": 20}}},
+    });
+    let reply = ix.request(::elasticsearch::http::Method::Post, &format!("/{}/_search", ix.prefix), Some(query)).await;
+    let rows = reply["hits"]["total"]["value"].as_i64().expect("a total");
+    let capitals = reply["aggregations"]["statuses"]["buckets"]
+        .as_array()
+        .expect("buckets")
+        .iter()
+        .filter(|b| b["key"].as_str().is_some_and(|k| k == k.to_uppercase()))
+        .map(|b| b["doc_count"].as_i64().unwrap())
+        .sum();
+    Snapshot { rows, capitals }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elastic_readers_of_the_alias_see_version_1_then_version_2_never_an_empty_or_half_built_model() {
+    let ix = Indices::fresh(Engine::Elasticsearch, "bluegreen");
+    let ws = Workspace::new();
+    let mut log = ws.log_with_events(4_000, 400, 91);
+    let head = log.head().unwrap();
+    let v1 = sidecars::describing_with(Script::Map(bookings_reducer::reduce_elastic), elastic_description("1")).await;
+    let config = parse_connector(&blue_green_yaml("bg-elastic-readers", &ws, &v1.address, &ix.sink_yaml(""), 1));
+    let mut live = Running::start(config.clone()).await;
+    live.wait_for(head, WAIT).await;
+    ix.request(::elasticsearch::http::Method::Post, &format!("/{}/_refresh", ix.prefix), None).await;
+    let floor = elastic_snapshot(&ix).await.rows;
+    assert!(floor > 0);
+
+    let ix = Arc::new(ix);
+    let stop = Arc::new(AtomicBool::new(false));
+    let polling = tokio::spawn({
+        let (stop, ix) = (stop.clone(), ix.clone());
+        async move {
+            let mut seen = Seen::default();
+            while seen.v2 < 3 && !stop.load(Ordering::SeqCst) {
+                check(elastic_snapshot(&ix).await, floor, &mut seen);
+            }
+            seen
+        }
+    });
+
+    let v2 = sidecars::describing_with(Script::Map(reduce_elastic_v2), elastic_description("2")).await;
+    let rebuilding = tokio::spawn(rebuild(config.clone(), RebuildRequest { automatic: false, sidecar: Some(v2.address.clone()) }, ConnectorControl::default()));
+    poll_until("the rebuild to be building", WAIT, || rebuild_report("bg-elastic-readers").filter(|r| r.state == "building" && r.position > 0)).await;
+    append_generated(&mut log, 300, 400, 92);
+    let appended = log.head().unwrap();
+    live.wait_for(appended, WAIT).await;
+    let report = rebuild_report("bg-elastic-readers").unwrap();
+    assert_eq!(report.state, "building", "the live connector committed while the rebuild was building: {report:?}");
+    let v1_now = ix.read_model().await;
+    v1_now.assert_same(&ReadModel::from_log(&ws.log_path(), |_, _| true));
+
+    let outcome = tokio::time::timeout(WAIT, rebuilding).await.expect("the rebuild ends").unwrap().expect("the rebuild succeeds");
+    assert_eq!(outcome, RebuildOutcome::Swapped { from: Some("1".into()), to: "2".into(), dropped: vec![] });
+    let joined = tokio::time::timeout(WAIT, polling).await;
+    stop.store(true, Ordering::SeqCst);
+    let seen = joined.expect("the reader saw version 2 in time").expect("the reader never saw an empty, half-built or mixed model");
+    assert!(seen.v1 > 0 && seen.v2 > 0, "the reader polled across the swap: {seen:?}");
+    let aliases = ix.request(::elasticsearch::http::Method::Get, &format!("/_alias/{}", ix.prefix), None).await;
+    let targets: Vec<&String> = aliases.as_object().unwrap().keys().collect();
+    assert_eq!(targets, [&format!("{}_v2", ix.prefix)], "{aliases}");
+    // Version 1 is kept beside (a clone of the concrete index it was), as it was at the swap.
+    let kept = ix.documents(&format!("{}_v1", ix.prefix)).await;
+    assert!(kept.iter().filter(|(_, d)| d["kind"] == "booking").count() >= v1_now.bookings.len());
+
+    // The live run on version 1's sidecar meets the fence: it reopens on version 2 and pauses.
+    append_generated(&mut log, 100, 400, 93);
+    let last = log.head().unwrap();
+    let paused = poll_until("the live connector to pause after the fence", WAIT, || {
+        projector_gateway::telemetry::for_connector("bg-elastic-readers").sidecar_outage.last_failure().map(|(_, reason)| reason)
+    })
+    .await;
+    assert!(paused.contains("the sidecar reports projection version 1, the read model was built by version 2"), "{paused}");
+    live.stop().await.expect("the live connector stops cleanly");
+    assert_eq!(elastic_snapshot(&ix).await.version(), Some(2), "no version 1 operation reached version 2's index");
+
+    let moved = parse_connector(&blue_green_yaml("bg-elastic-readers", &ws, &v2.address, &ix.sink_yaml(""), 1));
+    let mut resumed = Running::start(moved).await;
+    resumed.wait_for(last, WAIT).await;
+    resumed.stop().await.expect("clean stop");
+    ix.read_model().await.assert_same(&reference_v2(&ws.log_path()));
+    // Each version's checkpoints are its own: version 2's under its id, at the head.
+    let checkpoints = ix.checkpoints("bg-elastic-readers@v2").await;
+    assert!(!checkpoints.is_empty() && checkpoints.values().all(|p| *p >= head) && checkpoints.values().max() == Some(&last), "{checkpoints:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elastic_old_versions_go_by_policy_and_later_swaps_move_the_alias() {
+    elastic_policy(Engine::Elasticsearch, "bg-elastic-policy").await
+}
+
+/// OpenSearch has `_clone` and `remove_index` too: the same swaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opensearch_old_versions_go_by_policy_and_later_swaps_move_the_alias() {
+    elastic_policy(Engine::OpenSearch, "bg-opensearch-policy").await
+}
+
+async fn elastic_policy(engine: Engine, id: &str) {
+    let ix = Indices::fresh(engine, "bgpolicy");
+    let ws = Workspace::new();
+    let log = ws.log_with_events(1_000, 100, 94);
+    let v1 = sidecars::describing_with(Script::Map(bookings_reducer::reduce_elastic), elastic_description("1")).await;
+    let config = parse_connector(&blue_green_yaml(id, &ws, &v1.address, &ix.sink_yaml(""), 1));
+    let mut live = Running::start(config.clone()).await;
+    live.wait_for(log.head().unwrap(), WAIT).await;
+    live.stop().await.expect("clean stop");
+
+    let v2 = sidecars::describing_with(Script::Map(reduce_elastic_v2), elastic_description("2")).await;
+    let outcome = rebuild(config.clone(), RebuildRequest { automatic: false, sidecar: Some(v2.address.clone()) }, ConnectorControl::default()).await.unwrap();
+    assert_eq!(outcome, RebuildOutcome::Swapped { from: Some("1".into()), to: "2".into(), dropped: vec![] });
+    ix.read_model().await.assert_same(&reference_v2(&ws.log_path()));
+    let v3 = sidecars::describing_with(Script::Map(bookings_reducer::reduce_elastic), elastic_description("3")).await;
+    let outcome = rebuild(config.clone(), RebuildRequest { automatic: false, sidecar: Some(v3.address.clone()) }, ConnectorControl::default()).await.unwrap();
+    assert_eq!(outcome, RebuildOutcome::Swapped { from: Some("2".into()), to: "3".into(), dropped: vec!["1".into()] });
+    ix.read_model().await.assert_same(&ReadModel::from_log(&ws.log_path(), |_, _| true));
+    let indices = ix.request(::elasticsearch::http::Method::Get, &format!("/_cat/indices/{}*?format=json&h=index", ix.prefix), None).await;
+    let mut names: Vec<&str> = indices.as_array().unwrap().iter().filter_map(|i| i["index"].as_str()).filter(|n| n.contains("_v")).collect();
+    names.sort();
+    assert_eq!(names, [format!("{}_v2", ix.prefix), format!("{}_v3", ix.prefix)], "version 1's index was dropped by the policy");
+    let again = rebuild(config, RebuildRequest { automatic: false, sidecar: Some(v3.address.clone()) }, ConnectorControl::default()).await.unwrap();
+    assert_eq!(again, RebuildOutcome::UpToDate { version: "3".into() });
 }
