@@ -426,6 +426,8 @@ fn scenarios(plan: &Plan, dir: &Path, urls: &Urls<'_>, pg_writers: usize, sqlite
         let overrides = [("--partitions", SCALE_PARTITIONS.to_string()), ("--replicas", n.to_string())];
         all.push(s(name, args(name, "pipeline", "null", &format!("events-scale-{n}.db"), &overrides), false));
     }
+    // A blue/green rebuild of the main log's read model beside a live connector (`blue_green.rs`).
+    all.push(s("blue-green", args("blue-green", "blue-green", "sqlite", "events-main.db", &live), false));
     all
 }
 
@@ -741,6 +743,9 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
     println!();
     for s in selected {
         let Some(o) = ok(s.name) else { continue };
+        if crate::blue_green::report_line(s.name, o) {
+            continue;
+        }
         if s.name == "live" {
             println!(
                 "bench scenario=live p50_ms={:.2} p99_ms={:.2}",

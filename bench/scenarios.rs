@@ -62,6 +62,8 @@ pub enum Kind {
     Pipeline,
     RawSink,
     Live,
+    /// A blue/green rebuild beside a live connector (`blue_green.rs`).
+    BlueGreen,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -174,6 +176,9 @@ pub struct Outcome {
     /// What each latency-bound replica did (`--replicas` only).
     #[serde(default)]
     pub replicas: Vec<ReplicaLoad>,
+    /// The `blue-green` scenario's own figures.
+    #[serde(default)]
+    pub blue_green: Option<crate::blue_green::Figures>,
 }
 
 impl Outcome {
@@ -230,6 +235,7 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<Outcome> {
         },
         (Kind::RawSink, _) => raw_sink(&args, scratch.as_ref()).await,
         (Kind::Live, _) => live(&args).await,
+        (Kind::BlueGreen, _) => crate::blue_green::run(&args).await,
     };
     if let Some(indices) = indices {
         indices.drop().await?;
