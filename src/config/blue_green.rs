@@ -1,7 +1,8 @@
 //! The checks of a connector's new-version policy (`sidecar.on_new_version`,
 //! `sidecar.rebuild_on_new_version`, `sidecar.blue_green`): the two spellings of the policy
 //! agree, a blue/green rebuild is asked only of a target that can build a version beside the
-//! live one (SQLite, PostgreSQL with `read_model_schema`), and its sidecar address is one.
+//! live one (SQLite, PostgreSQL with `read_model_schema`, Elasticsearch with `index`, MongoDB),
+//! and its sidecar address is one.
 
 use super::{ConnectorConfig, OnNewVersion, SinkConfig, problem::{ConfigProblem, problem}};
 
@@ -73,10 +74,11 @@ fn refuse_unsupported_target(sink: &SinkConfig, at: &str, problems: &mut Vec<Con
                 ));
             }
         }
+        SinkConfig::Mongo(_) => {}
         other => problems.push(problem(
             at,
             format!(
-                "blue/green rebuild is not available for the {} sink yet (only sqlite, postgres and elastic); use `on_new_version: rebuild_in_place` \
+                "blue/green rebuild is not available for the {} sink yet (sqlite, postgres, elastic and mongo have it; SQL Server and Redis not yet); use `on_new_version: rebuild_in_place` \
                  (or `rebuild_on_new_version: true`) to rebuild in place, or remove this key",
                 other.key()
             ),
@@ -117,12 +119,16 @@ mod tests {
 
     #[test]
     fn blue_green_is_refused_where_the_target_cannot_build_beside_and_says_what_to_do() {
-        let mongo = problems("      on_new_version: blue_green\n", "{ mongo: { url: \"mongodb://127.0.0.1:27017\", database: d, collection: c } }");
+        let mssql = problems("      on_new_version: blue_green\n", "{ mssql: { connection_string: \"Server=tcp:127.0.0.1,1433;Database=d;User Id=sa;Password=x\" } }");
         assert_eq!(
-            mongo,
-            ["connectors[0].sidecar.on_new_version: blue/green rebuild is not available for the mongo sink yet (only sqlite, postgres and elastic); \
-              use `on_new_version: rebuild_in_place` (or `rebuild_on_new_version: true`) to rebuild in place, or remove this key"],
+            mssql,
+            ["connectors[0].sidecar.on_new_version: blue/green rebuild is not available for the mssql sink yet (sqlite, postgres, elastic and mongo have it; \
+              SQL Server and Redis not yet); use `on_new_version: rebuild_in_place` (or `rebuild_on_new_version: true`) to rebuild in place, or remove this key"],
         );
+        assert!(problems("      on_new_version: blue_green\n", "{ mongo: { url: \"mongodb://127.0.0.1:27017\", database: d, collection: c } }").is_empty());
+        let elastic = problems("      on_new_version: blue_green\n", "{ elastic: { url: \"http://127.0.0.1:9200\" } }");
+        assert_eq!(elastic.len(), 1, "{elastic:?}");
+        assert!(elastic[0].starts_with("connectors[0].sink.elastic.index: missing; "), "{elastic:?}");
         let postgres = problems("      on_new_version: blue_green\n", "{ postgres: { url: \"postgres://g@127.0.0.1/d\" } }");
         assert_eq!(postgres.len(), 1, "{postgres:?}");
         assert!(postgres[0].starts_with("connectors[0].sink.postgres.read_model_schema: missing; "), "{postgres:?}");

@@ -528,10 +528,13 @@ impl Supervisor {
         }
         if !matches!(
             config.sink,
-            crate::config::SinkConfig::Sqlite(_) | crate::config::SinkConfig::Postgres(_) | crate::config::SinkConfig::Elastic(_)
+            crate::config::SinkConfig::Sqlite(_)
+                | crate::config::SinkConfig::Postgres(_)
+                | crate::config::SinkConfig::Elastic(_)
+                | crate::config::SinkConfig::Mongo(_)
         ) {
             return Err(ManagementError::Conflict(format!(
-                "connector `{id}`: blue/green rebuild is not available for the {} sink yet (only sqlite, postgres and elastic)",
+                "connector `{id}`: blue/green rebuild is not available for the {} sink yet (sqlite, postgres, elastic and mongo have it; SQL Server and Redis not yet)",
                 config.sink.key()
             )));
         }

@@ -327,6 +327,10 @@ fn place_of(staged: &ConnectorConfig) -> String {
     match &staged.sink {
         crate::config::SinkConfig::Sqlite(settings) => settings.path.display().to_string(),
         crate::config::SinkConfig::Postgres(settings) => format!("schema {}", settings.read_model_schema.as_deref().unwrap_or_default()),
+        crate::config::SinkConfig::Mongo(settings) => {
+            let version = crate::sinks::blue_green::staged_version(&staged.id).unwrap_or_default();
+            format!("collections `<name>_v{version}` (e.g. `{}_v{version}`)", settings.collection)
+        }
         crate::config::SinkConfig::Elastic(settings) => {
             let version = crate::sinks::elastic::blue_green::staged_version(&staged.id).unwrap_or_default();
             let index = settings.index.as_deref().unwrap_or_default();

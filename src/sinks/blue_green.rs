@@ -15,6 +15,10 @@
 //!   request. The versions' rows do not change hands (no transaction): the live version is
 //!   recorded, and a sink opened for the connector writes that version's index under its id.
 //!
+//! - MongoDB (`mongo/blue_green.rs`): each version is a set of collections
+//!   (`<collection>_v<version>`), renamed over the live ones one by one (`dropTarget`), after a
+//!   transaction that moves the checkpoints and fences the live run.
+//!
 //! The new version's run keeps its checkpoints, projection version and parked events under a
 //! connector id of its own ([`staged_id`]), so it resumes after a crash and never touches the
 //! live version's rows; the swap gives them the connector's id.
@@ -82,6 +86,12 @@ pub fn staged_id(connector: &str, version: &str) -> String {
     format!("{connector}@v{version}")
 }
 
+/// The version a staged connector id (`<connector>@v<version>`) builds; connector ids cannot
+/// hold `@`, so no other id has one.
+pub fn staged_version(connector: &str) -> Option<&str> {
+    connector.split_once('@').and_then(|(_, v)| v.strip_prefix('v'))
+}
+
 /// A version as part of a file or schema name: letters, digits, `_`, `.` and `-` are kept, any
 /// other character becomes `_`. Refused when nothing is left or it is too long for a name.
 pub fn version_suffix(version: &str) -> Result<String, SinkError> {
@@ -110,6 +120,10 @@ pub fn staged_config(live: &ConnectorConfig, version: &str, sidecar: &str) -> Re
             settings.read_model_schema = Some(super::postgres::blue_green::version_schema(schema, &suffix)?);
         }
         // The sink derives the version's index from the staged id (`elastic/blue_green.rs`).
+        #[cfg(feature = "mongo")]
+        SinkConfig::Mongo(settings) => {
+            super::mongo::blue_green::version_collection(&settings.collection, version)?;
+        }
         #[cfg(feature = "elastic")]
         SinkConfig::Elastic(settings) if settings.index.is_some() => {
             super::elastic::blue_green::version_index(settings.index.as_deref().unwrap_or_default(), version)?;
@@ -134,7 +148,7 @@ fn unsupported(sink: &SinkConfig) -> SinkError {
             "a blue/green rebuild on Elasticsearch versions the read model's index behind an alias: set `sink.elastic.index`",
         ),
         other => SinkError::config(format!(
-            "blue/green rebuild is not available for the {} sink yet (only sqlite, postgres and elastic); use `on_new_version: rebuild_in_place`",
+            "blue/green rebuild is not available for the {} sink yet (sqlite, postgres, elastic and mongo have it; SQL Server and Redis not yet); use `on_new_version: rebuild_in_place`",
             other.key()
         )),
     }
@@ -148,6 +162,8 @@ pub enum Target {
     Postgres(Box<super::postgres::blue_green::Schemas>),
     #[cfg(feature = "elastic")]
     Elastic(Box<super::elastic::blue_green::Versions>),
+    #[cfg(feature = "mongo")]
+    Mongo(Box<super::mongo::blue_green::Collections>),
 }
 
 impl Target {
@@ -161,6 +177,8 @@ impl Target {
                 let schema = settings.read_model_schema.as_deref().ok_or_else(|| unsupported(&live.sink))?;
                 Ok(Target::Postgres(Box::new(super::postgres::blue_green::Schemas::open(&live.id, settings, schema).await?)))
             }
+            #[cfg(feature = "mongo")]
+            SinkConfig::Mongo(settings) => Ok(Target::Mongo(Box::new(super::mongo::blue_green::Collections::open(&live.id, settings).await?))),
             #[cfg(feature = "elastic")]
             SinkConfig::Elastic(settings) if settings.producer.is_none() && live.sidecar.is_some() => {
                 Ok(Target::Elastic(Box::new(super::elastic::blue_green::Versions::open(&live.id, settings).await?)))
@@ -178,6 +196,8 @@ impl Target {
             Target::Postgres(schemas) => schemas.live_version().await,
             #[cfg(feature = "elastic")]
             Target::Elastic(indices) => indices.live_version().await,
+            #[cfg(feature = "mongo")]
+            Target::Mongo(collections) => collections.live_version().await,
         }
     }
 
@@ -190,6 +210,8 @@ impl Target {
             Target::Postgres(schemas) => schemas.versions().await,
             #[cfg(feature = "elastic")]
             Target::Elastic(indices) => indices.versions().await,
+            #[cfg(feature = "mongo")]
+            Target::Mongo(collections) => collections.versions().await,
         }
     }
 
@@ -202,6 +224,8 @@ impl Target {
             Target::Postgres(schemas) => schemas.record(record).await,
             #[cfg(feature = "elastic")]
             Target::Elastic(indices) => indices.record(record).await,
+            #[cfg(feature = "mongo")]
+            Target::Mongo(collections) => collections.record(record).await,
         }
     }
 
@@ -215,6 +239,8 @@ impl Target {
             Target::Postgres(schemas) => schemas.discard(version).await,
             #[cfg(feature = "elastic")]
             Target::Elastic(indices) => indices.discard(version).await,
+            #[cfg(feature = "mongo")]
+            Target::Mongo(collections) => collections.discard(version).await,
         }
     }
 
@@ -229,6 +255,8 @@ impl Target {
             Target::Postgres(schemas) => schemas.swap(projection, live, new, keep).await,
             #[cfg(feature = "elastic")]
             Target::Elastic(indices) => indices.swap(projection, live, new, keep).await,
+            #[cfg(feature = "mongo")]
+            Target::Mongo(collections) => collections.swap(projection, live, new, keep).await,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Blue/green rebuilds on SQLite, PostgreSQL and Elasticsearch: a read model built by version 1, rebuilt by
+//! Blue/green rebuilds on SQLite, PostgreSQL, Elasticsearch and MongoDB: a read model built by version 1, rebuilt by
 //! version 2 beside it while a reader polls it without pause, then swapped. The reader never
 //! sees it empty or half built (every snapshot holds at least the rows version 1 had, and is
 //! wholly version 1's or wholly version 2's shape); the live connector keeps committing during
@@ -24,6 +24,7 @@ use crate::support::{
     bookings_model::ReadModel,
     elastic::{Engine, Indices},
     fixtures::*,
+    mongo::{MongoDb, Server as MongoServer},
     postgres::{self as pg, Database, postgres_sink_yaml},
     sidecars::{self, Script},
 };
@@ -509,4 +510,146 @@ async fn elastic_policy(engine: Engine, id: &str) {
     assert_eq!(names, [format!("{}_v2", ix.prefix), format!("{}_v3", ix.prefix)], "version 1's index was dropped by the policy");
     let again = rebuild(config, RebuildRequest { automatic: false, sidecar: Some(v3.address.clone()) }, ConnectorControl::default()).await.unwrap();
     assert_eq!(again, RebuildOutcome::UpToDate { version: "3".into() });
+}
+
+// MongoDB (SecantusDB: transactions, `renameCollection` with `dropTarget`): versions are
+// collections (`bookings_v2`, `guest_stats_v2`) renamed over the live ones one by one.
+
+fn mongo_description(version: &str) -> DescribeResponse {
+    DescribeResponse { version: version.into(), ..bookings_reducer::mongo_description() }
+}
+
+/// MongoDB reducer version 2: version 1 with the statuses in capitals.
+fn reduce_mongo_v2(request: &ProjectionRequest) -> ProjectionResponse {
+    std::thread::sleep(Duration::from_micros(500));
+    let mut response = bookings_reducer::reduce_mongo(request);
+    let rewrite = |any: &mut prost_types::Any| {
+        if !any.type_url.ends_with("projection.UpdateOne") {
+            return;
+        }
+        let mut update = sp::UpdateOne::decode(any.value.as_slice()).expect("an UpdateOne");
+        let set = update.update.as_mut().and_then(|u| u.fields.get_mut("$set")).and_then(|s| match s.kind.as_mut() {
+            Some(prost_types::value::Kind::StructValue(set)) => Some(set),
+            _ => None,
+        });
+        if let Some(Some(prost_types::value::Kind::StringValue(status))) = set.and_then(|s| s.fields.get_mut("status")).map(|v| v.kind.as_mut()) {
+            *status = status.to_uppercase();
+        }
+        any.value = update.encode_to_vec();
+    };
+    if let Some(operation) = response.operation.as_mut() {
+        rewrite(operation);
+    }
+    response.operations.iter_mut().for_each(rewrite);
+    response
+}
+
+/// One aggregation over `bookings` (one snapshot of the collection).
+async fn mongo_snapshot(db: &MongoDb) -> Snapshot {
+    use futures::TryStreamExt;
+    let pipeline = [mongodb::bson::doc! { "$group": {
+        "_id": null,
+        "rows": { "$sum": 1 },
+        "capitals": { "$sum": { "$cond": [ { "$eq": [ "$status", { "$toUpper": "$status" } ] }, 1, 0 ] } },
+    } }];
+    let rows: Vec<mongodb::bson::Document> =
+        db.db.collection::<mongodb::bson::Document>("bookings").aggregate(pipeline).await.expect("aggregate").try_collect().await.expect("rows");
+    let int = |d: &mongodb::bson::Document, k: &str| match d.get(k) {
+        Some(mongodb::bson::Bson::Int32(i)) => i64::from(*i),
+        Some(mongodb::bson::Bson::Int64(i)) => *i,
+        other => panic!("{k}: {other:?}"),
+    };
+    rows.first().map(|d| Snapshot { rows: int(d, "rows"), capitals: int(d, "capitals") }).unwrap_or(Snapshot { rows: 0, capitals: 0 })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_readers_see_version_1_then_version_2_collection_by_collection_never_empty() {
+    let db = MongoDb::fresh(MongoServer::Secantus, "bluegreen").await;
+    let ws = Workspace::new();
+    let mut log = ws.log_with_events(4_000, 400, 95);
+    let head = log.head().unwrap();
+    let v1 = sidecars::describing_with(Script::Map(bookings_reducer::reduce_mongo), mongo_description("1")).await;
+    let config = parse_connector(&blue_green_yaml("bg-mongo-readers", &ws, &v1.address, &db.sink_yaml(""), 1));
+    let mut live = Running::start(config.clone()).await;
+    live.wait_for(head, WAIT).await;
+    let floor = mongo_snapshot(&db).await.rows;
+    assert!(floor > 0);
+
+    let db = Arc::new(db);
+    let stop = Arc::new(AtomicBool::new(false));
+    let polling = tokio::spawn({
+        let (stop, db) = (stop.clone(), db.clone());
+        async move {
+            let mut seen = Seen::default();
+            while seen.v2 < 3 && !stop.load(Ordering::SeqCst) {
+                check(mongo_snapshot(&db).await, floor, &mut seen);
+            }
+            seen
+        }
+    });
+
+    let v2 = sidecars::describing_with(Script::Map(reduce_mongo_v2), mongo_description("2")).await;
+    let rebuilding = tokio::spawn(rebuild(config.clone(), RebuildRequest { automatic: false, sidecar: Some(v2.address.clone()) }, ConnectorControl::default()));
+    poll_until("the rebuild to be building", WAIT, || rebuild_report("bg-mongo-readers").filter(|r| r.state == "building" && r.position > 0)).await;
+    append_generated(&mut log, 300, 400, 96);
+    let appended = log.head().unwrap();
+    live.wait_for(appended, WAIT).await;
+    let report = rebuild_report("bg-mongo-readers").unwrap();
+    assert_eq!(report.state, "building", "the live connector committed while the rebuild was building: {report:?}");
+    let v1_now = db.read_model().await;
+    v1_now.assert_same(&ReadModel::from_log(&ws.log_path(), |_, _| true));
+
+    let outcome = tokio::time::timeout(WAIT, rebuilding).await.expect("the rebuild ends").unwrap().expect("the rebuild succeeds");
+    assert_eq!(outcome, RebuildOutcome::Swapped { from: Some("1".into()), to: "2".into(), dropped: vec![] });
+    let joined = tokio::time::timeout(WAIT, polling).await;
+    stop.store(true, Ordering::SeqCst);
+    let seen = joined.expect("the reader saw version 2 in time").expect("the reader never saw an empty, half-built or mixed collection");
+    assert!(seen.v1 > 0 && seen.v2 > 0, "the reader polled across the swap: {seen:?}");
+    let kept = db.documents("bookings_v1").await;
+    assert!(kept.len() >= v1_now.bookings.len() && kept.iter().all(|d| d.get_str("status").is_ok_and(|s| s == s.to_lowercase())));
+
+    // The live run on version 1's sidecar meets the fence and pauses.
+    append_generated(&mut log, 100, 400, 97);
+    let last = log.head().unwrap();
+    let paused = poll_until("the live connector to pause after the fence", WAIT, || {
+        projector_gateway::telemetry::for_connector("bg-mongo-readers").sidecar_outage.last_failure().map(|(_, reason)| reason)
+    })
+    .await;
+    assert!(paused.contains("the sidecar reports projection version 1, the read model was built by version 2"), "{paused}");
+    live.stop().await.expect("the live connector stops cleanly");
+    assert_eq!(mongo_snapshot(&db).await.version(), Some(2), "no version 1 operation reached version 2's collections");
+
+    let moved = parse_connector(&blue_green_yaml("bg-mongo-readers", &ws, &v2.address, &db.sink_yaml(""), 1));
+    let mut resumed = Running::start(moved).await;
+    resumed.wait_for(last, WAIT).await;
+    resumed.stop().await.expect("clean stop");
+    db.read_model().await.assert_same(&reference_v2(&ws.log_path()));
+    let mut names = db.db.list_collection_names().await.unwrap();
+    names.sort();
+    assert_eq!(names, ["bookings", "bookings_v1", "checkpoints", "guest_stats", "guest_stats_v1"].map(String::from).to_vec());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_old_versions_go_by_policy() {
+    let db = MongoDb::fresh(MongoServer::Secantus, "bgpolicy").await;
+    let ws = Workspace::new();
+    let log = ws.log_with_events(1_000, 100, 98);
+    let v1 = sidecars::describing_with(Script::Map(bookings_reducer::reduce_mongo), mongo_description("1")).await;
+    let config = parse_connector(&blue_green_yaml("bg-mongo-policy", &ws, &v1.address, &db.sink_yaml(""), 1));
+    let mut live = Running::start(config.clone()).await;
+    live.wait_for(log.head().unwrap(), WAIT).await;
+    live.stop().await.expect("clean stop");
+    let v2 = sidecars::describing_with(Script::Map(reduce_mongo_v2), mongo_description("2")).await;
+    let outcome = rebuild(config.clone(), RebuildRequest { automatic: false, sidecar: Some(v2.address.clone()) }, ConnectorControl::default()).await.unwrap();
+    assert_eq!(outcome, RebuildOutcome::Swapped { from: Some("1".into()), to: "2".into(), dropped: vec![] });
+    db.read_model().await.assert_same(&reference_v2(&ws.log_path()));
+    let v3 = sidecars::describing_with(Script::Map(bookings_reducer::reduce_mongo), mongo_description("3")).await;
+    let outcome = rebuild(config.clone(), RebuildRequest { automatic: false, sidecar: Some(v3.address.clone()) }, ConnectorControl::default()).await.unwrap();
+    assert_eq!(outcome, RebuildOutcome::Swapped { from: Some("2".into()), to: "3".into(), dropped: vec!["1".into()] });
+    db.read_model().await.assert_same(&ReadModel::from_log(&ws.log_path(), |_, _| true));
+    let mut names = db.db.list_collection_names().await.unwrap();
+    names.sort();
+    assert_eq!(names, ["bookings", "bookings_v2", "checkpoints", "guest_stats", "guest_stats_v2"].map(String::from).to_vec());
+    let checkpoints = db.checkpoints("bg-mongo-policy").await;
+    assert!(!checkpoints.is_empty() && checkpoints.values().all(|p| *p as u64 == log.head().unwrap()), "{checkpoints:?}");
 }

@@ -55,11 +55,7 @@ pub fn version_index(index: &str, version: &str) -> Result<String, SinkError> {
     }
 }
 
-/// The version a staged connector id (`<connector>@v<version>`) builds; connector ids cannot
-/// hold `@`, so no other id has one.
-pub fn staged_version(connector: &str) -> Option<&str> {
-    connector.split_once('@').and_then(|(_, v)| v.strip_prefix('v'))
-}
+pub use crate::sinks::blue_green::staged_version;
 
 fn live_id(connector: &str) -> String {
     format!("{connector}/blue_green")
