@@ -101,6 +101,8 @@ pub struct ElasticSink {
     /// The connector and the live version recorded when the sink opened, when its batches are
     /// fenced by a blue/green swap (a connector with blue/green settings).
     fence: Option<apply::Fence>,
+    /// The live version recorded when the sink opened (the one its placement follows).
+    opened_live: Option<String>,
 }
 
 impl ElasticSink {
@@ -128,8 +130,10 @@ impl ElasticSink {
             engine.name(),
             producer.as_ref().map(|p| format!(": producer mode, events into `{}`", p.describe())).unwrap_or_default()
         );
-        let fence = Some(apply::Fence { connector: connector.to_string(), live: placement.live });
-        Ok(Self { client, names, connector: placement.key.into(), engine, writers: config.writers.max(1), producer, fence })
+        // Set by the pipeline's open for a connector that may be swapped (`OpenSink::open`).
+        let fence = None;
+        let opened_live = placement.live;
+        Ok(Self { client, names, connector: placement.key.into(), engine, writers: config.writers.max(1), producer, fence, opened_live })
     }
 
     /// The engine that answered at start.
@@ -178,8 +182,8 @@ impl super::OpenSink for ElasticSink {
         let swappable = connector.sidecar.as_ref().is_some_and(|s| {
             s.new_version_policy() == crate::config::OnNewVersion::BlueGreen || s.blue_green.is_some()
         });
-        if !swappable || blue_green::staged_version(&connector.id).is_some() {
-            sink.fence = None;
+        if swappable && blue_green::staged_version(&connector.id).is_none() {
+            sink.fence = Some(apply::Fence { connector: connector.id.clone(), live: sink.opened_live.clone() });
         }
         Ok(sink)
     }
