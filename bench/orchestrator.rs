@@ -448,6 +448,8 @@ fn scenarios(plan: &Plan, dir: &Path, urls: &Urls<'_>, pg_writers: usize, sqlite
     }
     let overrides = [("--partitions", FAILOVER_PARTITIONS.to_string()), ("--live-rate", FAILOVER_RATE.to_string())];
     all.push(s("failover", args("failover", "failover", "postgres", "events-failover.db", &overrides), true));
+    // A blue/green rebuild of the main log's read model beside a live connector (`blue_green.rs`).
+    all.push(s("blue-green", args("blue-green", "blue-green", "sqlite", "events-main.db", &live), false));
     all
 }
 
@@ -811,6 +813,9 @@ fn report(plan: &Plan, selected: &[&Scenario], results: &BTreeMap<&'static str, 
     println!();
     for s in selected {
         let Some(o) = ok(s.name) else { continue };
+        if crate::blue_green::report_line(s.name, o) {
+            continue;
+        }
         if s.name == "live" {
             println!(
                 "bench scenario=live p50_ms={:.2} p99_ms={:.2}",

@@ -5,6 +5,7 @@
 //! included, comes from a fresh process, and prints a table followed by one
 //! `bench scenario=...` line per scenario.
 
+mod blue_green;
 mod elastic;
 mod gateways;
 mod logs;

@@ -64,6 +64,8 @@ pub enum Kind {
     Live,
     /// Gateways killed and joining on a connector whose partitions they share (`gateways.rs`).
     Failover,
+    /// A blue/green rebuild beside a live connector (`blue_green.rs`).
+    BlueGreen,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -192,6 +194,9 @@ pub struct Outcome {
     /// `failover`: statements per second the members sent to the claims store, settled.
     #[serde(default)]
     pub coordination_statements_per_s: f64,
+    /// The `blue-green` scenario's own figures.
+    #[serde(default)]
+    pub blue_green: Option<crate::blue_green::Figures>,
 }
 
 impl Outcome {
@@ -249,6 +254,7 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<Outcome> {
         (Kind::RawSink, _) => raw_sink(&args, scratch.as_ref()).await,
         (Kind::Live, _) => live(&args).await,
         (Kind::Failover, _) => failover(&args, &targets).await,
+        (Kind::BlueGreen, _) => crate::blue_green::run(&args).await,
     };
     if let Some(indices) = indices {
         indices.drop().await?;

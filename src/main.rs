@@ -128,6 +128,24 @@ enum Command {
         #[arg(long)]
         to_position: Option<u64>,
     },
+    /// Build a new version of a connector's read model beside the live one, from the start of
+    /// the log, and swap it in once it has caught up (blue/green; SQLite and PostgreSQL
+    /// targets). The live version keeps serving until the swap. Exit code 1 if the rebuild
+    /// failed (the live read model is untouched), 2 for a bad config.
+    Rebuild {
+        #[arg(long, short, env = "PROJECTOR_GATEWAY_CONFIG")]
+        config: PathBuf,
+        /// The connector's id in the config file.
+        #[arg(long)]
+        connector: String,
+        /// The gRPC address of the sidecar serving the new version (default:
+        /// `sidecar.blue_green.sidecar`, else the connector's own sidecar).
+        #[arg(long)]
+        sidecar: Option<String>,
+        /// Only print the versions the target records (live, building, retired, failed).
+        #[arg(long)]
+        status: bool,
+    },
     /// Send sample events of a connector's log through its sidecar and print each with the
     /// operations it answers; on SQLite and PostgreSQL targets, also run them in one
     /// transaction that is rolled back, with each statement's outcome. Writes nothing to the
@@ -281,6 +299,9 @@ fn main() -> ExitCode {
                 commands::run::run(args).await
             }
             Command::Reset { config, connector, to_position } => commands::reset::reset(&config, &connector, to_position).await,
+            Command::Rebuild { config, connector, sidecar, status } => {
+                commands::rebuild::rebuild(commands::rebuild::RebuildArgs { config: &config, connector: &connector, sidecar, status }).await
+            }
             Command::DryRun(args) => commands::dry_run::dry_run(args).await,
             Command::Parked(args) => commands::parked::parked(args).await,
             Command::Validate { config, connect } => commands::validate::validate(&config, connect).await,

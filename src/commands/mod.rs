@@ -8,6 +8,7 @@ pub mod dry_run;
 pub mod new_sidecar;
 pub mod parked;
 pub mod progress;
+pub mod rebuild;
 pub mod reset;
 pub mod run;
 pub mod validate;

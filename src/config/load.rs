@@ -333,6 +333,7 @@ fn validate_connector(c: &ConnectorConfig, path: &str, problems: &mut Vec<Config
         validate_eventuous_checkpoint(checkpoint, &c.sink, path, problems);
     }
     c.sink.settings().validate(c, path, problems);
+    super::blue_green::validate(c, path, problems);
 }
 
 /// One gRPC address (`address`) or several replicas' (`addresses`, each once, all `http://` or

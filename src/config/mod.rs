@@ -2,6 +2,7 @@
 //! (`load`), the CLI and the management API all build these same serde types, so a
 //! connector definition means the same thing wherever it comes from.
 
+mod blue_green;
 mod eventuous;
 pub mod eventuous_checkpoint;
 mod load;
@@ -202,6 +203,52 @@ pub struct SidecarConfig {
     /// the whole log projected again). Off: log a warning and go on.
     #[serde(default)]
     pub rebuild_on_new_version: bool,
+    /// What a new projection version in `Describe` does (see [`OnNewVersion`]). Unset: what
+    /// `rebuild_on_new_version` says (`true` is `rebuild_in_place`, `false` is `warn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_new_version: Option<OnNewVersion>,
+    /// Blue/green rebuilds (`on_new_version: blue_green`, the `rebuild` command, the
+    /// management API's rebuild verb): where the new version's sidecar is, how many old
+    /// versions are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenConfig>,
+}
+
+/// What a connector does when its sidecar's `Describe` reports a projection version other than
+/// the one its read model was built by.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnNewVersion {
+    /// Log a warning and go on (the read model stays as the old version built it).
+    #[default]
+    Warn,
+    /// Clear the read model in place (the sidecar's reset operations, checkpoints deleted)
+    /// and project the whole log again: readers see it empty, then filling.
+    RebuildInPlace,
+    /// Build the new version beside the live one from the start of the log and swap it in,
+    /// atomically for readers, once it has caught up (`pipeline/blue_green.rs`). SQLite and
+    /// PostgreSQL targets.
+    BlueGreen,
+}
+
+/// Settings of blue/green rebuilds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BlueGreenConfig {
+    /// The gRPC address of the sidecar that serves the new version, when it runs beside the
+    /// old one (which keeps serving the live read model). Unset: the connector's own sidecar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecar: Option<String>,
+    /// How many replaced versions stay in the target after a swap (files beside the read
+    /// model, schemas beside its schema); older ones are dropped.
+    #[serde(default = "defaults::keep_old_versions")]
+    pub keep_old_versions: u32,
+}
+
+impl Default for BlueGreenConfig {
+    fn default() -> Self {
+        Self { sidecar: None, keep_old_versions: defaults::keep_old_versions() }
+    }
 }
 
 impl SidecarConfig {
@@ -212,6 +259,20 @@ impl SidecarConfig {
             (None, Some(addresses)) => addresses.iter().map(String::as_str).collect(),
             (None, None) => Vec::new(),
         }
+    }
+
+    /// What a new projection version does: `on_new_version`, else `rebuild_on_new_version`.
+    pub fn new_version_policy(&self) -> OnNewVersion {
+        match (self.on_new_version, self.rebuild_on_new_version) {
+            (Some(policy), _) => policy,
+            (None, true) => OnNewVersion::RebuildInPlace,
+            (None, false) => OnNewVersion::Warn,
+        }
+    }
+
+    /// The blue/green settings, their defaults when the section is absent.
+    pub fn blue_green(&self) -> BlueGreenConfig {
+        self.blue_green.clone().unwrap_or_default()
     }
 
     /// The configured addresses for a log line or a report: `http://a:1`, or `http://a:1, http://b:2`.
@@ -453,6 +514,9 @@ pub enum PoisonPolicy {
 }
 
 pub(crate) mod defaults {
+    pub fn keep_old_versions() -> u32 {
+        1
+    }
     pub fn lease_ttl_ms() -> u64 {
         15_000
     }

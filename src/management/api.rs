@@ -165,6 +165,7 @@ pub fn routes(supervisor: Supervisor, access: Access) -> Router {
         .route("/connectors/{id}/parked/{record}", axum::routing::delete(discard_parked_event))
         .route("/connectors/{id}/parked/discard", post(discard_parked))
         .route("/connectors/{id}/parked/replay", post(replay_parked))
+        .route("/connectors/{id}/rebuild", post(rebuild))
         .with_state(api)
         .merge(access.guard_reads(reads))
 }
@@ -299,6 +300,27 @@ async fn discard_parked(State(api): State<Api>, headers: HeaderMap, Path(id): Pa
 async fn replay_parked(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>, body: String) -> Response {
     let change = async { api.supervisor.replay_parked(&id, record_ids("replay", &body)?).await };
     guarded(&api, &headers, StatusCode::OK, change).await
+}
+
+/// `{}` or `{"sidecar": "http://..."}`: starts a blue/green rebuild (202: it runs on).
+async fn rebuild(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>, body: String) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rebuild {
+        #[serde(default)]
+        sidecar: Option<String>,
+    }
+    let change = async {
+        let asked: Rebuild = if body.trim().is_empty() {
+            Rebuild { sidecar: None }
+        } else {
+            serde_json::from_str(&body).map_err(|e| {
+                ManagementError::BadRequest(format!("rebuild body {body:?}: {e}; expected {{}} or {{\"sidecar\": \"http://host:port\"}}"))
+            })?
+        };
+        api.supervisor.rebuild(&id, asked.sidecar).await
+    };
+    guarded(&api, &headers, StatusCode::ACCEPTED, change).await
 }
 
 /// The record ids of a `{"ids": [...]}` body.

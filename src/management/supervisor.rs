@@ -756,6 +756,46 @@ impl Supervisor {
     pub fn get(&self, id: &str) -> Result<Value, ManagementError> {
         self.inner.registry.snapshot_of(id).map(|s| s.to_json()).ok_or_else(|| ManagementError::NotFound(id.to_owned()))
     }
+
+    /// Starts a blue/green rebuild of the connector's read model (`pipeline/blue_green.rs`) at
+    /// the sidecar `sidecar` names (else the configured one): built beside the live version,
+    /// swapped in once caught up. Answers at once; the rebuild's progress is in the connector's
+    /// status (`rebuild`). A rebuild already running is a conflict.
+    pub async fn rebuild(&self, id: &str, sidecar: Option<String>) -> Result<Value, ManagementError> {
+        let config = self.config_of(id).await?;
+        if let Some(report) = crate::pipeline::rebuild_report(id).filter(|r| r.state == "building" || r.state == "swapping") {
+            return Err(ManagementError::Conflict(format!(
+                "connector `{id}`: a rebuild to version {} is already {}; its progress is in GET /connectors/{id}",
+                report.version, report.state
+            )));
+        }
+        if !matches!(
+            config.sink,
+            crate::config::SinkConfig::Sqlite(_)
+                | crate::config::SinkConfig::Postgres(_)
+                | crate::config::SinkConfig::Elastic(_)
+                | crate::config::SinkConfig::Mongo(_)
+        ) {
+            return Err(ManagementError::Conflict(format!(
+                "connector `{id}`: blue/green rebuild is not available for the {} sink yet (sqlite, postgres, elastic and mongo have it; SQL Server and Redis not yet)",
+                config.sink.key()
+            )));
+        }
+        let by = super::definition::CHANGED_BY.try_with(String::clone).unwrap_or_else(|_| "anyone".into());
+        info!(connector = %id, by = %by, sidecar = ?sidecar, "blue/green rebuild started through the management API");
+        let request = crate::pipeline::RebuildRequest { sidecar: sidecar.clone(), automatic: false };
+        // The rebuild records itself in the target as it goes: stopped with the process, it is
+        // resumed by the next start of a connector with `on_new_version: blue_green`, or by
+        // asking again.
+        let connector = id.to_owned();
+        tokio::spawn(async move {
+            match crate::pipeline::rebuild(config, request, crate::pipeline::ConnectorControl::default()).await {
+                Ok(outcome) => info!(connector = %connector, "blue/green rebuild through the management API ended: {outcome:?}"),
+                Err(e) => tracing::error!(connector = %connector, "{e}"),
+            }
+        });
+        Ok(json!({ "id": id, "rebuild": "started", "sidecar": sidecar, "note": format!("progress: GET /connectors/{id} (`rebuild`)") }))
+    }
 }
 
 /// Runs a connector. A failure before it ever ran, because its target or source cannot be

@@ -16,6 +16,7 @@
 //! applied, then the connector returns. Cancelling `abort` (or any stage failing) stops every
 //! stage at once; what was committed is consistent, the rest is read again on restart.
 
+mod blue_green;
 mod parked;
 mod producer;
 mod progress;
@@ -33,6 +34,7 @@ use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, warn};
 
+pub use blue_green::{RebuildOutcome, RebuildReport, RebuildRequest, rebuild, rebuild_report, versions as read_model_versions};
 pub use parked::{discard_parked, list_parked};
 pub use replay::{ReplayOutcome, Replayed, replay_parked};
 pub use progress::{Progress, ProgressReceiver, ProgressSender, channel as progress_channel};
@@ -66,6 +68,10 @@ pub enum ConnectorError {
     Reducer { connector: String, error: ReducerError },
     #[error("connector `{connector}`: {error}")]
     Writer { connector: String, error: WriterError },
+    /// A blue/green rebuild swapped another version of the read model in under this run: the
+    /// connector reopens its sink (`run_connector_in`), nothing failed.
+    #[error("connector `{connector}`: a blue/green rebuild swapped another version of the read model in; reopening it")]
+    Swapped { connector: String },
 }
 
 /// Handles to steer and watch a running connector.
@@ -119,8 +125,61 @@ pub async fn run_connector_in(
             run_partitions_with_sink(sink, config, self.held, self.control, self.on_start).await
         }
     }
-    let held = context.claims.as_ref().map(|claims| claims.epochs.keys().copied().collect());
-    with_sink(config, &context, Run { control, on_start, held }).await
+    let held: Option<Vec<u32>> = context.claims.as_ref().map(|claims| claims.epochs.keys().copied().collect());
+    let blue_green = config.sidecar.as_ref().is_some_and(|s| s.new_version_policy() == crate::config::OnNewVersion::BlueGreen);
+    if !blue_green {
+        return with_sink(config, &context, Run { control, on_start, held }).await;
+    }
+    // Blue/green: a rebuild runs beside the live run, and a swap makes the live run reopen its
+    // sink on the new version. Whoever watches sees one progress channel throughout.
+    let mut rebuilds = JoinSet::new();
+    rebuilds.spawn(blue_green::rebuild_beside(config.clone(), control.child()).in_current_span());
+    let mut outer: Option<ProgressSender> = None;
+    let mut on_start = Some(on_start);
+    loop {
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<ProgressReceiver>();
+        let run = with_sink(config.clone(), &context, Run { control: control.clone(), on_start: move |p| { let _ = started_tx.send(p); }, held: held.clone() });
+        tokio::pin!(run);
+        let result = tokio::select! {
+            result = &mut run => result,
+            Ok(progress) = started_rx => {
+                let initial = progress.borrow().clone();
+                let sender = match &outer {
+                    Some(sender) => {
+                        sender.send_replace(initial);
+                        sender.clone()
+                    }
+                    None => {
+                        let (sender, receiver) = tokio::sync::watch::channel(initial);
+                        if let Some(on_start) = on_start.take() {
+                            on_start(receiver);
+                        }
+                        outer = Some(sender.clone());
+                        sender
+                    }
+                };
+                tokio::spawn(forward(progress, sender));
+                run.await
+            }
+        };
+        match result {
+            Err(ConnectorError::Swapped { connector }) if !control.shutdown.is_cancelled() => {
+                info!(connector = %connector, "the read model was swapped by a blue/green rebuild; reopening it on the new version");
+            }
+            other => {
+                rebuilds.shutdown().await;
+                return other;
+            }
+        }
+    }
+}
+
+/// Copies one run's progress into the channel whoever watches the connector holds.
+async fn forward(mut from: ProgressReceiver, to: ProgressSender) {
+    while from.changed().await.is_ok() {
+        let progress = from.borrow_and_update().clone();
+        to.send_replace(progress);
+    }
 }
 
 /// Something to do with a connector's sink, whichever kind it is (the sinks are different
@@ -204,7 +263,13 @@ async fn run_partitions_with_sink<S: Sink>(
     if let Some(endpoints) = &endpoints {
         match reducer::describe(endpoints.view(), &connector, &control.shutdown).await {
             Ok(Described::Yes(description)) => {
-                if adopt_description(&*sink, &config, &description).await.map_err(sink_error)? {
+                let blue_green = config.sidecar.as_ref().is_some_and(|s| s.new_version_policy() == crate::config::OnNewVersion::BlueGreen);
+                if blue_green && !description.version.is_empty() {
+                    match wait_for_version(&*sink, endpoints, &config, &description, &control).await? {
+                        Some(()) => {}
+                        None => return Ok(()),
+                    }
+                } else if adopt_description(&*sink, &config, &description).await.map_err(sink_error)? {
                     // Rebuilt: the checkpoints are gone, read the log from its start.
                     plan = resume_plan(&*sink, &config, count, held.as_deref()).await.map_err(sink_error)?;
                     source = sources::open(&config.source, &config.filter, plan.start()).await.map_err(source_error)?;
@@ -243,6 +308,9 @@ async fn run_partitions_with_sink<S: Sink>(
         let run = control.child();
         match stages.run(plan, source, &run).await {
             Err(ConnectorError::Writer { error: WriterError::CheckpointMoved(error), .. }) if !control.abort.is_cancelled() => {
+                if stages.sink.swapped().await.map_err(sink_error)? {
+                    return Err(ConnectorError::Swapped { connector: connector.clone() });
+                }
                 // Someone else committed for this connector since its checkpoints were read:
                 // whatever this run did not commit is planned again from what is stored now.
                 let delay = replans.next_delay();
@@ -441,6 +509,70 @@ async fn adopt_description<S: Sink>(sink: &S, config: &ConnectorConfig, descript
         }
     }
 }
+
+/// `sidecar.on_new_version: blue_green`: the live run applies operations only while its sidecar
+/// reports the version its read model records (`pipeline/blue_green.rs`). Records the version
+/// when none is, pins it (the sink fences its batches with it) and returns `Some`; otherwise
+/// pauses (no stage runs, the connector shows `waiting_for_sidecar`), asking again every
+/// [`VERSION_CHECK`], until the sidecar reports the recorded version, or a swap made the read
+/// model another (`Err(Swapped)`: the connector reopens its sink), or the connector stops
+/// (`None`).
+async fn wait_for_version<S: Sink>(
+    sink: &S,
+    endpoints: &reducer::Endpoints,
+    config: &ConnectorConfig,
+    description: &DescribeResponse,
+    control: &ConnectorControl,
+) -> Result<Option<()>, ConnectorError> {
+    let connector = &config.id;
+    let sink_error = |error| ConnectorError::Sink { connector: connector.clone(), error };
+    let outage = &crate::telemetry::for_connector(connector).sidecar_outage;
+    let mut reported = description.version.clone();
+    let paused_at = std::time::Instant::now();
+    loop {
+        if sink.swapped().await.map_err(sink_error)? {
+            return Err(ConnectorError::Swapped { connector: connector.clone() });
+        }
+        match sink.projection_version().await.map_err(sink_error)? {
+            None => {
+                sink.record_projection_version(&description.projection, &reported, None).await.map_err(sink_error)?;
+                sink.pin_version(&reported);
+                return Ok(Some(()));
+            }
+            Some(recorded) if recorded == reported => {
+                if outage.succeeded(paused_at).is_some() {
+                    info!(connector = %connector, "the sidecar reports version {reported} again, the read model's: applying operations again");
+                }
+                sink.pin_version(&reported);
+                return Ok(Some(()));
+            }
+            Some(recorded) => {
+                let reason = format!("the sidecar reports projection version {reported}, the read model was built by version {recorded}");
+                if outage.failed(&reason) {
+                    warn!(
+                        connector = %connector,
+                        "paused: {reason}; no operation is applied until the sidecar reports version {recorded} or a blue/green rebuild \
+                         swaps version {reported} in (state waiting_for_sidecar)"
+                    );
+                }
+            }
+        }
+        tokio::select! {
+            _ = control.shutdown.cancelled() => return Ok(None),
+            _ = control.abort.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(VERSION_CHECK) => {}
+        }
+        match reducer::describe(endpoints.view(), connector, &control.shutdown).await {
+            Ok(Described::Yes(description)) if !description.version.is_empty() => reported = description.version,
+            Ok(Described::Stopped) => return Ok(None),
+            Ok(_) => {}
+            Err(e) => return Err(ConnectorError::Config { connector: connector.clone(), message: e.to_string() }),
+        }
+    }
+}
+
+/// How often a paused live run asks its sidecar's version again.
+const VERSION_CHECK: Duration = Duration::from_secs(1);
 
 /// Where to resume, from the stored checkpoints; deletes those of an earlier partition count
 /// that are no longer needed.

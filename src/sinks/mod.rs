@@ -19,6 +19,7 @@ use crate::{
 
 #[cfg(feature = "elastic")]
 pub mod elastic;
+pub mod blue_green;
 pub mod checkpoint_store;
 pub mod console;
 pub mod eventuous;
@@ -477,6 +478,19 @@ pub trait Sink: Send + Sync + 'static {
     /// parked events are not counted here (none kept, or append-only elsewhere).
     fn count_parked(&self) -> impl Future<Output = Result<Option<u64>, SinkError>> + Send {
         async { Ok(None) }
+    }
+
+    /// Fences every batch of the writers opened from now on with the projection version the
+    /// connector runs (blue/green rebuilds): a target that can refuses a batch of another
+    /// version's read model once a swap recorded another one (PostgreSQL). Others ignore it.
+    fn pin_version(&self, version: &str) {
+        let _ = version;
+    }
+
+    /// True when the read model this sink was opened on is no longer the live one: a blue/green
+    /// rebuild swapped another version in (the connector then reopens its sink).
+    fn swapped(&self) -> impl Future<Output = Result<bool, SinkError>> + Send {
+        async { Ok(false) }
     }
 
     /// How many writers may apply batches at the same time (each owns fixed partitions).

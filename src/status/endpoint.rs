@@ -182,6 +182,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/connectors/{id}/parked/{record}"),
     ("POST", "/connectors/{id}/parked/discard"),
     ("POST", "/connectors/{id}/parked/replay"),
+    ("POST", "/connectors/{id}/rebuild"),
     ("POST", "/validate"),
 ];
 

@@ -193,6 +193,16 @@ impl Snapshot {
         if let Some(claims) = &self.claims {
             item["claims"] = claims.clone();
         }
+        if let Some(rebuild) = crate::pipeline::rebuild_report(&self.id) {
+            item["rebuild"] = json!({
+                "version": rebuild.version,
+                "replaces": rebuild.replaces,
+                "state": rebuild.state,
+                "position": rebuild.position,
+                "lag_positions": rebuild.lag(),
+                "error": rebuild.error,
+            });
+        }
         if let Some(p) = &self.progress {
             let head = self.head.as_ref().map(|h| h.position);
             item["partitions"] = p

@@ -891,7 +891,7 @@ const KEYS: &[&str] = &[
     "exclude_types", "include_stream_prefixes", "exclude_stream_prefixes", "include_stream_regex", "exclude_stream_regex",
     "include_system", "address", "window", "max_message_bytes", "request_timeout_ms", "max_retries", "payload", "answers", "on_timeout", "tls",
     "ca_file", "cert_file", "key_file", "domain",
-    "rebuild_on_new_version", "count", "key", "max_ops", "max_wait_ms", "ttl_ms", "renew_every_ms", "table", "collection", "index",
+    "rebuild_on_new_version", "on_new_version", "blue_green", "keep_old_versions", "read_model_schema", "count", "key", "max_ops", "max_wait_ms", "ttl_ms", "renew_every_ms", "table", "collection", "index",
     "init_sql", "init_sql_file", "allow_raw_sql", "writers", "database", "checkpoints_collection", "parked_collection",
     "transactions", "api_key", "checkpoints_index", "parked_index", "refresh", "max_bulk_bytes", "producer", "data_stream",
     "template", "template_priority", "settings", "lifecycle_policy", "name", "policy", "phases", "headers", "timeout_ms", "mode",

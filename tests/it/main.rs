@@ -6,6 +6,8 @@
 mod support;
 
 mod bad_input;
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+mod blue_green;
 mod chaos;
 mod checkpoint_fence;
 mod cli;

@@ -53,6 +53,21 @@ pub struct ElasticWriter {
     /// Per event (partition, position): the operations (0-based; [`PARKED`] for a park) an
     /// earlier attempt applied, so they are not sent again.
     done: HashMap<(u32, Position), HashSet<usize>>,
+    fence: Option<Fence>,
+}
+
+/// The live version a live run's sink opened on (`blue_green.rs`): checked before each batch,
+/// so a run whose read model was swapped reopens its sink instead of writing on.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    pub connector: String,
+    pub live: Option<String>,
+}
+
+impl Fence {
+    pub(super) async fn moved(&self, client: &Elasticsearch, names: &Names) -> Result<bool, RequestError> {
+        Ok(super::blue_green::live_record(client, names, &self.connector).await? != self.live)
+    }
 }
 
 /// Where an item of a `_bulk` request comes from.
@@ -137,11 +152,22 @@ enum Outcome {
 const FILTER: &[&str] = &["errors", "items.*.status", "items.*.error"];
 
 impl ElasticWriter {
-    pub(super) fn new(client: Elasticsearch, names: Arc<Names>, connector: Arc<str>) -> Self {
-        Self { client, names, connector, done: HashMap::new() }
+    pub(super) fn new(client: Elasticsearch, names: Arc<Names>, connector: Arc<str>, fence: Option<Fence>) -> Self {
+        Self { client, names, connector, done: HashMap::new(), fence }
     }
 
     async fn apply_batch(&mut self, batch: &Batch<ElasticOp>) -> Result<(), ApplyError> {
+        if let Some(fence) = &self.fence {
+            let moved = fence.moved(&self.client, &self.names).await.map_err(|e| ApplyError {
+                message: format!("reading the live version (the blue/green fence) failed: {}", e.message),
+                transient: e.transient,
+                failed_at: None,
+                checkpoint_moved: false,
+            })?;
+            if moved {
+                return Err(ApplyError::checkpoint_moved("a blue/green rebuild swapped another version of the read model in"));
+            }
+        }
         let names = self.names.clone();
         let requests = plan(batch, &names, &self.connector, &self.done)?;
         if let Err(failure) = self.send(requests).await {
@@ -322,7 +348,8 @@ fn judge(origin: &Origin<'_>, verb: &str, item: &ItemReply) -> Outcome {
         Origin::Op { number, event, op, .. } => format!("operation {} of {event} ({verb} {op})", number + 1),
         Origin::Park { event, .. } => format!("parking {event}"),
     };
-    if client::transient_status(status) || status == 409 {
+    // A write block: a blue/green swap blocked the index to clone it; the retry meets the fence.
+    if client::transient_status(status) || status == 409 || kind == "cluster_block_exception" {
         return Outcome::Transient(format!("{what}: HTTP {status}: {described}"));
     }
     let label = match kind {
@@ -419,6 +446,7 @@ fn plan<'b>(
 /// Appends one operation's action line (and source line) to a `_bulk` body.
 fn write_op(body: &mut Vec<u8>, op: &ElasticOp, event: &EventRef, names: &Names) -> Result<(), String> {
     let index = op.index.as_deref().or(names.index.as_deref()).ok_or("it names no index and the connector has no default")?;
+    let index = &*names.concrete(index);
     let version = || {
         i64::try_from(event.event.position)
             .map_err(|_| format!("position {} does not fit an external version (a signed 64-bit number)", event.event.position))
@@ -491,7 +519,7 @@ pub(super) async fn apply_reset(client: &Elasticsearch, names: &Arc<Names>, ops:
         0,
     );
     let batch = Batch::new(vec![BatchItem::Apply { event, ops: ops.to_vec() }], 1);
-    let mut writer = ElasticWriter::new(client.clone(), names.clone(), "(reset)".into());
+    let mut writer = ElasticWriter::new(client.clone(), names.clone(), "(reset)".into(), None);
     let requests = plan(&batch, names, "(reset)", &writer.done).map_err(|e| SinkError::reset(e.message))?;
     for request in requests {
         let count = request.origins.len();

@@ -126,7 +126,7 @@ pub async fn load(client: &Elasticsearch, names: &Names, connector: &str) -> Res
 }
 
 /// The `_source` of the connector's documents of this kind (after a refresh).
-async fn search(client: &Elasticsearch, names: &Names, connector: &str, kind: &str) -> Result<Vec<Value>, RequestError> {
+pub(super) async fn search(client: &Elasticsearch, names: &Names, connector: &str, kind: &str) -> Result<Vec<Value>, RequestError> {
     let index = encode_segment(&names.checkpoints);
     client::send(client, Method::Post, &format!("/{index}/_refresh"), None).await?;
     let query = json!({
@@ -193,4 +193,10 @@ pub async fn record_version(client: &Elasticsearch, names: &Names, connector: &s
         .await
         .map(drop)
         .map_err(|e| error(names, SinkErrorKind::Refused, "cannot record the projection version", e))
+}
+
+/// Deletes every checkpoint and the projection version of `connector` (a dropped version).
+pub async fn forget(client: &Elasticsearch, names: &Names, connector: &str) -> Result<(), SinkError> {
+    delete_all(client, names, connector).await?;
+    delete_ids(client, names, &[version_id(connector)]).await.map_err(|e| error(names, SinkErrorKind::Checkpoints, "cannot delete the projection version", e))
 }

@@ -19,9 +19,11 @@
 //! - `apply.rs`: a batch as `_bulk` requests, item outcomes, then the checkpoints;
 //! - `checkpoints.rs`: the gateway's indices, checkpoint and projection-version documents;
 //! - `parked.rs`: the connector's parked events, listed and discarded for the operator;
-//! - `producer.rs`: producer mode's documents and index template.
+//! - `producer.rs`: producer mode's documents and index template;
+//! - `blue_green.rs`: versioned indices behind an alias, for blue/green rebuilds.
 
 mod apply;
+pub mod blue_green;
 mod checkpoints;
 pub mod client;
 pub mod json;
@@ -58,32 +60,64 @@ struct Names {
     parked: String,
     refresh: ElasticRefresh,
     max_bulk_bytes: usize,
+    /// The version of the read model this sink writes (blue/green): the default index is then
+    /// written as `<index>_v<version>` (`blue_green.rs`).
+    version: Option<String>,
+}
+
+impl Names {
+    /// The concrete index an operation naming `index` writes.
+    fn concrete<'a>(&self, index: &'a str) -> std::borrow::Cow<'a, str> {
+        match &self.version {
+            Some(version) => blue_green::version_index(index, version).map(std::borrow::Cow::Owned).unwrap_or(std::borrow::Cow::Borrowed(index)),
+            None => std::borrow::Cow::Borrowed(index),
+        }
+    }
+}
+
+/// The client and the names of a configuration (no request sent).
+fn connect(config: &ElasticSinkConfig) -> Result<(Elasticsearch, Names), SinkError> {
+    let (client, display) = client::connect(config).map_err(|e| SinkError::config(format!("sink.elastic.url: {e}")))?;
+    let names = Names {
+        display,
+        index: config.index.clone(),
+        checkpoints: config.checkpoints_index.clone(),
+        parked: config.parked_index.clone(),
+        refresh: config.refresh,
+        max_bulk_bytes: config.max_bulk_bytes.max(1024),
+        version: None,
+    };
+    Ok((client, names))
 }
 
 pub struct ElasticSink {
     client: Elasticsearch,
     names: Arc<Names>,
+    /// The id the connector's rows are under: its own, or its version's (`blue_green.rs`).
     connector: Arc<str>,
     engine: Engine,
     writers: usize,
     producer: Option<Producer>,
+    /// The connector and the live version recorded when the sink opened, when its batches are
+    /// fenced by a blue/green swap (a connector with blue/green settings).
+    fence: Option<apply::Fence>,
+    /// The live version recorded when the sink opened (the one its placement follows).
+    opened_live: Option<String>,
 }
 
 impl ElasticSink {
     /// Connects (failing at once, with the reason, when the engine cannot be reached), creates
     /// the gateway's indices and, for a producer connector, the index template.
     pub async fn open(config: &ElasticSinkConfig, connector: &str, mode: ConnectorMode) -> Result<Self, SinkError> {
-        let (client, display) = client::connect(config).map_err(|e| SinkError::config(format!("sink.elastic.url: {e}")))?;
-        let names = Arc::new(Names {
-            display,
-            index: config.index.clone(),
-            checkpoints: config.checkpoints_index.clone(),
-            parked: config.parked_index.clone(),
-            refresh: config.refresh,
-            max_bulk_bytes: config.max_bulk_bytes.max(1024),
-        });
+        let (client, mut names) = connect(config)?;
         let engine = checkpoints::reach(&client, &names).await?;
         checkpoints::create_indices(&client, &names).await?;
+        let placement = blue_green::placement(&client, &names, connector).await?;
+        if let Some(version) = &placement.version {
+            blue_green::version_index(names.index.as_deref().unwrap_or("index"), version)?;
+            names.version = Some(version.clone());
+        }
+        let names = Arc::new(names);
         let producer = match mode {
             ConnectorMode::Producer => {
                 Some(Producer::start(&client, &names, &config.producer.clone().unwrap_or_default(), engine).await?)
@@ -96,7 +130,10 @@ impl ElasticSink {
             engine.name(),
             producer.as_ref().map(|p| format!(": producer mode, events into `{}`", p.describe())).unwrap_or_default()
         );
-        Ok(Self { client, names, connector: connector.into(), engine, writers: config.writers.max(1), producer })
+        // Set by the pipeline's open for a connector that may be swapped (`OpenSink::open`).
+        let fence = None;
+        let opened_live = placement.live;
+        Ok(Self { client, names, connector: placement.key.into(), engine, writers: config.writers.max(1), producer, fence, opened_live })
     }
 
     /// The engine that answered at start.
@@ -140,7 +177,15 @@ impl super::OpenSink for ElasticSink {
     type Settings = crate::config::ElasticSinkConfig;
 
     async fn open(settings: &Self::Settings, connector: &crate::config::ConnectorConfig, _: &crate::run_context::RunContext) -> Result<Self, SinkError> {
-        Self::open(settings, &connector.id, connector.mode()).await
+        let mut sink = Self::open(settings, &connector.id, connector.mode()).await?;
+        // Only a live connector that may be swapped pays a request per batch for the fence.
+        let swappable = connector.sidecar.as_ref().is_some_and(|s| {
+            s.new_version_policy() == crate::config::OnNewVersion::BlueGreen || s.blue_green.is_some()
+        });
+        if swappable && blue_green::staged_version(&connector.id).is_none() {
+            sink.fence = Some(apply::Fence { connector: connector.id.clone(), live: sink.opened_live.clone() });
+        }
+        Ok(sink)
     }
 }
 
@@ -161,6 +206,19 @@ impl Sink for ElasticSink {
             return Err(DecodeError::Malformed {
                 name: proto_name(operation),
                 reason: "it names no `index` and the connector has no default (`sink.elastic.index`)".into(),
+            });
+        }
+        if let Some(op) = &op
+            && self.names.version.is_some()
+            && op.index.as_ref().is_some_and(|i| Some(i) != self.names.index.as_ref())
+        {
+            return Err(DecodeError::Malformed {
+                name: proto_name(operation),
+                reason: format!(
+                    "it names the index `{}`; a blue/green version of the read model holds only the connector's index `{}` (sink.elastic.index)",
+                    op.index.as_deref().unwrap_or_default(),
+                    self.names.index.as_deref().unwrap_or_default()
+                ),
             });
         }
         Ok(op)
@@ -249,8 +307,18 @@ impl Sink for ElasticSink {
         self.writers
     }
 
+    /// A blue/green swap recorded another live version since this sink opened.
+    async fn swapped(&self) -> Result<bool, SinkError> {
+        match &self.fence {
+            Some(fence) => fence.moved(&self.client, &self.names).await.map_err(|e| {
+                SinkError::refused(format!("Elasticsearch target `{}`: cannot read the live version: {}", self.names.display, e.message)).unreachable_if(e.transient)
+            }),
+            None => Ok(false),
+        }
+    }
+
     async fn open_writer(&self) -> Result<ElasticWriter, SinkError> {
-        Ok(ElasticWriter::new(self.client.clone(), self.names.clone(), self.connector.clone()))
+        Ok(ElasticWriter::new(self.client.clone(), self.names.clone(), self.connector.clone(), self.fence.clone()))
     }
 }
 

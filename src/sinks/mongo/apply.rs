@@ -83,6 +83,11 @@ pub struct MongoWriter {
     /// The partition claims every transaction is fenced with, when the connector's partitions
     /// are shared out among gateways.
     fence: Option<Arc<Claims>>,
+    /// The projection version the live run applies (blue/green): checked in every batch
+    /// transaction, so a batch after a swap fails whole (`blue_green.rs`).
+    pinned: Arc<std::sync::OnceLock<String>>,
+    /// A staged run's collections already recorded (`blue_green.rs`); `None` for a live run.
+    recorded: Option<HashSet<String>>,
 }
 
 impl MongoWriter {
@@ -94,10 +99,65 @@ impl MongoWriter {
         transactional: bool,
         fence: Option<Arc<Claims>>,
     ) -> Self {
-        Self { client, db, names, connector, transactional, in_doubt: None, applied: HashMap::new(), fence }
+        Self {
+            client,
+            db,
+            names,
+            connector,
+            transactional,
+            in_doubt: None,
+            applied: HashMap::new(),
+            fence,
+            pinned: Default::default(),
+            recorded: None,
+        }
+    }
+
+    /// The blue/green fence of a live run, and for a staged run the record of its collections.
+    pub(super) fn blue_green(&mut self, pinned: Arc<std::sync::OnceLock<String>>, staged: bool) {
+        self.pinned = pinned;
+        self.recorded = staged.then(HashSet::new);
+    }
+
+    /// A staged run records the collections it writes, so the swap knows what to rename.
+    async fn record_collections(&mut self, batch: &Batch<MongoOp>) -> Result<(), ApplyError> {
+        let Some(recorded) = &self.recorded else { return Ok(()) };
+        let new: Vec<String> = batch
+            .items
+            .iter()
+            .filter_map(|item| match item {
+                BatchItem::Apply { ops, .. } => Some(ops),
+                _ => None,
+            })
+            .flatten()
+            .map(|op| op.collection.clone().unwrap_or_else(|| self.names.collection.clone()))
+            .filter(|c| !recorded.contains(c))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        self.db
+            .collection::<Document>(&self.names.checkpoints)
+            .update_one(
+                doc! { "_id": super::blue_green::collections_id(&self.connector) },
+                doc! { "$set": { "kind": "blue_green_collections", "connector": &*self.connector }, "$addToSet": { "names": { "$each": &new } } },
+            )
+            .upsert(true)
+            .await
+            .map_err(|e| ApplyError {
+                message: format!("cannot record the rebuild's collections: {}", describe_error(&e)),
+                transient: is_transient(&e),
+                failed_at: None,
+                checkpoint_moved: false,
+            })?;
+        self.recorded.get_or_insert_with(HashSet::new).extend(new);
+        Ok(())
     }
 
     async fn apply_batch(&mut self, batch: &Batch<MongoOp>) -> Result<(), ApplyError> {
+        self.record_collections(batch).await?;
         if let Some(doubt) = self.in_doubt.take()
             && doubt.0 == batch.partition_count
             && doubt.1 == batch.positions()
@@ -151,6 +211,20 @@ impl MongoWriter {
         {
             let _ = session.abort_transaction().await;
             return Err(error);
+        }
+        if let Some(pinned) = self.pinned.get() {
+            let version = self
+                .db
+                .collection::<Document>(&self.names.checkpoints)
+                .find_one(doc! { "_id": super::version_id(&self.connector) })
+                .session(&mut session)
+                .await
+                .map_err(|e| whole("cannot read the projection version (the blue/green fence)", &e))?;
+            let recorded = version.as_ref().and_then(|d| d.get_str("version").ok());
+            if recorded.is_some_and(|r| r != pinned) {
+                let _ = session.abort_transaction().await;
+                return Err(ApplyError::checkpoint_moved("a blue/green rebuild swapped another version of the read model in"));
+            }
         }
         for run in runs {
             if let Err(failure) = run.execute(&self.db, Some(&mut session), &self.names).await {

@@ -12,7 +12,8 @@
 //! - `bson.rs`: Struct -> BSON (`$date`, `integerFields`);
 //! - `ops.rs`: decoding and validating the operations;
 //! - `apply.rs`: applying a batch, in a transaction or in order;
-//! - `parked.rs`: the connector's parked events, listed and discarded for the operator.
+//! - `parked.rs`: the connector's parked events, listed and discarded for the operator;
+//! - `blue_green.rs`: versions of the read model in collections of their own, renamed in.
 //!
 //! The gateway's documents: in `checkpoints_collection`, one per (connector, partition count,
 //! partition) with `_id` `<connector>/<count>/<partition>` and `kind: "checkpoint"`, and the
@@ -20,6 +21,7 @@
 //! per parked event, `_id` `<connector>/<partition>/<position>`.
 
 mod apply;
+pub mod blue_green;
 pub mod bson;
 pub mod ops;
 mod parked;
@@ -72,6 +74,13 @@ pub struct MongoSink {
     /// The partitions this gateway holds, when the connector's partitions are shared out among
     /// gateways: every batch transaction is fenced with them.
     fence: Option<Arc<Claims>>,
+    /// The configured default collection (a staged run writes `<it>_v<version>`).
+    base_collection: String,
+    /// The version a staged run builds (`<connector>@v<version>`, `blue_green.rs`).
+    version: Option<String>,
+    /// The projection version the live run applies, once pinned: every batch transaction
+    /// checks it (the blue/green fence).
+    pinned: Arc<std::sync::OnceLock<String>>,
 }
 
 /// Most statements per write command on FerretDB v1 (see `MongoSink::open`).
@@ -119,9 +128,14 @@ impl MongoSink {
             .filter(|d| !d.is_empty()),
             None => None,
         };
+        let version = crate::sinks::blue_green::staged_version(connector).map(str::to_string);
+        let collection = match &version {
+            Some(v) => blue_green::version_collection(&config.collection, v)?,
+            None => config.collection.clone(),
+        };
         let mut names = Names {
             display: format!("{hosts}/{}", config.database),
-            collection: config.collection.clone(),
+            collection,
             checkpoints: config.checkpoints_collection.clone(),
             parked: config.parked_collection.clone(),
             write_concern,
@@ -190,7 +204,18 @@ impl MongoSink {
                 SinkError::schema(format!("MongoDB target `{}`: cannot create the checkpoints index: {}", names.display, describe_error(&e)))
                     .unreachable_if(is_transient(&e))
             })?;
-        Ok(Self { client, db, names, connector: connector.into(), transactional, writers: config.writers.max(1), fence })
+        Ok(Self {
+            client,
+            db,
+            names,
+            connector: connector.into(),
+            transactional,
+            writers: config.writers.max(1),
+            base_collection: config.collection.clone(),
+            version,
+            pinned: Default::default(),
+            fence,
+        })
     }
 
     /// Whether batches and their checkpoints commit in one transaction (exactly once) rather
@@ -330,8 +355,16 @@ impl Sink for MongoSink {
         "mongo"
     }
 
+    /// A staged run (blue/green) writes each collection's version: `<collection>_v<version>`.
     fn decode(&self, operation: &Any) -> Result<Option<MongoOp>, DecodeError> {
-        decode_mongo_op(operation)
+        let mut op = decode_mongo_op(operation)?;
+        if let (Some(version), Some(op)) = (&self.version, op.as_mut()) {
+            let collection = op.collection.as_deref().unwrap_or(&self.base_collection);
+            let versioned = blue_green::version_collection(collection, version)
+                .map_err(|e| DecodeError::Malformed { name: proto_name(operation), reason: e.to_string() })?;
+            op.collection = Some(versioned);
+        }
+        Ok(op)
     }
 
     async fn load_checkpoints(&self) -> Result<Vec<CheckpointRow>, SinkError> {
@@ -456,15 +489,27 @@ impl Sink for MongoSink {
         self.writers
     }
 
+    fn pin_version(&self, version: &str) {
+        let _ = self.pinned.set(version.to_string());
+    }
+
+    /// The recorded version is no longer the pinned one: a blue/green swap happened.
+    async fn swapped(&self) -> Result<bool, SinkError> {
+        let Some(pinned) = self.pinned.get() else { return Ok(false) };
+        Ok(self.projection_version().await?.is_some_and(|recorded| &recorded != pinned))
+    }
+
     async fn open_writer(&self) -> Result<MongoWriter, SinkError> {
-        Ok(MongoWriter::new(
+        let mut writer = MongoWriter::new(
             self.client.clone(),
             self.db.clone(),
             self.names.clone(),
             self.connector.clone(),
             self.transactional,
             self.fence.clone(),
-        ))
+        );
+        writer.blue_green(self.pinned.clone(), self.version.is_some());
+        Ok(writer)
     }
 }
 
@@ -483,4 +528,8 @@ fn reset_command(op: &MongoOp, names: &Names) -> Document {
             doc! { "delete": collection, "deletes": [ { "q": filter.clone(), "limit": if *multi { 0 } else { 1 } } ] }
         }
     }
+}
+
+fn proto_name(any: &Any) -> String {
+    crate::proto::message_name(any).to_string()
 }

@@ -65,6 +65,9 @@ pub struct PostgresWriter {
     /// The lease or partition claims every transaction is fenced with, when the connector
     /// runs under them.
     fence: Option<Arc<Fence>>,
+    /// The projection version every transaction is fenced with, once the connector has pinned
+    /// one (blue/green rebuilds: a swap in the target refuses the old version's batches).
+    version: Arc<std::sync::OnceLock<String>>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -85,9 +88,10 @@ impl PostgresWriter {
         connector: Arc<str>,
         sql: Arc<GatewaySql>,
         fence: Option<Arc<Fence>>,
+        version: Arc<std::sync::OnceLock<String>>,
     ) -> Result<Self, SinkError> {
         let conn = WriterConnection::open(&endpoint, &sql, fence.as_deref()).await.map_err(|e| super::cannot_connect(&endpoint, &e))?;
-        Ok(Self { endpoint, connector, sql, conn: Some(conn), in_doubt: None, fence })
+        Ok(Self { endpoint, connector, sql, conn: Some(conn), in_doubt: None, fence, version })
     }
 
     async fn apply_batch(&mut self, batch: &Batch<SqlOp>) -> Result<(), ApplyError> {
@@ -124,7 +128,7 @@ impl PostgresWriter {
                 }
             }
         }
-        let Err(failure) = conn.apply(&self.connector, self.fence.as_deref(), batch).await else {
+        let Err(failure) = conn.apply(&self.connector, self.fence.as_deref(), self.version.get().map(String::as_str), batch).await else {
             return Ok(());
         };
         if failure.connection_lost || conn.client.is_closed() {
@@ -156,8 +160,11 @@ struct WriterConnection {
     statements: HashMap<String, Statement>,
     write_checkpoints: Statement,
     insert_parked: Statement,
+    version_fence: Statement,
     /// Prepared only under a lease or claims (their table exists then: they were taken in it).
     fence: Option<Statement>,
+    /// `SET LOCAL search_path` to the read model's schema, when it has one.
+    search_path: Option<String>,
 }
 
 /// Why a batch failed, and what that means for the connection.
@@ -172,9 +179,15 @@ struct Failure {
 impl WriterConnection {
     async fn open(endpoint: &PgEndpoint, sql: &GatewaySql, fence: Option<&Fence>) -> Result<Self, tokio_postgres::Error> {
         let client = endpoint.connect().await?;
-        let (write_checkpoints, insert_parked, fence) = futures::try_join!(
+        // The session's search_path too, so that statements prepared outside a transaction
+        // resolve their names where the transaction will run them.
+        if let Some(set) = &sql.set_search_path {
+            client.batch_execute(set).await?;
+        }
+        let (write_checkpoints, insert_parked, version_fence, fence) = futures::try_join!(
             client.prepare(&sql.write_checkpoints),
             client.prepare(&sql.insert_parked),
+            client.prepare(&sql.version_fence),
             async {
                 match fence {
                     Some(Fence::Lease(_)) => client.prepare(&sql.fence).await.map(Some),
@@ -183,7 +196,8 @@ impl WriterConnection {
                 }
             }
         )?;
-        Ok(Self { client, statements: HashMap::new(), write_checkpoints, insert_parked, fence })
+        let search_path = sql.set_search_path.as_ref().map(|set| set.replacen("SET ", "SET LOCAL ", 1));
+        Ok(Self { client, statements: HashMap::new(), write_checkpoints, insert_parked, version_fence, fence, search_path })
     }
 
     /// True when the checkpoint rows already hold every position of the batch in doubt.
@@ -201,9 +215,9 @@ impl WriterConnection {
         }))
     }
 
-    async fn apply(&mut self, connector: &str, fence: Option<&Fence>, batch: &Batch<SqlOp>) -> Result<(), Failure> {
+    async fn apply(&mut self, connector: &str, fence: Option<&Fence>, version: Option<&str>, batch: &Batch<SqlOp>) -> Result<(), Failure> {
         self.prepare_new_statements(batch).await?;
-        let mut steps = self.plan(connector, fence, batch)?;
+        let mut steps = self.plan(connector, fence, version, batch)?;
         let mut start = 0;
         loop {
             let end = steps[start..].iter().position(Step::is_barrier).map_or(steps.len(), |i| start + i);
@@ -285,9 +299,18 @@ impl WriterConnection {
     }
 
     /// The transaction as a list of steps, parameters already converted.
-    fn plan<'b>(&self, connector: &'b str, fence: Option<&'b Fence>, batch: &'b Batch<SqlOp>) -> Result<Vec<Step<'b>>, Failure> {
-        let mut steps = Vec::with_capacity(batch.items.len() + 4);
+    fn plan<'b>(
+        &self,
+        connector: &'b str,
+        fence: Option<&'b Fence>,
+        version: Option<&'b str>,
+        batch: &'b Batch<SqlOp>,
+    ) -> Result<Vec<Step<'b>>, Failure> {
+        let mut steps = Vec::with_capacity(batch.items.len() + 6);
         steps.push(Step::Begin);
+        if let Some(set) = &self.search_path {
+            steps.push(Step::SearchPath(set.clone()));
+        }
         match fence {
             Some(Fence::Lease(tenure)) => steps.push(Step::Fence { connector, holder: &tenure.holder, epoch: tenure.epoch }),
             Some(Fence::Claims(claims)) => {
@@ -300,6 +323,12 @@ impl WriterConnection {
                 steps.push(Step::ClaimsFence { connector, holder: &claims.holder, partitions, epochs });
             }
             None => {}
+        }
+        // Before anything is written: the version's row is share-locked, so a swap (which
+        // updates it first) waits for this transaction, and a batch after the swap finds
+        // another version there and fails whole (`blue_green.rs`).
+        if let Some(version) = version {
+            steps.push(Step::Version { connector, version });
         }
         // The checkpoints right after `BEGIN`: their compare-and-set takes the rows' locks
         // before any operation runs, so a batch planned from a stale read fails at once.
@@ -346,6 +375,8 @@ impl WriterConnection {
                 let client = &self.client;
                 match step {
                     Step::Begin => client.batch_execute("BEGIN").boxed(),
+                    Step::SearchPath(set) => client.batch_execute(set).boxed(),
+                    Step::Version { .. } => client.execute(&self.version_fence, params).map_ok(drop).boxed(),
                     Step::Commit => client.batch_execute("COMMIT").boxed(),
                     Step::Fence { .. } | Step::ClaimsFence { .. } => {
                         let fence = self.fence.as_ref().expect("prepared on connections of a leased connector");
@@ -466,6 +497,10 @@ enum Step<'b> {
     Fence { connector: &'b str, holder: &'b str, epoch: i64 },
     /// The partition claims check that precedes everything else in the transaction.
     ClaimsFence { connector: &'b str, holder: &'b str, partitions: Vec<i32>, epochs: Vec<i64> },
+    /// `SET LOCAL search_path` to the read model's schema.
+    SearchPath(String),
+    /// The projection version check (blue/green): the version's row, share-locked.
+    Version { connector: &'b str, version: &'b str },
 }
 
 impl Step<'_> {
@@ -491,6 +526,7 @@ impl Step<'_> {
             }
             Step::Fence { connector, holder, epoch } => vec![connector, holder, epoch],
             Step::ClaimsFence { connector, holder, partitions, epochs } => vec![connector, holder, partitions, epochs],
+            Step::Version { connector, version } => vec![connector, version],
             _ => Vec::new(),
         }
     }
@@ -525,6 +561,17 @@ impl Step<'_> {
                 commit_sent,
             },
             Step::Begin => whole("BEGIN"),
+            Step::SearchPath(set) => whole(set),
+            Step::Version { version, .. } if e.code() == Some(&SqlState::DIVISION_BY_ZERO) => Failure {
+                // Said as a moved checkpoint: the connector re-plans, and there finds the read
+                // model swapped (`Sink::swapped`).
+                error: ApplyError::checkpoint_moved(format!(
+                    "the read model is no longer projection version {version}: a blue/green rebuild swapped another version in"
+                )),
+                connection_lost: false,
+                commit_sent,
+            },
+            Step::Version { .. } => whole("checking the projection version"),
             Step::Fence { connector, holder, epoch } if e.code() == Some(FENCED) => Failure {
                 error: ApplyError {
                     message: format!(

@@ -24,6 +24,12 @@ pub struct PostgresSinkConfig {
     pub init_sql_file: Option<PathBuf>,
     #[serde(default = "crate::config::defaults::yes")]
     pub allow_raw_sql: bool,
+    /// The schema the read model lives in: the sidecar's unqualified SQL runs with
+    /// `search_path` set to it (on every connection and in every batch transaction). Unset:
+    /// the connection's default `search_path`, as before. A blue/green rebuild needs it: the
+    /// new version is built in `<read_model_schema>_v<version>` and swapped in by renaming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_model_schema: Option<String>,
     /// Connections applying batches in parallel; each owns a fixed set of partitions.
     #[serde(default = "crate::config::defaults::writers")]
     pub writers: usize,
@@ -46,6 +52,9 @@ impl SinkSettings for PostgresSinkConfig {
         let at = |key: &str| format!("{connector_path}.sink.postgres.{key}");
         url(&self.url, &at("url"), problems);
         identifier(&self.schema, &at("schema"), problems);
+        if let Some(schema) = &self.read_model_schema {
+            identifier(schema, &at("read_model_schema"), problems);
+        }
         at_least(self.writers as u64, 1, &at("writers"), problems);
     }
 }

@@ -8,6 +8,7 @@
 //! - `apply.rs`: applying a batch, pipelined on the connection, with reconnection.
 
 mod apply;
+pub mod blue_green;
 mod parked;
 mod schema;
 mod values;
@@ -43,6 +44,9 @@ pub struct PostgresSink {
     fence: Option<Arc<Fence>>,
     /// For reading and deleting checkpoints; reopened if the server dropped it.
     admin: Mutex<Client>,
+    /// The projection version the connector pinned (`Sink::pin_version`): every batch is
+    /// fenced with it.
+    version: Arc<std::sync::OnceLock<String>>,
 }
 
 impl PostgresSink {
@@ -52,7 +56,7 @@ impl PostgresSink {
     pub async fn open(config: &PostgresSinkConfig, connector: &str, fence: Option<Fence>) -> Result<Self, SinkError> {
         let endpoint = PgEndpoint::parse(&config.url).map_err(|e| SinkError::config(format!("sink.postgres.url: {e}")))?;
         let client = connect(&endpoint).await?;
-        let sql = GatewaySql::new(&config.schema);
+        let sql = GatewaySql::new(&config.schema, config.read_model_schema.as_deref());
         schema::prepare_target(&client, config, &sql, endpoint.display()).await?;
         Ok(Self {
             endpoint: Arc::new(endpoint),
@@ -62,6 +66,7 @@ impl PostgresSink {
             writers: config.writers.max(1),
             fence: fence.map(Arc::new),
             admin: Mutex::new(client),
+            version: Arc::default(),
         })
     }
 
@@ -70,6 +75,9 @@ impl PostgresSink {
         let mut client = self.admin.lock().await;
         if client.is_closed() {
             *client = connect(&self.endpoint).await?;
+            if let Some(set) = &self.sql.set_search_path {
+                client.batch_execute(set).await.map_err(|e| self.error(SinkErrorKind::Unreachable, set, &e))?;
+            }
         }
         Ok(client)
     }
@@ -222,7 +230,17 @@ impl Sink for PostgresSink {
     }
 
     async fn open_writer(&self) -> Result<PostgresWriter, SinkError> {
-        PostgresWriter::open(self.endpoint.clone(), self.connector.clone(), self.sql.clone(), self.fence.clone()).await
+        PostgresWriter::open(self.endpoint.clone(), self.connector.clone(), self.sql.clone(), self.fence.clone(), self.version.clone()).await
+    }
+
+    fn pin_version(&self, version: &str) {
+        let _ = self.version.set(version.to_string());
+    }
+
+    /// The recorded version is no longer the pinned one: a swap happened in the target.
+    async fn swapped(&self) -> Result<bool, SinkError> {
+        let Some(pinned) = self.version.get() else { return Ok(false) };
+        Ok(self.projection_version().await?.is_some_and(|recorded| &recorded != pinned))
     }
 }
 

@@ -44,12 +44,24 @@ pub(super) struct GatewaySql {
     /// The fence of a connector whose partitions are shared out: `$1` connector, `$2` holder,
     /// `$3` partitions, `$4` their epochs.
     pub claims_fence: String,
+    /// `$1` connector, `$2` version: fails (22012) unless the recorded projection version is
+    /// still that one; share-locks its row.
+    pub version_fence: String,
+    /// `SET search_path TO <read_model_schema>`, when the read model has a schema of its own.
+    pub set_search_path: Option<String>,
+    /// The read model's schema, when it has one of its own.
+    pub read_model_schema: Option<String>,
 }
 
 impl GatewaySql {
-    pub fn new(schema: &str) -> Self {
+    pub fn new(schema: &str, read_model_schema: Option<&str>) -> Self {
         let s = quote_ident(schema);
         Self {
+            version_fence: format!(
+                "SELECT 1 / (SELECT count(*)::int FROM (SELECT 1 FROM {s}.projections WHERE connector = $1 AND version = $2 FOR SHARE) AS live)"
+            ),
+            set_search_path: read_model_schema.map(|rm| format!("SET search_path TO {}", quote_ident(rm))),
+            read_model_schema: read_model_schema.map(str::to_string),
             schema: schema.to_string(),
             checkpoints_table: format!("{s}.checkpoints"),
             parked_table: format!("{s}.parked_events"),
@@ -180,6 +192,23 @@ async fn prepare_locked(client: &Client, config: &PostgresSinkConfig, sql: &Gate
         if !exists {
             client.batch_execute(create).await.map_err(|e| fail(&format!("cannot create {table}"), &e))?;
         }
+    }
+    if let Some(rm) = &sql.read_model_schema {
+        let exists: bool = client
+            .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[rm])
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(|e| fail("cannot look up the read model's schema", &e))?;
+        if !exists {
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(rm)))
+                .await
+                .map_err(|e| fail(&format!("cannot create schema `{rm}` (sink.postgres.read_model_schema)"), &e))?;
+        }
+    }
+    // The init SQL is the read model's: it runs where the sidecar's statements will.
+    if let Some(set) = &sql.set_search_path {
+        client.batch_execute(set).await.map_err(|e| fail(set, &e))?;
     }
     if let Some(init) = &config.init_sql {
         client.batch_execute(init).await.map_err(|e| fail("`init_sql` failed", &e))?;

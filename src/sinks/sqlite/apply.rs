@@ -20,6 +20,9 @@ pub struct SqliteWriter {
     connector: Arc<str>,
     path: PathBuf,
     checkpointer: Option<Arc<Checkpointer>>,
+    /// The file `path` named when the sink opened it: a batch after a blue/green swap pointed
+    /// `path` elsewhere is refused, and the connector reopens its sink (`blue_green.rs`).
+    opened: Option<(u64, u64)>,
 }
 
 impl SqliteWriter {
@@ -28,8 +31,9 @@ impl SqliteWriter {
         connector: Arc<str>,
         path: PathBuf,
         checkpointer: Option<Arc<Checkpointer>>,
+        opened: Option<(u64, u64)>,
     ) -> Self {
-        Self { conn, connector, path, checkpointer }
+        Self { conn, connector, path, checkpointer, opened }
     }
 }
 
@@ -40,7 +44,13 @@ impl SinkWriter for SqliteWriter {
         let conn = self.conn.clone();
         let connector = self.connector.clone();
         let path = self.path.display().to_string();
+        let (file, opened) = (self.path.clone(), self.opened);
         tokio::task::spawn_blocking(move || {
+            if opened.is_some() && super::blue_green::file_identity(&file) != opened {
+                return Err(ApplyError::checkpoint_moved(
+                    "the read model's path names another file now: a blue/green rebuild swapped another version in",
+                ));
+            }
             let mut conn = conn.lock();
             apply_batch(&mut conn, &connector, &batch)
         })

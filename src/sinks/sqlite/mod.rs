@@ -5,6 +5,7 @@
 //! (`checkpointer.rs`), not inside the commits.
 
 mod apply;
+pub mod blue_green;
 mod checkpointer;
 mod parked;
 mod schema;
@@ -38,6 +39,9 @@ pub struct SqliteSink {
     conn: Arc<Mutex<Connection>>,
     /// `None` when its thread could not start: SQLite then checkpoints inside commits.
     checkpointer: Option<Arc<Checkpointer>>,
+    /// The file `path` named when the sink opened it (device, inode): a blue/green swap
+    /// points `path` at another file (`blue_green.rs`).
+    opened: Option<(u64, u64)>,
 }
 
 impl SqliteSink {
@@ -63,7 +67,8 @@ impl SqliteSink {
             Ok::<_, SinkError>((conn, checkpointer))
         })
         .await??;
-        Ok(Self { connector: connector.into(), path, allow_raw_sql, conn: Arc::new(Mutex::new(conn)), checkpointer })
+        let opened = blue_green::file_identity(&path);
+        Ok(Self { connector: connector.into(), path, allow_raw_sql, conn: Arc::new(Mutex::new(conn)), checkpointer, opened })
     }
 
     /// Runs `f` on the connection, on a blocking thread; its failure is of `kind` (busy or
@@ -221,7 +226,12 @@ impl Sink for SqliteSink {
         1
     }
 
+    /// `path` now names another file than the one this sink opened.
+    async fn swapped(&self) -> Result<bool, SinkError> {
+        Ok(self.opened.is_some() && blue_green::file_identity(&self.path) != self.opened)
+    }
+
     async fn open_writer(&self) -> Result<SqliteWriter, SinkError> {
-        Ok(SqliteWriter::new(self.conn.clone(), self.connector.clone(), self.path.clone(), self.checkpointer.clone()))
+        Ok(SqliteWriter::new(self.conn.clone(), self.connector.clone(), self.path.clone(), self.checkpointer.clone(), self.opened))
     }
 }
