@@ -384,14 +384,27 @@ fn reduce_elastic_v2(request: &ProjectionRequest) -> ProjectionResponse {
     response
 }
 
-/// A search through the alias (one request, one point in time after the last refresh).
+/// A search through the alias (one request, one point in time after the last refresh). A search
+/// in flight on the concrete index the first swap deletes (`remove_index`) fails with 503 "all
+/// shards failed" (docs/blue-green.md): readers retry it, as they would any transient failure;
+/// it never answers with an empty or half-built model.
 async fn elastic_snapshot(ix: &Indices) -> Snapshot {
     let query = serde_json::json!({
         "size": 0, "track_total_hits": true,
         "query": {"term": {"kind.keyword": "booking"}},
         "aggs": {"statuses": {"terms": {"field": "status.keyword", "size": 20}}},
     });
-    let reply = ix.request(::elasticsearch::http::Method::Post, &format!("/{}/_search", ix.prefix), Some(query)).await;
+    let path = format!("/{}/_search", ix.prefix);
+    let mut attempts = 0;
+    let reply = loop {
+        attempts += 1;
+        let body = Some(query.to_string().into_bytes());
+        match projector_gateway::sinks::elastic::client::send_json(&ix.client, ::elasticsearch::http::Method::Post, &path, body).await {
+            Ok((reply, _)) => break reply,
+            Err(e) if e.transient && attempts < 5 => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => panic!("POST {path}: {}", e.message),
+        }
+    };
     let rows = reply["hits"]["total"]["value"].as_i64().expect("a total");
     let capitals = reply["aggregations"]["statuses"]["buckets"]
         .as_array()
