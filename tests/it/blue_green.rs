@@ -416,6 +416,108 @@ async fn elastic_snapshot(ix: &Indices) -> Snapshot {
     Snapshot { rows, capitals }
 }
 
+/// A read model a reader test polls through a swap: one consistent snapshot of its bookings,
+/// and the whole model.
+trait Reader: Send + Sync + 'static {
+    fn snapshot(&self) -> impl Future<Output = Snapshot> + Send;
+    fn model(&self) -> impl Future<Output = ReadModel> + Send;
+}
+
+impl Reader for Indices {
+    async fn snapshot(&self) -> Snapshot {
+        elastic_snapshot(self).await
+    }
+    async fn model(&self) -> ReadModel {
+        self.read_model().await
+    }
+}
+
+impl Reader for MongoDb {
+    async fn snapshot(&self) -> Snapshot {
+        mongo_snapshot(self).await
+    }
+    async fn model(&self) -> ReadModel {
+        self.read_model().await
+    }
+}
+
+/// The middle of a reader test: `live` runs connector `config` on version 1's sidecar and has
+/// committed the log; a rebuild to version 2 (sidecar `v2`) runs while a task polls `reader`
+/// without pause; events appended meanwhile are committed by the live connector while the
+/// rebuild is still building; the rebuild swaps, and the reader saw both versions and never an
+/// empty, half-built or mixed model. Returns version 1's model as it was before the swap.
+async fn rebuild_while_reading<R: Reader>(
+    config: &projector_gateway::config::ConnectorConfig,
+    live: &mut Running,
+    log: &mut projector_gateway::sources::sqlite::EventLog,
+    ws: &Workspace,
+    reader: Arc<R>,
+    v2: &str,
+    seed: u64,
+) -> ReadModel {
+    let floor = reader.snapshot().await.rows;
+    assert!(floor > 0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let polling = tokio::spawn({
+        let (stop, reader) = (stop.clone(), reader.clone());
+        async move {
+            let mut seen = Seen::default();
+            while seen.v2 < 3 && !stop.load(Ordering::SeqCst) {
+                check(reader.snapshot().await, floor, &mut seen);
+            }
+            seen
+        }
+    });
+
+    let id = config.id.clone();
+    let rebuilding = tokio::spawn(rebuild(config.clone(), RebuildRequest { automatic: false, sidecar: Some(v2.to_owned()) }, ConnectorControl::default()));
+    poll_until("the rebuild to be building", WAIT, || rebuild_report(&id).filter(|r| r.state == "building" && r.position > 0)).await;
+    append_generated(log, 300, 400, seed);
+    live.wait_for(log.head().unwrap(), WAIT).await;
+    let report = rebuild_report(&id).unwrap();
+    assert_eq!(report.state, "building", "the live connector committed while the rebuild was building: {report:?}");
+    let v1_now = reader.model().await;
+    v1_now.assert_same(&ReadModel::from_log(&ws.log_path(), |_, _| true));
+
+    let outcome = tokio::time::timeout(WAIT, rebuilding).await.expect("the rebuild ends").unwrap().expect("the rebuild succeeds");
+    assert_eq!(outcome, RebuildOutcome::Swapped { from: Some("1".into()), to: "2".into(), dropped: vec![] });
+    let joined = tokio::time::timeout(WAIT, polling).await;
+    stop.store(true, Ordering::SeqCst);
+    let seen = joined.expect("the reader saw version 2 in time").expect("the reader never saw an empty, half-built or mixed model");
+    assert!(seen.v1 > 0 && seen.v2 > 0, "the reader polled across the swap: {seen:?}");
+    v1_now
+}
+
+/// The end of a reader test: the live run, still on version 1's sidecar, meets the fence and
+/// pauses (no version 1 operation reaches version 2's read model); moved to version 2's sidecar
+/// (`moved`) it catches up, and the model is the reference for reducer version 2. Returns the
+/// log's head.
+async fn fenced_then_moved<R: Reader>(
+    live: Running,
+    log: &mut projector_gateway::sources::sqlite::EventLog,
+    ws: &Workspace,
+    reader: &R,
+    moved: projector_gateway::config::ConnectorConfig,
+    seed: u64,
+) -> u64 {
+    append_generated(log, 100, 400, seed);
+    let last = log.head().unwrap();
+    let id = moved.id.clone();
+    let paused = poll_until("the live connector to pause after the fence", WAIT, || {
+        projector_gateway::telemetry::for_connector(&id).sidecar_outage.last_failure().map(|(_, reason)| reason)
+    })
+    .await;
+    assert!(paused.contains("the sidecar reports projection version 1, the read model was built by version 2"), "{paused}");
+    live.stop().await.expect("the live connector stops cleanly");
+    assert_eq!(reader.snapshot().await.version(), Some(2), "no version 1 operation reached version 2's read model");
+
+    let mut resumed = Running::start(moved).await;
+    resumed.wait_for(last, WAIT).await;
+    resumed.stop().await.expect("clean stop");
+    reader.model().await.assert_same(&reference_v2(&ws.log_path()));
+    last
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elastic_readers_of_the_alias_see_version_1_then_version_2_never_an_empty_or_half_built_model() {
     let ix = Indices::fresh(Engine::Elasticsearch, "bluegreen");
@@ -427,39 +529,10 @@ async fn elastic_readers_of_the_alias_see_version_1_then_version_2_never_an_empt
     let mut live = Running::start(config.clone()).await;
     live.wait_for(head, WAIT).await;
     ix.request(::elasticsearch::http::Method::Post, &format!("/{}/_refresh", ix.prefix), None).await;
-    let floor = elastic_snapshot(&ix).await.rows;
-    assert!(floor > 0);
 
     let ix = Arc::new(ix);
-    let stop = Arc::new(AtomicBool::new(false));
-    let polling = tokio::spawn({
-        let (stop, ix) = (stop.clone(), ix.clone());
-        async move {
-            let mut seen = Seen::default();
-            while seen.v2 < 3 && !stop.load(Ordering::SeqCst) {
-                check(elastic_snapshot(&ix).await, floor, &mut seen);
-            }
-            seen
-        }
-    });
-
     let v2 = sidecars::describing_with(Script::Map(reduce_elastic_v2), elastic_description("2")).await;
-    let rebuilding = tokio::spawn(rebuild(config.clone(), RebuildRequest { automatic: false, sidecar: Some(v2.address.clone()) }, ConnectorControl::default()));
-    poll_until("the rebuild to be building", WAIT, || rebuild_report("bg-elastic-readers").filter(|r| r.state == "building" && r.position > 0)).await;
-    append_generated(&mut log, 300, 400, 92);
-    let appended = log.head().unwrap();
-    live.wait_for(appended, WAIT).await;
-    let report = rebuild_report("bg-elastic-readers").unwrap();
-    assert_eq!(report.state, "building", "the live connector committed while the rebuild was building: {report:?}");
-    let v1_now = ix.read_model().await;
-    v1_now.assert_same(&ReadModel::from_log(&ws.log_path(), |_, _| true));
-
-    let outcome = tokio::time::timeout(WAIT, rebuilding).await.expect("the rebuild ends").unwrap().expect("the rebuild succeeds");
-    assert_eq!(outcome, RebuildOutcome::Swapped { from: Some("1".into()), to: "2".into(), dropped: vec![] });
-    let joined = tokio::time::timeout(WAIT, polling).await;
-    stop.store(true, Ordering::SeqCst);
-    let seen = joined.expect("the reader saw version 2 in time").expect("the reader never saw an empty, half-built or mixed model");
-    assert!(seen.v1 > 0 && seen.v2 > 0, "the reader polled across the swap: {seen:?}");
+    let v1_now = rebuild_while_reading(&config, &mut live, &mut log, &ws, ix.clone(), &v2.address, 92).await;
     let aliases = ix.request(::elasticsearch::http::Method::Get, &format!("/_alias/{}", ix.prefix), None).await;
     let targets: Vec<&String> = aliases.as_object().unwrap().keys().collect();
     assert_eq!(targets, [&format!("{}_v2", ix.prefix)], "{aliases}");
@@ -468,21 +541,8 @@ async fn elastic_readers_of_the_alias_see_version_1_then_version_2_never_an_empt
     assert!(kept.iter().filter(|(_, d)| d["kind"] == "booking").count() >= v1_now.bookings.len());
 
     // The live run on version 1's sidecar meets the fence: it reopens on version 2 and pauses.
-    append_generated(&mut log, 100, 400, 93);
-    let last = log.head().unwrap();
-    let paused = poll_until("the live connector to pause after the fence", WAIT, || {
-        projector_gateway::telemetry::for_connector("bg-elastic-readers").sidecar_outage.last_failure().map(|(_, reason)| reason)
-    })
-    .await;
-    assert!(paused.contains("the sidecar reports projection version 1, the read model was built by version 2"), "{paused}");
-    live.stop().await.expect("the live connector stops cleanly");
-    assert_eq!(elastic_snapshot(&ix).await.version(), Some(2), "no version 1 operation reached version 2's index");
-
     let moved = parse_connector(&blue_green_yaml("bg-elastic-readers", &ws, &v2.address, &ix.sink_yaml(""), 1));
-    let mut resumed = Running::start(moved).await;
-    resumed.wait_for(last, WAIT).await;
-    resumed.stop().await.expect("clean stop");
-    ix.read_model().await.assert_same(&reference_v2(&ws.log_path()));
+    let last = fenced_then_moved(live, &mut log, &ws, &*ix, moved, 93).await;
     // Each version's checkpoints are its own: version 2's under its id, at the head.
     let checkpoints = ix.checkpoints("bg-elastic-readers@v2").await;
     assert!(!checkpoints.is_empty() && checkpoints.values().all(|p| *p >= head) && checkpoints.values().max() == Some(&last), "{checkpoints:?}");
@@ -585,58 +645,16 @@ async fn mongo_readers_see_version_1_then_version_2_collection_by_collection_nev
     let config = parse_connector(&blue_green_yaml("bg-mongo-readers", &ws, &v1.address, &db.sink_yaml(""), 1));
     let mut live = Running::start(config.clone()).await;
     live.wait_for(head, WAIT).await;
-    let floor = mongo_snapshot(&db).await.rows;
-    assert!(floor > 0);
 
     let db = Arc::new(db);
-    let stop = Arc::new(AtomicBool::new(false));
-    let polling = tokio::spawn({
-        let (stop, db) = (stop.clone(), db.clone());
-        async move {
-            let mut seen = Seen::default();
-            while seen.v2 < 3 && !stop.load(Ordering::SeqCst) {
-                check(mongo_snapshot(&db).await, floor, &mut seen);
-            }
-            seen
-        }
-    });
-
     let v2 = sidecars::describing_with(Script::Map(reduce_mongo_v2), mongo_description("2")).await;
-    let rebuilding = tokio::spawn(rebuild(config.clone(), RebuildRequest { automatic: false, sidecar: Some(v2.address.clone()) }, ConnectorControl::default()));
-    poll_until("the rebuild to be building", WAIT, || rebuild_report("bg-mongo-readers").filter(|r| r.state == "building" && r.position > 0)).await;
-    append_generated(&mut log, 300, 400, 96);
-    let appended = log.head().unwrap();
-    live.wait_for(appended, WAIT).await;
-    let report = rebuild_report("bg-mongo-readers").unwrap();
-    assert_eq!(report.state, "building", "the live connector committed while the rebuild was building: {report:?}");
-    let v1_now = db.read_model().await;
-    v1_now.assert_same(&ReadModel::from_log(&ws.log_path(), |_, _| true));
-
-    let outcome = tokio::time::timeout(WAIT, rebuilding).await.expect("the rebuild ends").unwrap().expect("the rebuild succeeds");
-    assert_eq!(outcome, RebuildOutcome::Swapped { from: Some("1".into()), to: "2".into(), dropped: vec![] });
-    let joined = tokio::time::timeout(WAIT, polling).await;
-    stop.store(true, Ordering::SeqCst);
-    let seen = joined.expect("the reader saw version 2 in time").expect("the reader never saw an empty, half-built or mixed collection");
-    assert!(seen.v1 > 0 && seen.v2 > 0, "the reader polled across the swap: {seen:?}");
+    let v1_now = rebuild_while_reading(&config, &mut live, &mut log, &ws, db.clone(), &v2.address, 96).await;
     let kept = db.documents("bookings_v1").await;
     assert!(kept.len() >= v1_now.bookings.len() && kept.iter().all(|d| d.get_str("status").is_ok_and(|s| s == s.to_lowercase())));
 
     // The live run on version 1's sidecar meets the fence and pauses.
-    append_generated(&mut log, 100, 400, 97);
-    let last = log.head().unwrap();
-    let paused = poll_until("the live connector to pause after the fence", WAIT, || {
-        projector_gateway::telemetry::for_connector("bg-mongo-readers").sidecar_outage.last_failure().map(|(_, reason)| reason)
-    })
-    .await;
-    assert!(paused.contains("the sidecar reports projection version 1, the read model was built by version 2"), "{paused}");
-    live.stop().await.expect("the live connector stops cleanly");
-    assert_eq!(mongo_snapshot(&db).await.version(), Some(2), "no version 1 operation reached version 2's collections");
-
     let moved = parse_connector(&blue_green_yaml("bg-mongo-readers", &ws, &v2.address, &db.sink_yaml(""), 1));
-    let mut resumed = Running::start(moved).await;
-    resumed.wait_for(last, WAIT).await;
-    resumed.stop().await.expect("clean stop");
-    db.read_model().await.assert_same(&reference_v2(&ws.log_path()));
+    fenced_then_moved(live, &mut log, &ws, &*db, moved, 97).await;
     let mut names = db.db.list_collection_names().await.unwrap();
     names.sort();
     assert_eq!(names, ["bookings", "bookings_v1", "checkpoints", "guest_stats", "guest_stats_v1"].map(String::from).to_vec());
