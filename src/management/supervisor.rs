@@ -14,11 +14,14 @@
 //! made on an older state, so a gateway first applies what it had not seen yet and then
 //! records its change on top, or answers 409 when another gateway changed the same connector
 //! meanwhile. Its own events are never read back: each moves `through` past itself.
+//!
+//! - `follower`: following a shared definition log and applying the other gateways' changes.
+//! - `run`: running one connector that is not leased (waiting out a dependency at start).
 
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicI64, Ordering},
+        atomic::{AtomicI64, Ordering},
     },
     time::Duration,
 };
@@ -26,21 +29,26 @@ use std::{
 use serde_json::{Value, json};
 use tokio::{sync::Mutex, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument as _, debug, error, info, warn};
+use tracing::{Instrument as _, error, info, warn};
 
 use super::{
     ManagementError,
-    store::{DefinitionEvent, DefinitionLog, Logged, StoreError},
+    store::{DefinitionEvent, DefinitionLog, StoreError},
 };
+mod follower;
+mod run;
+
+use follower::gateway_name;
+use run::{run_waiting_at_start, stop_at_once_when_stuck};
+
 use crate::{
     checkpoint::CheckpointRow,
     config::{ConnectorConfig, LeaseScope, parse_connector},
     lease,
-    backoff::Backoff,
-    pipeline::{ConnectorControl, ConnectorError, ResetTo, discard_parked, list_parked, replay_parked, reset_connector, run_connector},
+    pipeline::{ConnectorControl, ResetTo, discard_parked, list_parked, replay_parked, reset_connector},
     sinks::parked::ParkedQuery,
-    sources::{SourceError, head},
-    status::{ConnectorHandle, ConnectorState, Connectors, Dependency, Origin, head_probe},
+    sources::head,
+    status::{ConnectorHandle, ConnectorState, Connectors, Origin, head_probe},
     telemetry,
     traces,
 };
@@ -345,121 +353,6 @@ impl Supervisor {
             "other gateways kept changing connectors in the shared definition log while this change to `{id}` was being made, \
              so it was not made; try again"
         )))
-    }
-
-    /// Follows a shared definition log until `stop`: every `log_poll_every`, reads what other
-    /// gateways appended since the last event applied here and applies it. A log that cannot
-    /// be read is reported once (WARN) and read again at the next poll.
-    async fn follow(self, stop: CancellationToken) {
-        let Some(log) = &self.inner.settings.log else { return };
-        let every = self.inner.settings.log_poll_every;
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-            // Read without holding the slots, so a slow or unreachable database never holds
-            // up the API; what a change made here meanwhile applied is skipped below.
-            let read = tokio::select! {
-                _ = stop.cancelled() => return,
-                read = log.since(self.inner.through.load(Ordering::Acquire)) => read,
-            };
-            match read {
-                Ok(events) => {
-                    if failing {
-                        failing = false;
-                        info!("the shared definition log {} can be read again; following it", log.name());
-                    }
-                    if !events.is_empty() {
-                        let mut slots = self.inner.slots.lock().await;
-                        if stop.is_cancelled() {
-                            return;
-                        }
-                        self.apply_followed(&mut slots, events).await;
-                    }
-                }
-                Err(e) if !failing => {
-                    failing = true;
-                    warn!(
-                        "{e}; changes other gateways make are applied here once it can be read again (tried every {every:?}; \
-                         repeats are logged at debug level)"
-                    );
-                }
-                Err(e) => debug!("{e}"),
-            }
-        }
-    }
-
-    /// Applies what the log holds after the last event applied here, in log order (what other
-    /// gateways appended); answers those events.
-    async fn catch_up(&self, slots: &mut Vec<Slot>) -> Result<Vec<Logged>, StoreError> {
-        let Some(log) = &self.inner.settings.log else { return Ok(Vec::new()) };
-        let events = log.since(self.inner.through.load(Ordering::Acquire)).await?;
-        Ok(self.apply_followed(slots, events).await)
-    }
-
-    /// Applies `events`, read from the log, in order, but those already applied (a change made
-    /// here after they were read moved `through` past them); answers those it applied.
-    async fn apply_followed(&self, slots: &mut Vec<Slot>, events: Vec<Logged>) -> Vec<Logged> {
-        let mut applied = Vec::new();
-        for logged in events {
-            if logged.seq <= self.inner.through.load(Ordering::Acquire) {
-                continue;
-            }
-            self.apply_one(slots, &logged).await;
-            self.inner.through.store(logged.seq, Ordering::Release);
-            applied.push(logged);
-        }
-        applied
-    }
-
-    /// Applies one change another gateway made to this gateway's connectors, as the API verb
-    /// does here: created, added and started; updated, stopped and started with the new
-    /// definition; deleted, stopped and forgotten; disabled, stopped; enabled, started; reset
-    /// (the checkpoints were moved by the gateway that took the call), run again from them.
-    async fn apply_one(&self, slots: &mut Vec<Slot>, logged: &Logged) {
-        let (id, change, gateway) = (logged.connector.as_str(), logged.event.kind(), gateway_name(logged));
-        let by = logged.by.as_deref().unwrap_or("-");
-        let Some(index) = slots.iter().position(|s| s.id == id) else {
-            match &logged.event {
-                DefinitionEvent::Created { definition } => {
-                    self.add(slots, id, load_stored(definition));
-                    info!(connector = %id, by, "connector {id} created by {gateway} through the shared definition log");
-                }
-                _ => debug!(connector = %id, "connector {id} {change} by {gateway}: not a connector of this gateway, nothing to do"),
-            }
-            return;
-        };
-        let slot = &mut slots[index];
-        let definition_change = matches!(logged.event, DefinitionEvent::Created { .. } | DefinitionEvent::Updated { .. } | DefinitionEvent::Deleted);
-        if slot.origin == Origin::File && definition_change {
-            warn!(
-                connector = %id,
-                "connector {id} {change} by {gateway} through the shared definition log, but this gateway's config file defines \
-                 it: the file's definition is kept (give every replica the same config file)"
-            );
-            return;
-        }
-        match &logged.event {
-            DefinitionEvent::Created { definition } | DefinitionEvent::Updated { definition } => {
-                if matches!(logged.event, DefinitionEvent::Created { .. }) {
-                    slot.enabled = true;
-                }
-                self.replace(slot, load_stored(definition)).await;
-            }
-            DefinitionEvent::Deleted => self.remove(slots, index).await,
-            DefinitionEvent::Disabled => self.disable_slot(slot, None),
-            DefinitionEvent::Enabled => {
-                // A connector still stopping after a disable is waited for, then started.
-                if slot.config.is_ok() && (!slot.enabled || !slot.is_active()) {
-                    self.start_again(slot).await;
-                }
-                slot.enabled = true;
-            }
-            DefinitionEvent::Reset { .. } => self.run_again_after_reset(slot).await,
-        }
-        info!(connector = %id, by, "connector {id} {change} by {gateway} through the shared definition log");
     }
 
     /// Adds a connector created through the API (here or through another gateway) and starts
@@ -798,91 +691,6 @@ impl Supervisor {
     }
 }
 
-/// Runs a connector. A failure before it ever ran, because its target or source cannot be
-/// reached, is waited out with backoff in state `waiting_for_target` / `waiting_for_source`,
-/// as the same outage mid-run is (a database blip at deploy time must not become a crash
-/// loop), unless `fail_fast`. A sink error that needs a fix is not waited for
-/// ([`crate::sinks::SinkError::needs_a_fix`]). Its sidecar is waited for at start in any case
-/// (`Describe`).
-async fn run_waiting_at_start(config: ConnectorConfig, control: ConnectorControl, handle: &ConnectorHandle, fail_fast: bool) -> Result<(), ConnectorError> {
-    let id = config.id.clone();
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-    let mut waited: Option<(Dependency, std::time::Instant)> = None;
-    loop {
-        let started = AtomicBool::new(false);
-        let result = run_connector(config.clone(), control.clone(), |progress| {
-            started.store(true, Ordering::Relaxed);
-            if let Some((on, since)) = waited.take() {
-                info!(connector = %id, "the {} is reachable again after {:.1?}; the connector runs", on.name(), since.elapsed());
-            }
-            handle.started(progress)
-        })
-        .await;
-        let error = match result {
-            Ok(()) => return Ok(()),
-            Err(error) => error,
-        };
-        let (on, reason) = match &error {
-            // A mistake (configuration, schema, checkpoints, the sidecar's reset) is no outage:
-            // it fails at once, however remote the target.
-            ConnectorError::Sink { error, .. } if config.sink.settings().is_remote() && !error.needs_a_fix() => {
-                (Dependency::Target, error.to_string())
-            }
-            ConnectorError::Source { error, .. } if config.source.settings().is_remote() && !matches!(error, SourceError::NotBuilt(_)) => {
-                (Dependency::Source, error.to_string())
-            }
-            _ => return Err(error),
-        };
-        if fail_fast || started.load(Ordering::Relaxed) || control.shutdown.is_cancelled() {
-            return Err(error);
-        }
-        let delay = backoff.next_delay();
-        match &waited {
-            None => {
-                warn!(
-                    connector = %id,
-                    "{error}; waiting for the {} (state waiting_for_{}), trying again with backoff; repeats are logged at debug \
-                     level (`run --fail-fast` fails instead)",
-                    on.name(),
-                    on.name()
-                );
-                waited = Some((on, std::time::Instant::now()));
-            }
-            Some(_) => debug!(connector = %id, "{error}; trying again in {delay:?}"),
-        }
-        handle.waiting(on, reason);
-        tokio::select! {
-            _ = control.shutdown.cancelled() => return Ok(()),
-            _ = control.abort.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(delay) => {}
-        }
-    }
-}
-
-/// Once the connector is asked to stop, stops it at once instead of draining while its sidecar
-/// or target is down: nothing it holds can be applied before the drain timeout, and what it
-/// has not committed is read again at the next start.
-async fn stop_at_once_when_stuck(control: ConnectorControl, id: String) {
-    control.shutdown.cancelled().await;
-    let telemetry = telemetry::for_connector(&id);
-    let mut every = tokio::time::interval(Duration::from_millis(50));
-    while !control.abort.is_cancelled() {
-        if let Some((on, outage)) = telemetry.ongoing_outage() {
-            info!(
-                connector = %id,
-                "stopping now rather than draining: the {} has been down for {:.1?} ({}); what was not committed is read again \
-                 at the next start",
-                on.name(),
-                outage.lasted,
-                outage.reason
-            );
-            control.abort.cancel();
-            return;
-        }
-        every.tick().await;
-    }
-}
-
 /// A stored definition as a connector's configuration, or why it no longer loads (e.g. an
 /// environment variable it names is not set in this process).
 fn load_stored(text: &str) -> Result<ConnectorConfig, String> {
@@ -890,14 +698,6 @@ fn load_stored(text: &str) -> Result<ConnectorConfig, String> {
         let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
         format!("its stored definition no longer loads: {}", problems.join("; "))
     })
-}
-
-/// The gateway that appended an event, as log lines and messages name it.
-fn gateway_name(logged: &Logged) -> String {
-    match &logged.instance {
-        Some(instance) => format!("gateway {instance}"),
-        None => "another gateway".into(),
-    }
 }
 
 fn find<'a>(slots: &'a mut [Slot], id: &str) -> Result<&'a mut Slot, ManagementError> {
