@@ -1,38 +1,44 @@
 //! Partition claims in a MongoDB target: `gateway_members` (one document per gateway running a
-//! connector, `_id: {connector, member}`: its heartbeat) and `gateway_claims` (one per
-//! partition, `_id: {connector, partition}`: holder, epoch, expiry), both in the sink's
-//! database and kept with the server's clock (`$$NOW` in update pipelines and `$expr`), and the
-//! fence command the sink runs first in every batch transaction.
+//! connector, `_id: {connector, member}`: its heartbeat), `gateway_claims` (one per partition,
+//! `_id: {connector, partition}`: holder, epoch, expiry) and `gateway_fences` (one per
+//! partition: the holder and epoch that may commit for it), all in the sink's database and
+//! kept with the server's clock (`$$NOW` in update pipelines and `$expr`), and the fence
+//! command the sink runs first in every batch transaction.
 //!
-//! Taking a partition is a conditional upsert of its claim document: the filter matches only a
-//! claim that is free for the taker (expired, handed back, or its own), and when it matches
-//! nothing the upsert's insert fails on the `_id` (duplicate key): someone else holds it, or
-//! another member's upsert of a new claim won the race. Either way exactly one member gets a
-//! claim under a new epoch.
+//! Taking a partition is two writes. First a conditional upsert of its claim document: the
+//! filter matches only a claim that is free for the taker (expired, handed back, or its own),
+//! and when it matches nothing the upsert's insert fails on the `_id` (duplicate key): someone
+//! else holds it, or another member's upsert of a new claim won the race. Either way exactly
+//! one member gets a claim under a new epoch. Then the taker moves the partition's fence
+//! document to that epoch, and runs the partition only once it has.
 //!
-//! The fence updates the batch's claim documents inside the batch's transaction (matching
-//! holder and epoch per partition) and the batch is refused unless it matched every one. What
-//! SecantusDB showed (and MongoDB documents) about such a write:
-//! - a take (or renewal, or any write outside a transaction) of a claim document that an open
+//! The fence updates the batch's fence documents inside the batch's transaction (matching
+//! holder and epoch per partition) and the batch is refused unless it matched every one. The
+//! claims and the fences are separate documents so that renewing a claim (every tick, outside
+//! any transaction) never meets the holder's own batch transactions: on one document, each
+//! renewal would wait for the batch in flight and each batch would conflict with the renewal
+//! committed after its snapshot, and under load the claims expired while their holder was
+//! busy committing. What SecantusDB showed (and MongoDB documents) about a fence document:
+//! - a write outside a transaction (the taker moving the fence) of a document that an open
 //!   batch transaction has written waits until that transaction commits or aborts (the server
 //!   retries the write conflict internally, up to the command's `maxTimeMS`), so a partition
-//!   taken over finds the batch's checkpoint once it has it, as `FOR SHARE` gives in PostgreSQL;
-//! - a batch transaction that writes a claim document changed after its snapshot (a take that
-//!   committed first) fails with `WriteConflict` (112) labelled `TransientTransactionError`:
+//!   taken over finds the batch's checkpoint once it runs, as `FOR SHARE` gives in PostgreSQL;
+//! - a batch transaction that writes a fence document changed after its snapshot (a take that
+//!   moved it first) fails with `WriteConflict` (112) labelled `TransientTransactionError`:
 //!   the writer retries the batch, and the retry's fence finds the new epoch and refuses it;
-//! - a transaction left open by a gateway killed or paused in its middle keeps its claim
+//! - a transaction left open by a gateway killed or paused in its middle keeps its fence
 //!   documents until the server reaps it (`transactionLifetimeLimitSeconds`, 60 s; SecantusDB
-//!   reaps only when another transaction command arrives): takes of those partitions time out
-//!   (`maxTimeMS`) and are tried again at the next tick, so such a handover takes up to that
-//!   long instead of the claims' ttl;
+//!   reaps only when another transaction command arrives): moving those fences times out
+//!   (`maxTimeMS`), the partitions are not run, and the take is tried again at the next tick,
+//!   so such a handover takes up to that long instead of the claims' ttl;
 //! - SecantusDB compares a stored date with `$$NOW` wrongly (naive against time-zone-aware
 //!   datetimes: every comparison is false, a subtraction fails), so every comparison here is of
 //!   `$toLong` of both sides, which means the same on MongoDB.
 //!
 //! Every command is counted (`statements`). A member's tick is four commands (heartbeat,
-//! renewal, the live members, the claims; three when it holds nothing), taking partitions two
-//! (the conditional upserts, one statement per partition, and reading back what was taken),
-//! handing back one.
+//! renewal, the live members, the claims; three when it holds nothing), taking partitions
+//! three (the conditional upserts, reading back what was taken, moving its fences; four when
+//! moving them waited out its time), handing back one.
 
 use std::collections::BTreeMap;
 
@@ -55,14 +61,16 @@ use super::{
 pub const MEMBERS: &str = "gateway_members";
 /// One claim per partition.
 pub const CLAIMS: &str = "gateway_claims";
+/// One fence per partition: the holder and epoch whose batches may commit for it.
+pub const FENCES: &str = "gateway_fences";
 
-/// The fence: one `update` of the claims of `epochs` (partition, epoch) that `holder` holds
+/// The fence: one `update` of the fence documents of `epochs` (partition, epoch) that `holder` holds
 /// under exactly those epochs, counting the batch on each (`fenced_commits`). Run in the batch's
 /// transaction; the batch is refused unless `n` (documents matched) is `epochs.len()`.
 /// `epochs` must not be empty.
 pub fn fence_command(connector: &str, holder: &str, epochs: &[(u32, i64)]) -> Document {
     doc! {
-        "update": CLAIMS,
+        "update": FENCES,
         "updates": [ {
             "q": { "_id.connector": connector, "holder": holder, "$or": pairs(epochs) },
             "u": { "$inc": { "fenced_commits": 1_i64 } },
@@ -115,8 +123,8 @@ pub struct MongoClaims {
     display: String,
     /// Commands sent (for the coordination cost the benchmark prints).
     statements: u64,
-    /// A take waited out its `maxTimeMS` behind another gateway's open batch transaction:
-    /// said once until a take gets through again.
+    /// Moving a fence waited out its `maxTimeMS` behind another gateway's open batch
+    /// transaction: said once until a take gets through again.
     take_blocked: bool,
 }
 
@@ -143,7 +151,7 @@ impl MongoClaims {
         };
         let client = Client::with_options(options).map_err(|e| error("cannot connect", &e))?;
         let db = client.database(database);
-        for collection in [MEMBERS, CLAIMS] {
+        for collection in [MEMBERS, CLAIMS, FENCES] {
             let index = doc! { "createIndexes": collection, "indexes": [ { "key": { "_id.connector": 1 }, "name": "connector" } ] };
             db.run_command(index)
                 .await
@@ -195,9 +203,63 @@ impl MongoClaims {
 /// The server's code for a command that ran out of its `maxTimeMS`.
 const MAX_TIME_MS_EXPIRED: i32 = 50;
 
-/// How long a command may wait for a claim document that an open batch transaction wrote.
+/// How long a command may wait for a fence document that an open batch transaction wrote.
 fn max_time_ms(ttl_ms: u64) -> i64 {
     (ttl_ms / 3).max(100) as i64
+}
+
+impl MongoClaims {
+    /// Moves the fence of each of `claimed` (just claimed by `holder`) to its new epoch, and
+    /// returns those whose fence moved: only they may run. Moving a fence waits for the
+    /// previous holder's batch transaction in flight; one that outlasts `maxTimeMS` (a gateway
+    /// stopped inside it) leaves that partition claimed but not run, and it is taken again
+    /// (new epoch) at the next tick. A fence never moves back to a lower epoch.
+    async fn move_fences(&mut self, connector: &str, holder: &str, claimed: Vec<Taken>, ttl_ms: u64) -> Result<Vec<Taken>, LeaseError> {
+        if claimed.is_empty() {
+            return Ok(claimed);
+        }
+        let updates: Vec<Document> = claimed
+            .iter()
+            .map(|t| {
+                doc! {
+                    "q": { "_id": claim_id(connector, t.partition), "$or": [ { "epoch": { "$lt": t.epoch } }, { "epoch": { "$exists": false } } ] },
+                    "u": { "$set": { "holder": holder, "epoch": t.epoch } },
+                    "upsert": true,
+                }
+            })
+            .collect();
+        let command = doc! { "update": FENCES, "updates": updates, "ordered": false, "maxTimeMS": max_time_ms(ttl_ms) };
+        self.statements += 1;
+        match self.db.run_command(command).await {
+            Ok(reply) if reply.get_array("writeErrors").is_err() => {
+                self.take_blocked = false;
+                return Ok(claimed);
+            }
+            // Some fence already at a higher epoch (this claim was lost meanwhile): see below.
+            Ok(_) => {}
+            Err(e) if matches!(&*e.kind, ErrorKind::Command(c) if c.code == MAX_TIME_MS_EXPIRED) => {
+                if !std::mem::replace(&mut self.take_blocked, true) {
+                    let partitions: Vec<u32> = claimed.iter().map(|t| t.partition).collect();
+                    info!(
+                        "MongoDB target {}: partition(s) {partitions:?} of connector `{connector}` are held by an open batch transaction \
+                         (of a gateway stopped inside it, until the server ends it); trying again",
+                        self.display
+                    );
+                }
+            }
+            Err(e) => return Err(self.error("cannot move the partitions' fences", describe(&e))),
+        }
+        // Which fences moved: read them back.
+        let ids: Vec<Document> = claimed.iter().map(|t| claim_id(connector, t.partition)).collect();
+        let fences = self
+            .read("cannot read the partitions' fences", FENCES, vec![doc! { "$match": { "_id": { "$in": ids }, "holder": holder } }])
+            .await?;
+        let moved: BTreeMap<u32, i64> = fences
+            .iter()
+            .filter_map(|d| Some((u32::try_from(int(d.get_document("_id").ok()?.get("partition")?)?).ok()?, int(d.get("epoch")?)?)))
+            .collect();
+        Ok(claimed.into_iter().filter(|t| moved.get(&t.partition) == Some(&t.epoch)).collect())
+    }
 }
 
 impl ClaimStore for MongoClaims {
@@ -206,7 +268,8 @@ impl ClaimStore for MongoClaims {
     }
 
     async fn tick(&mut self, connector: &str, held: &Claims, ttl_ms: u64) -> Result<(Vec<u32>, View), LeaseError> {
-        let (ttl, wait, me) = (ttl_ms as i64, max_time_ms(ttl_ms), held.holder.as_str());
+        // No transaction writes a member or claim document: nothing here waits for a batch.
+        let (ttl, me) = (ttl_ms as i64, held.holder.as_str());
         let heartbeat = doc! {
             "update": MEMBERS,
             "updates": [ {
@@ -217,11 +280,9 @@ impl ClaimStore for MongoClaims {
                 } } ],
                 "upsert": true,
             } ],
-            "maxTimeMS": wait,
         };
         self.write("cannot keep the membership alive", heartbeat).await?;
-        // One statement per claim: each waits only for the batch transaction that wrote its
-        // own document. Renewed while the epoch is still ours, even if it expired meanwhile:
+        // Renewed while the epoch is still ours, even if it expired meanwhile:
         // nobody took it (that would have changed the epoch), and the fence keeps commits safe.
         if !held.epochs.is_empty() {
             let updates: Vec<Document> = held
@@ -234,7 +295,7 @@ impl ClaimStore for MongoClaims {
                     }
                 })
                 .collect();
-            let renew = doc! { "update": CLAIMS, "updates": updates, "ordered": false, "maxTimeMS": wait };
+            let renew = doc! { "update": CLAIMS, "updates": updates, "ordered": false };
             self.write("cannot renew the partition claims", renew).await?;
         }
         let live = doc! { "$match": { "_id.connector": connector, "$expr": after_now("$expires_at") } };
@@ -303,28 +364,10 @@ impl ClaimStore for MongoClaims {
                 }
             })
             .collect();
-        let command = doc! { "update": CLAIMS, "updates": updates, "ordered": false, "maxTimeMS": max_time_ms(ttl_ms) };
+        // No transaction writes a claim document, so this waits for nobody.
+        let command = doc! { "update": CLAIMS, "updates": updates, "ordered": false };
         self.statements += 1;
-        let reply = match self.db.run_command(command).await {
-            Ok(reply) => {
-                self.take_blocked = false;
-                reply
-            }
-            // A claim written by a batch transaction still open (its gateway killed or paused
-            // inside it): nothing to do but try again at the next tick. Claims this command
-            // did take are this member's own from then on, so it takes them again (new epoch).
-            Err(e) if matches!(&*e.kind, ErrorKind::Command(c) if c.code == MAX_TIME_MS_EXPIRED) => {
-                if !std::mem::replace(&mut self.take_blocked, true) {
-                    info!(
-                        "MongoDB target {}: partition(s) {partitions:?} of connector `{connector}` are held by an open batch transaction \
-                         (of a gateway stopped inside it, until the server ends it); trying again",
-                        self.display
-                    );
-                }
-                return Ok(Vec::new());
-            }
-            Err(e) => return Err(self.error("cannot take partitions", describe(&e))),
-        };
+        let reply = self.db.run_command(command).await.map_err(|e| self.error("cannot take partitions", describe(&e)))?;
         // A duplicate key: held by another member, or another member's upsert won the race.
         let mut refused = vec![false; partitions.len()];
         let mut failure = None;
@@ -355,7 +398,8 @@ impl ClaimStore for MongoClaims {
         }
         let mine = doc! { "$match": { "_id": { "$in": got }, "holder": holder } };
         let docs = self.read("cannot read the partitions taken", CLAIMS, vec![mine]).await?;
-        Ok(docs.iter().filter_map(|d| taken(d, holder)).collect())
+        let claimed: Vec<Taken> = docs.iter().filter_map(|d| taken(d, holder)).collect();
+        self.move_fences(connector, holder, claimed, ttl_ms).await
     }
 
     async fn release(&mut self, connector: &str, holder: &str, released: &BTreeMap<u32, i64>) -> Result<(), LeaseError> {

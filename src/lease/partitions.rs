@@ -85,11 +85,17 @@ async fn run_member<S: ClaimStore>(
         lease,
         store: None,
         held: BTreeMap::new(),
+        taken_order: BTreeMap::new(),
+        takes: 0,
         view: View::default(),
         telemetry: crate::telemetry::for_connector(&config.id),
         handle: handle.clone(),
         store_failing: false,
     };
+    // A run that failed for an outage of its target or source is started again after a
+    // backoff, the claims renewed meanwhile (as an unleased connector waits out an outage).
+    let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut retry_at: Option<Instant> = None;
     loop {
         if control.shutdown.is_cancelled() {
             member.leave().await;
@@ -112,21 +118,41 @@ async fn run_member<S: ClaimStore>(
             continue;
         }
 
+        if let Some(at) = retry_at.filter(|at| *at > Instant::now()) {
+            tokio::select! {
+                _ = control.shutdown.cancelled() => {}
+                _ = tokio::time::sleep_until(at.min(Instant::now() + every)) => {}
+            }
+            continue;
+        }
         handle.starting();
         member.publish();
         let context = RunContext { claims: Some(member.claims()), ..RunContext::default() };
         let run_control = control.child();
-        let run = run_connector_in(config.clone(), context, run_control.clone(), |progress| handle.started(progress));
+        let waited = retry_at.take().is_some();
+        let id = &config.id;
+        let started = std::sync::atomic::AtomicBool::new(false);
+        let run = run_connector_in(config.clone(), context, run_control.clone(), |progress| {
+            started.store(true, std::sync::atomic::Ordering::Relaxed);
+            if waited {
+                info!(connector = %id, "the connector runs again");
+            }
+            handle.started(progress)
+        });
         tokio::pin!(run);
         let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
-        // Set once the run was asked to stop for a change of partitions: past it, stop now.
-        let mut restart: Option<Instant> = None;
+        let mut stopping = Stopping::No;
         let result = loop {
+            let drain_deadline = match stopping {
+                Stopping::Draining(deadline) => Some(deadline),
+                _ => None,
+            };
             tokio::select! {
                 result = &mut run => break result,
-                _ = async { tokio::time::sleep_until(restart.expect("guarded")).await }, if restart.is_some() => {
+                _ = async { tokio::time::sleep_until(drain_deadline.expect("guarded")).await }, if drain_deadline.is_some() => {
                     warn!(connector = %member.connector, "draining for a rebalance took longer than the claims' ttl; stopping now (what was not committed is read again)");
                     run_control.abort.cancel();
+                    stopping = Stopping::Aborted;
                 }
                 _ = ticks.tick() => {
                     let Ok(lost) = member.tick().await else { continue };
@@ -137,10 +163,10 @@ async fn run_member<S: ClaimStore>(
                              their uncommitted work is fenced off"
                         );
                         run_control.abort.cancel();
-                        restart.get_or_insert_with(Instant::now);
+                        stopping = Stopping::Aborted;
                         continue;
                     }
-                    if restart.is_some() {
+                    if stopping != Stopping::No {
                         continue;
                     }
                     let change = match member.decide() {
@@ -151,13 +177,16 @@ async fn run_member<S: ClaimStore>(
                     if change {
                         // Drain, then the top of the loop hands back the surplus and starts again.
                         run_control.shutdown.cancel();
-                        restart = Some(Instant::now() + Duration::from_millis(member.lease.ttl_ms));
+                        stopping = Stopping::Draining(Instant::now() + Duration::from_millis(member.lease.ttl_ms));
                     }
                 }
             }
         };
+        if started.load(std::sync::atomic::Ordering::Relaxed) {
+            backoff.reset();
+        }
         match result {
-            Ok(()) if control.shutdown.is_cancelled() || restart.is_none() => {
+            Ok(()) if control.shutdown.is_cancelled() || stopping == Stopping::No => {
                 member.leave().await;
                 return Ok(());
             }
@@ -166,7 +195,19 @@ async fn run_member<S: ClaimStore>(
                 // A run whose commit was fenced lost a partition: that is a handover, not a failure.
                 let before = member.held.len();
                 let lost_some = matches!(member.tick().await, Ok(lost) if !lost.is_empty()) || member.held.len() < before;
-                if !lost_some && restart.is_none() {
+                if !lost_some && stopping == Stopping::No {
+                    if let Some(on) = e.outage(&config).filter(|_| !control.shutdown.is_cancelled()) {
+                        let delay = backoff.next_delay();
+                        warn!(
+                            connector = %member.connector,
+                            "{e}; waiting for the {} (state waiting_for_{}), its partitions still claimed; trying again in {delay:?}",
+                            on.name(),
+                            on.name()
+                        );
+                        handle.waiting(on, e.to_string());
+                        retry_at = Some(Instant::now() + delay);
+                        continue;
+                    }
                     member.leave().await;
                     return Err(e);
                 }
@@ -175,6 +216,17 @@ async fn run_member<S: ClaimStore>(
             }
         }
     }
+}
+
+/// Where a run of the held partitions stands while they change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopping {
+    /// Running; no change pending.
+    No,
+    /// Asked to drain for a change of partitions; aborted if still running at the deadline.
+    Draining(Instant),
+    /// Aborted (a partition was lost, or the drain outlasted its deadline): ends soon.
+    Aborted,
 }
 
 /// Where a connector's partition claims and members are kept (the target database), as a
@@ -216,6 +268,10 @@ struct Member<S> {
     store: Option<S>,
     /// Partition -> epoch, of the partitions this process holds.
     held: BTreeMap<u32, i64>,
+    /// Partition -> when this process took it (a count of takes): a surplus goes back newest
+    /// first. Kept for partitions no longer held, which is harmless (retaken, renumbered).
+    taken_order: BTreeMap<u32, u64>,
+    takes: u64,
     /// What the store showed at the last tick.
     view: View,
     telemetry: Arc<ConnectorTelemetry>,
@@ -265,7 +321,8 @@ impl<S: ClaimStore> Member<S> {
     }
 
     fn decide(&self) -> Decision {
-        let held: BTreeSet<u32> = self.held.keys().copied().collect();
+        let mut held: Vec<u32> = self.held.keys().copied().collect();
+        held.sort_by_key(|p| self.taken_order.get(p).copied().unwrap_or(0));
         share::decide(&self.view, &self.instance, self.partitions, &held)
     }
 
@@ -275,6 +332,8 @@ impl<S: ClaimStore> Member<S> {
         let Ok(taken) = self.with_store(async |store| store.take(&connector, &me, free, ttl).await).await else { return false };
         for t in &taken {
             self.held.insert(t.partition, t.epoch);
+            self.takes += 1;
+            self.taken_order.insert(t.partition, self.takes);
             if let Some(ms) = t.since_previous_holder_ms {
                 self.telemetry.partition_handover.observe(ms.max(0) as f64 / 1000.0);
             }

@@ -52,16 +52,21 @@ pub fn fair_share(members: &[String], me: &str, partitions: u32) -> u32 {
     partitions / n + u32::from(rank < partitions % n)
 }
 
-/// What `me`, holding `held`, does next given `view`.
-pub fn decide(view: &View, me: &str, partitions: u32, held: &BTreeSet<u32>) -> Decision {
+/// What `me`, holding `held` (in the order it took them, oldest first), does next given `view`.
+pub fn decide(view: &View, me: &str, partitions: u32, held: &[u32]) -> Decision {
     let share = fair_share(&view.members, me, partitions) as usize;
     if held.len() > share {
-        // The highest partitions go back: any choice is as good, a fixed one keeps it stable.
-        return Decision::Release(held.iter().rev().take(held.len() - share).rev().copied().collect());
+        // The partitions taken last go back: a member that took more than its share while it
+        // saw fewer members (one whose heartbeat was late) hands back exactly those, and the
+        // partitions it had held longest stay where their readers' caches and connections are.
+        let mut surplus = held[share..].to_vec();
+        surplus.sort_unstable();
+        return Decision::Release(surplus);
     }
     if held.len() == share {
         return Decision::Steady;
     }
+    let held: BTreeSet<u32> = held.iter().copied().collect();
     let taken: BTreeSet<u32> = view.claims.iter().filter(|c| c.live && c.holder != me).map(|c| c.partition).collect();
     let mut free: Vec<u32> = (0..partitions).filter(|p| !held.contains(p) && !taken.contains(p)).collect();
     // Members under their share try the free partitions in different orders, so two of them
@@ -114,7 +119,7 @@ mod tests {
                     .flat_map(|(holder, held)| held.iter().map(|p| ClaimRow { partition: *p, holder: holder.clone(), epoch: 1, live: true }))
                     .collect();
                 let view = View { members: names.to_vec(), claims };
-                let held = holdings.entry(me.clone()).or_default().clone();
+                let held: Vec<u32> = holdings.entry(me.clone()).or_default().iter().copied().collect();
                 match decide(&view, me, partitions, &held) {
                     Decision::Steady => {}
                     Decision::Release(gone) => {
@@ -173,12 +178,20 @@ mod tests {
                 ClaimRow { partition: 2, holder: "a".into(), epoch: 2, live: true },
             ],
         };
-        let Decision::Take(mut taken) = decide(&view, "a", 4, &BTreeSet::new()) else { panic!() };
+        let Decision::Take(mut taken) = decide(&view, "a", 4, &[]) else { panic!() };
         taken.sort_unstable();
         // 0 is b's; 1 expired; 2 is a's own row from an earlier run (taken again, new epoch).
         assert_eq!(taken.len(), 2);
         assert!(!taken.contains(&0));
-        assert_eq!(decide(&view, "a", 4, &[1, 2].into()), Decision::Steady);
-        assert_eq!(decide(&view, "a", 4, &[1, 2, 3].into()), Decision::Release(vec![3]));
+        assert_eq!(decide(&view, "a", 4, &[1, 2]), Decision::Steady);
+        assert_eq!(decide(&view, "a", 4, &[1, 2, 3]), Decision::Release(vec![3]));
+    }
+
+    #[test]
+    fn a_member_that_took_too_much_hands_back_what_it_took_last() {
+        // a held 9, 4 and 12, then (b's heartbeat late) took 0 and 7: with b live again, its
+        // share is 3 of 6 and 0 and 7 go back, not its highest partitions.
+        let view = View { members: members(&["a", "b"]), claims: Vec::new() };
+        assert_eq!(decide(&view, "a", 6, &[9, 4, 12, 7, 0]), Decision::Release(vec![0, 7]));
     }
 }

@@ -38,6 +38,7 @@ pub async fn run_leased(
     let id = config.id.clone();
     let mut store: Option<PgLeases> = None;
     let mut reported = String::new();
+    let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
         // Stand by until the lease is ours.
         let tenure = loop {
@@ -114,6 +115,25 @@ pub async fn run_leased(
         }
         if let Err(e) = leases.release(&id, &tenure).await {
             warn!(connector = %id, "{e}; a standby gateway takes over once it expires");
+        }
+        // An outage of the target or source: handed over (a standby may reach it), and waited
+        // out here before standing by again, as an unleased connector waits it out.
+        if let Err(e) = &result
+            && let Some(on) = e.outage(&config).filter(|_| !control.shutdown.is_cancelled())
+        {
+            let delay = backoff.next_delay();
+            warn!(
+                connector = %id,
+                "{e}; lease released, waiting for the {} (state waiting_for_{}); trying again in {delay:?}",
+                on.name(),
+                on.name()
+            );
+            handle.waiting(on, e.to_string());
+            tokio::select! {
+                _ = control.shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            continue;
         }
         return result;
     }

@@ -74,6 +74,23 @@ pub enum ConnectorError {
     Swapped { connector: String },
 }
 
+impl ConnectorError {
+    /// The dependency whose outage this failure is (a target or source that cannot be reached
+    /// or cannot serve for now), for a connector configured as `config`: a failure worth
+    /// waiting out and trying again. `None` for a mistake that needs a fix (configuration,
+    /// schema, checkpoints, the sidecar's reset), however remote the target.
+    pub fn outage(&self, config: &ConnectorConfig) -> Option<crate::status::Dependency> {
+        use crate::status::Dependency;
+        match self {
+            Self::Sink { error, .. } if config.sink.settings().is_remote() && !error.needs_a_fix() => Some(Dependency::Target),
+            Self::Source { error, .. } if config.source.settings().is_remote() && !matches!(error, SourceError::NotBuilt(_)) => {
+                Some(Dependency::Source)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Handles to steer and watch a running connector.
 #[derive(Clone)]
 pub struct ConnectorControl {

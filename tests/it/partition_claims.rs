@@ -46,7 +46,7 @@ async fn gateways_share_partitions_through_kills_pauses_and_joins_and_the_read_m
     let sidecar_addresses: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", processes::free_port())).collect();
     let mut sidecars: Vec<Process> = sidecar_addresses.iter().map(|a| processes::example_sidecar(a, ws.dir.path())).collect();
     let urls: Vec<String> = sidecar_addresses.iter().map(|a| format!("http://{a}")).collect();
-    let config = claimed_config(&ws, &urls, &pg::postgres_sink_yaml(&db.url));
+    let config = claimed_config(&ws, &urls, &pg::postgres_sink_yaml(&db.url), 3_000);
 
     let mut a = gateway(&config, "a", ws.dir.path());
     let b = gateway(&config, "b", ws.dir.path());

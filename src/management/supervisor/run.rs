@@ -13,7 +13,6 @@ use crate::{
     backoff::Backoff,
     config::ConnectorConfig,
     pipeline::{ConnectorControl, ConnectorError, run_connector},
-    sources::SourceError,
     status::{ConnectorHandle, Dependency},
     telemetry,
 };
@@ -42,16 +41,11 @@ pub(super) async fn run_waiting_at_start(config: ConnectorConfig, control: Conne
             Ok(()) => return Ok(()),
             Err(error) => error,
         };
-        let (on, reason) = match &error {
-            // A mistake (configuration, schema, checkpoints, the sidecar's reset) is no outage:
-            // it fails at once, however remote the target.
-            ConnectorError::Sink { error, .. } if config.sink.settings().is_remote() && !error.needs_a_fix() => {
-                (Dependency::Target, error.to_string())
-            }
-            ConnectorError::Source { error, .. } if config.source.settings().is_remote() && !matches!(error, SourceError::NotBuilt(_)) => {
-                (Dependency::Source, error.to_string())
-            }
-            _ => return Err(error),
+        let Some(on) = error.outage(&config) else { return Err(error) };
+        let reason = match &error {
+            ConnectorError::Sink { error, .. } => error.to_string(),
+            ConnectorError::Source { error, .. } => error.to_string(),
+            other => other.to_string(),
         };
         if fail_fast || started.load(Ordering::Relaxed) || control.shutdown.is_cancelled() {
             return Err(error);

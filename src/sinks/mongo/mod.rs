@@ -228,6 +228,34 @@ impl MongoSink {
     fn error(&self, kind: SinkErrorKind, what: &str, e: &mongodb::error::Error) -> SinkError {
         SinkError::new(kind, format!("MongoDB target `{}`: {what}: {}", self.names.display, describe_error(e))).unreachable_if(is_transient(e))
     }
+
+    /// `commands` in one transaction where the server runs them (else one after the other).
+    /// A failure comes with whether the transaction may simply be tried again.
+    async fn run_version_commands(&self, commands: &[(String, Document)], kind: SinkErrorKind) -> Result<(), (SinkError, bool)> {
+        let failed = |what: &str, e: &mongodb::error::Error| (self.error(kind, what, e), e.contains_label(TRANSIENT_TRANSACTION_ERROR));
+        let mut session = None;
+        if self.transactional {
+            let mut s = self.client.start_session().await.map_err(|e| failed("cannot start a session", &e))?;
+            s.start_transaction().await.map_err(|e| failed("cannot start a transaction", &e))?;
+            session = Some(s);
+        }
+        for (what, command) in commands {
+            let action = self.db.run_command(command.clone());
+            let reply = match session.as_mut() {
+                Some(s) => action.session(s).await,
+                None => action.await,
+            }
+            .map_err(|e| failed(what, &e))?;
+            if let Ok(errors) = reply.get_array("writeErrors") {
+                let conflict = errors.iter().filter_map(Bson::as_document).any(|e| e.get_i32("code") == Ok(112));
+                return Err((SinkError::new(kind, format!("MongoDB target `{}`: {what}: {errors:?}", self.names.display)), conflict));
+            }
+        }
+        if let Some(mut s) = session {
+            s.commit_transaction().await.map_err(|e| failed("cannot commit", &e))?;
+        }
+        Ok(())
+    }
 }
 
 /// Ok when the server runs multi-document transactions: it is a replica set member or a
@@ -419,12 +447,6 @@ impl Sink for MongoSink {
     ) -> Result<(), SinkError> {
         // A failure of the rebuild is one of its reset; a failure of recording alone is refused.
         let kind = if reset.is_some() { SinkErrorKind::Reset } else { SinkErrorKind::Refused };
-        let mut session = None;
-        if self.transactional {
-            let mut s = self.client.start_session().await.map_err(|e| self.error(kind, "cannot start a session", &e))?;
-            s.start_transaction().await.map_err(|e| self.error(kind, "cannot start a transaction", &e))?;
-            session = Some(s);
-        }
         let mut commands = Vec::new();
         for (n, op) in reset.iter().flatten().enumerate() {
             commands.push((format!("reset operation {} of the sidecar's Describe ({op})", n + 1), reset_command(op, &self.names)));
@@ -443,21 +465,20 @@ impl Sink for MongoSink {
                 "upsert": true,
             } ] },
         ));
-        for (what, command) in commands {
-            let action = self.db.run_command(command);
-            let reply = match session.as_mut() {
-                Some(s) => action.session(s).await,
-                None => action.await,
-            }
-            .map_err(|e| self.error(kind, &what, &e))?;
-            if let Ok(errors) = reply.get_array("writeErrors") {
-                return Err(SinkError::new(kind, format!("MongoDB target `{}`: {what}: {errors:?}", self.names.display)));
+        // Gateways sharing a connector's partitions start together and record the version at
+        // once: a write conflict of their transactions is tried again, as MongoDB's drivers
+        // do for a transaction labelled TransientTransactionError.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.run_version_commands(&commands, kind).await {
+                Err((e, true)) if attempt < 5 => {
+                    tracing::debug!("{e}; trying the transaction again");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                done => return done.map_err(|(e, _)| e),
             }
         }
-        if let Some(mut s) = session {
-            s.commit_transaction().await.map_err(|e| self.error(kind, "cannot commit", &e))?;
-        }
-        Ok(())
     }
 
     /// The document `{_id: <id>}` of the collection (none, or no collection: no checkpoint),

@@ -30,13 +30,13 @@ pub const WAIT: Duration = Duration::from_secs(120);
 pub const PARTITIONS: u32 = 16;
 
 /// The bookings connector into `sink_yaml`, its 16 partitions shared out among gateways,
-/// calling every sidecar of `sidecars` (URLs).
-pub fn claimed_config(ws: &Workspace, sidecars: &[String], sink_yaml: &str) -> PathBuf {
+/// calling every sidecar of `sidecars` (URLs), claims living `ttl_ms` (renewed six times in it).
+pub fn claimed_config(ws: &Workspace, sidecars: &[String], sink_yaml: &str, ttl_ms: u64) -> PathBuf {
     let setup = Setup { partitions: PARTITIONS, max_ops: 50, ..Setup::default() };
     let yaml = connector_yaml(&ws.log_path(), &sidecars[0], sink_yaml, &setup);
     let addresses = sidecars.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
     let yaml = yaml.replace(&format!("address: \"{}\"", sidecars[0]), &format!("addresses: [{addresses}]"))
-        + "    lease: { scope: partitions, ttl_ms: 1500, renew_every_ms: 250 }\n";
+        + &format!("    lease: {{ scope: partitions, ttl_ms: {ttl_ms}, renew_every_ms: {} }}\n", ttl_ms / 6);
     let path = ws.path("gateway.yaml");
     std::fs::write(&path, yaml).unwrap();
     path
@@ -74,8 +74,9 @@ pub fn held(gateway: &Gateway) -> Option<Vec<u32>> {
     Some(body["claims"]["held"].as_array()?.iter().map(|h| h["partition"].as_u64().unwrap() as u32).collect())
 }
 
-/// Waits until `members` hold every partition between them, each once, shares differing by at
-/// most one, each member seeing exactly these members. Returns who holds what.
+/// Waits until `members` hold every partition between them, each once, each its fair share
+/// (shares differing by at most one), each member seeing exactly these members. Returns who
+/// holds what.
 pub async fn settled(members: &[&Gateway]) -> BTreeMap<&'static str, Vec<u32>> {
     let names: Vec<&str> = members.iter().map(|g| g.name).collect();
     poll_until(&format!("{names:?} to share the {PARTITIONS} partitions fairly"), WAIT, || {
@@ -87,7 +88,13 @@ pub async fn settled(members: &[&Gateway]) -> BTreeMap<&'static str, Vec<u32>> {
             if seen != names {
                 return None;
             }
-            holdings.insert(gateway.name, held(gateway)?);
+            let held = held(gateway)?;
+            // Each holds its own fair share (not merely one of the sizes of a fair split, which
+            // a hand-over under way passes through).
+            if body["claims"]["fair_share"].as_u64()? != held.len() as u64 {
+                return None;
+            }
+            holdings.insert(gateway.name, held);
         }
         let mut all: Vec<u32> = holdings.values().flatten().copied().collect();
         all.sort_unstable();

@@ -20,8 +20,15 @@ pub struct Workspace {
 }
 
 impl Workspace {
+    /// A fresh folder, removed at the end of the test unless `KEEP_TEST_DIRS` is set (then its
+    /// path is printed, to read the logs of the processes a failed test ran).
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().expect("temp dir") }
+        let mut dir = tempfile::tempdir().expect("temp dir");
+        if std::env::var_os("KEEP_TEST_DIRS").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("test workspace kept: {}", dir.path().display());
+        }
+        Self { dir }
     }
 
     pub fn log_path(&self) -> PathBuf {
