@@ -494,6 +494,8 @@ fn validate_eventuous_checkpoint(c: &EventuousCheckpointConfig, sink: &SinkConfi
 fn validate_lease(lease: &LeaseConfig, sink: &SinkConfig, path: &str, problems: &mut Vec<ConfigProblem>) {
     match (sink, lease.scope) {
         (SinkConfig::Postgres(_), _) => {}
+        // Several gateway processes on one machine sharing the target file.
+        (SinkConfig::Sqlite(_), LeaseScope::Partitions) => {}
         // Claims are fenced inside each batch's transaction: none, no fence.
         (SinkConfig::Mongo(mongo), LeaseScope::Partitions) => {
             if mongo.transactions == MongoTransactions::Off {
@@ -510,7 +512,7 @@ fn validate_lease(lease: &LeaseConfig, sink: &SinkConfig, path: &str, problems: 
                 LeaseScope::Connector => ("a lease is held and fenced in the target database", "only the postgres sink supports"),
                 LeaseScope::Partitions => (
                     "partition claims (`scope: partitions`) are held and fenced in the target database",
-                    "only the postgres and mongo sinks support",
+                    "only the postgres, mongo and sqlite sinks support",
                 ),
             };
             problems.push(problem(
@@ -789,8 +791,11 @@ connectors:
         assert!(found.iter().any(|m| m.starts_with("connectors[0].lease.ttl_ms: 10 is too small")), "{found:#?}");
         let config = parse(&leased(postgres, "{ scope: partitions }")).unwrap();
         assert_eq!(config.connectors[0].lease.as_ref().map(|l| l.scope), Some(LeaseScope::Partitions));
-        let found = messages(&leased("{ sqlite: { path: read.db } }", "{ scope: partitions }"));
-        assert!(found.iter().any(|m| m.starts_with("connectors[0].lease: partition claims (`scope: partitions`) are held and fenced in the target database, which only the postgres and mongo sinks support yet (this connector's is sqlite)")), "{found:#?}");
+        // SQLite: partition claims among gateway processes sharing the target file.
+        let config = parse(&leased("{ sqlite: { path: read.db } }", "{ scope: partitions }")).unwrap();
+        assert_eq!(config.connectors[0].lease.as_ref().map(|l| l.scope), Some(LeaseScope::Partitions));
+        let found = messages(&leased("{ console: {} }", "{ scope: partitions }"));
+        assert!(found.iter().any(|m| m.starts_with("connectors[0].lease: partition claims (`scope: partitions`) are held and fenced in the target database, which only the postgres, mongo and sqlite sinks support yet (this connector's is console)")), "{found:#?}");
         // MongoDB: partition claims, fenced in each batch's transaction; no connector lease.
         let mongo = |extra: &str| format!(r#"{{ mongo: {{ url: "mongodb://127.0.0.1:1/", database: rm, collection: docs{extra} }} }}"#);
         let config = parse(&leased(&mongo(""), "{ scope: partitions }")).unwrap();

@@ -22,7 +22,7 @@
 //! - `tenure`: how a gateway runs a leased connector: stand by, take over, renew, hand over.
 //! - `partitions`: how a gateway runs its share of a connector's partitions.
 
-#[cfg(any(feature = "postgres", feature = "mongo"))]
+#[cfg(any(feature = "postgres", feature = "mongo", feature = "sqlite"))]
 pub mod partitions;
 #[cfg(feature = "mongo")]
 pub mod mongo_claims;
@@ -31,22 +31,24 @@ pub mod postgres;
 #[cfg(feature = "postgres")]
 pub mod postgres_claims;
 pub mod share;
+#[cfg(feature = "sqlite")]
+pub mod sqlite_claims;
 pub mod tenure;
 
 use std::collections::BTreeMap;
 
-#[cfg(any(feature = "postgres", feature = "mongo"))]
+#[cfg(any(feature = "postgres", feature = "mongo", feature = "sqlite"))]
 pub use partitions::run_claimed;
 
 /// Without a target that can hold them there is nowhere to keep partition claims.
-#[cfg(not(any(feature = "postgres", feature = "mongo")))]
+#[cfg(not(any(feature = "postgres", feature = "mongo", feature = "sqlite")))]
 pub async fn run_claimed(
     config: crate::config::ConnectorConfig,
     _: &str,
     _: crate::pipeline::ConnectorControl,
     _: &crate::status::ConnectorHandle,
 ) -> Result<(), crate::pipeline::ConnectorError> {
-    let message = "partition claims need the postgres or mongo feature, which this build lacks".into();
+    let message = "partition claims need the postgres, mongo or sqlite feature, which this build lacks".into();
     Err(crate::pipeline::ConnectorError::Config { connector: config.id, message })
 }
 

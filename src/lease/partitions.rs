@@ -58,6 +58,13 @@ pub async fn run_claimed(
             let open: OpenStore<MongoClaims> = Box::new(move || Box::pin(MongoClaims::open_owned(url.clone(), database.clone())));
             run_member(config, instance, control, handle, lease, open).await
         }
+        #[cfg(feature = "sqlite")]
+        SinkConfig::Sqlite(sink) => {
+            use super::sqlite_claims::SqliteClaims;
+            let path = sink.path.clone();
+            let open: OpenStore<SqliteClaims> = Box::new(move || Box::pin(SqliteClaims::open_owned(path.clone())));
+            run_member(config, instance, control, handle, lease, open).await
+        }
         other => {
             let message = format!("partition claims are not held in {} targets yet (refused by validation otherwise)", other.key());
             Err(ConnectorError::Config { connector: config.id, message })

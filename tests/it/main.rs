@@ -50,6 +50,8 @@ mod parked_events;
 mod partition_claims;
 #[cfg(all(feature = "mongo", feature = "sqlite"))]
 mod partition_claims_mongo;
+#[cfg(feature = "sqlite")]
+mod partition_claims_sqlite;
 mod postgres_end_to_end;
 mod postgres_sink;
 mod postgres_source;

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, ErrorCode, ToSql, types::ToSqlOutput, types::Value as Sqlite};
 
 use super::checkpointer::Checkpointer;
+use crate::lease::Claims;
 use crate::sinks::{ApplyError, Batch, BatchItem, CheckpointWrite, SinkWriter, Stored, moved_detail, sql::{SqlOp, SqlValue}};
 
 pub struct SqliteWriter {
@@ -23,6 +24,8 @@ pub struct SqliteWriter {
     /// The file `path` named when the sink opened it: a batch after a blue/green swap pointed
     /// `path` elsewhere is refused, and the connector reopens its sink (`blue_green.rs`).
     opened: Option<(u64, u64)>,
+    /// The partition claims every batch transaction is fenced with (`lease.scope: partitions`).
+    claims: Option<Arc<Claims>>,
 }
 
 impl SqliteWriter {
@@ -32,8 +35,9 @@ impl SqliteWriter {
         path: PathBuf,
         checkpointer: Option<Arc<Checkpointer>>,
         opened: Option<(u64, u64)>,
+        claims: Option<Arc<Claims>>,
     ) -> Self {
-        Self { conn, connector, path, checkpointer, opened }
+        Self { conn, connector, path, checkpointer, opened, claims }
     }
 }
 
@@ -44,7 +48,7 @@ impl SinkWriter for SqliteWriter {
         let conn = self.conn.clone();
         let connector = self.connector.clone();
         let path = self.path.display().to_string();
-        let (file, opened) = (self.path.clone(), self.opened);
+        let (file, opened, claims) = (self.path.clone(), self.opened, self.claims.clone());
         tokio::task::spawn_blocking(move || {
             if opened.is_some() && super::blue_green::file_identity(&file) != opened {
                 return Err(ApplyError::checkpoint_moved(
@@ -52,7 +56,7 @@ impl SinkWriter for SqliteWriter {
                 ));
             }
             let mut conn = conn.lock();
-            apply_batch(&mut conn, &connector, &batch)
+            apply_batch(&mut conn, &connector, &batch, claims.as_deref())
         })
         .await
         .map_err(|e| ApplyError { message: e.to_string(), transient: false, failed_at: None, checkpoint_moved: false })?
@@ -67,9 +71,12 @@ impl SinkWriter for SqliteWriter {
     }
 }
 
-fn apply_batch(conn: &mut Connection, connector: &str, batch: &Batch<SqlOp>) -> Result<(), ApplyError> {
+fn apply_batch(conn: &mut Connection, connector: &str, batch: &Batch<SqlOp>, claims: Option<&Claims>) -> Result<(), ApplyError> {
     let whole = |e: rusqlite::Error| ApplyError { transient: is_transient(&e), message: e.to_string(), failed_at: None, checkpoint_moved: false };
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(whole)?;
+    if let Some(claims) = claims {
+        fence(&tx, connector, claims, batch)?;
+    }
     let now = chrono::Utc::now().to_rfc3339();
     // The checkpoints first: the immediate transaction holds the database's write lock, so
     // what they compare against is what is stored, and a batch planned from a stale read
@@ -116,6 +123,41 @@ fn apply_batch(conn: &mut Connection, connector: &str, batch: &Batch<SqlOp>) -> 
         }
     }
     tx.commit().map_err(whole)
+}
+
+/// The claims fence, first in the batch's transaction (which holds the write lock, so no take
+/// can come between it and the commit): every partition the batch writes for must still be
+/// this gateway's under its epoch (one it does not hold gets epoch -1, which no claim has).
+fn fence(tx: &rusqlite::Transaction<'_>, connector: &str, claims: &Claims, batch: &Batch<SqlOp>) -> Result<(), ApplyError> {
+    let partitions: std::collections::BTreeSet<u32> =
+        batch.items.iter().map(BatchItem::partition).chain(batch.checkpoints.iter().map(|c| c.partition)).collect();
+    if partitions.is_empty() {
+        return Ok(());
+    }
+    let epochs: Vec<(u32, i64)> = partitions.iter().map(|p| (*p, claims.epochs.get(p).copied().unwrap_or(-1))).collect();
+    let held: i64 = tx
+        .prepare_cached(crate::lease::sqlite_claims::FENCE_SQL)
+        .and_then(|mut s| s.query_row(rusqlite::params![connector, claims.holder, crate::lease::sqlite_claims::fence_pairs(&epochs)], |r| r.get(0)))
+        .map_err(|e| ApplyError {
+            transient: is_transient(&e),
+            message: format!("checking the partition claims failed: {e}"),
+            failed_at: None,
+            checkpoint_moved: false,
+        })?;
+    if held == epochs.len() as i64 {
+        return Ok(());
+    }
+    let (partitions, epochs): (Vec<u32>, Vec<i64>) = epochs.into_iter().unzip();
+    Err(ApplyError {
+        message: format!(
+            "this gateway ({}) no longer holds every partition of connector `{connector}` this batch writes for \
+             (partitions {partitions:?} under epochs {epochs:?}): another gateway took one over, and nothing of this batch was committed",
+            claims.holder
+        ),
+        transient: false,
+        failed_at: None,
+        checkpoint_moved: false,
+    })
 }
 
 /// Writes the batch's checkpoint rows, each only if the stored row is what the batch was

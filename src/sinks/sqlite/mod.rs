@@ -22,6 +22,7 @@ use rusqlite::Connection;
 use tracing::warn;
 
 use crate::{
+    lease::{Claims, Fence},
     checkpoint::CheckpointRow,
     config::{EventuousCheckpoint, EventuousPlace, SqliteSinkConfig},
     event::Position,
@@ -42,12 +43,21 @@ pub struct SqliteSink {
     /// The file `path` named when the sink opened it (device, inode): a blue/green swap
     /// points `path` at another file (`blue_green.rs`).
     opened: Option<(u64, u64)>,
+    /// The partition claims every batch transaction is fenced with (`lease.scope: partitions`).
+    claims: Option<Arc<Claims>>,
 }
 
 impl SqliteSink {
     /// Opens (creating if needed) the target database, its gateway tables, and runs the
     /// configured init SQL.
     pub async fn open(config: &SqliteSinkConfig, connector: &str) -> Result<Self, SinkError> {
+        Self::open_fenced(config, connector, None).await
+    }
+
+    /// [`SqliteSink::open`] for a connector whose partitions are shared out among gateways:
+    /// every batch transaction first checks that `claims` still holds each partition it writes
+    /// for (`lease::sqlite_claims::FENCE_SQL`).
+    pub async fn open_fenced(config: &SqliteSinkConfig, connector: &str, claims: Option<Claims>) -> Result<Self, SinkError> {
         let (path, allow_raw_sql) = (config.path.clone(), config.allow_raw_sql);
         let config = config.clone();
         let (conn, checkpointer) = tokio::task::spawn_blocking(move || {
@@ -68,7 +78,7 @@ impl SqliteSink {
         })
         .await??;
         let opened = blue_green::file_identity(&path);
-        Ok(Self { connector: connector.into(), path, allow_raw_sql, conn: Arc::new(Mutex::new(conn)), checkpointer, opened })
+        Ok(Self { connector: connector.into(), path, allow_raw_sql, conn: Arc::new(Mutex::new(conn)), checkpointer, opened, claims: claims.map(Arc::new) })
     }
 
     /// Runs `f` on the connection, on a blocking thread; its failure is of `kind` (busy or
@@ -96,8 +106,15 @@ pub fn execute_op(conn: &Connection, op: &SqlOp) -> Result<(), String> {
 impl super::OpenSink for SqliteSink {
     type Settings = crate::config::SqliteSinkConfig;
 
-    async fn open(settings: &Self::Settings, connector: &crate::config::ConnectorConfig, _: &crate::run_context::RunContext) -> Result<Self, SinkError> {
-        Self::open(settings, &connector.id).await
+    async fn open(settings: &Self::Settings, connector: &crate::config::ConnectorConfig, context: &crate::run_context::RunContext) -> Result<Self, SinkError> {
+        let claims = match context.fence() {
+            None => None,
+            Some(Fence::Claims(claims)) => Some(claims),
+            Some(Fence::Lease(_)) => {
+                return Err(SinkError::config("a connector lease (`lease.scope: connector`) is not held in SQLite targets (refused by validation otherwise)"));
+            }
+        };
+        Self::open_fenced(settings, &connector.id, claims).await
     }
 }
 
@@ -232,6 +249,6 @@ impl Sink for SqliteSink {
     }
 
     async fn open_writer(&self) -> Result<SqliteWriter, SinkError> {
-        Ok(SqliteWriter::new(self.conn.clone(), self.connector.clone(), self.path.clone(), self.checkpointer.clone(), self.opened))
+        Ok(SqliteWriter::new(self.conn.clone(), self.connector.clone(), self.path.clone(), self.checkpointer.clone(), self.opened, self.claims.clone()))
     }
 }
