@@ -129,8 +129,8 @@ enum Command {
         to_position: Option<u64>,
     },
     /// Build a new version of a connector's read model beside the live one, from the start of
-    /// the log, and swap it in once it has caught up (blue/green; SQLite and PostgreSQL
-    /// targets). The live version keeps serving until the swap. Exit code 1 if the rebuild
+    /// the log, and swap it in once it has caught up (blue/green; SQLite, PostgreSQL,
+    /// Elasticsearch/OpenSearch and MongoDB targets). The live version keeps serving until the swap. Exit code 1 if the rebuild
     /// failed (the live read model is untouched), 2 for a bad config.
     Rebuild {
         #[arg(long, short, env = "PROJECTOR_GATEWAY_CONFIG")]

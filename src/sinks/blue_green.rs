@@ -267,6 +267,36 @@ pub fn building(versions: &[VersionRecord]) -> Option<&VersionRecord> {
     versions.iter().rev().find(|v| v.state == VersionState::Building)
 }
 
+/// Marks the replaced versions of `versions` past the `keep` newest as dropped; returns them
+/// (what the swap then drops with [`drop_replaced`]).
+pub fn mark_past_policy(versions: &mut [VersionRecord], keep: u32) -> Vec<VersionRecord> {
+    let dropped = past_policy(versions, keep);
+    for v in versions.iter_mut().filter(|v| dropped.iter().any(|d| d.version == v.version)) {
+        v.state = VersionState::Dropped;
+    }
+    dropped
+}
+
+/// After a swap committed: drops each of `dropped` with `drop` (a reader of an old version
+/// must not hold the swap up, so this comes after it). A version that cannot be dropped is a
+/// warning, not a failure: the swap is done, and the version stays where its record says.
+/// Returns the versions dropped.
+pub async fn drop_replaced<F: Future<Output = Result<(), SinkError>>>(
+    connector: &str,
+    dropped: Vec<VersionRecord>,
+    mut drop: impl FnMut(VersionRecord) -> F,
+) -> Vec<String> {
+    let mut gone = Vec::new();
+    for old in dropped {
+        let (version, place) = (old.version.clone(), old.place.clone());
+        match drop(old).await {
+            Ok(()) => gone.push(version),
+            Err(e) => tracing::warn!(connector = %connector, "cannot drop version {version} ({place}): {e}"),
+        }
+    }
+    gone
+}
+
 /// The replaced versions past the `keep` newest, newest first in `versions`' order reversed.
 pub fn past_policy(versions: &[VersionRecord], keep: u32) -> Vec<VersionRecord> {
     let mut retired: Vec<&VersionRecord> = versions.iter().filter(|v| v.state == VersionState::Retired).collect();

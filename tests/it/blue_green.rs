@@ -31,12 +31,12 @@ use crate::support::{
 
 const WAIT: Duration = Duration::from_secs(120);
 
-fn description(version: &str) -> DescribeResponse {
+pub(crate) fn description(version: &str) -> DescribeResponse {
     DescribeResponse { version: version.into(), ..bookings_reducer::description() }
 }
 
 /// Reducer version 2: version 1 with the statuses in capitals.
-fn reduce_v2(request: &ProjectionRequest) -> ProjectionResponse {
+pub(crate) fn reduce_v2(request: &ProjectionRequest) -> ProjectionResponse {
     let mut response = bookings_reducer::reduce(request);
     let capitals = |any: &mut prost_types::Any| {
         if any.type_url.ends_with("projection.Statement") {
@@ -55,7 +55,7 @@ fn reduce_v2(request: &ProjectionRequest) -> ProjectionResponse {
 }
 
 /// The reference for reducer version 2, computed from the log alone.
-fn reference_v2(log: &std::path::Path) -> ReadModel {
+pub(crate) fn reference_v2(log: &std::path::Path) -> ReadModel {
     let mut model = ReadModel::from_log(log, |_, _| true);
     for booking in model.bookings.values_mut() {
         booking.status = booking.status.to_uppercase();
@@ -65,7 +65,7 @@ fn reference_v2(log: &std::path::Path) -> ReadModel {
 
 /// Each test's connector has an id of its own: the rebuild reports and the telemetry are
 /// process-wide, and the tests run at the same time.
-fn blue_green_yaml(id: &str, ws: &Workspace, sidecar: &str, sink: &str, keep: u32) -> String {
+pub(crate) fn blue_green_yaml(id: &str, ws: &Workspace, sidecar: &str, sink: &str, keep: u32) -> String {
     connector_yaml(&ws.log_path(), sidecar, sink, &Setup { id: id.into(), ..Setup::default() }).replace(
         "      window:",
         &format!("      on_new_version: blue_green\n      blue_green: {{ keep_old_versions: {keep} }}\n      window:"),

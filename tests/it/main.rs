@@ -60,6 +60,8 @@ mod postgres_tls;
 mod python_sidecar;
 #[cfg(feature = "redis")]
 mod redis_sink;
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+mod rebuild_commands;
 mod reset;
 mod run_progress;
 mod rust_sidecar;

@@ -17,7 +17,7 @@ use projector_gateway::{
 
 use crate::support::{
     bookings_model::ReadModel,
-    claims::{PARTITIONS, WAIT, claimed_config, event, gateway, held, moved, partition_taken_over_is_fenced_off, settled},
+    claims::{PARTITIONS, WAIT, claimed_config, event, gateway, held, kill_a_while_appending, moved, partition_taken_over_is_fenced_off, settled, three_gateways},
     fixtures::*,
     http::get,
     postgres::{self as pg, Database},
@@ -48,23 +48,18 @@ async fn gateways_share_partitions_through_kills_pauses_and_joins_and_the_read_m
     let urls: Vec<String> = sidecar_addresses.iter().map(|a| format!("http://{a}")).collect();
     let config = claimed_config(&ws, &urls, &pg::postgres_sink_yaml(&db.url), 3_000);
 
-    let mut a = gateway(&config, "a", ws.dir.path());
-    let b = gateway(&config, "b", ws.dir.path());
-    let c = gateway(&config, "c", ws.dir.path());
-    let three = settled(&[&a, &b, &c]).await;
-    assert_eq!(three.values().map(Vec::len).collect::<Vec<_>>(), vec![6, 5, 5], "{three:?}");
+    let (mut gateways, three) = three_gateways(&config, ws.dir.path()).await;
     committed(&db, log.head().unwrap()).await;
-    let metrics = get(&b.address, "/metrics").unwrap().1;
+    let metrics = get(&gateways[1].address, "/metrics").unwrap().1;
     for line in ["projector_gateway_partitions_held{connector=\"bookings\"} 5", "projector_gateway_claim_members{connector=\"bookings\"} 3"] {
         assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
     }
 
-    // a dies: b and c take its partitions once its claims expire; only a's move.
-    a.process.kill_hard();
-    append_generated(&mut log, 1_000, 150, 72);
-    let two = settled(&[&b, &c]).await;
-    assert_eq!(moved(&three, &two), 6, "only a's partitions move: {three:?} -> {two:?}");
+    // a dies while events arrive: b and c take its partitions once its claims expire; only
+    // a's move.
+    kill_a_while_appending(&mut gateways, &three, &mut log, 170).await;
     committed(&db, log.head().unwrap()).await;
+    let [_, b, c] = gateways;
 
     // b freezes past its claims' lifetime; c runs everything meanwhile, through a sidecar
     // being killed and started again.

@@ -24,7 +24,7 @@ use projector_gateway::{
 
 use crate::support::{
     bookings_model::ReadModel,
-    claims::{PARTITIONS, WAIT, claimed_config, event, gateway, held, mongo_example_sidecar, moved, partition_taken_over_is_fenced_off, settled},
+    claims::{PARTITIONS, WAIT, claimed_config, event, held, kill_a_while_appending, mongo_example_sidecar, partition_taken_over_is_fenced_off, settled, three_gateways},
     fixtures::*,
     mongo::{MongoDb, Server},
     processes::{self, Process, SIGCONT, SIGSTOP},
@@ -57,21 +57,14 @@ async fn gateways_share_partitions_into_mongo_through_a_kill_and_a_pause_and_the
     // not what this test is about.
     let config = claimed_config(&ws, &urls, &db.sink_yaml(""), 3_000);
 
-    let mut a = gateway(&config, "a", ws.dir.path());
-    let b = gateway(&config, "b", ws.dir.path());
-    let c = gateway(&config, "c", ws.dir.path());
-    let three = settled(&[&a, &b, &c]).await;
-    assert_eq!(three.values().map(Vec::len).collect::<Vec<_>>(), vec![6, 5, 5], "{three:?}");
+    let (mut gateways, three) = three_gateways(&config, ws.dir.path()).await;
     committed(&db, log.head().unwrap()).await;
 
     // a dies (SIGKILL) while events arrive: b and c take its partitions once its claims expire
     // (or, if it died inside a batch transaction, once the server reaps that); only a's move.
-    append_generated(&mut log, 500, 100, 82);
-    a.process.kill_hard();
-    append_generated(&mut log, 500, 100, 83);
-    let two = settled(&[&b, &c]).await;
-    assert_eq!(moved(&three, &two), 6, "only a's partitions move: {three:?} -> {two:?}");
+    kill_a_while_appending(&mut gateways, &three, &mut log, 82).await;
     committed(&db, log.head().unwrap()).await;
+    let [_, b, c] = gateways;
 
     // b freezes past its claims' lifetime while events arrive; c runs everything meanwhile.
     append_generated(&mut log, 300, 100, 84);

@@ -42,7 +42,7 @@ use crate::{
     config::ElasticSinkConfig,
     sinks::{
         SinkError, SinkErrorKind,
-        blue_green::{VersionRecord, VersionState, past_policy, staged_id, version_suffix},
+        blue_green::{VersionRecord, VersionState, drop_replaced, mark_past_policy, staged_id, version_suffix},
     },
 };
 
@@ -277,21 +277,10 @@ impl Versions {
         }
         let current = VersionRecord { version: new.into(), state: VersionState::Live, place: new_index, sidecar: None, changed_at: now, detail: None };
         versions.push(current);
-        let dropped = past_policy(&versions, keep);
+        let dropped = mark_past_policy(&mut versions, keep);
         for v in &versions {
-            let mut v = v.clone();
-            if dropped.iter().any(|d| d.version == v.version) {
-                v.state = VersionState::Dropped;
-            }
-            self.record(&v).await?;
+            self.record(v).await?;
         }
-        let mut gone = Vec::new();
-        for old in dropped {
-            match self.discard(&old.version).await {
-                Ok(()) => gone.push(old.version),
-                Err(e) => tracing::warn!(connector = %self.connector, "cannot drop version {} (index {}): {e}", old.version, old.place),
-            }
-        }
-        Ok(gone)
+        Ok(drop_replaced(&self.connector, dropped, async |old| self.discard(&old.version).await).await)
     }
 }

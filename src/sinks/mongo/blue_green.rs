@@ -29,7 +29,7 @@ use crate::{
     config::MongoSinkConfig,
     sinks::{
         SinkError, SinkErrorKind,
-        blue_green::{VersionRecord, VersionState, past_policy, staged_id, version_suffix},
+        blue_green::{VersionRecord, VersionState, drop_replaced, mark_past_policy, staged_id, version_suffix},
     },
 };
 
@@ -213,22 +213,11 @@ impl Collections {
         }
         let place = self.sink.base_collection.clone();
         versions.push(VersionRecord { version: new.into(), state: VersionState::Live, place, sidecar: None, changed_at: now, detail: None });
-        let dropped = past_policy(&versions, keep);
+        let dropped = mark_past_policy(&mut versions, keep);
         for v in &versions {
-            let mut v = v.clone();
-            if dropped.iter().any(|d| d.version == v.version) {
-                v.state = VersionState::Dropped;
-            }
-            self.record(&v).await?;
+            self.record(v).await?;
         }
-        let mut gone = Vec::new();
-        for old in dropped {
-            match self.discard_kept(&old.version, &pairs).await {
-                Ok(()) => gone.push(old.version),
-                Err(e) => tracing::warn!(connector = %self.sink.connector, "cannot drop version {}: {e}", old.version),
-            }
-        }
-        Ok(gone)
+        Ok(drop_replaced(&self.sink.connector, dropped, async |old| self.discard_kept(&old.version, &pairs).await).await)
     }
 
     /// Drops a replaced version's copies (`<collection>_v<version>`) and its rows.

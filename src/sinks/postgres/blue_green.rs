@@ -24,7 +24,7 @@ use crate::{
     postgres::{PgEndpoint, describe, is_transient, quote_ident},
     sinks::{
         SinkError,
-        blue_green::{VersionRecord, VersionState, past_policy, staged_id},
+        blue_green::{VersionRecord, VersionState, drop_replaced, mark_past_policy, staged_id},
     },
 };
 
@@ -183,25 +183,13 @@ impl Schemas {
         }
         let current = VersionRecord { version: new.into(), state: VersionState::Live, place: self.live.clone(), sidecar: None, changed_at: now.clone(), detail: None };
         versions.push(current);
-        let dropped = past_policy(&versions, keep);
+        let dropped = mark_past_policy(&mut versions, keep);
         for v in &versions {
-            let mut v = v.clone();
-            if dropped.iter().any(|d| d.version == v.version) {
-                v.state = VersionState::Dropped;
-            }
-            write_version(&tx, gw, c, &v).await.map_err(|e| fail("recording the versions", &e))?;
+            write_version(&tx, gw, c, v).await.map_err(|e| fail("recording the versions", &e))?;
         }
         tx.commit().await.map_err(|e| fail("COMMIT", &e))?;
         drop(client);
-        // The policy, after the swap: a reader of an old version must not hold the swap up.
-        let mut gone = Vec::new();
-        for old in dropped {
-            match self.discard(&old.version).await {
-                Ok(()) => gone.push(old.version),
-                Err(e) => tracing::warn!(connector = %self.connector, "cannot drop version {} (schema {}): {e}", old.version, old.place),
-            }
-        }
-        Ok(gone)
+        Ok(drop_replaced(&self.connector, dropped, async |old| self.discard(&old.version).await).await)
     }
 }
 

@@ -28,7 +28,7 @@ use rusqlite::{Connection, params};
 
 use crate::sinks::{
     SinkError,
-    blue_green::{VersionRecord, VersionState, past_policy, staged_id, version_suffix},
+    blue_green::{VersionRecord, VersionState, drop_replaced, mark_past_policy, staged_id, version_suffix},
 };
 
 const VERSIONS: &str = r#"CREATE TABLE IF NOT EXISTS blue_green_versions (
@@ -140,10 +140,17 @@ impl Files {
 
     pub async fn swap(&self, projection: &str, live: Option<&str>, new: &str, keep: u32) -> Result<Vec<String>, SinkError> {
         let (projection, live, new) = (projection.to_string(), live.map(str::to_string), new.to_string());
-        self.blocking(move |this| this.swap_now(&projection, live.as_deref(), &new, keep)).await
+        let dropped = self.blocking(move |this| this.swap_now(&projection, live.as_deref(), &new, keep)).await?;
+        // A reader holding a dropped version's file keeps it open.
+        let remove = async |old: VersionRecord| {
+            let place = PathBuf::from(&old.place);
+            tokio::task::spawn_blocking(move || remove_database(&place)).await.map_err(SinkError::from)?.map_err(|e| self.fail("cannot remove it", e))
+        };
+        Ok(drop_replaced(&self.connector, dropped, remove).await)
     }
 
-    fn swap_now(&self, projection: &str, live: Option<&str>, new: &str, keep: u32) -> Result<Vec<String>, SinkError> {
+    /// The swap itself; returns the replaced versions past the policy, to drop.
+    fn swap_now(&self, projection: &str, live: Option<&str>, new: &str, keep: u32) -> Result<Vec<VersionRecord>, SinkError> {
         let staged = version_path(&self.path, &version_suffix(new)?);
         let now = chrono::Utc::now().to_rfc3339();
         // 1. The live version gets a name of its own, whole in its file.
@@ -181,12 +188,7 @@ impl Files {
             changed_at: now.clone(),
             detail: None,
         });
-        let dropped = past_policy(&versions, keep);
-        for old in &dropped {
-            if let Some(v) = versions.iter_mut().find(|v| v.version == old.version) {
-                v.state = VersionState::Dropped;
-            }
-        }
+        let dropped = mark_past_policy(&mut versions, keep);
         // 2. The new version takes the connector's id, the record, and is made whole in its file.
         let mut conn = self.open(&staged)?;
         let tx = conn.transaction().map_err(|e| self.fail("cannot begin on the new version", e))?;
@@ -219,15 +221,7 @@ impl Files {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
         }
-        // 4. The policy: replaced versions past `keep` go (a reader holding one keeps it open).
-        let mut gone = Vec::new();
-        for old in dropped {
-            match remove_database(Path::new(&old.place)) {
-                Ok(()) => gone.push(old.version),
-                Err(e) => tracing::warn!(connector = %self.connector, "cannot drop version {} ({}): {e}", old.version, old.place),
-            }
-        }
-        Ok(gone)
+        Ok(dropped)
     }
 }
 

@@ -23,6 +23,7 @@ use super::{
     http::get,
     processes::{self, Process},
 };
+use projector_gateway::sources::sqlite::EventLog;
 
 /// How long the gateways get to settle or commit.
 pub const WAIT: Duration = Duration::from_secs(120);
@@ -77,7 +78,7 @@ pub fn held(gateway: &Gateway) -> Option<Vec<u32>> {
 /// Waits until `members` hold every partition between them, each once, each its fair share
 /// (shares differing by at most one), each member seeing exactly these members. Returns who
 /// holds what.
-pub async fn settled(members: &[&Gateway]) -> BTreeMap<&'static str, Vec<u32>> {
+pub async fn settled(members: &[&Gateway]) -> Holdings {
     let names: Vec<&str> = members.iter().map(|g| g.name).collect();
     poll_until(&format!("{names:?} to share the {PARTITIONS} partitions fairly"), WAIT, || {
         let mut holdings = BTreeMap::new();
@@ -104,6 +105,31 @@ pub async fn settled(members: &[&Gateway]) -> BTreeMap<&'static str, Vec<u32>> {
     })
     .await
 }
+
+/// Starts gateways a, b and c on `config` and waits until they hold 6, 5 and 5 partitions.
+pub async fn three_gateways(config: &Path, dir: &Path) -> ([Gateway; 3], Holdings) {
+    let gateways = [gateway(config, "a", dir), gateway(config, "b", dir), gateway(config, "c", dir)];
+    let [a, b, c] = &gateways;
+    let three = settled(&[a, b, c]).await;
+    assert_eq!(three.values().map(Vec::len).collect::<Vec<_>>(), vec![6, 5, 5], "{three:?}");
+    (gateways, three)
+}
+
+/// Kills `a` (SIGKILL) between two appends to `log` (seeds `seed` and `seed + 1`), waits
+/// until `b` and `c` share every partition, and checks that only a's moved. Returns who holds
+/// what then.
+pub async fn kill_a_while_appending(gateways: &mut [Gateway; 3], three: &Holdings, log: &mut EventLog, seed: u64) -> Holdings {
+    let [a, b, c] = gateways;
+    append_generated(log, 500, 100, seed);
+    a.process.kill_hard();
+    append_generated(log, 500, 100, seed + 1);
+    let two = settled(&[b, c]).await;
+    assert_eq!(moved(three, &two), 6, "only a's partitions move: {three:?} -> {two:?}");
+    two
+}
+
+/// Who holds which partitions, by gateway name.
+pub type Holdings = BTreeMap<&'static str, Vec<u32>>;
 
 /// How many partitions have another holder in `after` than in `before`.
 pub fn moved(before: &BTreeMap<&str, Vec<u32>>, after: &BTreeMap<&str, Vec<u32>>) -> usize {
