@@ -30,6 +30,31 @@ fn run_listening(config: &Path, dir: &Path, name: &str) -> (Process, String) {
     (Process::spawn(command, dir.join(format!("{name}.log")), false), address)
 }
 
+/// A gateway running connector `id` (on `on_new_version: blue_green`, keeping one old version)
+/// whose read model version 1 has caught up with a log of `events` events.
+struct VersionOne {
+    ws: Workspace,
+    log: projector_gateway::sources::sqlite::EventLog,
+    target: std::path::PathBuf,
+    config: std::path::PathBuf,
+    gateway: Process,
+    address: String,
+    _v1: sidecars::LocalSidecar,
+}
+
+async fn version_one(id: &str, events: usize, seed: u64) -> VersionOne {
+    let ws = Workspace::new();
+    let log = ws.log_with_events(events, events / 10, seed);
+    let head = log.head().unwrap();
+    let target = ws.target_path();
+    let v1 = sidecars::describing(description("1")).await;
+    let config = ws.path("gateway.yaml");
+    std::fs::write(&config, blue_green_yaml(id, &ws, &v1.address, &sqlite_sink_yaml(&target), 1)).unwrap();
+    let (gateway, address) = run_listening(&config, ws.dir.path(), "gateway");
+    poll_until("version 1 to be built", WAIT, || (sqlite_low_watermark(&target, id, 4) >= head).then_some(())).await;
+    VersionOne { ws, log, target, config, gateway, address, _v1: v1 }
+}
+
 /// The `rebuild` object of the connector's status, once the endpoint answers with one.
 fn rebuild_status(address: &str, id: &str) -> Option<Value> {
     let (status, body) = get(address, &format!("/connectors/{id}"))?;
@@ -58,15 +83,7 @@ fn version_line(status: &str, version: &str) -> Option<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_verb_and_the_rebuild_command_swap_new_versions_in_under_a_running_gateway() {
     let id = "bg-commands";
-    let ws = Workspace::new();
-    let log = ws.log_with_events(3_000, 300, 61);
-    let head = log.head().unwrap();
-    let target = ws.target_path();
-    let v1 = sidecars::describing(description("1")).await;
-    let config = ws.path("gateway.yaml");
-    std::fs::write(&config, blue_green_yaml(id, &ws, &v1.address, &sqlite_sink_yaml(&target), 1)).unwrap();
-    let (mut gateway, address) = run_listening(&config, ws.dir.path(), "gateway");
-    poll_until("version 1 to be built", WAIT, || (sqlite_low_watermark(&target, id, 4) >= head).then_some(())).await;
+    let VersionOne { ws, target, config, mut gateway, address, _v1, .. } = version_one(id, 3_000, 61).await;
     let (code, out, err) = rebuild_command(&config, id, &["--status"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("no blue/green rebuild recorded"), "{out}");
@@ -105,15 +122,7 @@ async fn the_api_verb_and_the_rebuild_command_swap_new_versions_in_under_a_runni
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_rebuilds_by_itself_for_a_new_version_and_resumes_the_rebuild_after_a_sigkill() {
     let id = "bg-automatic";
-    let ws = Workspace::new();
-    let mut log = ws.log_with_events(30_000, 3_000, 62);
-    let head = log.head().unwrap();
-    let target = ws.target_path();
-    let v1 = sidecars::describing(description("1")).await;
-    let config = ws.path("gateway.yaml");
-    std::fs::write(&config, blue_green_yaml(id, &ws, &v1.address, &sqlite_sink_yaml(&target), 1)).unwrap();
-    let (mut first, _) = run_listening(&config, ws.dir.path(), "first");
-    poll_until("version 1 to be built", WAIT, || (sqlite_low_watermark(&target, id, 4) >= head).then_some(())).await;
+    let VersionOne { ws, mut log, target, config, gateway: mut first, _v1, .. } = version_one(id, 30_000, 62).await;
     first.signal(processes::SIGTERM);
     assert!(first.wait_exit(WAIT).success(), "{}", first.stderr());
     let v1_model = ReadModel::from_sqlite(&target);
