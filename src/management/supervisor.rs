@@ -109,6 +109,10 @@ struct Slot {
     running: Option<Running>,
     /// The source-head probe, kept while the connector is registered (see `head_probe`).
     probe: Option<JoinHandle<()>>,
+    /// What stops a blue/green rebuild started through the API: disabling or deleting the
+    /// connector, or the process stopping (it is recorded as building, and resumed by the
+    /// connector's next start with `on_new_version: blue_green` or by asking again).
+    rebuild: Option<ConnectorControl>,
 }
 
 impl Slot {
@@ -161,7 +165,7 @@ impl Supervisor {
         for (id, origin, config) in from_file.chain(from_log) {
             let handle = registry.add(&id, origin);
             let enabled = !replayed.disabled.contains(&id);
-            slots.push(Slot { id, origin, config, enabled, handle, running: None, probe: None });
+            slots.push(Slot { id, origin, config, enabled, handle, running: None, probe: None, rebuild: None });
         }
         let inner = Inner {
             slots: Mutex::new(slots),
@@ -359,7 +363,7 @@ impl Supervisor {
     /// it; one whose definition does not load is reported as failed.
     fn add(&self, slots: &mut Vec<Slot>, id: &str, config: Result<ConnectorConfig, String>) {
         let handle = self.inner.registry.add(id, Origin::Api);
-        slots.push(Slot { id: id.to_owned(), origin: Origin::Api, config, enabled: true, handle, running: None, probe: None });
+        slots.push(Slot { id: id.to_owned(), origin: Origin::Api, config, enabled: true, handle, running: None, probe: None, rebuild: None });
         let slot = slots.last_mut().expect("just pushed");
         match &slot.config {
             Ok(_) => self.spawn(slot),
@@ -391,6 +395,7 @@ impl Supervisor {
     /// Stops the connector at `index` (draining) and forgets it.
     async fn remove(&self, slots: &mut Vec<Slot>, index: usize) {
         let slot = &mut slots[index];
+        stop_rebuild(slot);
         self.stop(slot).await;
         if let Some(probe) = slot.probe.take() {
             probe.abort();
@@ -404,6 +409,7 @@ impl Supervisor {
     /// once it has stopped, when `done` is logged.
     fn disable_slot(&self, slot: &mut Slot, done: Option<String>) {
         slot.enabled = false;
+        stop_rebuild(slot);
         let handle = slot.handle.clone();
         if slot.is_active() {
             handle.stopping();
@@ -677,17 +683,29 @@ impl Supervisor {
         let by = super::definition::CHANGED_BY.try_with(String::clone).unwrap_or_else(|_| "anyone".into());
         info!(connector = %id, by = %by, sidecar = ?sidecar, "blue/green rebuild started through the management API");
         let request = crate::pipeline::RebuildRequest { sidecar: sidecar.clone(), automatic: false };
-        // The rebuild records itself in the target as it goes: stopped with the process, it is
-        // resumed by the next start of a connector with `on_new_version: blue_green`, or by
-        // asking again.
+        // The rebuild records itself in the target as it goes: stopped (with the process, or
+        // by a disable or delete of the connector), it is resumed by the next start of a
+        // connector with `on_new_version: blue_green`, or by asking again.
+        let control = self.inner.process.child();
+        if let Some(slot) = self.inner.slots.lock().await.iter_mut().find(|s| s.id == id) {
+            stop_rebuild(slot);
+            slot.rebuild = Some(control.clone());
+        }
         let connector = id.to_owned();
         tokio::spawn(async move {
-            match crate::pipeline::rebuild(config, request, crate::pipeline::ConnectorControl::default()).await {
+            match crate::pipeline::rebuild(config, request, control).await {
                 Ok(outcome) => info!(connector = %connector, "blue/green rebuild through the management API ended: {outcome:?}"),
                 Err(e) => tracing::error!(connector = %connector, "{e}"),
             }
         });
         Ok(json!({ "id": id, "rebuild": "started", "sidecar": sidecar, "note": format!("progress: GET /connectors/{id} (`rebuild`)") }))
+    }
+}
+
+/// Stops the slot's API-started rebuild, if one runs (it ends as `stopped`, resumable).
+fn stop_rebuild(slot: &mut Slot) {
+    if let Some(control) = slot.rebuild.take() {
+        control.shutdown.cancel();
     }
 }
 

@@ -86,7 +86,7 @@ pub struct RebuildReport {
     pub version: String,
     /// The live version it replaces.
     pub replaces: Option<String>,
-    /// `building`, `swapping`, `live` (swapped), `failed`.
+    /// `building`, `swapping`, `live` (swapped), `failed`, `stopped` (before the swap; resumable).
     pub state: &'static str,
     /// Every event up to this position is in the new version.
     pub position: u64,
@@ -216,7 +216,11 @@ pub async fn rebuild(live: ConnectorConfig, request: RebuildRequest, control: Co
     };
     match built {
         Ok(true) => {}
-        Ok(false) => return Ok(RebuildOutcome::Stopped),
+        Ok(false) => {
+            report(&connector, |r| r.state = "stopped");
+            info!(connector = %connector, "blue/green rebuild of version {new} stopped before the swap; the live read model is untouched, and the rebuild resumes where it stopped at the next start or request");
+            return Ok(RebuildOutcome::Stopped);
+        }
         Err(e) => return Err(failed(e).await),
     }
     report(&connector, |r| r.state = "swapping");

@@ -22,16 +22,18 @@ use crate::{
 
 const WAIT: Duration = Duration::from_secs(120);
 
-/// `run --config <config> --listen <free port>`; returns the process and the endpoint's address.
-fn run_listening(config: &Path, dir: &Path, name: &str) -> (Process, String) {
+/// `run --config <config> --listen <free port> <extra>`; returns the process and the
+/// endpoint's address.
+fn run_listening(config: &Path, dir: &Path, name: &str, extra: &[&str]) -> (Process, String) {
     let address = format!("127.0.0.1:{}", processes::free_port());
     let mut command = Command::new(processes::gateway_bin());
-    command.args(["run", "--config"]).arg(config).args(["--listen", &address]).env("RUST_LOG", "info");
+    command.args(["run", "--config"]).arg(config).args(["--listen", &address]).args(extra).env("RUST_LOG", "info");
     (Process::spawn(command, dir.join(format!("{name}.log")), false), address)
 }
 
 /// A gateway running connector `id` (on `on_new_version: blue_green`, keeping one old version)
-/// whose read model version 1 has caught up with a log of `events` events.
+/// whose read model version 1 has caught up with a log of `events` events; `with_state`: with a
+/// definition log (`--state`), so that the management API can disable and enable.
 struct VersionOne {
     ws: Workspace,
     log: projector_gateway::sources::sqlite::EventLog,
@@ -42,7 +44,7 @@ struct VersionOne {
     _v1: sidecars::LocalSidecar,
 }
 
-async fn version_one(id: &str, events: usize, seed: u64) -> VersionOne {
+async fn version_one(id: &str, events: usize, seed: u64, with_state: bool) -> VersionOne {
     let ws = Workspace::new();
     let log = ws.log_with_events(events, events / 10, seed);
     let head = log.head().unwrap();
@@ -50,7 +52,9 @@ async fn version_one(id: &str, events: usize, seed: u64) -> VersionOne {
     let v1 = sidecars::describing(description("1")).await;
     let config = ws.path("gateway.yaml");
     std::fs::write(&config, blue_green_yaml(id, &ws, &v1.address, &sqlite_sink_yaml(&target), 1)).unwrap();
-    let (gateway, address) = run_listening(&config, ws.dir.path(), "gateway");
+    let state = format!("--state={}", ws.path("definitions.db").display());
+    let extra: &[&str] = if with_state { &[&state] } else { &[] };
+    let (gateway, address) = run_listening(&config, ws.dir.path(), "gateway", extra);
     poll_until("version 1 to be built", WAIT, || (sqlite_low_watermark(&target, id, 4) >= head).then_some(())).await;
     VersionOne { ws, log, target, config, gateway, address, _v1: v1 }
 }
@@ -83,7 +87,7 @@ fn version_line(status: &str, version: &str) -> Option<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_verb_and_the_rebuild_command_swap_new_versions_in_under_a_running_gateway() {
     let id = "bg-commands";
-    let VersionOne { ws, target, config, mut gateway, address, _v1, .. } = version_one(id, 3_000, 61).await;
+    let VersionOne { ws, target, config, mut gateway, address, _v1, .. } = version_one(id, 3_000, 61, false).await;
     let (code, out, err) = rebuild_command(&config, id, &["--status"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("no blue/green rebuild recorded"), "{out}");
@@ -122,7 +126,7 @@ async fn the_api_verb_and_the_rebuild_command_swap_new_versions_in_under_a_runni
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_rebuilds_by_itself_for_a_new_version_and_resumes_the_rebuild_after_a_sigkill() {
     let id = "bg-automatic";
-    let VersionOne { ws, mut log, target, config, gateway: mut first, _v1, .. } = version_one(id, 30_000, 62).await;
+    let VersionOne { ws, mut log, target, config, gateway: mut first, _v1, .. } = version_one(id, 30_000, 62, false).await;
     first.signal(processes::SIGTERM);
     assert!(first.wait_exit(WAIT).success(), "{}", first.stderr());
     let v1_model = ReadModel::from_sqlite(&target);
@@ -131,7 +135,7 @@ async fn run_rebuilds_by_itself_for_a_new_version_and_resumes_the_rebuild_after_
     let v2 = sidecars::describing_with(Script::Map(reduce_v2), description("2")).await;
     let yaml = std::fs::read_to_string(&config).unwrap().replace("blue_green: {", &format!("blue_green: {{ sidecar: \"{}\", ", v2.address));
     std::fs::write(&config, yaml).unwrap();
-    let (mut second, address) = run_listening(&config, ws.dir.path(), "second");
+    let (mut second, address) = run_listening(&config, ws.dir.path(), "second", &[]);
     poll_until("the automatic rebuild to be building", WAIT, || {
         rebuild_status(&address, id).filter(|r| r["state"] == "building" && r["position"].as_u64().is_some_and(|p| p > 0))
     })
@@ -145,10 +149,45 @@ async fn run_rebuilds_by_itself_for_a_new_version_and_resumes_the_rebuild_after_
 
     // The next start resumes it and swaps; events appended meanwhile are in version 2 too.
     append_generated(&mut log, 500, 300, 63);
-    let (mut third, address) = run_listening(&config, ws.dir.path(), "third");
+    let (mut third, address) = run_listening(&config, ws.dir.path(), "third", &[]);
     poll_until("the resumed rebuild to be live", WAIT, || rebuild_status(&address, id).filter(|r| r["state"] == "live")).await;
     assert!(third.stderr().contains("blue/green rebuild: resuming version 2"), "the start says it resumes the rebuild: {}", third.stderr());
     ReadModel::from_sqlite(&target).assert_same(&reference_v2(&ws.log_path()));
     third.signal(processes::SIGTERM);
     assert!(third.wait_exit(WAIT).success(), "{}", third.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_the_connector_stops_its_api_rebuild_and_enabling_it_resumes_the_rebuild() {
+    let id = "bg-disable";
+    let VersionOne { ws, target, config, mut gateway, address, _v1, .. } = version_one(id, 30_000, 64, true).await;
+    let v1_model = ReadModel::from_sqlite(&target);
+    let v2 = sidecars::describing_with(Script::Map(reduce_v2), description("2")).await;
+    let body = format!("{{\"sidecar\": \"{}\"}}", v2.address);
+    let (status, answer) = request(&address, "POST", &format!("/connectors/{id}/rebuild"), &body, None).unwrap();
+    assert_eq!(status, 202, "{answer}");
+    poll_until("the rebuild to be building", WAIT, || {
+        rebuild_status(&address, id).filter(|r| r["state"] == "building" && r["position"].as_u64().is_some_and(|p| p > 0))
+    })
+    .await;
+
+    // Disabled: the rebuild stops before its swap; version 1 stays live and untouched.
+    let (status, answer) = request(&address, "POST", &format!("/connectors/{id}/disable?wait=true"), "", None).unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let stopped = poll_until("the rebuild to stop", WAIT, || rebuild_status(&address, id).filter(|r| r["state"] == "stopped")).await;
+    assert_eq!(stopped["version"], "2", "{stopped}");
+    ReadModel::from_sqlite(&target).assert_same(&v1_model);
+    let (code, out, _) = rebuild_command(&config, id, &["--status"]);
+    assert_eq!(code, 0);
+    assert_eq!(version_line(&out, "2").map(|c| c[1].clone()).as_deref(), Some("building"), "resumable: {out}");
+
+    // Enabled: the connector's start resumes the rebuild (at the sidecar recorded with it) and
+    // swaps version 2 in.
+    let (status, answer) = request(&address, "POST", &format!("/connectors/{id}/enable"), "", None).unwrap();
+    assert_eq!(status, 200, "{answer}");
+    poll_until("the resumed rebuild to be live", WAIT, || rebuild_status(&address, id).filter(|r| r["state"] == "live")).await;
+    assert!(gateway.stderr().contains("blue/green rebuild: resuming version 2"), "{}", gateway.stderr());
+    ReadModel::from_sqlite(&target).assert_same(&reference_v2(&ws.log_path()));
+    gateway.signal(processes::SIGTERM);
+    assert!(gateway.wait_exit(WAIT).success(), "{}", gateway.stderr());
 }
