@@ -76,6 +76,23 @@ impl Claims {
     pub fn holds(&self, partition: u32) -> bool {
         self.epochs.contains_key(&partition)
     }
+
+    /// What a batch's fence checks: each partition the batch writes for (operations or
+    /// checkpoints), once and in order, with the epoch this gateway holds it under; one it
+    /// does not hold gets epoch -1, which no claim has, so the fence refuses the batch.
+    pub fn fence_pairs<Op>(&self, batch: &crate::sinks::Batch<Op>) -> Vec<(u32, i64)> {
+        let partitions: std::collections::BTreeSet<u32> =
+            batch.items.iter().map(crate::sinks::BatchItem::partition).chain(batch.checkpoints.iter().map(|c| c.partition)).collect();
+        partitions.into_iter().map(|p| (p, self.epochs.get(&p).copied().unwrap_or(-1))).collect()
+    }
+}
+
+/// The error of a batch the claims fence refused (the same words on every target).
+pub fn fenced_off(holder: &str, connector: &str, partitions: &impl std::fmt::Debug, epochs: &impl std::fmt::Debug) -> String {
+    format!(
+        "this gateway ({holder}) no longer holds every partition of connector `{connector}` this batch writes for \
+         (partitions {partitions:?} under epochs {epochs:?}): another gateway took one over, and nothing of this batch was committed"
+    )
 }
 
 /// What every commit of a run is fenced with.

@@ -82,8 +82,7 @@ impl SqliteClaims {
                 std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
             }
             let conn = Connection::open(&owned).map_err(|e| e.to_string())?;
-            conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
-            conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").map_err(|e| e.to_string())?;
+            crate::sinks::sqlite::schema::configure(&conn).map_err(|e| e.to_string())?;
             conn.execute_batch(TABLES).map_err(|e| e.to_string())?;
             Ok::<_, String>(conn)
         })

@@ -37,7 +37,7 @@ pub(crate) fn description(version: &str) -> DescribeResponse {
 
 /// Reducer version 2: version 1 with the statuses in capitals.
 pub(crate) fn reduce_v2(request: &ProjectionRequest) -> ProjectionResponse {
-    let mut response = bookings_reducer::reduce(request);
+    let response = bookings_reducer::reduce(request);
     let capitals = |any: &mut prost_types::Any| {
         if any.type_url.ends_with("projection.Statement") {
             let mut statement = sp::Statement::decode(any.value.as_slice()).expect("a statement");
@@ -47,10 +47,12 @@ pub(crate) fn reduce_v2(request: &ProjectionRequest) -> ProjectionResponse {
             any.value = statement.encode_to_vec();
         }
     };
-    if let Some(operation) = response.operation.as_mut() {
-        capitals(operation);
-    }
-    response.operations.iter_mut().for_each(capitals);
+    rewrite_operations(response, capitals)
+}
+
+/// `response` with `rewrite` applied to its operation and each of its operations.
+fn rewrite_operations(mut response: ProjectionResponse, rewrite: impl FnMut(&mut prost_types::Any)) -> ProjectionResponse {
+    response.operation.iter_mut().chain(response.operations.iter_mut()).for_each(rewrite);
     response
 }
 
@@ -359,7 +361,7 @@ fn elastic_description(version: &str) -> DescribeResponse {
 fn reduce_elastic_v2(request: &ProjectionRequest) -> ProjectionResponse {
     // Slow enough that the test sees the rebuild building while the live connector commits.
     std::thread::sleep(Duration::from_micros(500));
-    let mut response = bookings_reducer::reduce_elastic(request);
+    let response = bookings_reducer::reduce_elastic(request);
     fn capitals(document: Option<&mut prost_types::Struct>) {
         let Some(status) = document.and_then(|d| d.fields.get_mut("status")) else { return };
         if let Some(prost_types::value::Kind::StringValue(text)) = status.kind.as_mut() {
@@ -377,11 +379,7 @@ fn reduce_elastic_v2(request: &ProjectionRequest) -> ProjectionResponse {
             any.value = update.encode_to_vec();
         }
     };
-    if let Some(operation) = response.operation.as_mut() {
-        rewrite(operation);
-    }
-    response.operations.iter_mut().for_each(rewrite);
-    response
+    rewrite_operations(response, rewrite)
 }
 
 /// A search through the alias (one request, one point in time after the last refresh). A search
@@ -595,7 +593,7 @@ fn mongo_description(version: &str) -> DescribeResponse {
 /// MongoDB reducer version 2: version 1 with the statuses in capitals.
 fn reduce_mongo_v2(request: &ProjectionRequest) -> ProjectionResponse {
     std::thread::sleep(Duration::from_micros(500));
-    let mut response = bookings_reducer::reduce_mongo(request);
+    let response = bookings_reducer::reduce_mongo(request);
     let rewrite = |any: &mut prost_types::Any| {
         if !any.type_url.ends_with("projection.UpdateOne") {
             return;
@@ -610,11 +608,7 @@ fn reduce_mongo_v2(request: &ProjectionRequest) -> ProjectionResponse {
         }
         any.value = update.encode_to_vec();
     };
-    if let Some(operation) = response.operation.as_mut() {
-        rewrite(operation);
-    }
-    response.operations.iter_mut().for_each(rewrite);
-    response
+    rewrite_operations(response, rewrite)
 }
 
 /// One aggregation over `bookings` (one snapshot of the collection).

@@ -250,12 +250,10 @@ impl MongoWriter {
     /// for must still be this gateway's under its epoch (one it does not hold gets epoch -1,
     /// which no claim has).
     async fn fence(&self, claims: &Claims, batch: &Batch<MongoOp>, session: &mut ClientSession) -> Result<(), ApplyError> {
-        let partitions: std::collections::BTreeSet<u32> =
-            batch.items.iter().map(BatchItem::partition).chain(batch.checkpoints.iter().map(|c| c.partition)).collect();
-        if partitions.is_empty() {
+        let epochs = claims.fence_pairs(batch);
+        if epochs.is_empty() {
             return Ok(());
         }
-        let epochs: Vec<(u32, i64)> = partitions.iter().map(|p| (*p, claims.epochs.get(p).copied().unwrap_or(-1))).collect();
         let command = mongo_claims::fence_command(&self.connector, &claims.holder, &epochs);
         let reply = self.db.run_command(command).session(session).await.map_err(|e| ApplyError {
             message: format!("checking the partition claims: {}", describe_error(&e)),
@@ -279,11 +277,7 @@ impl MongoWriter {
         }
         let (partitions, epochs): (Vec<u32>, Vec<i64>) = epochs.into_iter().unzip();
         Err(ApplyError {
-            message: format!(
-                "this gateway ({}) no longer holds every partition of connector `{}` this batch writes for \
-                 (partitions {partitions:?} under epochs {epochs:?}): another gateway took one over, and nothing of this batch was committed",
-                claims.holder, self.connector
-            ),
+            message: crate::lease::fenced_off(&claims.holder, &self.connector, &partitions, &epochs),
             transient: false,
             failed_at: None,
             checkpoint_moved: false,

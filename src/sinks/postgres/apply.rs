@@ -314,12 +314,7 @@ impl WriterConnection {
         match fence {
             Some(Fence::Lease(tenure)) => steps.push(Step::Fence { connector, holder: &tenure.holder, epoch: tenure.epoch }),
             Some(Fence::Claims(claims)) => {
-                // Every partition the batch writes for, operations or checkpoint; one this
-                // gateway does not hold gets an epoch no claim has, so the fence refuses it.
-                let partitions: std::collections::BTreeSet<u32> =
-                    batch.items.iter().map(BatchItem::partition).chain(batch.checkpoints.iter().map(|c| c.partition)).collect();
-                let (partitions, epochs) =
-                    partitions.into_iter().map(|p| (p as i32, claims.epochs.get(&p).copied().unwrap_or(-1))).unzip();
+                let (partitions, epochs) = claims.fence_pairs(batch).into_iter().map(|(p, e)| (p as i32, e)).unzip();
                 steps.push(Step::ClaimsFence { connector, holder: &claims.holder, partitions, epochs });
             }
             None => {}
@@ -588,10 +583,7 @@ impl Step<'_> {
             Step::Fence { .. } => whole("checking the lease"),
             Step::ClaimsFence { connector, holder, partitions, epochs } if e.code() == Some(FENCED) => Failure {
                 error: ApplyError {
-                    message: format!(
-                        "this gateway ({holder}) no longer holds every partition of connector `{connector}` this batch writes for \
-                         (partitions {partitions:?} under epochs {epochs:?}): another gateway took one over, and nothing of this batch was committed"
-                    ),
+                    message: crate::lease::fenced_off(holder, connector, partitions, epochs),
                     transient: false,
                     failed_at: None,
                     checkpoint_moved: false,

@@ -129,12 +129,10 @@ fn apply_batch(conn: &mut Connection, connector: &str, batch: &Batch<SqlOp>, cla
 /// can come between it and the commit): every partition the batch writes for must still be
 /// this gateway's under its epoch (one it does not hold gets epoch -1, which no claim has).
 fn fence(tx: &rusqlite::Transaction<'_>, connector: &str, claims: &Claims, batch: &Batch<SqlOp>) -> Result<(), ApplyError> {
-    let partitions: std::collections::BTreeSet<u32> =
-        batch.items.iter().map(BatchItem::partition).chain(batch.checkpoints.iter().map(|c| c.partition)).collect();
-    if partitions.is_empty() {
+    let epochs = claims.fence_pairs(batch);
+    if epochs.is_empty() {
         return Ok(());
     }
-    let epochs: Vec<(u32, i64)> = partitions.iter().map(|p| (*p, claims.epochs.get(p).copied().unwrap_or(-1))).collect();
     let held: i64 = tx
         .prepare_cached(crate::lease::sqlite_claims::FENCE_SQL)
         .and_then(|mut s| s.query_row(rusqlite::params![connector, claims.holder, crate::lease::sqlite_claims::fence_pairs(&epochs)], |r| r.get(0)))
@@ -149,11 +147,7 @@ fn fence(tx: &rusqlite::Transaction<'_>, connector: &str, claims: &Claims, batch
     }
     let (partitions, epochs): (Vec<u32>, Vec<i64>) = epochs.into_iter().unzip();
     Err(ApplyError {
-        message: format!(
-            "this gateway ({}) no longer holds every partition of connector `{connector}` this batch writes for \
-             (partitions {partitions:?} under epochs {epochs:?}): another gateway took one over, and nothing of this batch was committed",
-            claims.holder
-        ),
+        message: crate::lease::fenced_off(&claims.holder, connector, &partitions, &epochs),
         transient: false,
         failed_at: None,
         checkpoint_moved: false,

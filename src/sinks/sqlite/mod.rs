@@ -8,7 +8,7 @@ mod apply;
 pub mod blue_green;
 mod checkpointer;
 mod parked;
-mod schema;
+pub(crate) mod schema;
 
 use std::{
     path::PathBuf,

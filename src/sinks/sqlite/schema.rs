@@ -34,6 +34,13 @@ CREATE TABLE IF NOT EXISTS projections (
 );
 "#;
 
+/// The settings every connection to a SQLite target gets: the gateway's own (writers, the
+/// partition claims of `lease::sqlite_claims`) wait for one another's write lock, in WAL mode.
+pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+}
+
 pub(super) fn open(config: &SqliteSinkConfig) -> Result<Connection, SinkError> {
     let path = config.path.display().to_string();
     let fail = |what: &str, e: &dyn std::fmt::Display| SinkError::schema(format!("SQLite target {path}: {what}: {e}"));
@@ -41,9 +48,7 @@ pub(super) fn open(config: &SqliteSinkConfig) -> Result<Connection, SinkError> {
         std::fs::create_dir_all(dir).map_err(|e| fail("cannot create its directory", &e))?;
     }
     let conn = Connection::open(&config.path).map_err(|e| fail("cannot open", &e))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| fail("cannot configure", &e))?;
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-        .map_err(|e| fail("cannot configure", &e))?;
+    configure(&conn).map_err(|e| fail("cannot configure", &e))?;
     conn.set_prepared_statement_cache_capacity(256);
     conn.execute_batch(TABLES).map_err(|e| fail("cannot create the gateway tables", &e))?;
     if let Some(sql) = &config.init_sql {
